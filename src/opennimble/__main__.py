@@ -1,0 +1,3 @@
+from opennimble.cli import main
+
+main()

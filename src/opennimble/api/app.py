@@ -1,0 +1,187 @@
+"""The ASGI application: the Nimble API, the stream URLs and a health check.
+
+A request to the API goes: route (from the model) -> SigV4 -> parse (by member location) ->
+validate -> handler in a transaction -> serialize (by the output shape). Database work runs on
+the event loop thread: an embedded SQLite read costs microseconds, less than a hop to a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+
+from opennimble import clock, errors
+from opennimble.api import auth, dispatch
+from opennimble.api.context import Installation
+from opennimble.domain import paging, stream_tokens
+from opennimble.gateway import streams as gateway
+from opennimble.protocol import model, parse, routing, serialize, sigv4
+from opennimble.reconciler import loop
+from opennimble.store import crypto, database
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger("opennimble.access")
+MAX_BODY = 1024 * 1024
+STREAMS_PREFIX = "/streams/"
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class App:
+    def __init__(
+        self,
+        *,
+        db: database.Database,
+        cipher: crypto.Cipher,
+        region: str,
+        account_id: str,
+        public_url: str,
+        reconciler: loop.Reconciler,
+        now: clock.Now = clock.system_now,
+        page_size: int = 100,
+    ) -> None:
+        self.db = db
+        self.reconciler = reconciler
+        self.router = routing.Router(model.operations())
+        tokens = stream_tokens.StreamTokens(cipher.key)
+        install = Installation(
+            region=region,
+            account_id=account_id,
+            public_url=public_url,
+            page_size=page_size,
+            codec=paging.TokenCodec(cipher.key),
+            stream_tokens=tokens,
+            wake_reconciler=reconciler.wake,
+        )
+        self.dispatcher = dispatch.Dispatcher(db, install, now)
+        self.auth = auth.Authenticator(db, cipher, region, now)
+        self.gate = gateway.StreamGate(db, tokens, now)
+        self._reconciling: asyncio.Task[None] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._reconciling = asyncio.get_running_loop().create_task(self.reconciler.run())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._reconciling is not None:
+                    self._reconciling.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await self._reconciling
+                self.db.dispose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        path = scope.get("raw_path") or scope["path"].encode()
+        raw_path = path.decode("utf-8", "surrogateescape")
+        query = scope.get("query_string", b"").decode("utf-8", "surrogateescape")
+        if raw_path.startswith(STREAMS_PREFIX):
+            answer = self.gate.admit(raw_path[len(STREAMS_PREFIX) :], query)
+            headers = [
+                (b"content-type", b"text/html; charset=utf-8"),
+                (b"cache-control", b"no-store"),
+            ]
+            await _respond(send, answer.status, headers, answer.page())
+            _log(scope, "stream", answer.status, "-", started)
+            return
+        if raw_path == "/healthz":
+            await _respond(
+                send, 200, [(b"content-type", b"application/json")], orjson.dumps({"status": "ok"})
+            )
+            return
+        status, headers, body, name, who = await self._api(scope, receive, raw_path, query)
+        await _respond(send, status, headers, body)
+        _log(scope, name, status, who, started)
+
+    async def _api(
+        self, scope: Scope, receive: Receive, raw_path: str, query: str
+    ) -> tuple[int, serialize.Headers, bytes, str, str]:
+        name, who = "-", "-"
+        try:
+            match = self.router.match(scope["method"], raw_path)
+            name = match.operation.name
+            body = await _read_body(receive)
+            headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+            caller = self.auth.authenticate(
+                sigv4.SignedRequest(scope["method"], raw_path, query, headers, body)
+            )
+            who = caller.name
+            params = parse.parse_input(
+                match.operation, match.path_params, query, {k.lower(): v for k, v in headers}, body
+            )
+            result = self.dispatcher.invoke(match.operation, caller, params)
+            return (*serialize.response(match.operation, result), name, who)
+        except Exception as exc:  # every failure becomes a modelled error
+            error = _as_service_error(exc, scope["method"], raw_path, name)
+            return (*serialize.error_response(error), name, who)
+
+
+def _as_service_error(exc: Exception, method: str, path: str, name: str) -> errors.ServiceError:
+    if isinstance(exc, errors.ServiceError):
+        if exc.detail:
+            log.info("%s refused: %s", name, exc.detail)
+        return exc
+    if isinstance(exc, routing.NoRoute):
+        return _no_route(method, path, exc)
+    if isinstance(exc, BodyTooLarge):
+        return errors.ValidationException(f"The request body exceeds {MAX_BODY} bytes")
+    log.exception("%s failed", name, exc_info=exc)
+    return errors.InternalServerErrorException(
+        "The server failed to handle the request; the error is logged"
+    )
+
+
+def _no_route(method: str, path: str, exc: routing.NoRoute) -> errors.ServiceError:
+    if exc.allowed:
+        return errors.ValidationException(
+            f"{method} is not allowed on {path}; allowed: {', '.join(exc.allowed)}"
+        )
+    return errors.ResourceNotFoundException(
+        f"No operation of the nimble API matches {method} {path}"
+    )
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _respond(send: Send, status: int, headers: serialize.Headers, body: bytes) -> None:
+    all_headers = [*headers, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": all_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _log(scope: Scope, name: str, status: int, who: str, started: float) -> None:
+    ms = (time.perf_counter() - started) * 1000
+    log.info("%s %s %s %d %s %.1fms", scope["method"], scope["path"], name, status, who, ms)

@@ -1,0 +1,56 @@
+"""Who is calling: SigV4 verification against the identity store's access keys."""
+
+from __future__ import annotations
+
+import threading
+
+from opennimble import clock, errors
+from opennimble.domain.identity import Caller
+from opennimble.protocol import sigv4
+from opennimble.store import crypto, database, users
+
+
+class Authenticator:
+    """Verifies requests; keeps decrypted secrets of keys seen in memory (never on disk)."""
+
+    def __init__(
+        self, db: database.Database, cipher: crypto.Cipher, region: str, now: clock.Now
+    ) -> None:
+        self._db = db
+        self.cipher = cipher
+        self._known: dict[str, tuple[str, Caller]] = {}
+        self._lock = threading.Lock()
+        self._verifier = sigv4.Verifier(
+            region=region,
+            service="nimble",
+            lookup=self._secret,
+            now=lambda: clock.to_datetime(now()),
+        )
+
+    def _load(self, access_key_id: str) -> tuple[str, Caller] | None:
+        with self._lock:
+            known = self._known.get(access_key_id)
+        if known is not None:
+            return known
+        with self._db.read() as conn:
+            row = users.get_key(conn, access_key_id)
+        if row is None:
+            return None
+        caller = Caller(row["user_id"], row["name"], bool(row["operator"]))
+        entry = (self.cipher.decrypt(row["secret"]), caller)
+        with self._lock:
+            self._known[access_key_id] = entry
+        return entry
+
+    def _secret(self, access_key_id: str) -> str | None:
+        entry = self._load(access_key_id)
+        return entry[0] if entry else None
+
+    def authenticate(self, request: sigv4.SignedRequest) -> Caller:
+        try:
+            access_key_id = self._verifier.verify(request)
+        except sigv4.SignatureError as exc:
+            raise errors.AccessDeniedException(exc.message, code=exc.code) from None
+        entry = self._load(access_key_id)
+        assert entry is not None
+        return entry[1]

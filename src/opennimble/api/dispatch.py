@@ -1,0 +1,109 @@
+"""Running one operation: validation, idempotency, the handler, in one database transaction."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from opennimble import clock, errors
+from opennimble.api import operations, registry
+from opennimble.api.context import Context, Installation
+from opennimble.domain.identity import Caller
+from opennimble.protocol import model, validate
+from opennimble.store import database, idempotency
+
+assert operations  # importing the package registers the handlers
+
+PENDING = "pending"
+
+
+class Dispatcher:
+    def __init__(self, db: database.Database, install: Installation, now: clock.Now) -> None:
+        self.db = db
+        self.install = install
+        self.now = now
+
+    def invoke(self, op: model.Operation, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
+        """Run ``op`` for ``caller``; return the handler's result or raise a ServiceError."""
+        validate.validate(op.input, params)
+        handler = registry.HANDLERS.get(op.name)
+        if handler is None:
+            raise errors.ValidationException(
+                f"The operation {op.name} is not supported yet by this opennimble server",
+                code="OperationNotSupported",
+                context={"operation": op.name},
+            )
+        token_member = op.idempotency_member
+        token = params.get(token_member.name) if token_member else None
+        for attempt in range(3):
+            try:
+                return self._run(op, handler, caller, params, token)
+            except sa.exc.IntegrityError:
+                # another server committed the same idempotent request first: read its record
+                if token is None or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _run(
+        self,
+        op: model.Operation,
+        handler: registry.Handler,
+        caller: Caller,
+        params: dict[str, Any],
+        token: str | None,
+    ) -> dict[str, Any]:
+        transaction = self.db.read if op.method == "GET" else self.db.write
+        with transaction() as conn:
+            ctx = Context(conn, caller, self.now(), self.install)
+            if token is None:
+                return handler(ctx, params)
+            return _idempotent(ctx, op, handler, params, token)
+
+
+def _idempotent(
+    ctx: Context, op: model.Operation, handler: registry.Handler, params: dict[str, Any], token: str
+) -> dict[str, Any]:
+    assert op.idempotency_member is not None
+    key = (op.name, ctx.caller.user_id, str(params.get("studioId", "")), token)
+    fingerprint = _fingerprint({k: v for k, v in params.items() if k != op.idempotency_member.name})
+    record = idempotency.get(ctx.conn, *key)
+    if record is None:
+        idempotency.insert(
+            ctx.conn,
+            {
+                "operation": key[0],
+                "caller": key[1],
+                "scope": key[2],
+                "token": key[3],
+                "fingerprint": fingerprint,
+                "response": PENDING,
+                "created_at": ctx.now,
+            },
+        )
+        result = handler(ctx, params)
+        ctx.conn.execute(
+            sa.update(idempotency.t)
+            .where(
+                idempotency.t.c.operation == key[0],
+                idempotency.t.c.caller == key[1],
+                idempotency.t.c.scope == key[2],
+                idempotency.t.c.token == key[3],
+            )
+            .values(response=result)
+        )
+        return result
+    if record["fingerprint"] != fingerprint:
+        raise errors.ValidationException(
+            f"The client token '{token}' was already used with different parameters for "
+            f"{op.name}; use a new token for a different request",
+            context={"fields": "clientToken"},
+        )
+    response: dict[str, Any] = record["response"]
+    return response
+
+
+def _fingerprint(params: dict[str, Any]) -> str:
+    return hashlib.sha256(orjson.dumps(params, option=orjson.OPT_SORT_KEYS)).hexdigest()

@@ -1,0 +1,118 @@
+"""CreateStreamingSession, GetStreamingSession, ListStreamingSessions, DeleteStreamingSession."""
+
+from __future__ import annotations
+
+from opennimble.api import listing, views
+from opennimble.api.context import Context
+from opennimble.api.registry import Params, Result, handler
+from opennimble.domain import access, ids, lifecycle
+from opennimble.domain import sessions as rules
+from opennimble.protocol import validate
+from opennimble.store import sessions as store
+
+
+@handler
+def create_streaming_session(ctx: Context, params: Params) -> Result:
+    studio_id = params["studioId"]
+    plan = rules.plan(ctx.conn, ctx.caller, studio_id, params)
+    estimate = lifecycle.timers(plan.attrs, ctx.now)
+    row = {
+        "session_id": ids.resource_id(),
+        "studio_id": studio_id,
+        "launch_profile_id": plan.launch_profile["resource_id"],
+        "streaming_image_id": plan.streaming_image_id,
+        "ec2_instance_type": plan.ec2_instance_type,
+        "owned_by": plan.owned_by,
+        "created_by": ctx.caller.user_id,
+        "tags": params.get("tags", {}),
+        "attrs": plan.attrs,
+        "created_at": ctx.now,
+        "provider": "",
+        "provider_state": {},
+        "endpoint": {},
+        "attempts": 0,
+        "next_attempt_at": 0,
+        "work_started_at": ctx.now,
+        **estimate,
+        **lifecycle.enter("CREATE_IN_PROGRESS", ctx.now, ctx.caller.user_id),
+    }
+    store.insert(ctx.conn, row)
+    ctx.install.wake_reconciler()
+    return {"session": views.session(ctx, row)}
+
+
+@handler
+def get_streaming_session(ctx: Context, params: Params) -> Result:
+    row = store.get(ctx.conn, params["sessionId"], params["studioId"])
+    row = rules.readable(ctx.conn, ctx.caller, params["studioId"], row, params["sessionId"])
+    return {"session": views.session(ctx, row)}
+
+
+@handler
+def delete_streaming_session(ctx: Context, params: Params) -> Result:
+    session_id = params["sessionId"]
+    row = store.get(ctx.conn, session_id, params["studioId"])
+    row = rules.readable(ctx.conn, ctx.caller, params["studioId"], row, session_id)
+    if row["state"] in lifecycle.GONE:
+        return {"session": views.session(ctx, row)}
+    if row["state"] not in lifecycle.DELETABLE:
+        raise lifecycle.conflict(row, "delete")
+    values = {
+        **lifecycle.enter("DELETE_IN_PROGRESS", ctx.now, ctx.caller.user_id),
+        "work_started_at": ctx.now,
+        "attempts": 0,
+        "next_attempt_at": 0,
+    }
+    if not store.transition(ctx.conn, session_id, lifecycle.DELETABLE, **values):
+        raise lifecycle.conflict(row, "delete")
+    row.update(values)
+    ctx.install.wake_reconciler()
+    return {"session": views.session(ctx, row)}
+
+
+@handler
+def list_streaming_sessions(ctx: Context, params: Params) -> Result:
+    studio_id = params["studioId"]
+    access.studio(ctx.conn, ctx.caller, studio_id)
+    owned_by = params.get("ownedBy")
+    if not access.is_admin(ctx.conn, ctx.caller, studio_id):
+        if owned_by not in (None, ctx.caller.user_id):
+            raise access.denied(
+                ctx.caller,
+                f"list the sessions owned by {owned_by}",
+                "only studio administrators may",
+            )
+        owned_by = ctx.caller.user_id
+    session_ids = _session_ids(params.get("sessionIds"))
+    created_by = params.get("createdBy")
+    rows, token = listing.page(
+        ctx,
+        params,
+        ("ListStreamingSessions", studio_id, owned_by, created_by, session_ids),
+        lambda after, limit: store.page(
+            ctx.conn,
+            studio_id,
+            owned_by=owned_by,
+            created_by=created_by,
+            session_ids=session_ids,
+            after=after,
+            limit=limit,
+        ),
+    )
+    return {"sessions": [views.session(ctx, r) for r in rows], "nextToken": token}
+
+
+def _session_ids(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    ids_ = [part.strip() for part in value.split(",") if part.strip()]
+    if not ids_ or len(ids_) > 100:
+        raise validate.exception(
+            [
+                (
+                    "sessionIds",
+                    "Value at 'sessionIds' must be a comma-separated list of 1 to 100 session ids",
+                )
+            ]
+        )
+    return ids_

@@ -1,0 +1,71 @@
+"""CreateStreamingImage, GetStreamingImage, ListStreamingImages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opennimble.api import listing, views
+from opennimble.api.context import Context
+from opennimble.api.registry import Params, Result, handler
+from opennimble.domain import access, resources
+from opennimble.store import resources as store
+
+KIND = resources.STREAMING_IMAGE
+
+
+@handler
+def create_streaming_image(ctx: Context, params: Params) -> Result:
+    studio_id = params["studioId"]
+    access.studio(ctx.conn, ctx.caller, studio_id)
+    access.require_admin(ctx.conn, ctx.caller, studio_id, "create streaming images")
+    attrs: dict[str, Any] = {
+        key: params[key] for key in ("name", "description", "ec2ImageId") if key in params
+    }
+    attrs.update(
+        {
+            "platform": "LINUX",
+            "owner": ctx.install.account_id,
+            "eulaIds": [],
+            "encryptionConfiguration": {"keyType": "AWS_OWNED_KEY"},
+        }
+    )
+    row = resources.new(
+        ctx.conn,
+        KIND,
+        studio_id=studio_id,
+        name=params["name"],
+        attrs=attrs,
+        tags=params.get("tags", {}),
+        by=ctx.caller.user_id,
+        now=ctx.now,
+    )
+    ctx.install.wake_reconciler()
+    return {"streamingImage": views.resource(ctx, row)}
+
+
+@handler
+def get_streaming_image(ctx: Context, params: Params) -> Result:
+    access.studio(ctx.conn, ctx.caller, params["studioId"])
+    row = resources.get_live(ctx.conn, KIND, params["studioId"], params["streamingImageId"])
+    return {"streamingImage": views.resource(ctx, row)}
+
+
+@handler
+def list_streaming_images(ctx: Context, params: Params) -> Result:
+    studio_id = params["studioId"]
+    access.studio(ctx.conn, ctx.caller, studio_id)
+    owner = params.get("owner")
+    only = None
+    if owner is not None:
+        only = sorted(
+            r["resource_id"]
+            for r in store.all_live(ctx.conn, KIND.name, studio_id)
+            if r["attrs"].get("owner") == owner
+        )
+    rows, token = listing.page(
+        ctx,
+        params,
+        ("ListStreamingImages", studio_id, owner),
+        lambda after, limit: store.page(ctx.conn, KIND.name, studio_id, after, limit, only),
+    )
+    return {"streamingImages": [views.resource(ctx, r) for r in rows], "nextToken": token}

@@ -1,0 +1,72 @@
+"""CreateStudioComponent, GetStudioComponent, ListStudioComponents."""
+
+from __future__ import annotations
+
+from opennimble.api import listing, views
+from opennimble.api.context import Context
+from opennimble.api.registry import Params, Result, handler
+from opennimble.domain import access, resources
+from opennimble.store import resources as store
+
+KIND = resources.STUDIO_COMPONENT
+ATTRS = (
+    "configuration",
+    "description",
+    "ec2SecurityGroupIds",
+    "initializationScripts",
+    "name",
+    "runtimeRoleArn",
+    "scriptParameters",
+    "secureInitializationRoleArn",
+    "subtype",
+    "type",
+)
+
+
+@handler
+def create_studio_component(ctx: Context, params: Params) -> Result:
+    studio_id = params["studioId"]
+    access.studio(ctx.conn, ctx.caller, studio_id)
+    access.require_admin(ctx.conn, ctx.caller, studio_id, "create studio components")
+    attrs = {key: params[key] for key in ATTRS if key in params}
+    row = resources.new(
+        ctx.conn,
+        KIND,
+        studio_id=studio_id,
+        name=params["name"],
+        attrs=attrs,
+        tags=params.get("tags", {}),
+        by=ctx.caller.user_id,
+        now=ctx.now,
+    )
+    ctx.install.wake_reconciler()
+    return {"studioComponent": views.resource(ctx, row)}
+
+
+@handler
+def get_studio_component(ctx: Context, params: Params) -> Result:
+    access.studio(ctx.conn, ctx.caller, params["studioId"])
+    row = resources.get_live(ctx.conn, KIND, params["studioId"], params["studioComponentId"])
+    return {"studioComponent": views.resource(ctx, row)}
+
+
+@handler
+def list_studio_components(ctx: Context, params: Params) -> Result:
+    studio_id = params["studioId"]
+    access.studio(ctx.conn, ctx.caller, studio_id)
+    types = params.get("types")
+    only = None
+    if types:
+        only = sorted(
+            r["resource_id"]
+            for r in store.all_live(ctx.conn, KIND.name, studio_id)
+            if r["attrs"].get("type") in types
+        )
+    states = params.get("states")
+    rows, token = listing.page(
+        ctx,
+        params,
+        ("ListStudioComponents", studio_id, states, types),
+        lambda after, limit: store.page(ctx.conn, KIND.name, studio_id, after, limit, only, states),
+    )
+    return {"studioComponents": [views.resource(ctx, r) for r in rows], "nextToken": token}

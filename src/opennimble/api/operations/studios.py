@@ -1,0 +1,66 @@
+"""CreateStudio, GetStudio, ListStudios."""
+
+from __future__ import annotations
+
+from opennimble import errors
+from opennimble.api import listing, views
+from opennimble.api.context import Context
+from opennimble.api.registry import Params, Result, handler
+from opennimble.domain import access, ids, resources
+from opennimble.store import members
+from opennimble.store import resources as store
+
+KIND = resources.STUDIO
+
+
+@handler
+def create_studio(ctx: Context, params: Params) -> Result:
+    access.require_operator(ctx.caller, "create a studio")
+    name = params["studioName"]
+    if store.find_live_by_name(ctx.conn, KIND.name, name) is not None:
+        raise errors.ConflictException(
+            f"A studio named '{name}' exists already", context={"studioName": name}
+        )
+    studio_id = ids.studio_id(ctx.install.region)
+    attrs = {
+        key: params[key] for key in ("displayName", "studioName", "adminRoleArn", "userRoleArn")
+    }
+    attrs["studioEncryptionConfiguration"] = params.get(
+        "studioEncryptionConfiguration", {"keyType": "AWS_OWNED_KEY"}
+    )
+    attrs["homeRegion"] = ctx.install.region
+    attrs["studioUrl"] = f"{ctx.install.public_url}/studios/{name}"
+    attrs["ssoClientId"] = ids.resource_id()
+    row = resources.new(
+        ctx.conn,
+        KIND,
+        studio_id=None,
+        name=name,
+        attrs=attrs,
+        tags=params.get("tags", {}),
+        by=ctx.caller.user_id,
+        now=ctx.now,
+        resource_id=studio_id,
+    )
+    ctx.install.wake_reconciler()
+    return {"studio": views.resource(ctx, row)}
+
+
+@handler
+def get_studio(ctx: Context, params: Params) -> Result:
+    row = access.studio(ctx.conn, ctx.caller, params["studioId"])
+    return {"studio": views.resource(ctx, row)}
+
+
+@handler
+def list_studios(ctx: Context, params: Params) -> Result:
+    visible = None
+    if not ctx.caller.operator:
+        visible = sorted({m["studio_id"] for m in members.scopes_of(ctx.conn, ctx.caller.user_id)})
+    rows, token = listing.page(
+        ctx,
+        params,
+        ("ListStudios",),
+        lambda after, limit: store.page(ctx.conn, KIND.name, None, after, limit, visible),
+    )
+    return {"studios": [views.resource(ctx, r) for r in rows], "nextToken": token}

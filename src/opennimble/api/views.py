@@ -1,0 +1,90 @@
+"""Rows as the model's output structures (the serializer keeps only modelled members)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opennimble.api.context import Context
+from opennimble.domain import resources
+
+Row = dict[str, Any]
+
+
+def resource(ctx: Context, row: Row) -> Row:
+    kind = resources.KINDS[row["kind"]]
+    out = dict(row["attrs"])
+    out.update(
+        {
+            kind.id_field: row["resource_id"],
+            "arn": ctx.install.arn(kind.arn_type, row["resource_id"]),
+            "state": row["state"],
+            "statusCode": row["status_code"],
+            "statusMessage": row["status_message"],
+            "createdAt": row["created_at"],
+            "createdBy": row["created_by"],
+            "updatedAt": row["updated_at"],
+            "updatedBy": row["updated_by"],
+            "tags": row["tags"],
+        }
+    )
+    return out
+
+
+def member(row: Row) -> Row:
+    return {
+        "principalId": row["principal_id"],
+        "persona": row["persona"],
+        "identityStoreId": row["identity_store_id"],
+        "sid": row["sid"],
+    }
+
+
+def session(ctx: Context, row: Row) -> Row:
+    attrs = row["attrs"]
+    return {
+        "arn": ctx.install.arn("streaming-session", row["session_id"]),
+        "sessionId": row["session_id"],
+        "launchProfileId": row["launch_profile_id"],
+        "streamingImageId": row["streaming_image_id"],
+        "ec2InstanceType": row["ec2_instance_type"],
+        "ownedBy": row["owned_by"],
+        "createdBy": row["created_by"],
+        "createdAt": row["created_at"],
+        "updatedBy": row["updated_by"],
+        "updatedAt": row["updated_at"],
+        "state": row["state"],
+        "statusCode": row["status_code"],
+        "statusMessage": row["status_message"],
+        "tags": row["tags"],
+        "terminateAt": row.get("terminate_at"),
+        "stopAt": row.get("stop_at"),
+        "startedAt": row.get("started_at"),
+        "startedBy": row.get("started_by"),
+        "stoppedAt": row.get("stopped_at"),
+        "stoppedBy": row.get("stopped_by"),
+        "automaticTerminationMode": attrs.get("automaticTerminationMode"),
+        "sessionPersistenceMode": attrs.get("sessionPersistenceMode"),
+        "volumeRetentionMode": attrs.get("volumeRetentionMode"),
+        "backupMode": attrs.get("backupMode"),
+        "maxBackupsToRetain": attrs.get("maxBackupsToRetain"),
+        "volumeConfiguration": attrs.get("volumeConfiguration"),
+    }
+
+
+def stream(ctx: Context, row: Row, now: int) -> Row:
+    expired = row["state"] == "READY" and row["expires_at"] <= now
+    state = "DELETED" if expired else row["state"]
+    out: Row = {
+        "streamId": row["stream_id"],
+        "createdAt": row["created_at"],
+        "createdBy": row["created_by"],
+        "ownedBy": row["owned_by"],
+        "expiresAt": row["expires_at"],
+        "state": state,
+        "statusCode": "STREAM_DELETED" if expired else row["status_code"],
+    }
+    if state == "READY":
+        out["url"] = ctx.install.stream_tokens.url(
+            ctx.install.public_url, row["stream_id"], row["session_id"], row["expires_at"]
+        )
+    return out

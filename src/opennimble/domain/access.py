@@ -1,0 +1,68 @@
+"""Personas and permissions.
+
+* operator: the installation's administrator; may do everything.
+* studio ADMINISTRATOR: may do everything inside that studio.
+* launch profile USER: may read the launch profile and its studio, create sessions from it for
+  themselves, and act on the sessions they own.
+* anyone else: AccessDeniedException.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from opennimble import errors
+from opennimble.domain.identity import Caller
+from opennimble.store import members, resources
+
+Row = dict[str, Any]
+
+STUDIO = "studio"
+
+
+def is_admin(conn: sa.Connection, caller: Caller, studio_id: str) -> bool:
+    if caller.operator:
+        return True
+    member = members.get(conn, studio_id, caller.user_id)
+    return member is not None and member["persona"] == "ADMINISTRATOR"
+
+
+def is_launch_profile_user(conn: sa.Connection, user_id: str, launch_profile_id: str) -> bool:
+    return members.get(conn, launch_profile_id, user_id) is not None
+
+
+def belongs_to_studio(conn: sa.Connection, caller: Caller, studio_id: str) -> bool:
+    """Whether the caller has any role in the studio."""
+    if is_admin(conn, caller, studio_id):
+        return True
+    return any(m["studio_id"] == studio_id for m in members.scopes_of(conn, caller.user_id))
+
+
+def studio(conn: sa.Connection, caller: Caller, studio_id: str) -> Row:
+    """The studio, if it exists and the caller has a role in it."""
+    row = resources.get(conn, STUDIO, studio_id)
+    if row is None or row["state"] == "DELETED":
+        raise errors.not_found("Studio", studio_id)
+    if not belongs_to_studio(conn, caller, studio_id):
+        raise denied(caller, f"use studio {studio_id}")
+    return row
+
+
+def require_admin(conn: sa.Connection, caller: Caller, studio_id: str, action: str) -> None:
+    if not is_admin(conn, caller, studio_id):
+        raise denied(caller, action, "only the operator or a studio ADMINISTRATOR may")
+
+
+def require_operator(caller: Caller, action: str) -> None:
+    if not caller.operator:
+        raise denied(caller, action, "only an operator may")
+
+
+def denied(caller: Caller, action: str, why: str = "") -> errors.AccessDeniedException:
+    reason = f": {why} do this" if why else ""
+    return errors.AccessDeniedException(
+        f"User {caller.name} ({caller.user_id}) is not allowed to {action}{reason}",
+        context={"principalId": caller.user_id},
+    )

@@ -1,0 +1,71 @@
+"""The streaming session state machine and its timers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opennimble import clock, errors
+
+STATUS = {
+    "CREATE_IN_PROGRESS": ("STREAMING_SESSION_CREATE_IN_PROGRESS", "The session is being created"),
+    "READY": ("STREAMING_SESSION_READY", "The session is ready"),
+    "DELETE_IN_PROGRESS": ("STREAMING_SESSION_DELETE_IN_PROGRESS", "The session is being deleted"),
+    "DELETED": ("STREAMING_SESSION_DELETED", "The session is deleted"),
+    "STOP_IN_PROGRESS": ("STREAMING_SESSION_STOP_IN_PROGRESS", "The session is being stopped"),
+    "STOPPED": ("STREAMING_SESSION_STOPPED", "The session is stopped"),
+    "START_IN_PROGRESS": ("STREAMING_SESSION_START_IN_PROGRESS", "The session is being started"),
+}
+
+IN_PROGRESS = frozenset(
+    {"CREATE_IN_PROGRESS", "DELETE_IN_PROGRESS", "STOP_IN_PROGRESS", "START_IN_PROGRESS"}
+)
+DELETABLE = frozenset(
+    {"READY", "CREATE_FAILED", "STOPPED", "START_FAILED", "STOP_FAILED", "DELETE_FAILED"}
+)
+GONE = frozenset({"DELETE_IN_PROGRESS", "DELETED"})
+
+DEFAULT_MAX_SESSION_MINUTES = 690
+DELETED_RETENTION = 24 * clock.HOUR
+
+
+def enter(state: str, now: int, by: str | None = None) -> dict[str, Any]:
+    """Column values for a session entering ``state`` (not for failures: see :func:`fail`)."""
+    code, message = STATUS[state]
+    values: dict[str, Any] = {
+        "state": state,
+        "status_code": code,
+        "status_message": message,
+        "updated_at": now,
+    }
+    if by is not None:
+        values["updated_by"] = by
+    return values
+
+
+def fail(state: str, code: str, message: str, now: int) -> dict[str, Any]:
+    return {"state": state, "status_code": code, "status_message": message, "updated_at": now}
+
+
+def conflict(session: dict[str, Any], action: str) -> errors.ConflictException:
+    return errors.ConflictException(
+        f"Cannot {action} streaming session {session['session_id']} while it is {session['state']}",
+        context={"resourceId": session["session_id"], "state": session["state"]},
+    )
+
+
+def timers(attrs: dict[str, Any], started_at: int) -> dict[str, int | None]:
+    """When a session that became READY at ``started_at`` will be stopped or terminated."""
+    max_session = int(attrs.get("maxSessionLengthInMinutes") or DEFAULT_MAX_SESSION_MINUTES)
+    max_stopped = int(attrs.get("maxStoppedSessionLengthInMinutes") or 0)
+    end = started_at + max_session * clock.MINUTE
+    if max_stopped == 0:
+        return {"terminate_at": end, "stop_at": None}
+    return {"terminate_at": None, "stop_at": end}
+
+
+def stopped_timer(attrs: dict[str, Any], stopped_at: int) -> int | None:
+    """When a session stopped at ``stopped_at`` will be terminated, if ever."""
+    max_stopped = int(attrs.get("maxStoppedSessionLengthInMinutes") or 0)
+    if attrs.get("automaticTerminationMode") == "DEACTIVATED" or max_stopped == 0:
+        return None
+    return stopped_at + max_stopped * clock.MINUTE

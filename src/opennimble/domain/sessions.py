@@ -1,0 +1,133 @@
+"""Rules for new streaming sessions: who may own them, and what they run."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import sqlalchemy as sa
+
+from opennimble import errors
+from opennimble.domain import access, resources
+from opennimble.domain.identity import Caller
+from opennimble.protocol import validate
+from opennimble.store import users
+
+Row = dict[str, Any]
+
+# settings a session copies from its launch profile's stream configuration
+COPIED = (
+    "automaticTerminationMode",
+    "sessionPersistenceMode",
+    "maxSessionLengthInMinutes",
+    "maxStoppedSessionLengthInMinutes",
+    "volumeConfiguration",
+    "clipboardMode",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """A validated request for a new session."""
+
+    launch_profile: Row
+    owned_by: str
+    ec2_instance_type: str
+    streaming_image_id: str
+    attrs: dict[str, Any]
+
+
+def plan(conn: sa.Connection, caller: Caller, studio_id: str, params: dict[str, Any]) -> Plan:
+    """Check a CreateStreamingSession request against the spec's rules."""
+    access.studio(conn, caller, studio_id)
+    profile = resources.get_live(
+        conn, resources.LAUNCH_PROFILE, studio_id, params["launchProfileId"]
+    )
+    admin = access.is_admin(conn, caller, studio_id)
+    if not admin and not access.is_launch_profile_user(
+        conn, caller.user_id, profile["resource_id"]
+    ):
+        raise access.denied(
+            caller,
+            f"create sessions from launch profile {profile['resource_id']}",
+            "only its members and admins may",
+        )
+    owned_by = params.get("ownedBy") or caller.user_id
+    if owned_by != caller.user_id and not admin:
+        raise access.denied(
+            caller,
+            f"create a session owned by {owned_by}",
+            "only the operator or a studio ADMINISTRATOR may",
+        )
+    if profile["state"] != "READY":
+        raise errors.ConflictException(
+            f"Launch profile {profile['resource_id']} is {profile['state']}, not READY",
+            context={"resourceId": profile["resource_id"]},
+        )
+    stream = profile["attrs"]["streamConfiguration"]
+    problems = _owner_problems(conn, studio_id, profile, owned_by)
+    instance_type = params.get("ec2InstanceType") or stream["ec2InstanceTypes"][0]
+    if instance_type not in stream["ec2InstanceTypes"]:
+        problems.append(
+            (
+                "ec2InstanceType",
+                f"Value '{instance_type}' at 'ec2InstanceType' is "
+                f"not one of the launch profile's instance types "
+                f"{stream['ec2InstanceTypes']}",
+            )
+        )
+    image_id = params.get("streamingImageId") or stream["streamingImageIds"][0]
+    if image_id not in stream["streamingImageIds"]:
+        problems.append(
+            (
+                "streamingImageId",
+                f"Value '{image_id}' at 'streamingImageId' is not "
+                f"one of the launch profile's images {stream['streamingImageIds']}",
+            )
+        )
+    if problems:
+        raise validate.exception(problems)
+    image = resources.get_live(conn, resources.STREAMING_IMAGE, studio_id, image_id)
+    if image["state"] != "READY":
+        raise validate.exception(
+            [("streamingImageId", f"Streaming image {image_id} is {image['state']}, not READY")]
+        )
+    attrs = {key: stream[key] for key in COPIED if key in stream}
+    attrs["ec2ImageId"] = image["attrs"]["ec2ImageId"]
+    return Plan(profile, owned_by, instance_type, image_id, attrs)
+
+
+def _owner_problems(
+    conn: sa.Connection, studio_id: str, profile: Row, owned_by: str
+) -> list[validate.Problem]:
+    owner = users.get_user(conn, owned_by)
+    if owner is None:
+        return [("ownedBy", f"Value '{owned_by}' at 'ownedBy' is not a user of the identity store")]
+    owner_caller = Caller(owner["user_id"], owner["name"], bool(owner["operator"]))
+    if access.is_admin(conn, owner_caller, studio_id) or access.is_launch_profile_user(
+        conn, owned_by, profile["resource_id"]
+    ):
+        return []
+    return [
+        (
+            "ownedBy",
+            f"Value '{owned_by}' at 'ownedBy' is not a member of launch profile "
+            f"{profile['resource_id']} nor an administrator of the studio",
+        )
+    ]
+
+
+def readable(
+    conn: sa.Connection, caller: Caller, studio_id: str, session: Row | None, session_id: str
+) -> Row:
+    """A session the caller may act on: its owner's, or any for an admin."""
+    access.studio(conn, caller, studio_id)
+    if session is None:
+        raise errors.not_found("Streaming session", session_id)
+    if session["owned_by"] != caller.user_id and not access.is_admin(conn, caller, studio_id):
+        raise access.denied(
+            caller,
+            f"act on streaming session {session_id}",
+            "only its owner and studio administrators may",
+        )
+    return session

@@ -1,0 +1,88 @@
+"""One exception class per error shape of the nimble model.
+
+The class name is the wire error type (``x-amzn-ErrorType``) and ``status`` is the shape's
+``httpStatusCode`` in the model (a unit test holds the two together). ``message`` is what the
+user sees; ``detail`` is extra context for the server log only, never sent (the split follows
+JupyterHub's SpawnException).
+"""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Base of every error the API answers with."""
+
+    status: int = 500
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        context: dict[str, str] | None = None,
+        detail: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.context = context or {}
+        self.detail = detail
+
+    @property
+    def error_type(self) -> str:
+        return type(self).__name__
+
+    def body(self) -> dict[str, object]:
+        """The error document, as the model's error shapes define it."""
+        out: dict[str, object] = {"message": self.message}
+        if self.code:
+            out["code"] = self.code
+        if self.context:
+            out["context"] = self.context
+        return out
+
+
+class ValidationException(ServiceError):
+    status = 400
+
+
+class AccessDeniedException(ServiceError):
+    status = 403
+
+
+class ResourceNotFoundException(ServiceError):
+    status = 404
+
+
+class ConflictException(ServiceError):
+    status = 409
+
+
+class ServiceQuotaExceededException(ServiceError):
+    status = 402
+
+
+class ThrottlingException(ServiceError):
+    status = 429
+
+
+class InternalServerErrorException(ServiceError):
+    status = 500
+
+
+ALL: tuple[type[ServiceError], ...] = (
+    ValidationException,
+    AccessDeniedException,
+    ResourceNotFoundException,
+    ConflictException,
+    ServiceQuotaExceededException,
+    ThrottlingException,
+    InternalServerErrorException,
+)
+
+
+def not_found(kind: str, resource_id: str) -> ResourceNotFoundException:
+    """The error for a resource that does not exist (or that the caller may not know of)."""
+    return ResourceNotFoundException(
+        f"{kind} '{resource_id}' does not exist", context={"resourceId": resource_id}
+    )

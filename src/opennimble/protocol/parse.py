@@ -1,0 +1,84 @@
+"""Binding of an HTTP request to an operation's input, by each member's model location.
+
+Members located in ``uri`` come from the path, ``querystring`` from the query, ``header`` from
+the headers, everything else from the JSON body. Values keep the types they arrive with (query
+and header strings are converted by the member's shape type); :mod:`validate` checks them.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from opennimble import errors
+from opennimble.protocol import model
+
+
+def parse_input(
+    op: model.Operation,
+    path_params: Mapping[str, str],
+    query_string: str,
+    headers: Mapping[str, str],
+    body: bytes,
+) -> dict[str, Any]:
+    """Build the operation's input parameters (member name -> value)."""
+    query = urllib.parse.parse_qs(query_string, keep_blank_values=True)
+    document = _json_body(body)
+    params: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, member in op.input.members.items():
+        if member.location == "uri":
+            raw: Any = path_params.get(member.location_name)
+        elif member.location == "querystring":
+            values = query.get(member.location_name)
+            raw = _from_query(member, values, problems) if values is not None else None
+        elif member.location == "header":
+            header = headers.get(member.location_name.lower())
+            raw = _scalar(member, header, problems) if header is not None else None
+        else:
+            raw = document.get(member.location_name)
+        if raw is not None:
+            params[name] = raw
+    if problems:
+        raise errors.ValidationException("; ".join(problems))
+    return params
+
+
+def _json_body(body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        return {}
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise errors.ValidationException(f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise errors.ValidationException("The request body must be a JSON object")
+    return document
+
+
+def _from_query(member: model.Member, values: list[str], problems: list[str]) -> Any:
+    if member.shape.type == "list" and member.shape.member is not None:
+        return [_convert(member.name, member.shape.member.type, v, problems) for v in values]
+    return _convert(member.name, member.shape.type, values[-1], problems)
+
+
+def _scalar(member: model.Member, value: str, problems: list[str]) -> Any:
+    return _convert(member.name, member.shape.type, value, problems)
+
+
+def _convert(name: str, type_name: str, value: str, problems: list[str]) -> Any:
+    if type_name in ("integer", "long"):
+        try:
+            return int(value)
+        except ValueError:
+            problems.append(f"Value '{value}' at '{name}' is not an integer")
+            return None
+    if type_name == "boolean":
+        if value.lower() not in ("true", "false"):
+            problems.append(f"Value '{value}' at '{name}' is not a boolean")
+            return None
+        return value.lower() == "true"
+    return value

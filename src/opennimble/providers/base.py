@@ -1,0 +1,130 @@
+"""The provider contract: how the reconciler asks a backend for desktops.
+
+A provider turns a streaming session into a running desktop and back. It is small on purpose,
+in the spirit of JupyterHub's Spawner:
+
+* Every method is a coroutine and must not block the event loop for long (run blocking work in
+  a thread or a subprocess).
+* The provider keeps no authority of its own over what exists. Everything it needs to find a
+  desktop again is in the *state* it returns: a JSON-serialisable ``dict`` that the reconciler
+  stores in the database next to the session and passes back on every later call, also after a
+  restart of the server. State must therefore be enough to re-attach to, or clean up, a desktop
+  started by an earlier process. The reconciler always sets ``state["session_id"]`` to the
+  session's id before a call, also when the provider never returned a state (the process may
+  have died between starting a desktop and recording its state), so a provider can find a
+  desktop by session id alone.
+* Every method is idempotent: ``start`` for a session whose desktop already runs re-attaches
+  and returns its state; ``stop`` and ``delete`` of a desktop that is already gone succeed.
+* Failures are classified. Raise :class:`TemporaryFailure` for what may succeed when tried
+  again (the reconciler retries with back-off), :class:`PermanentFailure` for what will not
+  (the session goes to its ``*_FAILED`` state with the failure's status code and message).
+  Any other exception counts as temporary.
+* The reconciler, not the provider, records outcomes, owns retries and enforces timeouts.
+
+Providers are found by entry point name in the ``opennimble.providers`` group, so a third
+party package can add one without touching opennimble.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import enum
+from typing import Any
+
+from opennimble import config
+
+ProviderState = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class DesktopSpec:
+    """What a desktop is asked to be: everything the provider may need from the session."""
+
+    session_id: str
+    studio_id: str
+    owned_by: str
+    owner_name: str
+    ec2_instance_type: str
+    ec2_image_id: str
+    launch_profile_id: str
+
+
+class Health(enum.Enum):
+    """What :meth:`Provider.poll` reports of a desktop."""
+
+    STARTING = "STARTING"  # still coming up: poll again
+    READY = "READY"  # the owner can connect
+    GONE = "GONE"  # no desktop is running for this state
+
+
+@dataclasses.dataclass(frozen=True)
+class PollResult:
+    health: Health
+    # Where a client (the stream gateway) reaches the desktop once READY, e.g. {"host": ...,
+    # "port": ...}. Empty otherwise.
+    endpoint: dict[str, Any] = dataclasses.field(default_factory=dict)
+    message: str = ""
+
+
+class ProviderFailure(Exception):
+    """A failure of a provider operation; ``status_code`` is a model status code."""
+
+    def __init__(self, message: str, status_code: str = "INTERNAL_ERROR") -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+
+
+class TemporaryFailure(ProviderFailure):
+    """May succeed if tried again later."""
+
+
+class PermanentFailure(ProviderFailure):
+    """Will not succeed by retrying: the session fails with this status code and message."""
+
+
+class Provider(abc.ABC):
+    """Base class of desktop providers. Subclasses are built with the installation settings."""
+
+    #: The entry point name under which the provider is registered.
+    name: str = ""
+
+    @classmethod
+    def from_settings(cls, settings: config.Settings) -> Provider:
+        """Build the provider from the installation settings."""
+        raise NotImplementedError(f"{cls.__name__} does not say how to build it from settings")
+
+    @abc.abstractmethod
+    async def start(self, spec: DesktopSpec, state: ProviderState) -> ProviderState:
+        """Start (or re-attach to) the desktop of ``spec`` and return its state.
+
+        ``state`` is what an earlier call returned for this session, or ``{}``. Returning does
+        not mean the desktop is ready: the reconciler polls until :meth:`poll` says READY.
+        """
+
+    @abc.abstractmethod
+    async def poll(self, state: ProviderState) -> PollResult:
+        """Report the health of the desktop described by ``state``."""
+
+    @abc.abstractmethod
+    async def stop(self, state: ProviderState) -> ProviderState:
+        """End the desktop's processes but keep its storage; return the state to keep."""
+
+    @abc.abstractmethod
+    async def delete(self, state: ProviderState) -> None:
+        """End the desktop and release everything it holds. A missing desktop is not an error."""
+
+    async def reap(self, known: set[str]) -> list[str]:
+        """Clean up desktops this provider runs for sessions not in ``known``.
+
+        Called by the reconciler at start-up, so that a desktop whose record was purged does
+        not outlive it. Returns the session ids it cleaned up. The default does nothing.
+        """
+        return []
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the provider's own resources when the process shuts down.
+
+        Desktops are *not* stopped: they outlive the server and are re-attached on restart.
+        """

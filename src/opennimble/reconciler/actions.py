@@ -1,0 +1,222 @@
+"""What the reconciler does for one session in each working state.
+
+Each action calls the provider and records the outcome with a compare-and-set transition, so a
+session that moved on meanwhile (another reconciler, an API call) is left alone. Temporary
+failures are retried with exponential back-off until the state's deadline; permanent ones, and
+a passed deadline, put the session in the state's *_FAILED state with a message for the user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from typing import Any
+
+from opennimble import clock
+from opennimble.domain import lifecycle
+from opennimble.providers import base
+from opennimble.store import database, sessions, streams, users
+
+log = logging.getLogger("opennimble.reconciler")
+
+Row = dict[str, Any]
+POLL_FIRST, POLL_MAX = 0.1, 1.0
+DELETE_ATTEMPTS = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """How an action ended, for the failure bookkeeping."""
+
+    done: bool
+    retry_in: float = 0.0
+
+
+class Actions:
+    def __init__(
+        self,
+        db: database.Database,
+        provider: base.Provider,
+        *,
+        now: clock.Now,
+        ready_timeout: float,
+    ) -> None:
+        self.db = db
+        self.provider = provider
+        self.now = now
+        self.ready_timeout = ready_timeout
+
+    async def run(self, row: Row) -> None:
+        """Do the work of ``row``'s state; failures are recorded, never raised."""
+        state = row["state"]
+        try:
+            if state in ("CREATE_IN_PROGRESS", "START_IN_PROGRESS"):
+                await self.bring_up(row)
+            elif state == "DELETE_IN_PROGRESS":
+                await self.tear_down(row)
+            elif state == "STOP_IN_PROGRESS":
+                await self.stop(row)
+        except base.PermanentFailure as exc:
+            await self._fail(row, exc.status_code, exc.message)
+        except Exception as exc:  # temporary: retry with back-off until the deadline
+            await self._retry(row, exc)
+
+    # ---- the actions ------------------------------------------------------------------------
+
+    async def bring_up(self, row: Row) -> None:
+        state = _state_of(row)
+        state = {
+            **await self.provider.start(self._spec(row), state),
+            "session_id": row["session_id"],
+        }
+        with self.db.write() as conn:
+            sessions.update(
+                conn, row["session_id"], provider_state=state, provider=self.provider.name
+            )
+        deadline = row["work_started_at"] + int(self.ready_timeout * clock.SECOND)
+        delay = POLL_FIRST
+        while True:
+            result = await self.provider.poll(state)
+            if result.health is base.Health.READY:
+                self._ready(row, result.endpoint)
+                return
+            if result.health is base.Health.GONE:
+                raise base.TemporaryFailure(
+                    f"the desktop went away while starting: {result.message}"
+                )
+            if self.now() >= deadline:
+                raise base.PermanentFailure(
+                    f"The desktop did not become ready within {self.ready_timeout:g} seconds"
+                    f" ({result.message})",
+                    "INTERNAL_ERROR",
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, POLL_MAX)
+
+    async def tear_down(self, row: Row) -> None:
+        await self.provider.delete(_state_of(row))
+        now = self.now()
+        with self.db.write() as conn:
+            if sessions.transition(
+                conn,
+                row["session_id"],
+                ("DELETE_IN_PROGRESS",),
+                **lifecycle.enter("DELETED", now),
+                deleted_at=now,
+                provider_state={},
+                endpoint={},
+                terminate_at=None,
+                stop_at=None,
+            ):
+                streams.delete_for_session(conn, row["session_id"])
+        log.info("session %s deleted", row["session_id"])
+
+    async def stop(self, row: Row) -> None:
+        kept = await self.provider.stop(_state_of(row))
+        now = self.now()
+        with self.db.write() as conn:
+            if sessions.transition(
+                conn,
+                row["session_id"],
+                ("STOP_IN_PROGRESS",),
+                **lifecycle.enter("STOPPED", now),
+                stopped_at=now,
+                provider_state={**kept, "session_id": row["session_id"]},
+                endpoint={},
+                stop_at=None,
+                terminate_at=lifecycle.stopped_timer(row["attrs"], now),
+            ):
+                streams.delete_for_session(conn, row["session_id"])
+        log.info("session %s stopped", row["session_id"])
+
+    # ---- outcomes ---------------------------------------------------------------------------
+
+    def _ready(self, row: Row, endpoint: dict[str, Any]) -> None:
+        now = self.now()
+        by = row["created_by"] if row["state"] == "CREATE_IN_PROGRESS" else row["updated_by"]
+        values = {
+            **lifecycle.enter("READY", now),
+            "endpoint": endpoint,
+            "started_at": now,
+            "started_by": by,
+            "attempts": 0,
+            **lifecycle.timers(row["attrs"], now),
+        }
+        with self.db.write() as conn:
+            sessions.transition(conn, row["session_id"], (row["state"],), **values)
+        log.info("session %s is READY at %s", row["session_id"], endpoint)
+
+    async def _fail(self, row: Row, code: str, message: str) -> None:
+        failed = {
+            "CREATE_IN_PROGRESS": "CREATE_FAILED",
+            "START_IN_PROGRESS": "START_FAILED",
+            "DELETE_IN_PROGRESS": "DELETE_FAILED",
+            "STOP_IN_PROGRESS": "STOP_FAILED",
+        }
+        target = failed[row["state"]]
+        log.warning("session %s: %s (%s): %s", row["session_id"], target, code, message)
+        if target in ("CREATE_FAILED", "START_FAILED"):
+            await self._clean_up_failed(row)
+        with self.db.write() as conn:
+            sessions.transition(
+                conn,
+                row["session_id"],
+                (row["state"],),
+                **lifecycle.fail(target, code, message, self.now()),
+                endpoint={},
+            )
+
+    async def _clean_up_failed(self, row: Row) -> None:
+        """A desktop that failed to come up must not linger (storage is kept for a retry)."""
+        try:
+            with self.db.read() as conn:
+                current = sessions.get(conn, row["session_id"])
+            await self.provider.stop(_state_of(current or row))
+        except Exception:
+            log.exception("session %s: cleaning up a failed desktop failed", row["session_id"])
+
+    async def _retry(self, row: Row, exc: Exception) -> None:
+        attempts = int(row["attempts"]) + 1
+        delay = min(2.0**attempts * 0.25, 30.0)
+        now = self.now()
+        deadline = row["work_started_at"] + int(self.ready_timeout * clock.SECOND)
+        give_up = (row["state"] == "DELETE_IN_PROGRESS" and attempts >= DELETE_ATTEMPTS) or (
+            row["state"] != "DELETE_IN_PROGRESS" and now >= deadline
+        )
+        log.warning(
+            "session %s: attempt %d of %s failed: %s",
+            row["session_id"],
+            attempts,
+            row["state"],
+            exc,
+            exc_info=not isinstance(exc, base.ProviderFailure),
+        )
+        if give_up:
+            code = exc.status_code if isinstance(exc, base.ProviderFailure) else "INTERNAL_ERROR"
+            await self._fail(row, code, f"Gave up after {attempts} attempts: {exc}")
+            return
+        with self.db.write() as conn:
+            sessions.update(
+                conn,
+                row["session_id"],
+                attempts=attempts,
+                next_attempt_at=now + int(delay * clock.SECOND),
+            )
+
+    def _spec(self, row: Row) -> base.DesktopSpec:
+        with self.db.read() as conn:
+            owner = users.get_user(conn, row["owned_by"])
+        return base.DesktopSpec(
+            session_id=row["session_id"],
+            studio_id=row["studio_id"],
+            owned_by=row["owned_by"],
+            owner_name=owner["name"] if owner else row["owned_by"],
+            ec2_instance_type=row["ec2_instance_type"],
+            ec2_image_id=str(row["attrs"].get("ec2ImageId", "")),
+            launch_profile_id=row["launch_profile_id"],
+        )
+
+
+def _state_of(row: Row) -> base.ProviderState:
+    return {**(row["provider_state"] or {}), "session_id": row["session_id"]}

@@ -1,0 +1,67 @@
+"""The reconciler's quick database passes: resource readiness, stream expiry, timers, purges."""
+
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy as sa
+
+from opennimble.domain import lifecycle, resources
+from opennimble.store import idempotency, sessions, streams
+from opennimble.store import resources as resource_store
+
+log = logging.getLogger("opennimble.reconciler")
+
+IDEMPOTENCY_RETENTION = lifecycle.DELETED_RETENTION
+
+
+def advance_resources(conn: sa.Connection, now: int) -> int:
+    """Move new studios, launch profiles, images and components on from CREATE_IN_PROGRESS."""
+    moved = 0
+    for row in resource_store.in_state(conn, "CREATE_IN_PROGRESS"):
+        outcome = resources.readiness(conn, row)
+        if outcome is None:
+            continue
+        state, code, message = outcome
+        if resource_store.update(
+            conn,
+            row["resource_id"],
+            "CREATE_IN_PROGRESS",
+            state=state,
+            status_code=code,
+            status_message=message,
+            updated_at=now,
+        ):
+            moved += 1
+            log.info("%s %s is %s", row["kind"], row["resource_id"], state)
+    return moved
+
+
+def enforce_timers(conn: sa.Connection, now: int) -> int:
+    """Stop or terminate sessions whose time has come (from the launch profile's limits)."""
+    acted = 0
+    for row in sessions.expired_timers(conn, now, limit=100):
+        stop = row["state"] == "READY" and row["stop_at"] is not None and row["stop_at"] <= now
+        target = "STOP_IN_PROGRESS" if stop else "DELETE_IN_PROGRESS"
+        values = {
+            **lifecycle.enter(target, now),
+            "work_started_at": now,
+            "attempts": 0,
+            "next_attempt_at": 0,
+        }
+        if sessions.transition(conn, row["session_id"], (row["state"],), **values):
+            acted += 1
+            log.info("session %s reached its time limit: %s", row["session_id"], target)
+    return acted
+
+
+def expire_streams(conn: sa.Connection, now: int) -> int:
+    return streams.expire(conn, now)
+
+
+def purge(conn: sa.Connection, now: int) -> None:
+    """Forget DELETED sessions and idempotency records older than their retention."""
+    gone = sessions.purge_deleted(conn, now - lifecycle.DELETED_RETENTION)
+    if gone:
+        log.info("purged %d deleted sessions", len(gone))
+    idempotency.purge(conn, now - IDEMPOTENCY_RETENTION)

@@ -1,0 +1,36 @@
+"""Memberships: studio members (scope = studio id) and launch profile members (scope = its id)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from opennimble.store import paging, schema
+
+Row = dict[str, Any]
+t = schema.members
+
+
+def put(conn: sa.Connection, row: Row) -> None:
+    """Add a member, or update the persona of an existing one."""
+    key = (t.c.scope_id == row["scope_id"], t.c.principal_id == row["principal_id"])
+    done = conn.execute(t.update().where(*key).values(persona=row["persona"])).rowcount
+    if not done:
+        conn.execute(t.insert().values(row))
+
+
+def get(conn: sa.Connection, scope_id: str, principal_id: str) -> Row | None:
+    query = sa.select(t).where(t.c.scope_id == scope_id, t.c.principal_id == principal_id)
+    row = conn.execute(query).first()
+    return dict(row._mapping) if row else None
+
+
+def page(conn: sa.Connection, scope_id: str, after: paging.Key | None, limit: int) -> paging.Page:
+    return paging.fetch(conn, t, "principal_id", [t.c.scope_id == scope_id], after, limit)
+
+
+def scopes_of(conn: sa.Connection, principal_id: str) -> list[Row]:
+    """Every membership of a user (studios and launch profiles)."""
+    query = sa.select(t).where(t.c.principal_id == principal_id)
+    return [dict(r._mapping) for r in conn.execute(query)]

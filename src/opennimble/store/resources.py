@@ -1,0 +1,78 @@
+"""Studios, launch profiles, streaming images and studio components (one table, by kind)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from opennimble.store import paging, schema
+
+Row = dict[str, Any]
+t = schema.resources
+
+
+def insert(conn: sa.Connection, row: Row) -> None:
+    conn.execute(t.insert().values(row))
+
+
+def get(
+    conn: sa.Connection, kind: str, resource_id: str, studio_id: str | None = None
+) -> Row | None:
+    query = sa.select(t).where(t.c.resource_id == resource_id, t.c.kind == kind)
+    if studio_id is not None:
+        query = query.where(t.c.studio_id == studio_id)
+    row = conn.execute(query).first()
+    return dict(row._mapping) if row else None
+
+
+def find_live_by_name(conn: sa.Connection, kind: str, name: str) -> Row | None:
+    query = sa.select(t).where(t.c.kind == kind, t.c.name == name, t.c.state != "DELETED")
+    row = conn.execute(query).first()
+    return dict(row._mapping) if row else None
+
+
+def page(
+    conn: sa.Connection,
+    kind: str,
+    studio_id: str | None,
+    after: paging.Key | None,
+    limit: int,
+    only_ids: list[str] | None = None,
+    states: list[str] | None = None,
+) -> paging.Page:
+    where = [t.c.kind == kind]
+    if states:
+        where.append(t.c.state.in_(states))
+    if studio_id is not None:
+        where.append(t.c.studio_id == studio_id)
+    if only_ids is not None:
+        where.append(t.c.resource_id.in_(only_ids))
+    return paging.fetch(conn, t, "resource_id", where, after, limit)
+
+
+def all_live(conn: sa.Connection, kind: str, studio_id: str) -> list[Row]:
+    query = sa.select(t).where(t.c.kind == kind, t.c.studio_id == studio_id, t.c.state != "DELETED")
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def count_live(conn: sa.Connection, kind: str, studio_id: str) -> int:
+    query = sa.select(sa.func.count()).where(
+        t.c.kind == kind, t.c.studio_id == studio_id, t.c.state != "DELETED"
+    )
+    return int(conn.execute(query).scalar_one())
+
+
+def update(
+    conn: sa.Connection, resource_id: str, expected_state: str | None, **values: Any
+) -> bool:
+    """Update a resource; with ``expected_state``, only if it is still in that state."""
+    query = t.update().where(t.c.resource_id == resource_id).values(**values)
+    if expected_state is not None:
+        query = query.where(t.c.state == expected_state)
+    return conn.execute(query).rowcount == 1
+
+
+def in_state(conn: sa.Connection, state: str, limit: int = 100) -> list[Row]:
+    query = sa.select(t).where(t.c.state == state).order_by(t.c.created_at).limit(limit)
+    return [dict(r._mapping) for r in conn.execute(query)]

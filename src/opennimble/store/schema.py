@@ -1,0 +1,149 @@
+"""The database schema, declared once with SQLAlchemy Core.
+
+Alembic migrations under ``migrations/`` create and change it; a test checks that the migrated
+schema equals this declaration on every supported database. Timestamps are integer microseconds
+since the epoch (UTC), see :mod:`opennimble.clock`.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Id = sa.String(64)
+Micros = sa.BigInteger
+
+meta = sa.Table(
+    "meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("user_id", Id, primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("operator", sa.Boolean, nullable=False),
+    sa.Column("created_at", Micros, nullable=False),
+)
+
+access_keys = sa.Table(
+    "access_keys",
+    metadata,
+    sa.Column("access_key_id", sa.String(32), primary_key=True),
+    sa.Column("user_id", Id, sa.ForeignKey("users.user_id"), nullable=False),
+    sa.Column("secret", sa.Text, nullable=False),  # encrypted with the installation key
+    sa.Column("created_at", Micros, nullable=False),
+)
+
+# Studios, launch profiles, streaming images and studio components share one shape: a kind, a
+# lifecycle state, audit fields and the modelled attributes as given (``attrs``).
+resources = sa.Table(
+    "resources",
+    metadata,
+    sa.Column("resource_id", Id, primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("studio_id", Id, nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("status_code", sa.String(64), nullable=False),
+    sa.Column("status_message", sa.Text, nullable=False),
+    sa.Column("attrs", sa.JSON, nullable=False),
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("created_at", Micros, nullable=False),
+    sa.Column("created_by", Id, nullable=False),
+    sa.Column("updated_at", Micros, nullable=False),
+    sa.Column("updated_by", Id, nullable=False),
+    sa.Index(None, "studio_id", "kind", "created_at", "resource_id"),
+    sa.Index(None, "kind", "state"),
+)
+
+members = sa.Table(
+    "members",
+    metadata,
+    # scope_id is the studio id for studio members, the launch profile id for its members
+    sa.Column("scope_id", Id, primary_key=True),
+    sa.Column("principal_id", Id, primary_key=True),
+    sa.Column("studio_id", Id, nullable=False),
+    sa.Column("persona", sa.String(32), nullable=False),
+    sa.Column("identity_store_id", sa.String(64), nullable=False),
+    sa.Column("sid", sa.String(64), nullable=False),
+    sa.Column("created_at", Micros, nullable=False),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("session_id", Id, primary_key=True),
+    sa.Column("studio_id", Id, nullable=False),
+    sa.Column("launch_profile_id", Id, nullable=False),
+    sa.Column("streaming_image_id", Id, nullable=False),
+    sa.Column("ec2_instance_type", sa.String(32), nullable=False),
+    sa.Column("owned_by", Id, nullable=False),
+    sa.Column("created_by", Id, nullable=False),
+    sa.Column("updated_by", Id, nullable=False),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("status_code", sa.String(64), nullable=False),
+    sa.Column("status_message", sa.Text, nullable=False),
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("attrs", sa.JSON, nullable=False),  # settings copied from the launch profile
+    sa.Column("created_at", Micros, nullable=False),
+    sa.Column("updated_at", Micros, nullable=False),
+    sa.Column("started_at", Micros),
+    sa.Column("started_by", Id),
+    sa.Column("stopped_at", Micros),
+    sa.Column("stopped_by", Id),
+    sa.Column("terminate_at", Micros),
+    sa.Column("stop_at", Micros),
+    sa.Column("deleted_at", Micros),
+    # reconciler bookkeeping
+    sa.Column("provider", sa.String(64), nullable=False),
+    sa.Column("provider_state", sa.JSON, nullable=False),
+    sa.Column("endpoint", sa.JSON, nullable=False),
+    sa.Column("work_started_at", Micros),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", Micros, nullable=False, server_default="0"),
+    sa.Column("claimed_by", sa.String(128)),
+    sa.Column("claim_expires_at", Micros),
+    sa.Index(None, "studio_id", "created_at", "session_id"),
+    sa.Index(None, "studio_id", "owned_by", "created_at", "session_id"),
+    sa.Index(None, "studio_id", "created_by", "created_at", "session_id"),
+    sa.Index(None, "state", "next_attempt_at"),
+)
+
+streams = sa.Table(
+    "streams",
+    metadata,
+    sa.Column("stream_id", Id, primary_key=True),
+    sa.Column("session_id", Id, nullable=False, index=True),
+    sa.Column("studio_id", Id, nullable=False),
+    sa.Column("created_by", Id, nullable=False),
+    sa.Column("owned_by", Id, nullable=False),
+    sa.Column("created_at", Micros, nullable=False),
+    sa.Column("expires_at", Micros, nullable=False),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("status_code", sa.String(64), nullable=False),
+    sa.Column("used_at", Micros),
+)
+
+idempotency = sa.Table(
+    "idempotency",
+    metadata,
+    sa.Column("operation", sa.String(64), primary_key=True),
+    sa.Column("caller", Id, primary_key=True),
+    sa.Column("scope", Id, primary_key=True),
+    sa.Column("token", sa.String(64), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("response", sa.JSON, nullable=False),
+    sa.Column("created_at", Micros, nullable=False, index=True),
+)

@@ -1,0 +1,60 @@
+"""Users and access keys of the installation's identity store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from opennimble.store import schema
+
+Row = dict[str, Any]
+
+
+def insert_user(conn: sa.Connection, row: Row) -> None:
+    conn.execute(schema.users.insert().values(row))
+
+
+def get_user(conn: sa.Connection, user_id: str) -> Row | None:
+    row = conn.execute(sa.select(schema.users).where(schema.users.c.user_id == user_id)).first()
+    return dict(row._mapping) if row else None
+
+
+def get_user_by_name(conn: sa.Connection, name: str) -> Row | None:
+    row = conn.execute(sa.select(schema.users).where(schema.users.c.name == name)).first()
+    return dict(row._mapping) if row else None
+
+
+def count_users(conn: sa.Connection) -> int:
+    return int(conn.execute(sa.select(sa.func.count()).select_from(schema.users)).scalar_one())
+
+
+def insert_key(conn: sa.Connection, row: Row) -> None:
+    conn.execute(schema.access_keys.insert().values(row))
+
+
+def get_key(conn: sa.Connection, access_key_id: str) -> Row | None:
+    """The key with its user's fields (user_id, name, operator), or None."""
+    k, u = schema.access_keys, schema.users
+    query = (
+        sa.select(k.c.access_key_id, k.c.secret, u.c.user_id, u.c.name, u.c.operator)
+        .join(u, u.c.user_id == k.c.user_id)
+        .where(k.c.access_key_id == access_key_id)
+    )
+    row = conn.execute(query).first()
+    return dict(row._mapping) if row else None
+
+
+def get_meta(conn: sa.Connection, key: str) -> str | None:
+    query = sa.select(schema.meta.c.value).where(schema.meta.c.key == key)
+    value = conn.execute(query).scalar_one_or_none()
+    return str(value) if value is not None else None
+
+
+def set_meta_default(conn: sa.Connection, key: str, value: str) -> str:
+    """Store ``value`` under ``key`` unless a value is there already; return what is stored."""
+    current = get_meta(conn, key)
+    if current is not None:
+        return current
+    conn.execute(schema.meta.insert().values(key=key, value=value))
+    return value

@@ -1,0 +1,400 @@
+"""The ``local`` provider against a real TigerVNC Xvnc: start, poll, re-attach, stop, reap."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pathlib
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from opennimble.providers import base, local
+
+pytestmark = pytest.mark.xvnc
+
+READY_TIMEOUT = 15.0
+
+
+def make_spec(session_id: str | None = None) -> base.DesktopSpec:
+    return base.DesktopSpec(
+        session_id=session_id or f"st-{uuid.uuid4().hex[:12]}",
+        studio_id="stid-1",
+        owned_by="user-1",
+        owner_name="alice",
+        ec2_instance_type="g4dn.xlarge",
+        ec2_image_id="ami-1",
+        launch_profile_id="lp-1",
+    )
+
+
+def desktop_processes(directory: pathlib.Path) -> set[int]:
+    """Live processes of the desktops under ``directory``: every desktop has its Xauthority
+    path on its command line, and every one started is recorded in a desktop.json."""
+    mark = str(directory).encode()
+    pids = set()
+    for entry in pathlib.Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(mark in arg for arg in argv) and local.start_time_of(int(entry.name)):
+            pids.add(int(entry.name))
+    for record in directory.glob("*/desktop.json"):
+        data = json.loads(record.read_text())
+        if local.desktop_alive(data.get("pid"), data.get("start_time"), record.parent.name):
+            pids.add(data["pid"])
+    return pids
+
+
+def wait_gone(pid: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while local.start_time_of(pid) is not None:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+@pytest.fixture
+def runtime_dir(tmp_path: pathlib.Path) -> Iterator[pathlib.Path]:
+    directory = tmp_path / "desktops"
+    yield directory
+    left = desktop_processes(directory)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert all(wait_gone(pid) for pid in left)
+    assert not left, f"Xvnc processes were left running: {sorted(left)}"
+
+
+@pytest.fixture
+def provider(runtime_dir: pathlib.Path) -> local.LocalProvider:
+    return local.LocalProvider(runtime_dir=runtime_dir, ready_timeout=10.0)
+
+
+async def wait_ready(provider: base.Provider, state: base.ProviderState) -> base.PollResult:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while (result := await provider.poll(state)).health is not base.Health.READY:
+        assert result.health is base.Health.STARTING, result
+        assert time.monotonic() < deadline, "the desktop did not become ready in time"
+        await asyncio.sleep(0.02)
+    return result
+
+
+def rfb_greeting(port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        data = b""
+        while len(data) < 12 and (chunk := sock.recv(12 - len(data))):
+            data += chunk
+        return data
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses (hex, as in /proc/net/tcp*) of the TCP sockets listening on ``port``."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in pathlib.Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            address, _, port_hex = fields[1].partition(":")
+            if fields[3] == "0A" and int(port_hex, 16) == port:
+                found.add(address)
+    return found
+
+
+def alive(state: base.ProviderState) -> bool:
+    return local.desktop_alive(state["pid"], state["start_time"], state["session_id"])
+
+
+def test_start_becomes_ready_and_speaks_rfb_on_loopback_only(
+    provider: local.LocalProvider, runtime_dir: pathlib.Path
+) -> None:
+    spec = make_spec()
+
+    async def scenario() -> tuple[base.ProviderState, base.PollResult, float]:
+        began = time.monotonic()
+        state = await provider.start(spec, {})
+        return state, await wait_ready(provider, state), time.monotonic() - began
+
+    state, result, elapsed = asyncio.run(scenario())
+    port = state["port"]
+    assert result.endpoint == {"host": "127.0.0.1", "port": port}
+    assert set(state) == {
+        "pid",
+        "display",
+        "port",
+        "host",
+        "start_time",
+        "runtime_dir",
+        "session_id",
+    }
+    assert json.loads(json.dumps(state)) == state
+    assert rfb_greeting(port).startswith(b"RFB 003.")
+    assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1 and nothing else
+    assert local.is_our_xvnc(local.cmdline_of(state["pid"]), spec.session_id)
+    session_dir = runtime_dir / spec.session_id
+    assert json.loads((session_dir / "desktop.json").read_text())["pid"] == state["pid"]
+    assert stat.S_IMODE((session_dir / "Xauthority").stat().st_mode) == 0o600
+    rss = pathlib.Path(f"/proc/{state['pid']}/status").read_text().split("VmRSS:")[1].split()[0]
+    print(f"start to READY: {elapsed:.3f} s; idle Xvnc VmRSS: {rss} kB")
+    asyncio.run(provider.delete(state))
+    assert not alive(state)
+
+
+def test_start_is_idempotent(provider: local.LocalProvider) -> None:
+    spec = make_spec()
+
+    async def scenario() -> None:
+        state = await provider.start(spec, {})
+        again = await provider.start(spec, state)
+        assert again == state
+        # A state lost before it was stored is found again through desktop.json.
+        lost = {"session_id": spec.session_id}
+        assert (await provider.start(spec, {}))["pid"] == state["pid"]
+        assert (await provider.start(spec, lost))["pid"] == state["pid"]
+        await wait_ready(provider, lost)
+        await provider.delete(lost)
+        assert not alive(state)
+
+    asyncio.run(scenario())
+
+
+def test_concurrent_starts_get_distinct_displays_and_ports(provider: local.LocalProvider) -> None:
+    specs = [make_spec() for _ in range(3)]
+
+    async def scenario() -> list[base.ProviderState]:
+        states = await asyncio.gather(*(provider.start(spec, {}) for spec in specs))
+        await asyncio.gather(*(wait_ready(provider, state) for state in states))
+        return list(states)
+
+    states = asyncio.run(scenario())
+    assert len({state["display"] for state in states}) == 3
+    assert len({state["port"] for state in states}) == 3
+    assert all(rfb_greeting(state["port"]).startswith(b"RFB ") for state in states)
+
+    async def cleanup() -> None:
+        await asyncio.gather(*(provider.delete(state) for state in states))
+
+    asyncio.run(cleanup())
+    assert not any(alive(state) for state in states)
+
+
+STARTER = """
+import asyncio, json, pathlib, sys, time
+from opennimble.providers import base, local
+
+async def main():
+    provider = local.LocalProvider(runtime_dir=pathlib.Path(sys.argv[1]))
+    spec = base.DesktopSpec(sys.argv[2], "stid-1", "user-1", "alice", "t", "ami-1", "lp-1")
+    print(json.dumps(await provider.start(spec, {})), flush=True)
+
+asyncio.run(main())
+if sys.argv[3] == "hang":
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("ending", ["exit", "sigkill"])
+def test_reattach_after_server_restart(
+    provider: local.LocalProvider, runtime_dir: pathlib.Path, ending: str
+) -> None:
+    spec = make_spec()
+    argv = [sys.executable, "-c", STARTER, str(runtime_dir), spec.session_id]
+    with subprocess.Popen(
+        [*argv, "hang" if ending == "sigkill" else "exit"], stdout=subprocess.PIPE
+    ) as server:
+        assert server.stdout is not None
+        started = json.loads(server.stdout.readline())
+        if ending == "sigkill":
+            server.send_signal(signal.SIGKILL)
+        server.wait(timeout=30)
+    state = json.loads((runtime_dir / spec.session_id / "desktop.json").read_text())
+    assert state["pid"] == started["pid"]
+    assert os.getppid() != state["pid"] and alive(state)  # not a child of this process
+
+    async def scenario() -> None:
+        assert (await provider.start(spec, state))["pid"] == state["pid"]
+        await wait_ready(provider, state)
+        await provider.delete(state)
+
+    asyncio.run(scenario())
+    assert local.start_time_of(state["pid"]) is None
+    assert not (runtime_dir / spec.session_id).exists()
+
+
+def test_stop_keeps_the_runtime_dir_and_start_comes_back(
+    provider: local.LocalProvider, runtime_dir: pathlib.Path
+) -> None:
+    spec = make_spec()
+
+    async def scenario() -> None:
+        state = await provider.start(spec, {})
+        await wait_ready(provider, state)
+        kept = await provider.stop(state)
+        assert "pid" not in kept
+        assert not alive(state)
+        assert (runtime_dir / spec.session_id / "xvnc.log").exists()
+        assert (await provider.poll(state)).health is base.Health.GONE
+        assert (await provider.poll(kept)).health is base.Health.GONE
+        assert await provider.stop(kept) == kept  # already stopped: fine
+        again = await provider.start(spec, kept)
+        assert again["pid"] != state["pid"]
+        await wait_ready(provider, again)
+        await provider.delete(again)
+
+    asyncio.run(scenario())
+
+
+def test_delete_removes_everything_and_tolerates_gone_desktops(
+    provider: local.LocalProvider, runtime_dir: pathlib.Path
+) -> None:
+    spec = make_spec()
+
+    async def scenario() -> None:
+        state = await provider.start(spec, {})
+        await wait_ready(provider, state)
+        os.kill(state["pid"], signal.SIGKILL)  # it dies behind our back after being READY
+        assert wait_gone(state["pid"])
+        result = await provider.poll(state)
+        assert result.health is base.Health.GONE
+        assert "signal 9" in result.message
+        await provider.delete(state)
+        assert not (runtime_dir / spec.session_id).exists()
+        await provider.delete(state)
+        await provider.delete({})
+
+    asyncio.run(scenario())
+
+
+def write_script(path: pathlib.Path, body: str) -> str:
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("exit 1\n", "Xvnc exited with status 1: (no output"),
+        (
+            "echo '(EE) Fatal server error:' >&2\n"
+            "echo '(EE) Server is already active for display 1' >&2\nexit 1\n",
+            "Xvnc exited with status 1: Fatal server error: / "
+            "Server is already active for display 1",
+        ),
+    ],
+)
+def test_failing_xvnc_is_a_permanent_failure(
+    runtime_dir: pathlib.Path, tmp_path: pathlib.Path, body: str, expected: str
+) -> None:
+    xvnc = write_script(tmp_path / "Xvnc", body)
+    provider = local.LocalProvider(runtime_dir=runtime_dir, xvnc=xvnc)
+    with pytest.raises(base.PermanentFailure) as failure:
+        asyncio.run(provider.start(make_spec(), {}))
+    assert failure.value.status_code == "INTERNAL_ERROR"
+    assert expected in failure.value.message
+
+
+def test_xvnc_dying_after_start_fails_the_poll(
+    runtime_dir: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    body = (
+        'while [ $# -gt 0 ]; do [ "$1" = -displayfd ] && fd=$2; shift; done\n'
+        'echo 42 > "/proc/self/fd/$fd"\nsleep 0.2\necho "(EE) vncExtInit: boom" >&2\nexit 3\n'
+    )
+    provider = local.LocalProvider(runtime_dir=runtime_dir, xvnc=write_script(tmp_path / "x", body))
+
+    async def scenario() -> None:
+        state = await provider.start(make_spec(), {})
+        assert state["display"] == 42
+        with pytest.raises(base.PermanentFailure) as failure:
+            await wait_ready(provider, state)
+        assert failure.value.message == "Xvnc exited with status 3: vncExtInit: boom"
+        await provider.delete(state)
+
+    asyncio.run(scenario())
+
+
+def test_xvnc_that_never_gets_ready_is_ended(
+    runtime_dir: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    hanging = tmp_path / "hanging"
+    hanging.write_text(
+        f"#!{sys.executable}\nimport time\nprint('starting up', flush=True)\ntime.sleep(60)\n"
+    )
+    hanging.chmod(0o755)
+    provider = local.LocalProvider(runtime_dir=runtime_dir, xvnc=str(hanging), ready_timeout=0.5)
+    with pytest.raises(base.TemporaryFailure, match=r"not get ready within 0\.5 s: starting up"):
+        asyncio.run(provider.start(make_spec(), {}))
+    assert not desktop_processes(runtime_dir)
+
+
+def test_missing_xvnc_says_what_to_install(runtime_dir: pathlib.Path) -> None:
+    provider = local.LocalProvider(runtime_dir=runtime_dir, xvnc="no-such-Xvnc")
+    with pytest.raises(base.PermanentFailure, match="tigervnc-standalone-server"):
+        asyncio.run(provider.start(make_spec(), {}))
+
+
+class ClashingProvider(local.LocalProvider):
+    """Hands out a port that is already taken first, as if another process won the race."""
+
+    taken: list[int]
+
+    def _reserve_port(self) -> int:
+        return self.taken.pop() if self.taken else super()._reserve_port()
+
+
+def test_port_taken_before_xvnc_binds_it_is_retried(runtime_dir: pathlib.Path) -> None:
+    provider = ClashingProvider(runtime_dir=runtime_dir)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        provider.taken = [squatter.getsockname()[1]]
+
+        async def scenario() -> None:
+            state = await provider.start(make_spec(), {})
+            assert state["port"] != squatter.getsockname()[1]
+            await wait_ready(provider, state)
+            await provider.delete(state)
+
+        asyncio.run(scenario())
+
+
+def test_reap_kills_desktops_of_unknown_sessions(
+    provider: local.LocalProvider, runtime_dir: pathlib.Path
+) -> None:
+    keep, drop = make_spec(), make_spec()
+
+    async def scenario() -> None:
+        kept, dropped = await asyncio.gather(provider.start(keep, {}), provider.start(drop, {}))
+        assert await provider.reap({keep.session_id}) == [drop.session_id]
+        assert not alive(dropped)
+        assert not (runtime_dir / drop.session_id).exists()
+        assert alive(kept)
+        assert await provider.reap({keep.session_id}) == []
+        await provider.delete(kept)
+
+    asyncio.run(scenario())
+
+
+def test_pure_helpers() -> None:
+    assert local.is_rfb_greeting(b"RFB 003.008\n")
+    assert not local.is_rfb_greeting(b"SSH-2.0-Open")
+    ticks = " ".join(str(n) for n in range(4, 22))  # fields 4 to 21
+    assert local.parse_stat(f"42 (a) b (c)) S {ticks} 123 9") == ("S", 123)
+    argv = local.xvnc_command(
+        "Xvnc", session_id="st-1", port=5999, geometry="800x600", displayfd=7, xauthority="/x"
+    )
+    assert local.is_our_xvnc(argv, "st-1")
+    assert not local.is_our_xvnc(argv, "st-2")
+    assert not local.is_our_xvnc(["Xvnc", "-desktop"], "st-1")
+    assert {"-nolisten", "tcp", "-interface", "127.0.0.1", "-SecurityTypes", "None"} <= set(argv)
