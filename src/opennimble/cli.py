@@ -80,9 +80,9 @@ def serve(config_file: str | None, with_demo: bool, **flags: Any) -> None:
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
     db = server.open_database(settings)
-    app = server.build_app(settings, db)
+    app = server.Root(settings, db)
     if with_demo:
-        demo.bootstrap(settings, app)
+        demo.bootstrap(settings, app.api)
     click.echo(
         f"opennimble serving the nimble API at {settings.endpoint_url} (region {settings.region})",
         err=True,

@@ -1,17 +1,31 @@
-"""Assembly of a running installation from its settings (used by the CLI)."""
+"""Assembly of a running installation from its settings: the root ASGI application.
+
+The root application routes ``/streams/`` to the stream gateway, ``/healthz`` to a health check
+and everything else to the Nimble API, and runs the reconciler for the life of the server
+(ASGI lifespan).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import fcntl
+import logging
 import os
 import pathlib
-from typing import IO
+from typing import IO, Any
+
+import orjson
 
 from opennimble import clock, config
 from opennimble.api import app as api_app
+from opennimble.domain import stream_tokens
+from opennimble.gateway import streams as gateway
 from opennimble.providers import registry
 from opennimble.reconciler import loop
 from opennimble.store import crypto, database
+
+log = logging.getLogger("opennimble.access")
 
 
 def open_database(settings: config.Settings) -> database.Database:
@@ -28,11 +42,9 @@ def cipher(settings: config.Settings) -> crypto.Cipher:
 
 def exclusive_lock(settings: config.Settings) -> IO[str] | None:
     """On SQLite only one server may run per database: hold a lock file next to it."""
-    db = database.Database(settings.resolved_database_url)
-    is_sqlite = db.is_sqlite
-    db.dispose()
-    if not is_sqlite:
+    if not database.normalize_url(settings.resolved_database_url).startswith("sqlite"):
         return None
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     path = pathlib.Path(settings.data_dir) / "serve.lock"
     handle = open(path, "w")  # noqa: SIM115 - held for the life of the process
     try:
@@ -45,25 +57,60 @@ def exclusive_lock(settings: config.Settings) -> IO[str] | None:
     return handle
 
 
-def build_app(
-    settings: config.Settings, db: database.Database, now: clock.Now = clock.system_now
-) -> api_app.App:
-    provider = registry.load(settings)
-    reconciler = loop.Reconciler(
-        db,
-        provider,
-        now=now,
-        interval=settings.reconcile_interval,
-        ready_timeout=settings.desktop_ready_timeout,
-        max_concurrent=settings.max_concurrent_provisions,
-    )
-    return api_app.App(
-        db=db,
-        cipher=cipher(settings),
-        region=settings.region,
-        account_id=settings.account_id,
-        public_url=settings.resolved_public_url,
-        reconciler=reconciler,
-        now=now,
-        page_size=settings.page_size,
-    )
+class Root:
+    """The root ASGI application."""
+
+    def __init__(
+        self, settings: config.Settings, db: database.Database, now: clock.Now = clock.system_now
+    ) -> None:
+        self.db = db
+        key = cipher(settings)
+        self.reconciler = loop.Reconciler(
+            db,
+            registry.load(settings),
+            now=now,
+            interval=settings.reconcile_interval,
+            ready_timeout=settings.desktop_ready_timeout,
+            max_concurrent=settings.max_concurrent_provisions,
+        )
+        self.api = api_app.App(
+            db=db,
+            cipher=key,
+            region=settings.region,
+            account_id=settings.account_id,
+            public_url=settings.resolved_public_url,
+            wake_reconciler=self.reconciler.wake,
+            now=now,
+            page_size=settings.page_size,
+        )
+        self.gate = gateway.StreamGate(db, stream_tokens.StreamTokens(key.key), now)
+        self._reconciling: asyncio.Task[None] | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] != "http":
+            return
+        elif scope["path"].startswith(gateway.PREFIX):
+            await self.gate(scope, receive, send)
+        elif scope["path"] == "/healthz":
+            await api_app.respond(
+                send, 200, [(b"content-type", b"application/json")], orjson.dumps({"status": "ok"})
+            )
+        else:
+            await self.api(scope, receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._reconciling = asyncio.get_running_loop().create_task(self.reconciler.run())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._reconciling is not None:
+                    self._reconciling.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await self._reconciling
+                self.db.dispose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return

@@ -1,4 +1,4 @@
-"""The ASGI application: the Nimble API, the stream URLs and a health check.
+"""The ASGI application of the Nimble API.
 
 A request to the API goes: route (from the model) -> SigV4 -> parse (by member location) ->
 validate -> handler in a transaction -> serialize (by the output shape). Database work runs on
@@ -7,22 +7,16 @@ the event loop thread: an embedded SQLite read costs microseconds, less than a h
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-import orjson
-
 from opennimble import clock, errors
 from opennimble.api import auth, dispatch
 from opennimble.api.context import Installation
 from opennimble.domain import paging, stream_tokens
-from opennimble.gateway import streams as gateway
 from opennimble.protocol import model, parse, routing, serialize, sigv4
-from opennimble.reconciler import loop
 from opennimble.store import crypto, database
 
 Scope = MutableMapping[str, Any]
@@ -32,7 +26,6 @@ Send = Callable[[Message], Awaitable[None]]
 
 log = logging.getLogger("opennimble.access")
 MAX_BODY = 1024 * 1024
-STREAMS_PREFIX = "/streams/"
 
 
 class BodyTooLarge(Exception):
@@ -48,12 +41,11 @@ class App:
         region: str,
         account_id: str,
         public_url: str,
-        reconciler: loop.Reconciler,
+        wake_reconciler: Callable[[], None],
         now: clock.Now = clock.system_now,
         page_size: int = 100,
     ) -> None:
         self.db = db
-        self.reconciler = reconciler
         self.router = routing.Router(model.operations())
         tokens = stream_tokens.StreamTokens(cipher.key)
         install = Installation(
@@ -63,55 +55,18 @@ class App:
             page_size=page_size,
             codec=paging.TokenCodec(cipher.key),
             stream_tokens=tokens,
-            wake_reconciler=reconciler.wake,
+            wake_reconciler=wake_reconciler,
         )
         self.dispatcher = dispatch.Dispatcher(db, install, now)
         self.auth = auth.Authenticator(db, cipher, region, now)
-        self.gate = gateway.StreamGate(db, tokens, now)
-        self._reconciling: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            await self._http(scope, receive, send)
-        elif scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                self._reconciling = asyncio.get_running_loop().create_task(self.reconciler.run())
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                if self._reconciling is not None:
-                    self._reconciling.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await self._reconciling
-                self.db.dispose()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         path = scope.get("raw_path") or scope["path"].encode()
         raw_path = path.decode("utf-8", "surrogateescape")
         query = scope.get("query_string", b"").decode("utf-8", "surrogateescape")
-        if raw_path.startswith(STREAMS_PREFIX):
-            answer = self.gate.admit(raw_path[len(STREAMS_PREFIX) :], query)
-            headers = [
-                (b"content-type", b"text/html; charset=utf-8"),
-                (b"cache-control", b"no-store"),
-            ]
-            await _respond(send, answer.status, headers, answer.page())
-            _log(scope, "stream", answer.status, "-", started)
-            return
-        if raw_path == "/healthz":
-            await _respond(
-                send, 200, [(b"content-type", b"application/json")], orjson.dumps({"status": "ok"})
-            )
-            return
         status, headers, body, name, who = await self._api(scope, receive, raw_path, query)
-        await _respond(send, status, headers, body)
+        await respond(send, status, headers, body)
         _log(scope, name, status, who, started)
 
     async def _api(
@@ -176,7 +131,7 @@ async def _read_body(receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
-async def _respond(send: Send, status: int, headers: serialize.Headers, body: bytes) -> None:
+async def respond(send: Send, status: int, headers: serialize.Headers, body: bytes) -> None:
     all_headers = [*headers, (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": all_headers})
     await send({"type": "http.response.body", "body": body})

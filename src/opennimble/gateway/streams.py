@@ -32,6 +32,9 @@ class Answer:
         ).encode()
 
 
+PREFIX = "/streams/"
+
+
 class StreamGate:
     def __init__(
         self, db: database.Database, tokens: stream_tokens.StreamTokens, now: clock.Now
@@ -39,6 +42,19 @@ class StreamGate:
         self.db = db
         self.tokens = tokens
         self.now = now
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """ASGI: answer ``GET /streams/{streamId}?token=...``."""
+        stream_id = scope["path"][len(PREFIX) :]
+        answer = self.admit(stream_id, scope.get("query_string", b"").decode("latin-1"))
+        body = answer.page()
+        headers = [
+            (b"content-type", b"text/html; charset=utf-8"),
+            (b"cache-control", b"no-store"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     def admit(self, stream_id: str, query_string: str) -> Answer:
         """Check the token of a stream URL; consume it if it admits the visitor."""

@@ -1,0 +1,191 @@
+"""A real opennimble server in a subprocess, and real boto3 clients for it."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import botocore.config
+import requests
+
+REGION = "us-west-2"
+FAST = {
+    "Delay": 1,
+    "MaxAttempts": 60,
+}  # waiter config for tests: the model's waiters, polled faster
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cli(data_dir: pathlib.Path, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``opennimble ARGS --data-dir DIR`` and parse the JSON it prints."""
+    out = subprocess.run(
+        [sys.executable, "-m", "opennimble", *args, "--data-dir", str(data_dir)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    return dict(json.loads(out.stdout))
+
+
+@dataclasses.dataclass
+class Server:
+    data_dir: pathlib.Path
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    port: int = dataclasses.field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> pathlib.Path:
+        return self.data_dir.parent / f"{self.data_dir.name}-server.log"
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "opennimble",
+                "serve",
+                "--data-dir",
+                str(self.data_dir),
+                "--port",
+                str(self.port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+        )
+        log.close()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
+            with contextlib.suppress(requests.ConnectionError):
+                if requests.get(f"{self.endpoint}/healthz", timeout=1).ok:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError("server did not start in 30 s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def kill9(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        self.process = None
+
+    def user(self, name: str, operator: bool = False) -> User:
+        created = cli(self.data_dir, "users", "create", name, *(["--operator"] if operator else []))
+        key = cli(self.data_dir, "keys", "create", str(created["userId"]))
+        return User(
+            name,
+            str(created["userId"]),
+            str(created["identityStoreId"]),
+            str(key["accessKeyId"]),
+            str(key["secretAccessKey"]),
+            self,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@dataclasses.dataclass
+class User:
+    name: str
+    user_id: str
+    identity_store_id: str
+    access_key_id: str
+    secret_access_key: str
+    server: Server
+
+    def client(self, validate: bool = True, **config: Any) -> Any:
+        return boto3.client(
+            "nimble",
+            endpoint_url=self.server.endpoint,
+            region_name=REGION,
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
+            config=botocore.config.Config(
+                retries={"mode": "standard", "max_attempts": 1},
+                parameter_validation=validate,
+                **config,
+            ),
+        )
+
+
+def live_desktops(data_dir: pathlib.Path) -> list[int]:
+    """Pids of desktop processes recorded under the data directory that are still running."""
+    pids = []
+    for record in data_dir.glob("desktops/*/desktop.json"):
+        with contextlib.suppress(ValueError, OSError):
+            pid = json.loads(record.read_text()).get("pid")
+            if pid and _running(int(pid), record.parent.name):
+                pids.append(int(pid))
+    return pids
+
+
+def xvnc_pids(marker: str) -> list[int]:
+    """Pids of every Xvnc whose command line mentions ``marker`` (a data directory path)."""
+    found = []
+    for proc in pathlib.Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+                if argv and argv[0].endswith(b"Xvnc") and marker.encode() in b" ".join(argv):
+                    found.append(int(proc.name))
+    return found
+
+
+def _running(pid: int, session_id: str) -> bool:
+    try:
+        argv = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
+        status = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return session_id.encode() in argv and status != "Z"
+
+
+def kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def running(server: Server) -> Iterator[Server]:
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
