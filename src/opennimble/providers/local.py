@@ -46,7 +46,7 @@ INSTALL_HINT = (
 PORT_ATTEMPTS = 5
 PROBE_TIMEOUT = 1.0
 STOP_GRACE = 5.0
-_SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_SESSION_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
 _RFB_GREETING = re.compile(rb"RFB \d{3}\.\d{3}\n")
 _STATE_KEYS = ("pid", "display", "port", "host", "start_time", "runtime_dir", "session_id")
 

@@ -1,0 +1,114 @@
+"""kill -9 the server at any moment: nothing acknowledged is lost, desktops are re-attached or
+cleaned up, and no Xvnc is left behind."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import botocore.exceptions
+import pytest
+
+from tests.support import server as support
+from tests.support import world as worlds
+from tests.support.server import FAST
+
+pytestmark = pytest.mark.xvnc
+
+
+@pytest.fixture
+def fresh(tmp_path: pathlib.Path) -> Iterator[worlds.World]:
+    srv = support.Server(tmp_path / "data")
+    srv.start()
+    try:
+        yield worlds.build(srv)
+    finally:
+        srv.stop()
+        leftovers = support.xvnc_pids(str(srv.data_dir))
+        support.kill_all(leftovers)
+    assert leftovers == [], "Xvnc processes left behind"
+
+
+def desktop_pid(data_dir: pathlib.Path, session_id: str) -> int | None:
+    record = data_dir / "desktops" / session_id / "desktop.json"
+    pid = json.loads(record.read_text()).get("pid") if record.exists() else None
+    return int(pid) if pid else None
+
+
+def create(client: Any, world: worlds.World) -> str:
+    session = client.create_streaming_session(
+        studioId=world.studio.studio_id, launchProfileId=world.studio.launch_profile_id
+    )["session"]
+    return str(session["sessionId"])
+
+
+def test_kill9_and_restart_loses_nothing_and_reattaches(fresh: worlds.World) -> None:
+    srv, sid = fresh.server, fresh.studio.studio_id
+    artist = fresh.artist.client()
+    ready = [create(artist, fresh) for _ in range(3)]
+    for session_id in ready:
+        artist.get_waiter("streaming_session_ready").wait(
+            studioId=sid, sessionId=session_id, WaiterConfig=FAST
+        )
+    pids_before = {s: desktop_pid(srv.data_dir, s) for s in ready}
+    doomed = ready.pop()
+    artist.delete_streaming_session(studioId=sid, sessionId=doomed)
+    just_created = [create(artist, fresh) for _ in range(2)]
+
+    srv.kill9()
+    assert support.xvnc_pids(str(srv.data_dir)), "desktops outlive the server process"
+    srv.start()
+
+    artist = fresh.artist.client()
+    for session_id in ready + just_created:
+        artist.get_waiter("streaming_session_ready").wait(
+            studioId=sid, sessionId=session_id, WaiterConfig=FAST
+        )
+    artist.get_waiter("streaming_session_deleted").wait(
+        studioId=sid, sessionId=doomed, WaiterConfig=FAST
+    )
+    for session_id in ready:  # the running desktops were re-attached, not replaced
+        assert desktop_pid(srv.data_dir, session_id) == pids_before[session_id]
+    worlds.delete_all_sessions(fresh)
+    assert support.xvnc_pids(str(srv.data_dir)) == []
+
+
+def test_kill9_during_a_stream_of_creates(fresh: worlds.World) -> None:
+    srv, sid = fresh.server, fresh.studio.studio_id
+    acknowledged: list[str] = []
+    stop = threading.Event()
+
+    def creator() -> None:
+        client = fresh.artist.client()
+        while not stop.is_set():
+            try:
+                acknowledged.append(create(client, fresh))
+            except (
+                botocore.exceptions.EndpointConnectionError,
+                botocore.exceptions.ConnectionClosedError,
+            ):
+                return
+
+    thread = threading.Thread(target=creator)
+    thread.start()
+    time.sleep(1.5)
+    srv.kill9()
+    stop.set()
+    thread.join(timeout=30)
+    assert acknowledged, "the server answered no create before the kill"
+
+    srv.start()
+    artist = fresh.artist.client()
+    for session_id in acknowledged:
+        artist.get_waiter("streaming_session_ready").wait(
+            studioId=sid, sessionId=session_id, WaiterConfig=FAST
+        )
+    paginator = artist.get_paginator("list_streaming_sessions")
+    listed = {s["sessionId"] for p in paginator.paginate(studioId=sid) for s in p["sessions"]}
+    assert set(acknowledged) <= listed
+    worlds.delete_all_sessions(fresh)
+    assert support.xvnc_pids(str(srv.data_dir)) == []

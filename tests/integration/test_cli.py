@@ -1,0 +1,44 @@
+"""The command line: users and keys, as other tools call them."""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+
+from tests.support.server import cli
+
+
+def test_users_and_keys(tmp_path: pathlib.Path) -> None:
+    data = tmp_path / "data"
+    operator = cli(data, "users", "create", "boss", "--operator")
+    assert set(operator) >= {"userId", "name", "operator", "identityStoreId"}
+    assert operator["operator"] is True and operator["name"] == "boss"
+    artist = cli(data, "users", "create", "artist")
+    assert artist["operator"] is False
+    assert artist["identityStoreId"] == operator["identityStoreId"]
+    key = cli(data, "keys", "create", str(artist["userId"]))
+    assert key["userId"] == artist["userId"]
+    assert key["accessKeyId"].startswith("AKIA") and len(key["secretAccessKey"]) == 40
+    # secrets are encrypted at rest
+    stored = b"".join(p.read_bytes() for p in data.glob("opennimble.db*"))
+    assert key["accessKeyId"].encode() in stored
+    assert key["secretAccessKey"].encode() not in stored
+
+
+def test_clear_errors(tmp_path: pathlib.Path) -> None:
+    data = str(tmp_path / "data")
+    base = [sys.executable, "-m", "opennimble"]
+    subprocess.run(
+        [*base, "users", "create", "dup", "--data-dir", data], check=True, capture_output=True
+    )
+    again = subprocess.run(
+        [*base, "users", "create", "dup", "--data-dir", data], capture_output=True, text=True
+    )
+    assert again.returncode != 0 and "exists already" in again.stderr
+    nobody = subprocess.run(
+        [*base, "keys", "create", "no-such-user", "--data-dir", data],
+        capture_output=True,
+        text=True,
+    )
+    assert nobody.returncode != 0 and "no user" in nobody.stderr
