@@ -112,3 +112,28 @@ def test_kill9_during_a_stream_of_creates(fresh: worlds.World) -> None:
     assert set(acknowledged) <= listed
     worlds.delete_all_sessions(fresh)
     assert support.xvnc_pids(str(srv.data_dir)) == []
+
+
+def test_a_lost_desktop_is_started_again_after_a_restart(fresh: worlds.World) -> None:
+    srv, sid = fresh.server, fresh.studio.studio_id
+    artist = fresh.artist.client()
+    session_id = create(artist, fresh)
+    artist.get_waiter("streaming_session_ready").wait(
+        studioId=sid, sessionId=session_id, WaiterConfig=FAST
+    )
+    lost = desktop_pid(srv.data_dir, session_id)
+    assert lost is not None
+    srv.stop()
+    support.kill_all([lost])  # as if the host had rebooted under the session
+    srv.start()
+    artist = fresh.artist.client()
+    deadline = time.monotonic() + 30
+    while desktop_pid(srv.data_dir, session_id) in (lost, None):
+        assert time.monotonic() < deadline, "the lost desktop was not started again"
+        time.sleep(0.2)
+    artist.get_waiter("streaming_session_ready").wait(
+        studioId=sid, sessionId=session_id, WaiterConfig=FAST
+    )
+    session = artist.get_streaming_session(studioId=sid, sessionId=session_id)["session"]
+    assert session["state"] == "READY"
+    worlds.delete_all_sessions(fresh)

@@ -56,6 +56,14 @@ def is_rfb_greeting(data: bytes) -> bool:
     return _RFB_GREETING.fullmatch(data) is not None
 
 
+def desktop_environment() -> dict[str, str]:
+    """A minimal environment for desktop processes: none of the server's settings or secrets."""
+    keep = ("PATH", "LANG", "LC_ALL", "TZ")
+    env = {name: os.environ[name] for name in keep if name in os.environ}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    return env
+
+
 def desktop_name(session_id: str) -> str:
     return f"opennimble-{session_id}"
 
@@ -360,6 +368,7 @@ class LocalProvider(base.Provider):
                     stderr=subprocess.STDOUT,
                     pass_fds=(displayfd,),
                     start_new_session=True,
+                    env=desktop_environment(),
                 )
         except OSError as exc:
             raise base.PermanentFailure(f"cannot run {argv[0]}: {exc}; {INSTALL_HINT}") from exc

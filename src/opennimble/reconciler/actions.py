@@ -130,6 +130,29 @@ class Actions:
                 streams.delete_for_session(conn, row["session_id"])
         log.info("session %s stopped", row["session_id"])
 
+    async def check_ready(self, row: Row) -> None:
+        """A READY session whose desktop is gone (a host restart) is started again."""
+        result = await self.provider.poll(_state_of(row))
+        if result.health is not base.Health.GONE:
+            return
+        now = self.now()
+        values = {
+            **lifecycle.enter("START_IN_PROGRESS", now),
+            "endpoint": {},
+            "status_message": "The desktop was lost and is being started again",
+            "work_started_at": now,
+            "attempts": 0,
+            "next_attempt_at": 0,
+        }
+        with self.db.write() as conn:
+            if sessions.transition(conn, row["session_id"], ("READY",), **values):
+                streams.delete_for_session(conn, row["session_id"])
+        log.warning(
+            "session %s: its desktop is gone (%s); starting it again",
+            row["session_id"],
+            result.message,
+        )
+
     # ---- outcomes ---------------------------------------------------------------------------
 
     def _ready(self, row: Row, endpoint: dict[str, Any]) -> None:

@@ -25,6 +25,7 @@ log = logging.getLogger("opennimble.reconciler")
 
 LEASE = 30 * clock.SECOND
 PURGE_EVERY = 60 * clock.SECOND
+CHECK_DESKTOPS_EVERY = 30 * clock.SECOND
 
 
 class Reconciler:
@@ -49,6 +50,7 @@ class Reconciler:
         self._event: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_purge = 0
+        self._last_check = 0
 
     def wake(self) -> None:
         """Ask for a pass now (callable from any thread)."""
@@ -87,6 +89,20 @@ class Reconciler:
         reaped = await self.provider.reap(known)
         if reaped:
             log.warning("cleaned up %d desktops of unknown sessions: %s", len(reaped), reaped)
+        await self.check_desktops()
+
+    async def check_desktops(self) -> None:
+        """Make sure the desktops of READY sessions still run (after a restart, and now and
+        then): a lost one is started again."""
+        with self.db.read() as conn:
+            ready = sessions.in_states(conn, ("READY",))
+        for row in ready:
+            if row["session_id"] not in self._tasks:
+                try:
+                    await self.actions.check_ready(row)
+                except Exception:
+                    log.exception("checking the desktop of %s failed", row["session_id"])
+        self._last_check = self.now()
 
     async def tick(self) -> None:
         now = self.now()
@@ -94,6 +110,8 @@ class Reconciler:
             self._housekeeping(now)
             self._heartbeat(now)
             self._claim_and_start(now)
+            if now - self._last_check >= CHECK_DESKTOPS_EVERY:
+                await self.check_desktops()
         except Exception:
             log.exception("reconciler pass failed; trying again")
 
