@@ -11,6 +11,7 @@ import click
 import uvicorn
 
 from opennimble import clock, config, demo, server
+from opennimble.api import coverage
 from opennimble.domain import identity
 
 COMMON = [
@@ -145,6 +146,12 @@ def keys_create(user_id: str, config_file: str | None, **flags: Any) -> None:
         raise click.ClickException(str(exc.args[0])) from None
     finally:
         db.dispose()
+
+
+@main.command()
+def operations() -> None:
+    """Print the model's operations and which ones this server implements (Markdown)."""
+    click.echo(coverage.table(), nl=False)
 
 
 @main.group()
