@@ -94,6 +94,9 @@ def plan(conn: sa.Connection, caller: Caller, studio_id: str, params: dict[str, 
         )
     attrs = {key: stream[key] for key in COPIED if key in stream}
     attrs["ec2ImageId"] = image["attrs"]["ec2ImageId"]
+    backup = stream.get("sessionBackup") or {}
+    attrs["backupMode"] = backup.get("mode", "DEACTIVATED")
+    attrs["maxBackupsToRetain"] = backup.get("maxBackupsToRetain", 0)
     return Plan(profile, owned_by, instance_type, image_id, attrs)
 
 

@@ -1,0 +1,218 @@
+"""The stream gateway's token rules, on a real database, with a clock the test controls."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import urllib.parse
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from opennimble import clock
+from opennimble.domain.stream_tokens import StreamTokens
+from opennimble.gateway.streams import StreamGate
+from opennimble.store import database, sessions, streams
+
+KEY = b"k" * 32
+T0 = 1_700_000_000 * clock.SECOND
+LIFETIME = 120 * clock.SECOND
+
+
+@dataclasses.dataclass
+class Clock:
+    now: int = T0
+
+    def __call__(self) -> int:
+        return self.now
+
+
+@dataclasses.dataclass
+class Gate:
+    db: database.Database
+    tokens: StreamTokens
+    clock: Clock
+    gate: StreamGate
+
+    def session(self, state: str = "READY") -> str:
+        session_id = uuid.uuid4().hex[:22]
+        with self.db.write() as conn:
+            sessions.insert(conn, session_row(session_id, state))
+        return session_id
+
+    def stream(self, session_id: str, expires_at: int = T0 + LIFETIME) -> str:
+        stream_id = uuid.uuid4().hex[:22]
+        with self.db.write() as conn:
+            streams.insert(
+                conn,
+                {
+                    "stream_id": stream_id,
+                    "session_id": session_id,
+                    "studio_id": "us-west-2:stid-000000000000",
+                    "created_by": "user-1",
+                    "owned_by": "user-1",
+                    "created_at": T0,
+                    "expires_at": expires_at,
+                    "state": "READY",
+                    "status_code": "STREAM_READY",
+                },
+            )
+        return stream_id
+
+    def token(self, stream_id: str) -> str:
+        with self.db.read() as conn:
+            row = streams.get(conn, stream_id)
+        assert row is not None
+        return self.tokens.token(stream_id, row["session_id"], row["expires_at"])
+
+    def admit(self, stream_id: str, token: str, at: int | None = None) -> tuple[int, str]:
+        if at is not None:
+            self.clock.now = at
+        answer = self.gate.admit(stream_id, urllib.parse.urlencode({"token": token}))
+        return answer.status, answer.text
+
+    def used_at(self, stream_id: str) -> int | None:
+        with self.db.read() as conn:
+            row = streams.get(conn, stream_id)
+        assert row is not None
+        return row["used_at"]  # type: ignore[no-any-return]
+
+
+def session_row(session_id: str, state: str) -> dict[str, Any]:
+    return {
+        "session_id": session_id,
+        "studio_id": "us-west-2:stid-000000000000",
+        "launch_profile_id": "lp" * 11,
+        "streaming_image_id": "im" * 11,
+        "ec2_instance_type": "g4dn.xlarge",
+        "owned_by": "user-1",
+        "created_by": "user-1",
+        "updated_by": "user-1",
+        "state": state,
+        "status_code": f"STREAMING_SESSION_{state}",
+        "status_message": "",
+        "tags": {},
+        "attrs": {},
+        "created_at": T0 - clock.MINUTE,
+        "updated_at": T0 - clock.MINUTE,
+        "provider": "local",
+        "provider_state": {},
+        "endpoint": {"host": "127.0.0.1", "port": 5901},
+    }
+
+
+@pytest.fixture
+def gate(tmp_path: pathlib.Path) -> Iterator[Gate]:
+    db = database.Database(f"sqlite:///{tmp_path / 'gate.db'}")
+    db.upgrade()
+    tokens = StreamTokens(KEY)
+    now = Clock()
+    try:
+        yield Gate(db, tokens, now, StreamGate(db, tokens, now=now))
+    finally:
+        db.dispose()
+
+
+def test_valid_token_before_expiry_is_admitted_once(gate: Gate) -> None:
+    stream_id = gate.stream(gate.session())
+    token = gate.token(stream_id)
+    status, text = gate.admit(stream_id, token, at=T0 + LIFETIME - 1)
+    assert status == 200
+    assert "127.0.0.1:5901" in text
+    assert gate.used_at(stream_id) == T0 + LIFETIME - 1
+    status, text = gate.admit(stream_id, token, at=T0 + LIFETIME - 1)
+    assert status == 403
+    assert "used already" in text
+
+
+def test_token_is_refused_at_and_after_expiry(gate: Gate) -> None:
+    session_id = gate.session()
+    for at in (T0 + LIFETIME, T0 + LIFETIME + 1, T0 + 2 * LIFETIME):
+        stream_id = gate.stream(session_id)
+        status, text = gate.admit(stream_id, gate.token(stream_id), at=at)
+        assert status == 403
+        assert "expired" in text
+        assert gate.used_at(stream_id) is None
+
+
+def test_stream_that_reads_deleted_is_refused(gate: Gate) -> None:
+    stream_id = gate.stream(gate.session())
+    with gate.db.write() as conn:
+        assert streams.expire(conn, T0 + LIFETIME) == 1
+    status, text = gate.admit(stream_id, gate.token(stream_id), at=T0 + 1)
+    assert status == 403
+    assert "expired" in text
+
+
+def test_token_of_another_stream_is_refused(gate: Gate) -> None:
+    session_id = gate.session()
+    mine, other = gate.stream(session_id), gate.stream(session_id)
+    elsewhere = gate.stream(gate.session())
+    for token in (gate.token(other), gate.token(elsewhere)):
+        status, text = gate.admit(mine, token, at=T0 + 1)
+        assert status == 403
+        assert "not valid" in text
+    assert gate.used_at(mine) is None
+    assert gate.admit(mine, gate.token(mine))[0] == 200
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["", "garbage", "forged-by-another-key", "altered-expiry", "mangled"],
+)
+def test_bad_tokens_are_refused(gate: Gate, token: str) -> None:
+    session_id = gate.session()
+    stream_id = gate.stream(session_id)
+    good = gate.token(stream_id)
+    bad = {
+        "": "",
+        "garbage": "garbage",
+        "forged-by-another-key": StreamTokens(b"x" * 32).token(
+            stream_id, session_id, T0 + LIFETIME
+        ),
+        "altered-expiry": gate.tokens.token(stream_id, session_id, T0 + 10 * LIFETIME),
+        "mangled": good[:-3] + ("AAA" if good[-3:] != "AAA" else "BBB"),
+    }[token]
+    status, text = gate.admit(stream_id, bad, at=T0 + 1)
+    assert status == 403
+    assert "not valid" in text
+    assert gate.used_at(stream_id) is None
+
+
+def test_unknown_stream_and_missing_token_are_refused(gate: Gate) -> None:
+    stream_id = gate.stream(gate.session())
+    assert gate.admit("no-such-stream", gate.token(stream_id), at=T0 + 1)[0] == 403
+    assert gate.gate.admit(stream_id, "").status == 403
+    assert gate.used_at(stream_id) is None
+
+
+@pytest.mark.parametrize(
+    "state", ["CREATE_IN_PROGRESS", "STOP_IN_PROGRESS", "STOPPED", "DELETE_IN_PROGRESS", "DELETED"]
+)
+def test_session_not_ready_is_refused(gate: Gate, state: str) -> None:
+    session_id = gate.session(state)
+    stream_id = gate.stream(session_id)
+    status, text = gate.admit(stream_id, gate.token(stream_id), at=T0 + 1)
+    assert status == 403
+    assert "not running" in text
+    assert gate.used_at(stream_id) is None
+
+
+def test_refusal_for_a_session_not_ready_does_not_use_the_token(gate: Gate) -> None:
+    session_id = gate.session("CREATE_IN_PROGRESS")
+    stream_id = gate.stream(session_id)
+    token = gate.token(stream_id)
+    assert gate.admit(stream_id, token, at=T0 + 1)[0] == 403
+    with gate.db.write() as conn:
+        sessions.update(conn, session_id, state="READY", status_code="STREAMING_SESSION_READY")
+    assert gate.admit(stream_id, token, at=T0 + 2)[0] == 200
+    assert gate.admit(stream_id, token, at=T0 + 3)[0] == 403
+
+
+def test_missing_session_is_refused(gate: Gate) -> None:
+    stream_id = gate.stream("gone-session-000000000")
+    status, text = gate.admit(stream_id, gate.token(stream_id), at=T0 + 1)
+    assert status == 403
+    assert "not running" in text
