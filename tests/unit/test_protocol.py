@@ -75,7 +75,9 @@ def test_parse_refuses_bodies_that_are_not_json_objects(body: bytes) -> None:
 def test_parse_refuses_non_integer_query_values() -> None:
     op = model.operations()["ListStudioMembers"]
     with pytest.raises(errors.ValidationException, match="maxResults"):
-        parse.parse_input(op, {"studioId": "s"}, "maxResults=many", {}, b"")
+        validate.validate(
+            op.input, parse.parse_input(op, {"studioId": "s"}, "maxResults=many", {}, b"")
+        )
 
 
 def test_validation_collects_every_problem_and_hides_sensitive_values() -> None:

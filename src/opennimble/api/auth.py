@@ -47,6 +47,12 @@ class Authenticator:
         return entry[0] if entry else None
 
     def authenticate(self, request: sigv4.SignedRequest) -> Caller:
+        if any(name.lower() == "x-amz-security-token" for name, _ in request.headers):
+            raise errors.AccessDeniedException(
+                "This server issues no temporary credentials: sign requests with an access key "
+                "of the identity store, without X-Amz-Security-Token",
+                code="UnrecognizedClient",
+            )
         try:
             access_key_id = self._verifier.verify(request)
         except sigv4.SignatureError as exc:

@@ -7,6 +7,7 @@ and header strings are converted by the member's shape type); :mod:`validate` ch
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any
@@ -28,22 +29,19 @@ def parse_input(
     query = urllib.parse.parse_qs(query_string, keep_blank_values=True)
     document = _json_body(body)
     params: dict[str, Any] = {}
-    problems: list[str] = []
     for name, member in op.input.members.items():
         if member.location == "uri":
             raw: Any = path_params.get(member.location_name)
         elif member.location == "querystring":
             values = query.get(member.location_name)
-            raw = _from_query(member, values, problems) if values is not None else None
+            raw = _from_query(member, values) if values is not None else None
         elif member.location == "header":
             header = headers.get(member.location_name.lower())
-            raw = _scalar(member, header, problems) if header is not None else None
+            raw = _convert(member.shape.type, header) if header is not None else None
         else:
             raw = document.get(member.location_name)
         if raw is not None:
             params[name] = raw
-    if problems:
-        raise errors.ValidationException("; ".join(problems))
     return params
 
 
@@ -59,26 +57,20 @@ def _json_body(body: bytes) -> dict[str, Any]:
     return document
 
 
-def _from_query(member: model.Member, values: list[str], problems: list[str]) -> Any:
+def _from_query(member: model.Member, values: list[str]) -> Any:
     if member.shape.type == "list" and member.shape.member is not None:
-        return [_convert(member.name, member.shape.member.type, v, problems) for v in values]
-    return _convert(member.name, member.shape.type, values[-1], problems)
+        return [_convert(member.shape.member.type, v) for v in values]
+    return _convert(member.shape.type, values[-1])
 
 
-def _scalar(member: model.Member, value: str, problems: list[str]) -> Any:
-    return _convert(member.name, member.shape.type, value, problems)
+_INTEGER = re.compile(r"-?[0-9]+", re.ASCII)
 
 
-def _convert(name: str, type_name: str, value: str, problems: list[str]) -> Any:
-    if type_name in ("integer", "long"):
-        try:
-            return int(value)
-        except ValueError:
-            problems.append(f"Value '{value}' at '{name}' is not an integer")
-            return None
-    if type_name == "boolean":
-        if value.lower() not in ("true", "false"):
-            problems.append(f"Value '{value}' at '{name}' is not a boolean")
-            return None
-        return value.lower() == "true"
+def _convert(type_name: str, value: str) -> Any:
+    """Convert a query or header string by its shape type. A value that does not convert stays
+    a string, so that validation reports it with every other problem of the request."""
+    if type_name in ("integer", "long") and _INTEGER.fullmatch(value):
+        return int(value)
+    if type_name == "boolean" and value in ("true", "false"):
+        return value == "true"
     return value
