@@ -31,6 +31,8 @@ class Settings(pydantic_settings.BaseSettings):
     desktop_ready_timeout: float = pydantic.Field(default=60.0, gt=0)
     reconcile_interval: float = pydantic.Field(default=1.0, gt=0)
     max_concurrent_provisions: int = pydantic.Field(default=8, ge=1)
+    # desktops this host runs at most at once (the local provider's capacity)
+    max_desktops: int = pydantic.Field(default=16, ge=1)
     page_size: int = pydantic.Field(default=100, ge=1, le=100)
     log_level: str = "info"
 
