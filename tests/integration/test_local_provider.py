@@ -1,4 +1,7 @@
-"""The ``local`` provider against a real TigerVNC Xvnc: start, poll, re-attach, stop, reap."""
+"""The ``local`` provider against a real TigerVNC Xvnc: start, poll, re-attach, stop, reap.
+
+What runs on the desktop, as whom, and its limits are in test_local_desktop.py.
+"""
 
 from __future__ import annotations
 
@@ -12,83 +15,24 @@ import stat
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 
 import pytest
 
-from opennimble.providers import base, local
+from opennimble.providers import base, local, local_process, local_xvnc
+from tests.integration import provider_support as support
+from tests.integration.provider_support import (
+    alive,
+    desktop_processes,
+    make_spec,
+    wait_gone,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.xvnc
 
-READY_TIMEOUT = 15.0
-
-
-def make_spec(session_id: str | None = None) -> base.DesktopSpec:
-    return base.DesktopSpec(
-        session_id=session_id or f"st-{uuid.uuid4().hex[:12]}",
-        studio_id="stid-1",
-        owned_by="user-1",
-        owner_name="alice",
-        ec2_instance_type="g4dn.xlarge",
-        ec2_image_id="ami-1",
-        launch_profile_id="lp-1",
-    )
-
-
-def desktop_processes(directory: pathlib.Path) -> set[int]:
-    """Live processes of the desktops under ``directory``: every desktop has its Xauthority
-    path on its command line, and every one started is recorded in a desktop.json."""
-    mark = str(directory).encode()
-    pids = set()
-    for entry in pathlib.Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if any(mark in arg for arg in argv) and local.start_time_of(int(entry.name)):
-            pids.add(int(entry.name))
-    for record in directory.glob("*/desktop.json"):
-        data = json.loads(record.read_text())
-        if local.desktop_alive(data.get("pid"), data.get("start_time"), record.parent.name):
-            pids.add(data["pid"])
-    return pids
-
-
-def wait_gone(pid: int, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while local.start_time_of(pid) is not None:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
-@pytest.fixture
-def runtime_dir(tmp_path: pathlib.Path) -> Iterator[pathlib.Path]:
-    directory = tmp_path / "desktops"
-    yield directory
-    left = desktop_processes(directory)
-    for pid in left:
-        os.kill(pid, signal.SIGKILL)
-    assert all(wait_gone(pid) for pid in left)
-    assert not left, f"Xvnc processes were left running: {sorted(left)}"
-
-
-@pytest.fixture
-def provider(runtime_dir: pathlib.Path) -> local.LocalProvider:
-    return local.LocalProvider(runtime_dir=runtime_dir, ready_timeout=10.0)
-
-
-async def wait_ready(provider: base.Provider, state: base.ProviderState) -> base.PollResult:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while (result := await provider.poll(state)).health is not base.Health.READY:
-        assert result.health is base.Health.STARTING, result
-        assert time.monotonic() < deadline, "the desktop did not become ready in time"
-        await asyncio.sleep(0.02)
-    return result
+data_dir = pytest.fixture(support.reachable_data_dir)
+runtime_dir = pytest.fixture(support.runtime_dir_in)
+provider = pytest.fixture(support.provider_in)
 
 
 def rfb_greeting(port: int) -> bytes:
@@ -111,10 +55,6 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
-def alive(state: base.ProviderState) -> bool:
-    return local.desktop_alive(state["pid"], state["start_time"], state["session_id"])
-
-
 def test_start_becomes_ready_and_speaks_rfb_on_loopback_only(
     provider: local.LocalProvider, runtime_dir: pathlib.Path
 ) -> None:
@@ -127,23 +67,32 @@ def test_start_becomes_ready_and_speaks_rfb_on_loopback_only(
 
     state, result, elapsed = asyncio.run(scenario())
     port = state["port"]
-    assert result.endpoint == {"host": "127.0.0.1", "port": port}
+    password = state["password"]
+    assert result.endpoint == {"host": "127.0.0.1", "port": port, "password": password}
+    assert len(password) == 8 and password.isalnum()
     assert set(state) == {
         "pid",
         "display",
         "port",
         "host",
+        "password",
         "start_time",
         "runtime_dir",
         "session_id",
+        "user",
+        "uid",
+        "gid",
+        "home",
     }
     assert json.loads(json.dumps(state)) == state
     assert rfb_greeting(port).startswith(b"RFB 003.")
     assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1 and nothing else
-    assert local.is_our_xvnc(local.cmdline_of(state["pid"]), spec.session_id)
+    assert local_process.is_our_xvnc(local_process.cmdline_of(state["pid"]), spec.session_id)
     session_dir = runtime_dir / spec.session_id
-    assert json.loads((session_dir / "desktop.json").read_text())["pid"] == state["pid"]
-    assert stat.S_IMODE((session_dir / "Xauthority").stat().st_mode) == 0o600
+    record = json.loads((session_dir / "desktop.json").read_text())
+    assert record["pid"] == state["pid"] and record["launched"] is True
+    for private in ("desktop.json", "Xauthority", "passwd", "xvnc.log"):
+        assert stat.S_IMODE((session_dir / private).stat().st_mode) == 0o600
     rss = pathlib.Path(f"/proc/{state['pid']}/status").read_text().split("VmRSS:")[1].split()[0]
     print(f"start to READY: {elapsed:.3f} s; idle Xvnc VmRSS: {rss} kB")
     asyncio.run(provider.delete(state))
@@ -194,7 +143,7 @@ from opennimble.providers import base, local
 
 async def main():
     provider = local.LocalProvider(runtime_dir=pathlib.Path(sys.argv[1]))
-    spec = base.DesktopSpec(sys.argv[2], "stid-1", "user-1", "alice", "t", "ami-1", "lp-1")
+    spec = base.DesktopSpec(sys.argv[2], "stid-1", sys.argv[4], "alice", "t", "ami-1", "lp-1")
     print(json.dumps(await provider.start(spec, {})), flush=True)
 
 asyncio.run(main())
@@ -210,7 +159,7 @@ def test_reattach_after_server_restart(
     spec = make_spec()
     argv = [sys.executable, "-c", STARTER, str(runtime_dir), spec.session_id]
     with subprocess.Popen(
-        [*argv, "hang" if ending == "sigkill" else "exit"], stdout=subprocess.PIPE
+        [*argv, "hang" if ending == "sigkill" else "exit", spec.owned_by], stdout=subprocess.PIPE
     ) as server:
         assert server.stdout is not None
         started = json.loads(server.stdout.readline())
@@ -227,7 +176,7 @@ def test_reattach_after_server_restart(
         await provider.delete(state)
 
     asyncio.run(scenario())
-    assert local.start_time_of(state["pid"]) is None
+    assert local_process.start_time_of(state["pid"]) is None
     assert not (runtime_dir / spec.session_id).exists()
 
 
@@ -297,7 +246,7 @@ def test_failing_xvnc_is_a_permanent_failure(
     runtime_dir: pathlib.Path, tmp_path: pathlib.Path, body: str, expected: str
 ) -> None:
     xvnc = write_script(tmp_path / "Xvnc", body)
-    provider = local.LocalProvider(runtime_dir=runtime_dir, xvnc=xvnc)
+    provider = local.LocalProvider(runtime_dir=runtime_dir, xvnc=xvnc, isolate=False)
     with pytest.raises(base.PermanentFailure) as failure:
         asyncio.run(provider.start(make_spec(), {}))
     assert failure.value.status_code == "INTERNAL_ERROR"
@@ -311,7 +260,8 @@ def test_xvnc_dying_after_start_fails_the_poll(
         'while [ $# -gt 0 ]; do [ "$1" = -displayfd ] && fd=$2; shift; done\n'
         'echo 42 > "/proc/self/fd/$fd"\nsleep 0.2\necho "(EE) vncExtInit: boom" >&2\nexit 3\n'
     )
-    provider = local.LocalProvider(runtime_dir=runtime_dir, xvnc=write_script(tmp_path / "x", body))
+    xvnc = write_script(tmp_path / "x", body)
+    provider = local.LocalProvider(runtime_dir=runtime_dir, xvnc=xvnc, isolate=False)
 
     async def scenario() -> None:
         state = await provider.start(make_spec(), {})
@@ -332,7 +282,9 @@ def test_xvnc_that_never_gets_ready_is_ended(
         f"#!{sys.executable}\nimport time\nprint('starting up', flush=True)\ntime.sleep(60)\n"
     )
     hanging.chmod(0o755)
-    provider = local.LocalProvider(runtime_dir=runtime_dir, xvnc=str(hanging), ready_timeout=0.5)
+    provider = local.LocalProvider(
+        runtime_dir=runtime_dir, xvnc=str(hanging), ready_timeout=0.5, isolate=False
+    )
     with pytest.raises(base.TemporaryFailure, match=r"not get ready within 0\.5 s: starting up"):
         asyncio.run(provider.start(make_spec(), {}))
     assert not desktop_processes(runtime_dir)
@@ -387,14 +339,21 @@ def test_reap_kills_desktops_of_unknown_sessions(
 
 
 def test_pure_helpers() -> None:
-    assert local.is_rfb_greeting(b"RFB 003.008\n")
-    assert not local.is_rfb_greeting(b"SSH-2.0-Open")
+    assert local_xvnc.is_rfb_greeting(b"RFB 003.008\n")
+    assert not local_xvnc.is_rfb_greeting(b"SSH-2.0-Open")
     ticks = " ".join(str(n) for n in range(4, 22))  # fields 4 to 21
-    assert local.parse_stat(f"42 (a) b (c)) S {ticks} 123 9") == ("S", 123)
-    argv = local.xvnc_command(
-        "Xvnc", session_id="st-1", port=5999, geometry="800x600", displayfd=7, xauthority="/x"
+    assert local_process.parse_stat(f"42 (a) b (c)) S {ticks} 123 9") == ("S", 123)
+    argv = local_xvnc.xvnc_command(
+        "Xvnc",
+        session_id="st-1",
+        port=5999,
+        geometry="800x600",
+        displayfd=7,
+        xauthority="/x",
+        password_file="/p",
     )
-    assert local.is_our_xvnc(argv, "st-1")
-    assert not local.is_our_xvnc(argv, "st-2")
-    assert not local.is_our_xvnc(["Xvnc", "-desktop"], "st-1")
-    assert {"-nolisten", "tcp", "-interface", "127.0.0.1", "-SecurityTypes", "None"} <= set(argv)
+    assert local_process.is_our_xvnc(argv, "st-1")
+    assert not local_process.is_our_xvnc(argv, "st-2")
+    assert not local_process.is_our_xvnc(["Xvnc", "-desktop"], "st-1")
+    assert {"-nolisten", "tcp", "-interface", "127.0.0.1", "-SecurityTypes", "VncAuth"} <= set(argv)
+    assert "-AcceptCutText=0" not in argv

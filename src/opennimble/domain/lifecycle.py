@@ -23,6 +23,8 @@ DELETABLE = frozenset(
     {"READY", "CREATE_FAILED", "STOPPED", "START_FAILED", "STOP_FAILED", "DELETE_FAILED"}
 )
 GONE = frozenset({"DELETE_IN_PROGRESS", "DELETED"})
+STOPPABLE = frozenset({"READY"})
+STARTABLE = frozenset({"STOPPED"})
 
 DEFAULT_MAX_SESSION_MINUTES = 690
 DELETED_RETENTION = 24 * clock.HOUR
@@ -44,6 +46,28 @@ def enter(state: str, now: int, by: str | None = None) -> dict[str, Any]:
 
 def fail(state: str, code: str, message: str, now: int) -> dict[str, Any]:
     return {"state": state, "status_code": code, "status_message": message, "updated_at": now}
+
+
+def work(now: int) -> dict[str, Any]:
+    """Column values that hand a session to the reconciler, with a fresh deadline."""
+    return {"work_started_at": now, "attempts": 0, "next_attempt_at": 0}
+
+
+def stopping(now: int, by: str | None) -> dict[str, Any]:
+    """Column values for a session asked to stop (by a user, or by its time limit: None)."""
+    return {**enter("STOP_IN_PROGRESS", now, by), **work(now), "stopped_at": now, "stopped_by": by}
+
+
+def starting(now: int, by: str) -> dict[str, Any]:
+    """Column values for a stopped session asked to start again."""
+    values = {**enter("START_IN_PROGRESS", now, by), **work(now)}
+    return {**values, "started_at": now, "started_by": by, "terminate_at": None}
+
+
+def stoppable(attrs: dict[str, Any]) -> bool:
+    """Whether sessions of these settings may be stopped: a launch profile whose
+    ``maxStoppedSessionLengthInMinutes`` is 0 (the default) only lets them be terminated."""
+    return int(attrs.get("maxStoppedSessionLengthInMinutes") or 0) > 0
 
 
 def conflict(session: dict[str, Any], action: str) -> errors.ConflictException:

@@ -8,9 +8,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from opennimble import errors
-from opennimble.domain import access, resources
+from opennimble.domain import access, eulas, quotas, resources, tags
 from opennimble.domain.identity import Caller
 from opennimble.protocol import validate
+from opennimble.store import resources as resource_store
 from opennimble.store import users
 
 Row = dict[str, Any]
@@ -37,8 +38,14 @@ class Plan:
     attrs: dict[str, Any]
 
 
-def plan(conn: sa.Connection, caller: Caller, studio_id: str, params: dict[str, Any]) -> Plan:
-    """Check a CreateStreamingSession request against the spec's rules."""
+def plan(
+    conn: sa.Connection,
+    caller: Caller,
+    studio_id: str,
+    params: dict[str, Any],
+    limits: quotas.Quotas = quotas.DEFAULTS,
+) -> Plan:
+    """Check a CreateStreamingSession request against the spec's rules and the quotas."""
     access.studio(conn, caller, studio_id)
     profile = resources.get_live(
         conn, resources.LAUNCH_PROFILE, studio_id, params["launchProfileId"]
@@ -66,6 +73,7 @@ def plan(conn: sa.Connection, caller: Caller, studio_id: str, params: dict[str, 
         )
     stream = profile["attrs"]["streamConfiguration"]
     problems = _owner_problems(conn, studio_id, profile, owned_by)
+    problems += tags.problems(params.get("tags") or {})
     instance_type = params.get("ec2InstanceType") or stream["ec2InstanceTypes"][0]
     if instance_type not in stream["ec2InstanceTypes"]:
         problems.append(
@@ -92,6 +100,8 @@ def plan(conn: sa.Connection, caller: Caller, studio_id: str, params: dict[str, 
         raise validate.exception(
             [("streamingImageId", f"Streaming image {image_id} is {image['state']}, not READY")]
         )
+    eulas.require_accepted(conn, studio_id, owned_by, image)
+    quotas.check_session(conn, limits, studio_id, owned_by)
     attrs = {key: stream[key] for key in COPIED if key in stream}
     attrs["ec2ImageId"] = image["attrs"]["ec2ImageId"]
     backup = stream.get("sessionBackup") or {}
@@ -134,3 +144,45 @@ def readable(
             "only its owner and studio administrators may",
         )
     return session
+
+
+RUN_CONTEXTS = ("SYSTEM_INITIALIZATION", "USER_INITIALIZATION")
+
+
+@dataclasses.dataclass(frozen=True)
+class InitializationScript:
+    """A LINUX initialization script that runs when the session's desktop starts."""
+
+    component: str  # the studio component's name
+    run_context: str  # one of RUN_CONTEXTS
+    script: str
+    parameters: tuple[tuple[str, str], ...]  # the component's scriptParameters
+
+
+def initialization_scripts(conn: sa.Connection, session: Row) -> list[InitializationScript]:
+    """The LINUX initialization scripts of the studio components of the session's launch
+    profile, as they are now: components in the launch profile's order, each component's
+    scripts in its order. Deleted components (and a deleted launch profile) have none."""
+    studio_id = session["studio_id"]
+    kind = resources.LAUNCH_PROFILE.name
+    profile = resource_store.get(conn, kind, session["launch_profile_id"], studio_id)
+    if profile is None or profile["state"] in resources.GONE:
+        return []
+    found = []
+    for component_id in profile["attrs"].get("studioComponentIds", []):
+        kind = resources.STUDIO_COMPONENT.name
+        component = resource_store.get(conn, kind, component_id, studio_id)
+        if component is None or component["state"] in resources.GONE:
+            continue
+        attrs = component["attrs"]
+        parameters = tuple((p["key"], p["value"]) for p in attrs.get("scriptParameters", []))
+        found += [
+            InitializationScript(
+                component["name"], script["runContext"], script["script"], parameters
+            )
+            for script in attrs.get("initializationScripts", [])
+            if script.get("platform") == "LINUX"
+            and script.get("runContext") in RUN_CONTEXTS
+            and script.get("script")
+        ]
+    return found

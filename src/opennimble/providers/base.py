@@ -18,7 +18,13 @@ in the spirit of JupyterHub's Spawner:
 * Failures are classified. Raise :class:`TemporaryFailure` for what may succeed when tried
   again (the reconciler retries with back-off), :class:`PermanentFailure` for what will not
   (the session goes to its ``*_FAILED`` state with the failure's status code and message).
-  Any other exception counts as temporary.
+  Any other exception counts as temporary. Status codes of the model that fit:
+  ``INSUFFICIENT_CAPACITY`` (the host runs as many desktops as it may),
+  ``INITIALIZATION_SCRIPT_ERROR`` (a studio component's script failed; say which, and how),
+  ``AMI_VALIDATION_ERROR`` (what the image needs is not there), ``INTERNAL_ERROR`` otherwise.
+* A READY desktop's endpoint is ``{"host", "port", "password"}``: a VNC server there that
+  asks for VNC authentication with that password, so that only the stream gateway, which is
+  told the password, can use it.
 * The reconciler, not the provider, records outcomes, owns retries and enforces timeouts.
 
 Providers are found by entry point name in the ``opennimble.providers`` group, so a third
@@ -37,9 +43,36 @@ from opennimble import config
 ProviderState = dict[str, Any]
 
 
+SYSTEM_INITIALIZATION = "SYSTEM_INITIALIZATION"
+USER_INITIALIZATION = "USER_INITIALIZATION"
+
+
+@dataclasses.dataclass(frozen=True)
+class InitScript:
+    """A LINUX initialization script of a studio component of the session's launch profile.
+
+    ``SYSTEM_INITIALIZATION`` scripts run before the desktop starts, as the provider's
+    privileged user; ``USER_INITIALIZATION`` scripts run inside the owner's session, as the
+    owner, with the desktop's display. ``parameters`` are the component's ``scriptParameters``,
+    given to the script as environment variables. A script that fails (or outlasts the
+    provider's time limit) fails the start with ``INITIALIZATION_SCRIPT_ERROR``.
+    """
+
+    component: str  # the studio component's name
+    run_context: str  # SYSTEM_INITIALIZATION or USER_INITIALIZATION
+    script: str
+    parameters: tuple[tuple[str, str], ...] = ()
+
+
 @dataclasses.dataclass(frozen=True)
 class DesktopSpec:
-    """What a desktop is asked to be: everything the provider may need from the session."""
+    """What a desktop is asked to be: everything the provider may need from the session.
+
+    ``ec2_image_id`` selects what runs on the desktop (the local provider's desktop recipes);
+    ``clipboard`` is False when the launch profile's ``clipboardMode`` is DISABLED, and the
+    provider must then keep the clipboard of the desktop closed both ways; ``init_scripts``
+    run in their order, each at its run context.
+    """
 
     session_id: str
     studio_id: str
@@ -48,6 +81,8 @@ class DesktopSpec:
     ec2_instance_type: str
     ec2_image_id: str
     launch_profile_id: str
+    clipboard: bool = True
+    init_scripts: tuple[InitScript, ...] = ()
 
 
 class Health(enum.Enum):
@@ -61,8 +96,9 @@ class Health(enum.Enum):
 @dataclasses.dataclass(frozen=True)
 class PollResult:
     health: Health
-    # Where a client (the stream gateway) reaches the desktop once READY, e.g. {"host": ...,
-    # "port": ...}. Empty otherwise.
+    # Where a client (the stream gateway) reaches the desktop once READY: {"host": ...,
+    # "port": ..., "password": ...} for a VNC server that asks for VNC authentication with that
+    # password. Empty otherwise.
     endpoint: dict[str, Any] = dataclasses.field(default_factory=dict)
     message: str = ""
 
@@ -108,12 +144,17 @@ class Provider(abc.ABC):
         """Report the health of the desktop described by ``state``."""
 
     @abc.abstractmethod
-    async def stop(self, state: ProviderState) -> ProviderState:
-        """End the desktop's processes but keep its storage; return the state to keep."""
+    async def stop(self, state: ProviderState, *, discard_storage: bool = False) -> ProviderState:
+        """End the desktop's processes and return the state to keep.
+
+        The session's storage is kept for a later :meth:`start`, unless ``discard_storage``
+        (``volumeRetentionMode`` DELETE): then it is discarded and the next start gets it empty.
+        """
 
     @abc.abstractmethod
     async def delete(self, state: ProviderState) -> None:
-        """End the desktop and release everything it holds. A missing desktop is not an error."""
+        """End the desktop and release everything it holds, its storage included (not what
+        belongs to the owner rather than the session). A missing desktop is not an error."""
 
     async def reap(self, known: set[str]) -> list[str]:
         """Clean up desktops this provider runs for sessions not in ``known``.

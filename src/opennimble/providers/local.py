@@ -1,204 +1,65 @@
 """The ``local`` provider: each session's desktop is a TigerVNC ``Xvnc`` on this machine.
 
-One X display and one loopback-only VNC (RFB) port per session. Xvnc runs detached in its own
-session, so it outlives the server process that started it; everything needed to find it again
-is in the provider state and in ``<runtime_dir>/<session_id>/desktop.json``. A pid is only
-trusted if ``/proc`` still shows the same start time and our ``-desktop opennimble-<id>``
-argument, so a reused pid is never mistaken for (or killed as) a desktop.
+A desktop is one X display with one VNC (RFB) port, and a *session* in it (the window manager
+and applications of the image's desktop recipe), all running as the owner's own Unix account
+(:mod:`local_accounts`). Starting one:
 
-Xvnc picks its own display number (``-displayfd``: X lock files make that safe against other
-X servers and concurrent starts) and reports it once it is ready to accept connections. The
-RFB port is a free loopback port; if another process takes it before Xvnc binds it, Xvnc
-exits at once and the start is retried with another port.
+1. find or create the owner's account and home;
+2. run the ``SYSTEM_INITIALIZATION`` scripts, as the provider's own user;
+3. start Xvnc (VNC password, own ``Xauthority``, clipboard as the launch profile says), unless
+   the host already runs ``max_desktops`` desktops (``INSUFFICIENT_CAPACITY``);
+4. create the session's storage, ``~/sessions/<session id>`` in the owner's home;
+5. run the ``USER_INITIALIZATION`` scripts as the owner, with the display;
+6. start the session script (steps 4 to 6: :mod:`local_session`, :mod:`local_recipes`).
+
+Everything runs detached in sessions of its own, so desktops outlive the server process that
+started them; what is needed to find one again is in the provider state and in the desktop's
+record (:mod:`local_host`). A desktop interrupted before step 6 completed is ended and started
+afresh. Stopping ends every process of the desktop (:mod:`local_process`) and keeps the home
+and the session's storage; ``discard_storage`` and deletion remove the storage, never the
+home. Xvnc picks its own display number (``-displayfd``) and reports it
+once it accepts connections; if another process takes its RFB port first, it exits at once
+and the start is retried with another port.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
-import json
+import logging
 import os
 import pathlib
 import re
 import secrets
-import select
 import shutil
-import signal
 import socket
-import struct
-import subprocess
-import threading
-import time
+from collections.abc import Mapping
 from typing import Any
 
 from opennimble import config
-from opennimble.providers import base
+from opennimble.providers import (
+    base,
+    local_accounts,
+    local_host,
+    local_process,
+    local_recipes,
+    local_scripts,
+    local_session,
+    local_xvnc,
+)
+from opennimble.providers.local_accounts import Account
+
+log = logging.getLogger("opennimble.providers.local")
 
 HOST = "127.0.0.1"
-DESKTOP_FILE = "desktop.json"
-LOG_FILE = "xvnc.log"
-XAUTHORITY_FILE = "Xauthority"
-INSTALL_HINT = (
-    "install Debian's tigervnc-standalone-server package (apt-get install "
-    "tigervnc-standalone-server) or set the xvnc setting to the path of Xvnc"
-)
+PASSWORD_FILE = "passwd"
+X11_SOCKETS = pathlib.Path("/tmp/.X11-unix")
 PORT_ATTEMPTS = 5
-PROBE_TIMEOUT = 1.0
 STOP_GRACE = 5.0
 _SESSION_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
-_RFB_GREETING = re.compile(rb"RFB \d{3}\.\d{3}\n")
-_STATE_KEYS = ("pid", "display", "port", "host", "start_time", "runtime_dir", "session_id")
-
-
-def is_rfb_greeting(data: bytes) -> bool:
-    """Whether ``data`` is an RFB ProtocolVersion message (``RFB 003.008\\n``)."""
-    return _RFB_GREETING.fullmatch(data) is not None
-
-
-def desktop_environment() -> dict[str, str]:
-    """A minimal environment for desktop processes: none of the server's settings or secrets."""
-    keep = ("PATH", "LANG", "LC_ALL", "TZ")
-    env = {name: os.environ[name] for name in keep if name in os.environ}
-    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-    return env
-
-
-def desktop_name(session_id: str) -> str:
-    return f"opennimble-{session_id}"
-
-
-def xvnc_command(
-    xvnc: str, *, session_id: str, port: int, geometry: str, displayfd: int, xauthority: str
-) -> list[str]:
-    """The command line of a session's Xvnc: loopback-only RFB, no TCP X11, no VNC auth."""
-    return [
-        xvnc, "-displayfd", str(displayfd), "-rfbport", str(port), "-interface", HOST,
-        "-SecurityTypes", "None", "-geometry", geometry, "-desktop", desktop_name(session_id),
-        "-nolisten", "tcp", "-auth", xauthority,
-    ]  # fmt: skip
-
-
-def is_our_xvnc(argv: list[str], session_id: str) -> bool:
-    """Whether a process command line is the Xvnc of ``session_id``."""
-    wanted = desktop_name(session_id)
-    return any(a == "-desktop" and b == wanted for a, b in itertools.pairwise(argv))
-
-
-def parse_stat(text: str) -> tuple[str, int]:
-    """(state letter, start time in clock ticks) from the text of ``/proc/<pid>/stat``."""
-    fields = text.rpartition(")")[2].split()  # the command name may hold spaces and parens
-    return fields[0], int(fields[19])  # fields 3 and 22 of proc(5)
-
-
-def xauthority_entry(cookie: bytes) -> bytes:
-    """An Xauthority entry granting MIT-MAGIC-COOKIE-1 ``cookie`` for any display."""
-
-    def counted(value: bytes) -> bytes:
-        return struct.pack(">H", len(value)) + value
-
-    family_wild = struct.pack(">H", 0xFFFF)  # no address, no display number: any display
-    fields = (b"", b"", b"MIT-MAGIC-COOKIE-1", cookie)
-    return family_wild + b"".join(counted(field) for field in fields)
-
-
-def describe_exit(status: int | None) -> str:
-    if status is None:
-        return "Xvnc exited"
-    if status < 0:
-        return f"Xvnc was killed by signal {-status}"
-    return f"Xvnc exited with status {status}"
-
-
-def start_time_of(pid: int) -> int | None:
-    """The start time of a live (not zombie) process, or None if there is none."""
-    try:
-        state, started = parse_stat(pathlib.Path(f"/proc/{pid}/stat").read_text())
-    except (OSError, IndexError, ValueError):
-        return None
-    return None if state in "ZXx" else started
-
-
-def cmdline_of(pid: int) -> list[str]:
-    try:
-        raw = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0")[:-1]]
-
-
-def desktop_alive(pid: Any, start_time: Any, session_id: str) -> bool:
-    """Whether ``pid`` is still the Xvnc of ``session_id`` that started at ``start_time``."""
-    if not isinstance(pid, int) or pid <= 0 or start_time is None:
-        return False
-    return start_time_of(pid) == start_time and is_our_xvnc(cmdline_of(pid), session_id)
-
-
-async def rfb_ready(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> bool:
-    """Whether ``host:port`` answers with an RFB ProtocolVersion within ``timeout``."""
-    writer = None
-    try:
-        async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(host, port)
-            return is_rfb_greeting(await reader.readexactly(12))
-    except (OSError, TimeoutError, asyncio.IncompleteReadError):
-        return False
-    finally:
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-
-
-def free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def log_tail(path: pathlib.Path, lines: int = 6, limit: int = 600) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return f"(no log at {path})"
-    stripped = (line.strip().removeprefix("(EE)").strip() for line in text.splitlines())
-    kept = [line for line in stripped if line]
-    return " / ".join(kept[-lines:])[-limit:] or f"(no output in {path})"
-
-
-def read_record(path: pathlib.Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def write_record(path: pathlib.Path, record: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, sort_keys=True))
-    os.replace(tmp, path)
-
-
-def read_display(fd: int, timeout: float) -> int:
-    """Read the display number Xvnc writes to ``-displayfd``; closes ``fd``.
-
-    Raises EOFError if Xvnc closed the pipe (it exited) and TimeoutError after ``timeout``.
-    """
-    deadline, data = time.monotonic() + timeout, b""
-    try:
-        while not data.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                raise TimeoutError
-            chunk = os.read(fd, 64)
-            if not chunk:
-                raise EOFError
-            data += chunk
-        return int(data)
-    finally:
-        os.close(fd)
+_STATE_KEYS = (
+    "pid", "display", "port", "host", "password", "start_time", "runtime_dir", "session_id",
+    "user", "uid", "gid", "home",
+)  # fmt: skip
 
 
 class _PortTaken(Exception):
@@ -214,185 +75,286 @@ class LocalProvider(base.Provider):
         self,
         *,
         runtime_dir: pathlib.Path,
+        homes_dir: pathlib.Path | None = None,
         xvnc: str = "Xvnc",
         geometry: str = "1280x800",
         ready_timeout: float = 30.0,
         stop_grace: float = STOP_GRACE,
+        max_desktops: int = 16,
+        recipes: Mapping[str, config.DesktopRecipe] | None = None,
+        isolate: bool | None = None,
+        interface: str = HOST,
+        advertise_host: str | None = None,
     ) -> None:
-        self._runtime_dir = pathlib.Path(runtime_dir)
+        self._runtime_dir = pathlib.Path(runtime_dir).absolute()
+        self._homes_dir = pathlib.Path(homes_dir or self._runtime_dir.parent / "homes").absolute()
         self._xvnc = xvnc
         self._geometry = geometry
         self._ready_timeout = ready_timeout
-        self._stop_grace = stop_grace
+        ending = local_process.Ending(grace=stop_grace)
+        self._host = local_host.Host(self._runtime_dir, max_desktops=max_desktops, ending=ending)
+        self._recipes = dict(recipes or {})
+        isolate = local_accounts.can_isolate() if isolate is None else isolate
+        self._accounts = local_accounts.Accounts(self._homes_dir, isolate=isolate)
+        self._interface = interface
+        self._probe_host = HOST if interface in ("0.0.0.0", "::", "") else interface
+        self._advertise_host = advertise_host or self._probe_host
         self._reserved_ports: set[int] = set()
-        # The Xvnc children of this process, by (pid, start time); each has a reaper thread.
-        self._children: dict[tuple[int, int | None], subprocess.Popen[bytes]] = {}
+        self._opened = False
+        if not isolate:
+            log.warning(
+                "the local provider does not run as root: every desktop runs as this server's "
+                "user, and nothing keeps artists from each other's files and processes"
+            )
 
     @classmethod
     def from_settings(cls, settings: config.Settings) -> LocalProvider:
         return cls(
             runtime_dir=settings.runtime_dir,
+            homes_dir=settings.homes_dir or settings.data_dir / "homes",
             xvnc=settings.xvnc,
             geometry=settings.desktop_geometry,
             ready_timeout=settings.desktop_ready_timeout,
+            max_desktops=settings.max_desktops,
+            recipes=settings.desktop_recipes,
+            interface=settings.desktop_interface,
+            advertise_host=settings.resolved_advertise_host,
         )
+
+    # ---- the contract -----------------------------------------------------------------------
 
     async def start(self, spec: base.DesktopSpec, state: base.ProviderState) -> base.ProviderState:
         sid = _session_id(spec.session_id)
-        for candidate in (state, read_record(self._record_path(sid))):
-            if self._attachable(candidate, sid):
-                return {key: candidate.get(key) for key in _STATE_KEYS}
-        await self._end(state, sid)  # what state or record name is unusable: it must not linger
+        record = self._host.read(sid)
+        if self._attachable(record, sid):
+            return _public(record)
+        await self._host.end(state, sid)  # what is left of an earlier attempt must not linger
         exe = shutil.which(self._xvnc)
         if exe is None:
-            raise base.PermanentFailure(f"Xvnc ({self._xvnc}) is not installed: {INSTALL_HINT}")
-        self._session_dir(sid).mkdir(parents=True, exist_ok=True)
-        for _ in range(PORT_ATTEMPTS):
-            port = self._reserve_port()
-            try:
-                return await self._launch(exe, sid, port)
-            except _PortTaken:
-                continue
-            finally:
-                self._reserved_ports.discard(port)
-        raise base.TemporaryFailure(f"no free VNC port after {PORT_ATTEMPTS} attempts")
+            raise base.PermanentFailure(
+                f"Xvnc ({self._xvnc}) is not installed: {local_xvnc.INSTALL_HINT}"
+            )
+        chosen = local_recipes.choose(self._recipes, spec.ec2_image_id)
+        local_recipes.check_installed(
+            chosen, spec.clipboard, local_session.base_environment()["PATH"]
+        )
+        self._prepare_directories()
+        self._host.check_capacity(sid)  # early: no scripts for a desktop that cannot start
+        account = await asyncio.to_thread(self._accounts.ensure, spec.owned_by, spec.owner_name)
+        self._host.session_dir(sid).mkdir(mode=0o711, parents=True, exist_ok=True)
+        system = local_session.system_runner(self._host, spec, account, self._ready_timeout)
+        await local_scripts.run_all(spec.init_scripts, base.SYSTEM_INITIALIZATION, system)
+        state = await self._start_xvnc(exe, spec, account)
+        try:
+            recipe, display = chosen.recipe, state["display"]
+            await local_session.start(
+                self._host, spec, account, recipe, display, self._ready_timeout
+            )
+            state["launched"] = True
+            self._host.write(sid, state)
+        except BaseException:
+            await asyncio.shield(self._host.end(state, sid))
+            raise
+        return _public(state)
 
     async def poll(self, state: base.ProviderState) -> base.PollResult:
         sid = state.get("session_id")
         if not isinstance(sid, str) or not _SESSION_ID.fullmatch(sid):
             return base.PollResult(base.Health.GONE, message="no session id in the state")
         if not state.get("pid"):  # a state lost before it was stored: the record still knows
-            state = read_record(self._record_path(sid))
+            state = self._host.read(sid)
         pid = state.get("pid")
         if not pid:
             return base.PollResult(base.Health.GONE, message="no desktop process")
-        if not desktop_alive(pid, state.get("start_time"), sid):
-            return self._gone(state, sid)
+        if not local_process.desktop_alive(pid, state.get("start_time"), sid):
+            return await self._gone(state, sid)
         port = state.get("port")
-        if not isinstance(port, int) or not await rfb_ready(HOST, port):
+        if not isinstance(port, int) or not await local_xvnc.rfb_ready(self._probe_host, port):
             return base.PollResult(base.Health.STARTING, message="VNC port not answering yet")
         self._mark_ready(state, sid)
-        return base.PollResult(base.Health.READY, endpoint={"host": HOST, "port": port})
+        endpoint = {"host": state.get("host"), "port": port, "password": state.get("password")}
+        return base.PollResult(base.Health.READY, endpoint=endpoint)
 
-    async def stop(self, state: base.ProviderState) -> base.ProviderState:
+    async def stop(
+        self, state: base.ProviderState, *, discard_storage: bool = False
+    ) -> base.ProviderState:
         sid = state.get("session_id")
         if not isinstance(sid, str):
             return {}
-        await self._end(state, _session_id(sid))
-        kept = {"session_id": sid, "runtime_dir": str(self._session_dir(sid))}
-        if self._session_dir(sid).is_dir():
-            write_record(self._record_path(sid), {**kept, "pid": None})
+        sid = _session_id(sid)
+        record = self._host.read(sid)
+        account = Account.from_state(state) or Account.from_state(record)
+        await self._host.end(state, sid)
+        if discard_storage and account is not None:
+            await local_session.discard_storage(account, sid)
+        kept = {"session_id": sid, "runtime_dir": str(self._host.session_dir(sid))}
+        kept.update(account.as_state() if account is not None else {})
+        if self._host.session_dir(sid).is_dir():
+            self._host.write(sid, {**kept, "pid": None})
         return kept
 
     async def delete(self, state: base.ProviderState) -> None:
-        kept = await self.stop(state)
+        kept = await self.stop(state, discard_storage=True)
         if kept:
-            directory = self._session_dir(kept["session_id"])
+            directory = self._host.session_dir(kept["session_id"])
             await asyncio.to_thread(shutil.rmtree, directory, ignore_errors=True)
 
     async def reap(self, known: set[str]) -> list[str]:
         reaped = []
-        for path in sorted(self._runtime_dir.glob(f"*/{DESKTOP_FILE}")):
-            sid = path.parent.name
+        for sid, _ in self._host.records():
             if sid in known or not _SESSION_ID.fullmatch(sid):
                 continue
             await self.delete({"session_id": sid})
             reaped.append(sid)
         return reaped
 
-    def _attachable(self, candidate: dict[str, Any], sid: str) -> bool:
+    # ---- starting ---------------------------------------------------------------------------
+
+    def _attachable(self, record: dict[str, Any], sid: str) -> bool:
+        """Whether ``record`` is a desktop of ``sid`` that came all the way up and still runs."""
         return (
-            candidate.get("session_id") == sid
-            and isinstance(candidate.get("display"), int)
-            and isinstance(candidate.get("port"), int)
-            and desktop_alive(candidate.get("pid"), candidate.get("start_time"), sid)
+            record.get("session_id") == sid
+            and record.get("launched") is True
+            and isinstance(record.get("display"), int)
+            and isinstance(record.get("port"), int)
+            and isinstance(record.get("password"), str)
+            and local_process.desktop_alive(record.get("pid"), record.get("start_time"), sid)
         )
 
+    def _prepare_directories(self) -> None:
+        """Make the runtime and home directories; with per-owner accounts, make sure those
+        accounts can reach them (PermanentFailure saying how to fix it if not)."""
+        if not self._accounts.isolate:
+            for directory in (self._runtime_dir, self._homes_dir):
+                directory.mkdir(parents=True, exist_ok=True)
+            return
+        if not self._opened:
+            own = {self._runtime_dir, self._homes_dir}
+            closed = local_accounts.open_for_desktops(self._runtime_dir.parent, own)
+            if closed:
+                log.warning("closed %s of the data directory to other users", ", ".join(closed))
+            if not X11_SOCKETS.exists():
+                X11_SOCKETS.mkdir(exist_ok=True)
+                X11_SOCKETS.chmod(0o1777)
+            self._opened = True
+        for directory in (self._runtime_dir, self._homes_dir):
+            problem = local_accounts.reachability_problem(directory)
+            if problem is not None:
+                raise base.PermanentFailure(problem)
+
+    async def _start_xvnc(
+        self, exe: str, spec: base.DesktopSpec, account: Account
+    ) -> dict[str, Any]:
+        for _ in range(PORT_ATTEMPTS):
+            port = self._reserve_port()
+            try:
+                return await self._launch(exe, spec, account, port)
+            except _PortTaken:
+                continue
+            finally:
+                self._reserved_ports.discard(port)
+        raise base.TemporaryFailure(f"no free VNC port after {PORT_ATTEMPTS} attempts")
+
     def _reserve_port(self) -> int:
-        port = free_loopback_port()
+        port = _free_port(self._probe_host)
         while port in self._reserved_ports:  # another start of this process holds it
-            port = free_loopback_port()
+            port = _free_port(self._probe_host)
         self._reserved_ports.add(port)
         return port
 
-    async def _launch(self, exe: str, sid: str, port: int) -> base.ProviderState:
+    async def _launch(
+        self, exe: str, spec: base.DesktopSpec, account: Account, port: int
+    ) -> dict[str, Any]:
         """Start one Xvnc on ``port`` and return its state once it accepts connections."""
-        directory = self._session_dir(sid)
-        state: dict[str, Any] = {"display": None, "port": port, "host": HOST}
-        state.update(runtime_dir=str(directory), session_id=sid)
-        xauthority = directory / XAUTHORITY_FILE
-        _write_private(xauthority, xauthority_entry(secrets.token_bytes(16)))
-        read_fd, write_fd = os.pipe()
-        argv = xvnc_command(
-            exe,
-            session_id=sid,
-            port=port,
-            geometry=self._geometry,
-            displayfd=write_fd,
-            xauthority=str(xauthority),
+        sid, directory = spec.session_id, self._host.session_dir(spec.session_id)
+        password = local_xvnc.new_password()
+        state: dict[str, Any] = {"display": None, "port": port, "host": self._advertise_host}
+        state.update(password=password, runtime_dir=str(directory), session_id=sid)
+        state.update(account.as_state(), launched=False)
+        owner = local_session.owner_of(account)
+        xauthority, password_file = (
+            directory / local_session.XAUTHORITY_FILE,
+            directory / PASSWORD_FILE,
         )
-        try:
-            await asyncio.to_thread(self._spawn, argv, state, write_fd)
-        except BaseException:
-            os.close(read_fd)
-            raise
+        cookie = local_xvnc.xauthority_entry(secrets.token_bytes(16))
+        local_xvnc.write_private(xauthority, cookie, owner)
+        obfuscated = await asyncio.to_thread(local_xvnc.password_file_content, password)
+        local_xvnc.write_private(password_file, obfuscated, owner)
+        async with self._host.lock():
+            self._host.check_capacity(sid)
+            read_fd, write_fd = os.pipe()
+            argv = local_xvnc.xvnc_command(
+                exe,
+                session_id=sid,
+                port=port,
+                geometry=self._geometry,
+                displayfd=write_fd,
+                xauthority=str(xauthority),
+                password_file=str(password_file),
+                interface=self._interface,
+                clipboard=spec.clipboard,
+            )
+            try:
+                await asyncio.to_thread(self._spawn_xvnc, argv, state, write_fd, account)
+            except BaseException:
+                os.close(read_fd)
+                raise
         state["display"] = await self._wait_display(state, read_fd)
-        write_record(self._record_path(sid), state)
+        self._host.write(sid, state)
         return state
 
     async def _wait_display(self, state: dict[str, Any], read_fd: int) -> int:
         """The display number Xvnc reports once it accepts connections."""
         try:
-            return await asyncio.to_thread(read_display, read_fd, self._ready_timeout)
+            return await asyncio.to_thread(local_xvnc.read_display, read_fd, self._ready_timeout)
         except EOFError:
             raise await self._launch_failure(state) from None
         except TimeoutError:
-            await self._terminate(state, state["session_id"])
-            tail = self._log_tail(state["session_id"])
+            await self._host.end(state, state["session_id"])
+            tail = self._host.log_tail(state["session_id"])
             message = f"Xvnc did not get ready within {self._ready_timeout} s: {tail}"
             raise base.TemporaryFailure(message) from None
         except BaseException:  # cancellation: do not leave a half-started desktop
-            await asyncio.shield(self._terminate(state, state["session_id"]))
+            await asyncio.shield(self._host.end(state, state["session_id"]))
             raise
 
-    def _spawn(self, argv: list[str], state: dict[str, Any], displayfd: int) -> None:
-        """Run Xvnc detached, reap it when it exits, and record it at once (also if the caller
-        is cancelled meanwhile: a later start, stop or reap then finds and ends it)."""
+    def _spawn_xvnc(
+        self, argv: list[str], state: dict[str, Any], displayfd: int, account: Account
+    ) -> None:
+        """Run Xvnc detached and record it at once (also if the caller is cancelled meanwhile:
+        a later start, stop or reap then finds and ends it)."""
         sid = state["session_id"]
         try:
-            with open(self._session_dir(sid) / LOG_FILE, "wb") as out:
-                proc = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    pass_fds=(displayfd,),
-                    start_new_session=True,
-                    env=desktop_environment(),
-                )
+            pid, started = self._host.spawn(
+                argv,
+                self._host.session_dir(sid) / local_host.LOG_FILE,
+                env=local_session.environment(self._host, account, sid),
+                account=account,
+                pass_fds=(displayfd,),
+            )
         except OSError as exc:
-            raise base.PermanentFailure(f"cannot run {argv[0]}: {exc}; {INSTALL_HINT}") from exc
+            raise base.PermanentFailure(
+                f"cannot run {argv[0]}: {exc}; {local_xvnc.INSTALL_HINT}"
+            ) from exc
         finally:
             os.close(displayfd)
-        state.update(pid=proc.pid, start_time=start_time_of(proc.pid))
-        self._children[(proc.pid, state["start_time"])] = proc
-        # The child is ours: collect it whenever it exits, so that it never stays a zombie.
-        threading.Thread(target=proc.wait, name=f"xvnc-{proc.pid}-reaper", daemon=True).start()
-        write_record(self._record_path(sid), state)
+        state.update(pid=pid, start_time=started)
+        self._host.write(sid, state)
 
     async def _launch_failure(self, state: dict[str, Any]) -> Exception:
-        status = await self._exit_status(state["pid"], state["start_time"])
-        tail = self._log_tail(state["session_id"])
+        status = await self._host.exit_status(state["pid"], state["start_time"])
+        tail = self._host.log_tail(state["session_id"])
         if status is not None and status > 0 and "Address already in use" in tail:
             return _PortTaken()
-        return base.PermanentFailure(f"{describe_exit(status)}: {tail}")
+        return base.PermanentFailure(f"{local_xvnc.describe_exit(status)}: {tail}")
 
-    def _gone(self, state: base.ProviderState, sid: str) -> base.PollResult:
-        record = read_record(self._record_path(sid))
+    # ---- health -----------------------------------------------------------------------------
+
+    async def _gone(self, state: base.ProviderState, sid: str) -> base.PollResult:
+        record = self._host.read(sid)
         pid, started = state.get("pid"), state.get("start_time")
-        child = self._children.get((pid, started)) if isinstance(pid, int) else None
-        status = None if child is None else child.returncode
-        message = f"{describe_exit(status)}: {self._log_tail(sid)}"
+        status = await self._host.exit_status(pid, started) if isinstance(pid, int) else None
+        message = f"{local_xvnc.describe_exit(status)}: {self._host.log_tail(sid)}"
         same = record.get("pid") == pid and record.get("start_time") == started
         if same and not record.get("ready"):
             raise base.PermanentFailure(message)  # died before it ever became ready
@@ -400,66 +362,26 @@ class LocalProvider(base.Provider):
 
     def _mark_ready(self, state: base.ProviderState, sid: str) -> None:
         """Note in the record that this desktop came up: from now on its end is not a failure."""
-        record = read_record(self._record_path(sid))
+        record = self._host.read(sid)
         same = (record.get("pid"), record.get("start_time")) == (state["pid"], state["start_time"])
         if same and not record.get("ready"):
-            write_record(self._record_path(sid), {**record, "ready": True})
+            self._host.write(sid, {**record, "ready": True})
 
-    async def _exit_status(self, pid: int, started: int | None) -> int | None:
-        """The exit status of our child ``pid`` once it is gone; None if it is not ours."""
-        await self._wait_gone(pid, started, self._stop_grace)
-        child = self._children.pop((pid, started), None)
-        for _ in range(40):  # the reaper thread collects it right after it exits
-            if child is None or child.returncode is not None:
-                break
-            await asyncio.sleep(0.025)
-        return None if child is None else child.returncode
+    # ---- ending -----------------------------------------------------------------------------
 
-    async def _end(self, state: base.ProviderState, sid: str) -> None:
-        """End the desktop named by ``state`` and the one in the session's record."""
-        await self._terminate(state, sid)
-        await self._terminate(read_record(self._record_path(sid)), sid)
 
-    async def _terminate(self, desktop: dict[str, Any], sid: str) -> None:
-        """SIGTERM the desktop, SIGKILL it after the grace period, wait until it is gone."""
-        pid, started = desktop.get("pid"), desktop.get("start_time")
-        for sig, wait in ((signal.SIGTERM, self._stop_grace), (signal.SIGKILL, 5.0)):
-            if not isinstance(pid, int) or not desktop_alive(pid, started, sid):
-                break
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-            await self._wait_gone(pid, started, wait)
-        else:
-            if desktop_alive(pid, started, sid):
-                raise base.TemporaryFailure(f"Xvnc (pid {pid}) survived SIGKILL")
-        if isinstance(pid, int):
-            self._children.pop((pid, started), None)
+def _public(record: dict[str, Any]) -> base.ProviderState:
+    return {key: record.get(key) for key in _STATE_KEYS}
 
-    @staticmethod
-    async def _wait_gone(pid: int, started: int | None, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while started is not None and start_time_of(pid) == started:
-            if time.monotonic() >= deadline:
-                return
-            await asyncio.sleep(0.05)
 
-    def _session_dir(self, sid: str) -> pathlib.Path:
-        return self._runtime_dir / sid
-
-    def _record_path(self, sid: str) -> pathlib.Path:
-        return self._session_dir(sid) / DESKTOP_FILE
-
-    def _log_tail(self, sid: str) -> str:
-        return log_tail(self._session_dir(sid) / LOG_FILE)
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _session_id(value: str) -> str:
     if not _SESSION_ID.fullmatch(value):
         raise base.PermanentFailure(f"unusable session id for a desktop: {value!r}")
     return value
-
-
-def _write_private(path: pathlib.Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)

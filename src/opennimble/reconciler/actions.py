@@ -15,6 +15,7 @@ from typing import Any
 
 from opennimble import clock
 from opennimble.domain import lifecycle
+from opennimble.domain import sessions as rules
 from opennimble.providers import base
 from opennimble.store import database, sessions, streams, users
 
@@ -113,7 +114,9 @@ class Actions:
         log.info("session %s deleted", row["session_id"])
 
     async def stop(self, row: Row) -> None:
-        kept = await self.provider.stop(_state_of(row))
+        """End the desktop; with ``volumeRetentionMode`` DELETE also discard its storage."""
+        discard = row["attrs"].get("volumeRetentionMode") == "DELETE"
+        kept = await self.provider.stop(_state_of(row), discard_storage=discard)
         now = self.now()
         with self.db.write() as conn:
             if sessions.transition(
@@ -121,7 +124,6 @@ class Actions:
                 row["session_id"],
                 ("STOP_IN_PROGRESS",),
                 **lifecycle.enter("STOPPED", now),
-                stopped_at=now,
                 provider_state={**kept, "session_id": row["session_id"]},
                 endpoint={},
                 stop_at=None,
@@ -156,19 +158,21 @@ class Actions:
     # ---- outcomes ---------------------------------------------------------------------------
 
     def _ready(self, row: Row, endpoint: dict[str, Any]) -> None:
+        """READY; a new session counts as started now, by its creator, a restarted one when
+        StartStreamingSession was called, by its caller."""
         now = self.now()
-        by = row["created_by"] if row["state"] == "CREATE_IN_PROGRESS" else row["updated_by"]
         values = {
             **lifecycle.enter("READY", now),
             "endpoint": endpoint,
-            "started_at": now,
-            "started_by": by,
             "attempts": 0,
             **lifecycle.timers(row["attrs"], now),
         }
+        if row["state"] == "CREATE_IN_PROGRESS" or row["started_at"] is None:
+            values.update(started_at=now, started_by=row["created_by"])
         with self.db.write() as conn:
             sessions.transition(conn, row["session_id"], (row["state"],), **values)
-        log.info("session %s is READY at %s", row["session_id"], endpoint)
+        where = f"{endpoint.get('host')}:{endpoint.get('port')}"
+        log.info("session %s is READY at %s", row["session_id"], where)
 
     async def _fail(self, row: Row, code: str, message: str) -> None:
         failed = {
@@ -230,6 +234,7 @@ class Actions:
     def _spec(self, row: Row) -> base.DesktopSpec:
         with self.db.read() as conn:
             owner = users.get_user(conn, row["owned_by"])
+            scripts = rules.initialization_scripts(conn, row)
         return base.DesktopSpec(
             session_id=row["session_id"],
             studio_id=row["studio_id"],
@@ -238,6 +243,10 @@ class Actions:
             ec2_instance_type=row["ec2_instance_type"],
             ec2_image_id=str(row["attrs"].get("ec2ImageId", "")),
             launch_profile_id=row["launch_profile_id"],
+            clipboard=row["attrs"].get("clipboardMode") != "DISABLED",
+            init_scripts=tuple(
+                base.InitScript(s.component, s.run_context, s.script, s.parameters) for s in scripts
+            ),
         )
 
 

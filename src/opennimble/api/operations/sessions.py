@@ -1,7 +1,13 @@
-"""CreateStreamingSession, GetStreamingSession, ListStreamingSessions, DeleteStreamingSession."""
+"""CreateStreamingSession, GetStreamingSession, ListStreamingSessions, DeleteStreamingSession,
+StopStreamingSession, StartStreamingSession.
+
+The state-changing operations only record the transition (a compare-and-set on the state) and
+wake the reconciler, which does the work; wrong-state calls are ConflictExceptions.
+"""
 
 from __future__ import annotations
 
+from opennimble import errors
 from opennimble.api import listing, views
 from opennimble.api.context import Context
 from opennimble.api.registry import Params, Result, handler
@@ -14,7 +20,7 @@ from opennimble.store import sessions as store
 @handler
 def create_streaming_session(ctx: Context, params: Params) -> Result:
     studio_id = params["studioId"]
-    plan = rules.plan(ctx.conn, ctx.caller, studio_id, params)
+    plan = rules.plan(ctx.conn, ctx.caller, studio_id, params, ctx.install.quotas)
     estimate = lifecycle.timers(plan.attrs, ctx.now)
     row = {
         "session_id": ids.resource_id(),
@@ -57,14 +63,49 @@ def delete_streaming_session(ctx: Context, params: Params) -> Result:
         return {"session": views.session(ctx, row)}
     if row["state"] not in lifecycle.DELETABLE:
         raise lifecycle.conflict(row, "delete")
-    values = {
-        **lifecycle.enter("DELETE_IN_PROGRESS", ctx.now, ctx.caller.user_id),
-        "work_started_at": ctx.now,
-        "attempts": 0,
-        "next_attempt_at": 0,
-    }
-    if not store.transition(ctx.conn, session_id, lifecycle.DELETABLE, **values):
-        raise lifecycle.conflict(row, "delete")
+    values = {**lifecycle.enter("DELETE_IN_PROGRESS", ctx.now, ctx.caller.user_id)}
+    values.update(lifecycle.work(ctx.now))
+    return _transition(ctx, row, lifecycle.DELETABLE, values, "delete")
+
+
+@handler
+def stop_streaming_session(ctx: Context, params: Params) -> Result:
+    session_id = params["sessionId"]
+    row = store.get(ctx.conn, session_id, params["studioId"])
+    row = rules.readable(ctx.conn, ctx.caller, params["studioId"], row, session_id)
+    if not lifecycle.stoppable(row["attrs"]):
+        message = (
+            f"Streaming session {session_id} cannot be stopped: the "
+            "maxStoppedSessionLengthInMinutes of its launch profile is 0, so it can only be deleted"
+        )
+        raise validate.exception([("sessionId", message)])
+    if row["state"] not in lifecycle.STOPPABLE:
+        raise lifecycle.conflict(row, "stop")
+    retention = params.get("volumeRetentionMode") or "RETAIN"
+    values = lifecycle.stopping(ctx.now, ctx.caller.user_id)
+    values["attrs"] = {**row["attrs"], "volumeRetentionMode": retention}
+    return _transition(ctx, row, lifecycle.STOPPABLE, values, "stop")
+
+
+@handler
+def start_streaming_session(ctx: Context, params: Params) -> Result:
+    session_id = params["sessionId"]
+    row = store.get(ctx.conn, session_id, params["studioId"])
+    row = rules.readable(ctx.conn, ctx.caller, params["studioId"], row, session_id)
+    if params.get("backupId"):
+        raise errors.not_found("Streaming session backup", params["backupId"])
+    if row["state"] not in lifecycle.STARTABLE:
+        raise lifecycle.conflict(row, "start")
+    values = lifecycle.starting(ctx.now, ctx.caller.user_id)
+    return _transition(ctx, row, lifecycle.STARTABLE, values, "start")
+
+
+def _transition(
+    ctx: Context, row: store.Row, states: frozenset[str], values: Params, action: str
+) -> Result:
+    """Move the session on if it is still in one of ``states``, and wake the reconciler."""
+    if not store.transition(ctx.conn, row["session_id"], states, **values):
+        raise lifecycle.conflict(row, action)
     row.update(values)
     ctx.install.wake_reconciler()
     return {"session": views.session(ctx, row)}

@@ -1,0 +1,241 @@
+"""Per-owner Unix accounts of the local provider, and the directories their desktops reach.
+
+Each owner's desktops run as the owner's own unprivileged account, so that artists cannot read
+each other's files, read each other's process environments or signal each other's processes.
+The account is a system account created on first use (``useradd --system``, no password, so
+nobody logs in with it other than through a desktop), named ``on-<name>-<hash>``: a readable
+slug of the user name and a hash of the user id, which is unique and never changes. Its home is
+``<data_dir>/homes/<account>``, mode 0700; it outlives the owner's sessions.
+
+Creating accounts and running processes as them needs root. A server that does not run as root
+runs every desktop as its own user instead (it logs a warning at start): each owner still has
+a home of their own, but nothing separates the owners from each other or from the server.
+
+Desktop accounts must be able to *search* (not list) every directory above their home and the
+desktops' runtime files: the provider gives the data directory mode 0711, takes group and other
+permissions away from the other entries in it (the database, the installation key), and refuses
+to start desktops while a directory above the data directory is closed to other users.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import os
+import pathlib
+import pwd
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import threading
+import time
+from typing import Any
+
+from opennimble.providers import base, local_process
+
+log = logging.getLogger("opennimble.providers.local")
+
+PREFIX = "on-"
+SHELL = "/bin/bash"
+USERADD_ATTEMPTS = 6
+_NAME = re.compile(r"on-[a-z0-9]{1,12}-[0-9a-f]{8}")
+_creating = threading.Lock()  # one useradd at a time in this process
+
+
+@dataclasses.dataclass(frozen=True)
+class Account:
+    """The Unix account a desktop runs as. ``isolated`` is False when it is the server's own
+    user (the server does not run as root)."""
+
+    name: str
+    uid: int
+    gid: int
+    home: pathlib.Path
+    isolated: bool
+
+    def popen_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``subprocess.Popen`` that run a process as this account."""
+        if not self.isolated:
+            return {}
+        return {"user": self.uid, "group": self.gid, "extra_groups": []}
+
+    def environment(self) -> dict[str, str]:
+        return {"HOME": str(self.home), "USER": self.name, "LOGNAME": self.name, "SHELL": SHELL}
+
+    def give(self, path: pathlib.Path) -> None:
+        """Make ``path`` (a file the provider just created) this account's."""
+        if self.isolated:
+            os.chown(path, self.uid, self.gid)
+
+    def as_state(self) -> dict[str, Any]:
+        return {"user": self.name, "uid": self.uid, "gid": self.gid, "home": str(self.home)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Account | None:
+        """The account recorded in a provider state, if any."""
+        name, uid, gid, home = (state.get(k) for k in ("user", "uid", "gid", "home"))
+        if not (isinstance(name, str) and isinstance(uid, int) and isinstance(gid, int)):
+            return None
+        if not isinstance(home, str):
+            return None
+        return cls(name, uid, gid, pathlib.Path(home), uid != os.geteuid())
+
+
+def account_name(user_id: str, user_name: str) -> str:
+    """The account of a user: ``on-`` + up to 12 letters and digits of the name + a hash of
+    the (unique, immutable) user id. Always a valid Unix user name of at most 24 characters."""
+    slug = re.sub(r"[^a-z0-9]", "", user_name.lower())[:12] or "user"
+    return f"{PREFIX}{slug}-{hashlib.sha256(user_id.encode()).hexdigest()[:8]}"
+
+
+def can_isolate() -> bool:
+    """Whether this process may create accounts and run processes as them."""
+    return os.geteuid() == 0
+
+
+class Accounts:
+    """Finds or creates the account and home of each owner under ``homes_dir``."""
+
+    def __init__(self, homes_dir: pathlib.Path, *, isolate: bool) -> None:
+        self.homes_dir = pathlib.Path(homes_dir).absolute()
+        self.isolate = isolate
+
+    def ensure(self, user_id: str, user_name: str) -> Account:
+        """The account of ``user_id``, created with its home on first use (blocking)."""
+        name = account_name(user_id, user_name)
+        home = self.homes_dir / name
+        if self.isolate:
+            entry = self._find_or_create(name, home)
+            account = Account(name, entry.pw_uid, entry.pw_gid, home, True)
+        else:
+            account = Account(name, os.getuid(), os.getgid(), home, False)
+        _ensure_home(account)
+        return account
+
+    def _find_or_create(self, name: str, home: pathlib.Path) -> pwd.struct_passwd:
+        with _creating:
+            for attempt in range(USERADD_ATTEMPTS):
+                entry = _lookup(name)
+                if entry is not None:
+                    return _checked(entry, home)
+                result = _useradd(name, home)
+                if result.returncode in (0, 9):  # 9: created meanwhile by another process
+                    continue
+                if attempt < USERADD_ATTEMPTS - 1:  # the account files are locked: try again
+                    time.sleep(0.2 * (attempt + 1))
+            raise base.TemporaryFailure(
+                f"could not create the Unix account {name}: {result.stdout.strip()}"
+            )
+
+
+def _lookup(name: str) -> pwd.struct_passwd | None:
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        return None
+
+
+def _checked(entry: pwd.struct_passwd, home: pathlib.Path) -> pwd.struct_passwd:
+    if entry.pw_dir != str(home) or entry.pw_uid == 0:
+        raise base.PermanentFailure(
+            f"the Unix account {entry.pw_name} exists but is not this installation's desktop "
+            f"account (its home is {entry.pw_dir}, not {home})"
+        )
+    return entry
+
+
+def _useradd(name: str, home: pathlib.Path) -> subprocess.CompletedProcess[str]:
+    useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+    argv = [useradd, "--system", "--user-group", "--no-create-home", "--home-dir", str(home)]
+    argv += ["--shell", SHELL, "--comment", "opennimble desktop account", name]
+    return subprocess.run(argv, capture_output=True, text=True, check=False, stdin=None)
+
+
+def _ensure_home(account: Account) -> None:
+    """Create the home (mode 0700, the account's) or check that the one there is the account's."""
+    account.home.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.mkdir(account.home, 0o700)
+    except FileExistsError:
+        info = os.lstat(account.home)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != account.uid:
+            raise base.PermanentFailure(
+                f"{account.home} is not a directory of {account.name}: refusing to use it as "
+                "the home of its desktops"
+            ) from None
+        return
+    account.give(account.home)
+
+
+def unreachable(path: pathlib.Path) -> pathlib.Path | None:
+    """The first directory above ``path`` (or ``path``) that other users cannot search."""
+    path = pathlib.Path(path).absolute()
+    for directory in (*reversed(path.parents), path):
+        with contextlib.suppress(FileNotFoundError):
+            if not os.stat(directory).st_mode & stat.S_IXOTH:
+                return directory
+    return None
+
+
+def open_for_desktops(data_dir: pathlib.Path, own: set[pathlib.Path]) -> list[str]:
+    """Let desktop accounts search ``data_dir`` and the provider's directories ``own`` in it
+    (mode 0711: no listing), and close every other entry of ``data_dir`` to group and others.
+    Returns the names of the entries it closed."""
+    closed = []
+    for directory in (data_dir, *own):
+        directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o711)
+    for entry in data_dir.iterdir():
+        if entry in own:
+            continue
+        with contextlib.suppress(OSError):
+            mode = entry.lstat().st_mode
+            if not stat.S_ISLNK(mode) and mode & 0o077:
+                entry.chmod(stat.S_IMODE(mode) & 0o700)
+                closed.append(entry.name)
+    return closed
+
+
+def reachability_problem(path: pathlib.Path) -> str | None:
+    """Why desktop accounts cannot reach ``path``, or None if they can."""
+    closed = unreachable(path)
+    if closed is None:
+        return None
+    return (
+        f"desktop accounts cannot reach {path}: {closed} does not let other users search it "
+        f"(mode {stat.S_IMODE(os.stat(closed).st_mode):04o}); allow it with chmod o+x {closed} "
+        "or move the data directory (data_dir) elsewhere"
+    )
+
+
+def remove_accounts(under: pathlib.Path) -> list[str]:
+    """Remove the desktop accounts whose homes are under ``under`` (ending their processes
+    first); their groups go with them. Returns their names. For uninstalling and for tests."""
+    root = str(pathlib.Path(under).absolute()) + os.sep
+    removed = []
+    for entry in pwd.getpwall():
+        if not (_NAME.fullmatch(entry.pw_name) and entry.pw_dir.startswith(root)):
+            continue
+        if entry.pw_uid in (0, os.geteuid()):
+            continue
+        _kill_user(entry.pw_uid)
+        userdel = shutil.which("userdel") or "/usr/sbin/userdel"
+        for _ in range(USERADD_ATTEMPTS):
+            if subprocess.run([userdel, entry.pw_name], capture_output=True).returncode == 0:
+                removed.append(entry.pw_name)
+                break
+            time.sleep(0.2)
+    return removed
+
+
+def _kill_user(uid: int) -> None:
+    deadline = time.monotonic() + 5
+    while (pids := local_process.user_pids(uid)) and time.monotonic() < deadline:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)

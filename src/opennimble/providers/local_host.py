@@ -1,0 +1,170 @@
+"""The local desktops of one runtime directory: their records, their processes, their number.
+
+Each desktop has a directory ``<runtime_dir>/<session id>`` (mode 0711: its accounts may open
+the files given to them, nobody may list it) with ``desktop.json``, the record of its Xvnc and
+account that lets any later process find it again. One lock, per process and per runtime
+directory (a lock file, so also across processes), is held while desktops are counted and
+started and while an owner's processes are swept, so that the count is exact and a sweep never
+meets a desktop being born.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import pathlib
+import subprocess
+import threading
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from opennimble.providers import base, local_process, local_xvnc
+from opennimble.providers.local_accounts import Account
+
+DESKTOP_FILE = "desktop.json"
+LOG_FILE = "xvnc.log"
+LOCK_FILE = ".lock"
+
+
+class Host:
+    def __init__(
+        self, runtime_dir: pathlib.Path, *, max_desktops: int, ending: local_process.Ending
+    ) -> None:
+        self.runtime_dir = runtime_dir
+        self.max_desktops = max_desktops
+        self.ending = ending
+        # The children of this process (Xvnc, sessions) by (pid, start time); each has a reaper.
+        self.children: dict[tuple[int, int | None], subprocess.Popen[bytes]] = {}
+        self._lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+
+    # ---- records ----------------------------------------------------------------------------
+
+    def session_dir(self, sid: str) -> pathlib.Path:
+        return self.runtime_dir / sid
+
+    def read(self, sid: str) -> dict[str, Any]:
+        return local_xvnc.read_record(self.session_dir(sid) / DESKTOP_FILE)
+
+    def write(self, sid: str, record: dict[str, Any]) -> None:
+        local_xvnc.write_record(self.session_dir(sid) / DESKTOP_FILE, record)
+
+    def records(self) -> list[tuple[str, dict[str, Any]]]:
+        paths = sorted(self.runtime_dir.glob(f"*/{DESKTOP_FILE}"))
+        return [(path.parent.name, local_xvnc.read_record(path)) for path in paths]
+
+    def running(self, but: str) -> list[tuple[str, dict[str, Any]]]:
+        """The records of the desktops whose Xvnc runs, except that of session ``but``."""
+        return [
+            (sid, record)
+            for sid, record in self.records()
+            if sid != but
+            and local_process.desktop_alive(record.get("pid"), record.get("start_time"), sid)
+        ]
+
+    def log_tail(self, sid: str) -> str:
+        return local_xvnc.log_tail(self.session_dir(sid) / LOG_FILE)
+
+    def check_capacity(self, sid: str) -> None:
+        """PermanentFailure (INSUFFICIENT_CAPACITY) if ``max_desktops`` others run already."""
+        if len(self.running(but=sid)) >= self.max_desktops:
+            raise base.PermanentFailure(
+                f"This host already runs its maximum of {self.max_desktops} desktops "
+                "(max_desktops): stop or delete a session and try again",
+                "INSUFFICIENT_CAPACITY",
+            )
+
+    @contextlib.asynccontextmanager
+    async def lock(self) -> AsyncIterator[None]:
+        """Held while counting and starting desktops and while sweeping an owner's processes."""
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock[0] is not loop:
+            self._lock = (loop, asyncio.Lock())
+        async with self._lock[1]:
+            self.runtime_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.runtime_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)
+
+    # ---- processes --------------------------------------------------------------------------
+
+    def spawn(
+        self,
+        argv: list[str],
+        log_path: pathlib.Path,
+        *,
+        env: dict[str, str],
+        account: Account,
+        pass_fds: tuple[int, ...] = (),
+    ) -> tuple[int, int | None]:
+        """Start a detached process as ``account``, its output in a private log file, and
+        collect it whenever it exits, so that it never stays a zombie. Returns its pid and
+        start time (None if it is gone already)."""
+        with contextlib.suppress(FileNotFoundError):
+            log_path.unlink()
+        with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                pass_fds=pass_fds,
+                start_new_session=True,
+                cwd=account.home,
+                env=env,
+                **account.popen_options(),
+            )
+        started = local_process.start_time_of(proc.pid)
+        self.children[(proc.pid, started)] = proc
+        threading.Thread(target=proc.wait, name=f"desktop-{proc.pid}-reaper", daemon=True).start()
+        return proc.pid, started
+
+    async def exit_status(self, pid: int, started: int | None) -> int | None:
+        """The exit status of our child ``pid`` once it is gone; None if it is not ours."""
+        deadline = time.monotonic() + self.ending.grace
+        while started is not None and local_process.start_time_of(pid) == started:
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        child = self.children.pop((pid, started), None)
+        while child is not None and child.returncode is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.025)  # the reaper thread collects it right after it exits
+        return None if child is None else child.returncode
+
+    async def end(self, state: base.ProviderState, sid: str) -> None:
+        """End every process of the desktop of ``sid``: those carrying its marker and the Xvnc
+        named by ``state`` or the record. When it was the owner's last desktop here, also
+        whatever else runs as the owner's account (processes that shed the marker)."""
+        record = self.read(sid)
+        servers = [(d.get("pid"), d.get("start_time")) for d in (state, record)]
+
+        def find() -> set[int]:
+            found = set(local_process.session_pids(sid))
+            alive = (p for p, t in servers if local_process.desktop_alive(p, t, sid))
+            return found | {p for p in alive if isinstance(p, int)}
+
+        left = await local_process.end_processes(find, self.ending)
+        if left:
+            raise base.TemporaryFailure(f"processes of the desktop survived SIGKILL: {left}")
+        account = Account.from_state(state) or Account.from_state(record)
+        if account is not None and account.isolated and account.uid != 0:
+            await self._end_account(account, sid)
+        ended = {pid for pid, _ in servers}
+        for key in [key for key in self.children if key[0] in ended]:
+            self.children.pop(key, None)
+
+    async def _end_account(self, account: Account, sid: str) -> None:
+        async with self.lock():
+            if any(record.get("uid") == account.uid for _, record in self.running(but=sid)):
+                return  # another desktop of the owner runs: its processes stay
+            pids = local_process.user_pids(account.uid)
+            if any(local_process.marker_of(pid) not in (None, sid) for pid in pids):
+                return  # a desktop of the owner that another host on this machine runs
+            await local_process.end_processes(
+                lambda: local_process.user_pids(account.uid), local_process.Ending(grace=1.0)
+            )

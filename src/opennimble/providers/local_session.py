@@ -1,0 +1,133 @@
+"""What runs inside a local desktop's X display, as its owner: the *session*.
+
+Every process of the session gets a minimal environment (nothing of the server's settings or
+secrets), the owner's identity, the display, the recipe's environment, and the session marker
+(:data:`local_process.MARKER`). Before the window manager and the applications start, the
+session's storage ``~/sessions/<session id>`` is made and the ``USER_INITIALIZATION`` scripts
+run. Work in the owner's home is always done as the owner, so that nothing the owner placed
+there (a symbolic link, say) can turn it against someone else's files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pathlib
+import subprocess
+from collections.abc import Mapping
+
+from opennimble import config
+from opennimble.providers import base, local_process, local_recipes, local_scripts, local_xvnc
+from opennimble.providers.local_accounts import Account
+from opennimble.providers.local_host import Host
+
+SESSION_FILE = "session.sh"
+SESSION_LOG = "session.log"
+XAUTHORITY_FILE = "Xauthority"
+STORAGE_DIR = "sessions"
+
+
+def base_environment() -> dict[str, str]:
+    """A minimal environment for desktop processes: none of the server's settings or secrets."""
+    keep = ("PATH", "LANG", "LC_ALL", "TZ")
+    env = {name: os.environ[name] for name in keep if name in os.environ}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    return env
+
+
+def storage_dir(account: Account, session_id: str) -> pathlib.Path:
+    """The session's storage: what ``volumeRetentionMode`` DELETE and deletion discard."""
+    return account.home / STORAGE_DIR / session_id
+
+
+def owner_of(account: Account) -> tuple[int, int] | None:
+    """(uid, gid) to give the account's files to, or None if it is the server's own user."""
+    return (account.uid, account.gid) if account.isolated else None
+
+
+def environment(
+    host: Host,
+    account: Account,
+    sid: str,
+    display: int | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of every process of the desktop; it carries the session marker."""
+    env = {**base_environment(), **(extra or {}), **account.environment()}
+    env[local_process.MARKER] = sid
+    env["OPENNIMBLE_SESSION_DIR"] = str(storage_dir(account, sid))
+    if display is not None:
+        env["DISPLAY"] = f":{display}"
+        env["XAUTHORITY"] = str(host.session_dir(sid) / XAUTHORITY_FILE)
+    return env
+
+
+def system_runner(
+    host: Host, spec: base.DesktopSpec, account: Account, timeout: float
+) -> local_scripts.Runner:
+    """How SYSTEM_INITIALIZATION scripts run: as the provider's user, told whose desktop."""
+    env = {
+        **base_environment(),
+        "OPENNIMBLE_OWNER": account.name,
+        "OPENNIMBLE_OWNER_HOME": str(account.home),
+        "OPENNIMBLE_SESSION_DIR": str(storage_dir(account, spec.session_id)),
+        "OPENNIMBLE_STUDIO_ID": spec.studio_id,
+        "OPENNIMBLE_LAUNCH_PROFILE_ID": spec.launch_profile_id,
+    }
+    return local_scripts.Runner(host.session_dir(spec.session_id), env, pathlib.Path("/"), timeout)
+
+
+async def start(
+    host: Host,
+    spec: base.DesktopSpec,
+    account: Account,
+    recipe: config.DesktopRecipe,
+    display: int,
+    timeout: float,
+) -> None:
+    """Make the session's storage, run the user scripts, then start the session script (the
+    window manager and the applications)."""
+    sid, directory = spec.session_id, host.session_dir(spec.session_id)
+    env = environment(host, account, sid, display, recipe.environment)
+    await run_as(account, ["mkdir", "-p", "-m", "700", str(storage_dir(account, sid))], env)
+    runner = local_scripts.Runner(
+        directory, env, account.home, timeout, account.popen_options(), owner_of(account)
+    )
+    await local_scripts.run_all(spec.init_scripts, base.USER_INITIALIZATION, runner)
+    script = directory / SESSION_FILE
+    text = local_recipes.session_script(recipe, spec.clipboard)
+    local_xvnc.write_private(script, text.encode(), owner_of(account))
+    argv, log_path = ["/bin/sh", str(script)], directory / SESSION_LOG
+    await asyncio.to_thread(host.spawn, argv, log_path, env=env, account=account)
+
+
+async def discard_storage(account: Account, sid: str) -> None:
+    """Remove the session's storage, as the owner (whose home it is in)."""
+    path = str(storage_dir(account, sid))
+    env = {**base_environment(), **account.environment()}
+    await run_as(account, ["chmod", "-R", "u+rwX", path], env, check=False)
+    await run_as(account, ["rm", "-rf", "--", path], env)
+
+
+async def run_as(
+    account: Account, argv: list[str], env: dict[str, str], *, check: bool = True
+) -> None:
+    """Run a short command as ``account``; TemporaryFailure if it fails and ``check``."""
+
+    def run() -> subprocess.CompletedProcess[bytes]:
+        # subprocess in a thread: the event loop's own subprocesses (uvloop's) cannot change user
+        return subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=account.home,
+            env=env,
+            check=False,
+            **account.popen_options(),
+        )
+
+    done = await asyncio.to_thread(run)
+    if check and done.returncode != 0:
+        output = done.stdout.decode(errors="replace")
+        raise base.TemporaryFailure(f"{' '.join(argv[:-1])} failed for {account.name}: {output}")

@@ -1,0 +1,176 @@
+"""Looking at the desktops of a test server from the outside: as their owners' accounts.
+
+The tests act as the artist would inside a desktop (a command in its terminal runs as the
+owner's account, on its display) to show what an artist can and cannot do there.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import socket
+import struct
+import subprocess
+import time
+from typing import Any
+
+from opennimble.gateway import rfb
+from tests.support.server import FAST, Server, User
+from tests.support.world import Studio
+
+ROLE_VERSION = "2021-03-31"
+
+
+def record(server: Server, session_id: str) -> dict[str, Any]:
+    """What the local provider recorded of a session's desktop."""
+    path = server.data_dir / "desktops" / session_id / "desktop.json"
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def run_as(desktop: dict[str, Any], *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run a command as the desktop's owner, on its display, as its terminal would."""
+    environ = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": desktop["home"],
+        "DISPLAY": f":{desktop['display']}",
+        "XAUTHORITY": str(pathlib.Path(desktop["runtime_dir"]) / "Xauthority"),
+        **env,
+    }
+    return subprocess.run(
+        list(argv),
+        env=environ,
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=20,
+        user=desktop["uid"],
+        group=desktop["gid"],
+        extra_groups=[],
+        check=False,
+    )
+
+
+def create_launch_profile(
+    admin: User,
+    studio: Studio,
+    members: list[User],
+    *,
+    component_ids: list[str] | None = None,
+    **stream: Any,
+) -> str:
+    """A READY launch profile of the studio's first image, with ``members`` as USERs."""
+    client = admin.client()
+    configuration = {
+        "clipboardMode": "ENABLED",
+        "ec2InstanceTypes": ["g4dn.xlarge"],
+        "streamingImageIds": [studio.image_id],
+        **stream,
+    }
+    profile = client.create_launch_profile(
+        studioId=studio.studio_id,
+        name="profile",
+        ec2SubnetIds=[],
+        launchProfileProtocolVersions=[ROLE_VERSION],
+        studioComponentIds=component_ids or [studio.component_id],
+        streamConfiguration=configuration,
+    )["launchProfile"]
+    profile_id = str(profile["launchProfileId"])
+    client.get_waiter("launch_profile_ready").wait(
+        studioId=studio.studio_id, launchProfileId=profile_id, WaiterConfig=FAST
+    )
+    client.put_launch_profile_members(
+        studioId=studio.studio_id,
+        launchProfileId=profile_id,
+        identityStoreId=admin.identity_store_id,
+        members=[{"principalId": m.user_id, "persona": "USER"} for m in members],
+    )
+    return profile_id
+
+
+def stoppable(admin: User, studio: Studio, members: list[User], **options: Any) -> str:
+    """A launch profile whose sessions may be stopped (for up to an hour)."""
+    return create_launch_profile(
+        admin,
+        studio,
+        members,
+        sessionPersistenceMode="ACTIVATED",
+        automaticTerminationMode="ACTIVATED",
+        maxStoppedSessionLengthInMinutes=60,
+        **options,
+    )
+
+
+def component(admin: User, studio: Studio, name: str, *scripts: tuple[str, str]) -> str:
+    """A CUSTOM studio component with LINUX initialization scripts: (run context, script)."""
+    created = admin.client().create_studio_component(
+        studioId=studio.studio_id,
+        name=name,
+        type="CUSTOM",
+        initializationScripts=[
+            {
+                "launchProfileProtocolVersion": ROLE_VERSION,
+                "platform": "LINUX",
+                "runContext": run_context,
+                "script": text,
+            }
+            for run_context, text in scripts
+        ],
+        scriptParameters=[{"key": "GREETING", "value": "hello"}],
+    )["studioComponent"]
+    component_id = str(created["studioComponentId"])
+    admin.client().get_waiter("studio_component_ready").wait(
+        studioId=studio.studio_id, studioComponentId=component_id, WaiterConfig=FAST
+    )
+    return component_id
+
+
+def create_session(user: User, studio: Studio, profile_id: str) -> str:
+    session = user.client().create_streaming_session(
+        studioId=studio.studio_id, launchProfileId=profile_id
+    )["session"]
+    return str(session["sessionId"])
+
+
+def settle(user: User, studio: Studio, session_id: str, timeout: float = 60) -> dict[str, Any]:
+    """The session once it is no longer in a transition."""
+    client, deadline = user.client(), time.monotonic() + timeout
+    while True:
+        session: dict[str, Any] = client.get_streaming_session(
+            studioId=studio.studio_id, sessionId=session_id
+        )["session"]
+        if not session["state"].endswith("_IN_PROGRESS"):
+            return session
+        assert time.monotonic() < deadline, f"still {session['state']}"
+        time.sleep(0.2)
+
+
+def recv_exactly(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError(f"closed after {len(data)} of {n} bytes")
+        data += chunk
+    return data
+
+
+def vnc_connect(port: int, password: str | None) -> tuple[list[int], socket.socket | None]:
+    """The VNC security types the desktop offers and, given a password, a socket past a
+    successful VNC authentication and ClientInit/ServerInit (None if authentication failed)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    assert recv_exactly(sock, 12).startswith(b"RFB 003.")
+    sock.sendall(b"RFB 003.008\n")
+    types = list(recv_exactly(sock, recv_exactly(sock, 1)[0]))
+    if password is None:
+        sock.close()
+        return types, None
+    sock.sendall(bytes([2]))
+    sock.sendall(rfb.vnc_auth_response(password, recv_exactly(sock, 16)))
+    if struct.unpack(">I", recv_exactly(sock, 4))[0] != 0:
+        sock.close()
+        return types, None
+    sock.sendall(b"\x01")  # ClientInit: shared
+    head = recv_exactly(sock, 24)
+    recv_exactly(sock, struct.unpack(">I", head[20:24])[0])  # the desktop's name
+    return types, sock
