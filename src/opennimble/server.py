@@ -1,7 +1,8 @@
 """Assembly of a running installation from its settings: the root ASGI application.
 
-The root application routes ``/streams/`` to the stream gateway, ``/healthz`` to a health check
-and everything else to the Nimble API, and runs the reconciler for the life of the server
+The root application routes the stream paths (``/streams/``, ``/stream-client/``; HTTP and
+websocket) to the stream gateway, ``/healthz`` to a health check and everything else to the
+Nimble API, and runs the reconciler for the life of the server
 (ASGI lifespan).
 """
 
@@ -19,9 +20,7 @@ import orjson
 
 from opennimble import clock, config
 from opennimble.api import app as api_app
-from opennimble.domain import stream_tokens
-from opennimble.gateway import streams as gateway
-from opennimble.providers import registry
+from opennimble.gateway import app as gateway
 from opennimble.reconciler import loop
 from opennimble.store import crypto, database
 
@@ -36,13 +35,21 @@ def open_database(settings: config.Settings) -> database.Database:
     return db
 
 
-def cipher(settings: config.Settings) -> crypto.Cipher:
-    return crypto.Cipher.from_file(settings.key_file)
+def cipher(settings: config.Settings, db: database.Database | None = None) -> crypto.Cipher:
+    """The installation key; with ``db``, checked to be the key that database was set up with
+    (:class:`crypto.KeyMismatch` otherwise)."""
+    key = crypto.Cipher.from_file(settings.resolved_key_file)
+    if db is not None:
+        crypto.check_key(db, key, settings.resolved_key_file)
+    return key
 
 
-def exclusive_lock(settings: config.Settings) -> IO[str] | None:
-    """On SQLite only one server may run per database: hold a lock file next to it."""
-    if not database.normalize_url(settings.resolved_database_url).startswith("sqlite"):
+def exclusive_lock(settings: config.Settings, *, reconciler: bool = True) -> IO[str] | None:
+    """Hold a lock file in the data directory when only one process may use it: on SQLite one
+    server per database; on any database one reconciler per data directory (the runtime files
+    of its host's desktops live there)."""
+    sqlite = database.normalize_url(settings.resolved_database_url).startswith("sqlite")
+    if not (sqlite or reconciler):
         return None
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     path = pathlib.Path(settings.data_dir) / "serve.lock"
@@ -51,7 +58,11 @@ def exclusive_lock(settings: config.Settings) -> IO[str] | None:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
-        raise RuntimeError(f"another opennimble server uses {settings.data_dir} already") from None
+        raise RuntimeError(
+            f"another opennimble process uses {settings.data_dir} already (on SQLite one server "
+            "runs per database; on PostgreSQL one server or worker with a reconciler runs per "
+            "data directory)"
+        ) from None
     handle.write(f"{os.getpid()}\n")
     handle.flush()
     return handle
@@ -64,14 +75,10 @@ class Root:
         self, settings: config.Settings, db: database.Database, now: clock.Now = clock.system_now
     ) -> None:
         self.db = db
-        key = cipher(settings)
-        self.reconciler = loop.Reconciler(
-            db,
-            registry.load(settings),
-            now=now,
-            interval=settings.reconcile_interval,
-            ready_timeout=settings.desktop_ready_timeout,
-            max_concurrent=settings.max_concurrent_provisions,
+        key = cipher(settings, db)
+        # `serve --no-reconciler` (PostgreSQL): the workers reconcile; NOTIFY wakes them
+        self.reconciler = (
+            loop.Reconciler.from_settings(db, settings, now) if settings.reconciler else None
         )
         self.api = api_app.App(
             db=db,
@@ -79,20 +86,27 @@ class Root:
             region=settings.region,
             account_id=settings.account_id,
             public_url=settings.resolved_public_url,
-            wake_reconciler=self.reconciler.wake,
+            wake_reconciler=self.reconciler.wake if self.reconciler else _no_wake,
             now=now,
             page_size=settings.page_size,
+            settings=settings,
         )
-        self.gate = gateway.StreamGate(db, stream_tokens.StreamTokens(key.key), now)
+        self.gateway = gateway.Gateway(
+            db,
+            key.key,
+            public_url=settings.resolved_public_url,
+            novnc_dir=settings.resolved_novnc_dir,
+            now=now,
+        )
         self._reconciling: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
+        elif scope["path"].startswith(gateway.PREFIXES):
+            await self.gateway(scope, receive, send)
         elif scope["type"] != "http":
-            return
-        elif scope["path"].startswith(gateway.PREFIX):
-            await self.gate(scope, receive, send)
+            await _refuse_websocket(receive, send)
         elif scope["path"] == "/healthz":
             await api_app.respond(
                 send, 200, [(b"content-type", b"application/json")], orjson.dumps({"status": "ok"})
@@ -104,9 +118,13 @@ class Root:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._reconciling = asyncio.get_running_loop().create_task(self.reconciler.run())
+                failure = await self._start_reconciler()
+                if failure:
+                    await send({"type": "lifespan.startup.failed", "message": failure})
+                    return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.gateway.close()
                 if self._reconciling is not None:
                     self._reconciling.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -114,3 +132,30 @@ class Root:
                 self.db.dispose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _start_reconciler(self) -> str:
+        """Start the reconciler; once it holds its host, or why it could not ("" if none)."""
+        if self.reconciler is None:
+            return ""
+        started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def on_started() -> None:
+            if not started.done():
+                started.set_result(None)
+
+        self._reconciling = asyncio.get_running_loop().create_task(self.reconciler.run(on_started))
+        await asyncio.wait((started, self._reconciling), return_when=asyncio.FIRST_COMPLETED)
+        if not self._reconciling.done():
+            return ""
+        error = self._reconciling.exception()
+        return f"the reconciler could not start: {error}"
+
+
+async def _refuse_websocket(receive: Any, send: Any) -> None:
+    """Websockets exist only under the stream paths."""
+    if (await receive())["type"] == "websocket.connect":
+        await send({"type": "websocket.close", "code": 1008})
+
+
+def _no_wake() -> None:
+    """Without a reconciler in this process: the database's NOTIFY wakes the workers."""

@@ -13,6 +13,7 @@ import pytest
 
 from opennimble import clock
 from opennimble.domain.stream_tokens import StreamTokens
+from opennimble.gateway.credentials import StreamCredentials
 from opennimble.gateway.streams import StreamGate
 from opennimble.store import database, sessions, streams
 
@@ -110,7 +111,7 @@ def gate(tmp_path: pathlib.Path) -> Iterator[Gate]:
     tokens = StreamTokens(KEY)
     now = Clock()
     try:
-        yield Gate(db, tokens, now, StreamGate(db, tokens, now=now))
+        yield Gate(db, tokens, now, StreamGate(db, tokens, StreamCredentials(KEY), now))
     finally:
         db.dispose()
 
@@ -118,9 +119,11 @@ def gate(tmp_path: pathlib.Path) -> Iterator[Gate]:
 def test_valid_token_before_expiry_is_admitted_once(gate: Gate) -> None:
     stream_id = gate.stream(gate.session())
     token = gate.token(stream_id)
-    status, text = gate.admit(stream_id, token, at=T0 + LIFETIME - 1)
-    assert status == 200
-    assert "127.0.0.1:5901" in text
+    gate.clock.now = T0 + LIFETIME - 1
+    answer = gate.gate.admit(stream_id, urllib.parse.urlencode({"token": token}))
+    assert answer.status == 200
+    assert answer.session is not None and answer.session["endpoint"]["port"] == 5901
+    assert answer.stream is not None and answer.stream["used_at"] == T0 + LIFETIME - 1
     assert gate.used_at(stream_id) == T0 + LIFETIME - 1
     status, text = gate.admit(stream_id, token, at=T0 + LIFETIME - 1)
     assert status == 403

@@ -1,60 +1,82 @@
-"""The stream URL: where a browser arrives with a stream's token.
+"""Admission to a stream: the stream URL's token for the page, the credential for the socket.
 
-The token admits one use, only before the stream's ``expiresAt``, only for that stream's session
-and only while the session is READY. Every refusal is a clear page with the reason. (The
-in-browser VNC client and the websocket proxy to the desktop are served from here in a later
-version; today an admitted visitor is shown where the desktop runs.)
+The token of ``{public_url}/streams/{streamId}?token=...`` admits one use, only before the
+stream's ``expiresAt``, only for that stream's session and only while the session is READY; it
+is consumed (the first use is recorded) when it admits. The admitted browser then holds the
+stream's credential (see :mod:`.credentials`), which the websocket endpoint checks by the same
+rules for every connection it starts: that stream's session only, READY only, before
+``expiresAt`` only. Every refusal says why, as a page or as a websocket close reason.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import html
+import enum
 import urllib.parse
 from typing import Any
 
 from opennimble import clock
 from opennimble.domain import stream_tokens
+from opennimble.gateway import credentials
 from opennimble.store import database, sessions, streams
+
+Row = dict[str, Any]
+
+INVALID = "This stream link is not valid."
+EXPIRED = "This stream link has expired: ask for a new stream."
+USED = "This stream link was used already: ask for a new stream."
+NOT_RUNNING = "The session of this stream is not running."
+
+
+class Close(enum.IntEnum):
+    """Websocket close codes of the gateway (4000-4999 are the application's)."""
+
+    INVALID = 4001  # no valid credential for this stream
+    EXPIRED = 4002  # the stream expired before this connection started
+    NOT_RUNNING = 4003  # the session is not READY (or has no desktop)
+    UNREACHABLE = 4004  # the desktop did not answer or refused the gateway
+    PROTOCOL = 4005  # the client did not speak RFB 3.8 as expected
+    SESSION_ENDED = 4010  # the session was stopped or deleted while connected
+    SHUTDOWN = 1001  # the server is going away
 
 
 @dataclasses.dataclass(frozen=True)
 class Answer:
+    """The outcome of opening a stream URL: a refusal, or the admitted stream and session."""
+
     status: int
     title: str
     text: str
-
-    def page(self) -> bytes:
-        return (
-            "<!doctype html><html><head><meta charset='utf-8'><title>"
-            f"{html.escape(self.title)}</title></head><body><h1>{html.escape(self.title)}</h1>"
-            f"<p>{html.escape(self.text)}</p></body></html>"
-        ).encode()
+    stream: Row | None = None
+    session: Row | None = None
 
 
-PREFIX = "/streams/"
+@dataclasses.dataclass(frozen=True)
+class Refusal:
+    code: Close
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Admission:
+    """A websocket connection admitted into a session's desktop."""
+
+    session_id: str
+    endpoint: dict[str, Any]  # {"host", "port"} and, if the desktop asks for one, "password"
 
 
 class StreamGate:
     def __init__(
-        self, db: database.Database, tokens: stream_tokens.StreamTokens, now: clock.Now
+        self,
+        db: database.Database,
+        tokens: stream_tokens.StreamTokens,
+        creds: credentials.StreamCredentials,
+        now: clock.Now,
     ) -> None:
         self.db = db
         self.tokens = tokens
+        self.credentials = creds
         self.now = now
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        """ASGI: answer ``GET /streams/{streamId}?token=...``."""
-        stream_id = scope["path"][len(PREFIX) :]
-        answer = self.admit(stream_id, scope.get("query_string", b"").decode("latin-1"))
-        body = answer.page()
-        headers = [
-            (b"content-type", b"text/html; charset=utf-8"),
-            (b"cache-control", b"no-store"),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
 
     def admit(self, stream_id: str, query_string: str) -> Answer:
         """Check the token of a stream URL; consume it if it admits the visitor."""
@@ -65,31 +87,46 @@ class StreamGate:
             if stream is None or not self.tokens.check(
                 token, stream_id, stream["session_id"], stream["expires_at"]
             ):
-                return Answer(403, "Stream refused", "This stream link is not valid.")
-            refusal = _refusal(stream, now)
+                return _refused(INVALID)
             session = sessions.get(conn, stream["session_id"])
-            if refusal is None and (session is None or session["state"] != "READY"):
-                refusal = "The session of this stream is not running."
+            refusal = _refusal(stream, session, now)
             if refusal is None and not streams.use(conn, stream_id, now):
-                refusal = "This stream link was used already: ask for a new stream."
+                refusal = USED
         if refusal is not None:
-            return Answer(403, "Stream refused", refusal)
+            return _refused(refusal)
         assert session is not None
-        return _admitted(session)
+        used = {**stream, "used_at": now}
+        text = f"Session {session['session_id']} is READY."
+        return Answer(200, "Stream admitted", text, used, session)
+
+    def admit_connection(self, stream_id: str, credential: str) -> Admission | Refusal:
+        """Check a websocket connection's credential against the stream, at its start."""
+        with self.db.read() as conn:
+            stream = streams.get(conn, stream_id)
+            if stream is None or not self.credentials.check(credential, stream):
+                return Refusal(Close.INVALID, "No valid credential for this stream: open its URL.")
+            session = sessions.get(conn, stream["session_id"])
+        refusal = _refusal(stream, session, self.now())
+        if refusal is not None:
+            code = Close.EXPIRED if refusal is EXPIRED else Close.NOT_RUNNING
+            return Refusal(code, refusal)
+        assert session is not None
+        return Admission(session["session_id"], dict(session["endpoint"]))
 
 
-def _refusal(stream: dict[str, Any], now: int) -> str | None:
+def _refused(reason: str) -> Answer:
+    return Answer(403, "Stream refused", reason)
+
+
+def _refusal(stream: Row, session: Row | None, now: int) -> str | None:
+    """Why a stream admits nothing now: its session first (a deleted session's streams read
+    DELETED before their expiry), then the stream's own expiry."""
+    if session is None or session["state"] != "READY" or not _reachable(session["endpoint"]):
+        return NOT_RUNNING
     if stream["state"] != "READY" or stream["expires_at"] <= now:
-        return "This stream link has expired: ask for a new stream."
+        return EXPIRED
     return None
 
 
-def _admitted(session: dict[str, Any]) -> Answer:
-    endpoint = session["endpoint"] or {}
-    where = f"{endpoint.get('host', '?')}:{endpoint.get('port', '?')}"
-    return Answer(
-        200,
-        "Stream admitted",
-        f"Session {session['session_id']} is READY; its desktop serves VNC on {where} "
-        "on the workstation host. This server has no in-browser client yet.",
-    )
+def _reachable(endpoint: Any) -> bool:
+    return isinstance(endpoint, dict) and bool(endpoint.get("host")) and bool(endpoint.get("port"))

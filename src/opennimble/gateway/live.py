@@ -1,0 +1,101 @@
+"""The live stream connections, and the watch that ends them when their session stops.
+
+An established connection lives until its session stops or is deleted. The API server that
+records a stop or a delete may be another process than the one holding the connection, so the
+gateway watches the database: while connections are open, one task reads their sessions' states
+every ``interval`` seconds (one primary-key read per watched session) and ends every connection
+whose session is no longer READY, with a close reason that says what happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import sqlalchemy as sa
+
+from opennimble.gateway.streams import Close
+from opennimble.store import database, sessions
+
+log = logging.getLogger("opennimble.gateway")
+
+
+def ended_reason(state: str | None) -> str | None:
+    """Why a connection into a session in ``state`` must end (None: it may go on)."""
+    if state == "READY":
+        return None
+    if state is None or state.startswith("DELETE"):
+        return "The session was deleted."
+    if state.startswith("STOP"):
+        return "The session was stopped."
+    return f"The session is {state}."
+
+
+class Connection:
+    """One browser connected to one session's desktop; ``ended`` fires when it must close."""
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        self.ended = asyncio.Event()
+        self.code = Close.SESSION_ENDED
+        self.reason = ""
+
+    def end(self, code: Close, reason: str) -> None:
+        if not self.ended.is_set():
+            self.code, self.reason = code, reason
+            self.ended.set()
+
+
+class LiveConnections:
+    def __init__(self, db: database.Database, interval: float = 1.0) -> None:
+        self.db = db
+        self.interval = interval
+        self._open: set[Connection] = set()
+        self._watch: asyncio.Task[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def add(self, connection: Connection) -> None:
+        self._open.add(connection)
+        if self._watch is None or self._watch.done():
+            self._watch = asyncio.get_running_loop().create_task(self._watching())
+
+    def discard(self, connection: Connection) -> None:
+        self._open.discard(connection)
+
+    def check(self) -> None:
+        """End the connections whose session is no longer READY."""
+        by_session: dict[str, list[Connection]] = {}
+        for connection in self._open:
+            by_session.setdefault(connection.session_id, []).append(connection)
+        with self.db.read() as conn:
+            states = {sid: _state(conn, sid) for sid in by_session}
+        for session_id, state in states.items():
+            reason = ended_reason(state)
+            if reason is not None:
+                for connection in by_session[session_id]:
+                    connection.end(Close.SESSION_ENDED, reason)
+
+    async def close(self) -> None:
+        """End every connection (the server is shutting down) and stop watching."""
+        for connection in list(self._open):
+            connection.end(Close.SHUTDOWN, "The server is shutting down.")
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+
+    async def _watching(self) -> None:
+        while self._open:
+            await asyncio.sleep(self.interval)
+            try:
+                self.check()
+            except Exception:  # a database hiccup must not end the watch
+                log.exception("cannot read the sessions of live stream connections")
+
+
+def _state(conn: sa.Connection, session_id: str) -> str | None:
+    row = sessions.get(conn, session_id)
+    return None if row is None else str(row["state"])

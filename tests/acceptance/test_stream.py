@@ -1,0 +1,125 @@
+"""Streams end to end without a browser: boto3 for the API, HTTP and a websocket for the URL.
+
+The websocket client speaks RFB as noVNC does. The desktops are the server's real ones, which
+ask for VNC authentication with a password only the server knows: the gateway answers it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import requests
+import websockets.exceptions
+
+from tests.support import vnc
+from tests.support import world as worlds
+from tests.support.server import FAST
+
+pytestmark = pytest.mark.xvnc
+
+
+def ready_session(client: Any, studio_id: str, launch_profile_id: str) -> dict[str, str]:
+    session = client.create_streaming_session(
+        studioId=studio_id, launchProfileId=launch_profile_id
+    )["session"]
+    ids = {"studioId": studio_id, "sessionId": session["sessionId"]}
+    client.get_waiter("streaming_session_ready").wait(**ids, WaiterConfig=FAST)
+    return ids
+
+
+def stream_url(client: Any, ids: dict[str, str]) -> str:
+    return str(client.create_streaming_session_stream(**ids)["stream"]["url"])
+
+
+def admitted(url: str) -> tuple[str, str]:
+    """Open a stream URL as a browser; its websocket URL and credential cookie."""
+    page = requests.get(url, timeout=10)
+    assert page.status_code == 200, page.text
+    socket = url.split("?")[0].replace("http://", "ws://") + "/websocket"
+    return socket, f"opennimble_stream={page.cookies['opennimble_stream']}"
+
+
+def connect(socket: str, cookie: str | None) -> Any:
+    origin = socket.replace("ws://", "http://").split("/streams/")[0]
+    return vnc.connect(socket, cookie, origin)
+
+
+def close_of(ws: Any) -> tuple[int, str]:
+    with pytest.raises(websockets.exceptions.ConnectionClosed):
+        while True:
+            ws.recv(timeout=15)
+    assert ws.protocol.close_rcvd is not None
+    return ws.protocol.close_rcvd.code, ws.protocol.close_rcvd.reason
+
+
+@pytest.fixture(scope="module")
+def stoppable(world: worlds.World) -> str:
+    """A launch profile whose sessions may be stopped, for the artist."""
+    studio = world.studio
+    admin = studio.admin.client()
+    profile = admin.create_launch_profile(
+        studioId=studio.studio_id,
+        name="stoppable",
+        ec2SubnetIds=[],
+        launchProfileProtocolVersions=["2021-03-31"],
+        studioComponentIds=[studio.component_id],
+        streamConfiguration={
+            "clipboardMode": "ENABLED",
+            "ec2InstanceTypes": ["g4dn.xlarge"],
+            "streamingImageIds": [studio.image_id],
+            "maxStoppedSessionLengthInMinutes": 60,
+        },
+    )["launchProfile"]
+    ids = {"studioId": studio.studio_id, "launchProfileId": profile["launchProfileId"]}
+    admin.get_waiter("launch_profile_ready").wait(**ids, WaiterConfig=FAST)
+    admin.put_launch_profile_members(
+        **ids,
+        identityStoreId=studio.admin.identity_store_id,
+        members=[{"principalId": world.artist.user_id, "persona": "USER"}],
+    )
+    return str(profile["launchProfileId"])
+
+
+def test_stream_reaches_the_sessions_desktop_through_its_vnc_password(
+    world: worlds.World,
+) -> None:
+    client = world.artist.client()
+    ids = ready_session(client, world.studio.studio_id, world.studio.launch_profile_id)
+    url = stream_url(client, ids)
+    socket, cookie = admitted(url)
+    with connect(socket, cookie) as ws:
+        init = vnc.RfbClient(ws).handshake()
+    assert (init.width, init.height) == (1280, 800)
+    again = requests.get(url, timeout=10)
+    assert again.status_code == 403
+    assert "used already" in again.text
+    with connect(socket, None) as ws:
+        assert close_of(ws) == (4001, "No valid credential for this stream: open its URL.")
+    client.delete_streaming_session(**ids)
+
+
+def test_stopping_the_session_closes_its_connections(world: worlds.World, stoppable: str) -> None:
+    client = world.artist.client()
+    ids = ready_session(client, world.studio.studio_id, stoppable)
+    socket, cookie = admitted(stream_url(client, ids))
+    unused = stream_url(client, ids)
+    with connect(socket, cookie) as ws:
+        vnc.RfbClient(ws).handshake()
+        client.stop_streaming_session(**ids)
+        assert close_of(ws) == (4010, "The session was stopped.")
+    client.get_waiter("streaming_session_stopped").wait(**ids, WaiterConfig=FAST)
+    refused = requests.get(unused, timeout=10)
+    assert refused.status_code == 403
+    assert "The session of this stream is not running." in refused.text
+    with connect(socket, cookie) as ws:
+        assert close_of(ws) == (4003, "The session of this stream is not running.")
+    client.delete_streaming_session(**ids)
+
+
+def test_websockets_exist_only_for_streams(world: worlds.World) -> None:
+    with (
+        pytest.raises(websockets.exceptions.InvalidStatus),
+        vnc.connect(world.server.endpoint.replace("http://", "ws://") + "/2020-08-01/studios"),
+    ):
+        pass
