@@ -1,4 +1,5 @@
-"""The migrated schema equals the declared one, and upgrading is repeatable."""
+"""The migrated schema equals the declared one, and upgrading is repeatable, on the database
+under test (SQLite, and PostgreSQL in the run that tests it)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,20 @@ import pathlib
 
 import alembic.autogenerate
 import alembic.migration
+import alembic.script
+import pytest
+import sqlalchemy as sa
 
 from opennimble.store import database, schema
 
 
-def test_migrated_schema_equals_declared_schema_on_sqlite(tmp_path: pathlib.Path) -> None:
-    db = database.Database(f"sqlite:///{tmp_path / 'x.db'}")
+def test_one_head() -> None:
+    scripts = alembic.script.ScriptDirectory.from_config(database.alembic_config("sqlite://"))
+    assert len(scripts.get_heads()) == 1, f"several migration heads: {scripts.get_heads()}"
+
+
+def test_migrated_schema_equals_declared_schema(database_url: str) -> None:
+    db = database.Database(database_url)
     db.upgrade()
     db.upgrade()  # a second upgrade is a no-op
     with db.engine.connect() as conn:
@@ -21,6 +30,30 @@ def test_migrated_schema_equals_declared_schema_on_sqlite(tmp_path: pathlib.Path
     db.dispose()
 
 
+@pytest.mark.postgresql
+def test_migrations_and_declaration_both_install_the_wake_trigger(database_url: str) -> None:
+    migrated = database.Database(database_url)
+    migrated.upgrade()
+    declared = sa.create_engine(migrated.url)
+    with declared.begin() as conn:
+        conn.execute(sa.text("CREATE SCHEMA declared"))
+        conn.execute(sa.text("SET LOCAL search_path TO declared"))
+        schema.metadata.create_all(conn)
+    query = sa.text(
+        "SELECT n.nspname, c.relname, t.tgname FROM pg_trigger t JOIN pg_class c "
+        "ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE NOT t.tgisinternal ORDER BY 1, 2"
+    )
+    with declared.connect() as conn:
+        found = {tuple(r) for r in conn.execute(query)}
+    declared.dispose()
+    migrated.dispose()
+    wanted = {("resources", "resources_wake"), ("sessions", "sessions_wake")}
+    assert {(r, t) for s, r, t in found if s == "public"} == wanted
+    assert {(r, t) for s, r, t in found if s == "declared"} == wanted
+
+
+@pytest.mark.sqlite
 def test_sqlite_runs_in_wal_mode_with_full_sync(tmp_path: pathlib.Path) -> None:
     db = database.Database(f"sqlite:///{tmp_path / 'x.db'}")
     with db.read() as conn:

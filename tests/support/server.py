@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import json
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +21,9 @@ from typing import Any
 import boto3
 import botocore.config
 import requests
+
+from opennimble.providers import local_accounts
+from tests.support import databases
 
 REGION = "us-west-2"
 FAST = {
@@ -34,14 +40,44 @@ def free_port() -> int:
 
 def cli(data_dir: pathlib.Path, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run ``opennimble ARGS --data-dir DIR`` and parse the JSON it prints."""
+    data_dir = data_dir.resolve()  # the same installation as its Server (see reachable)
     out = subprocess.run(
         [sys.executable, "-m", "opennimble", *args, "--data-dir", str(data_dir)],
         check=True,
         capture_output=True,
         text=True,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **databases.env_for(data_dir), **(env or {})},
     )
     return dict(json.loads(out.stdout))
+
+
+def reachable(data_dir: pathlib.Path) -> pathlib.Path:
+    """A data directory whose desktops' accounts can reach it.
+
+    Run as root, the local provider runs each owner's desktop as the owner's own account, which
+    must be able to search every directory above its home; pytest's temporary directories are
+    private to root. Such a ``data_dir`` becomes a symbolic link to a fresh directory that the
+    accounts can reach, and that directory (with the accounts of its desktops) is removed when
+    the test process ends. Returns the directory to give the server.
+    """
+    if data_dir.is_symlink():
+        return data_dir.resolve()
+    if os.geteuid() != 0:
+        return data_dir
+    if local_accounts.unreachable(data_dir.parent) is None:
+        atexit.register(local_accounts.remove_accounts, data_dir)
+        return data_dir
+    base = pathlib.Path(tempfile.mkdtemp(prefix="opennimble-test-"))
+    base.chmod(0o711)
+    atexit.register(_remove_installation, base)
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    data_dir.symlink_to(base / "data", target_is_directory=True)
+    return base / "data"
+
+
+def _remove_installation(base: pathlib.Path) -> None:
+    local_accounts.remove_accounts(base)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @dataclasses.dataclass
@@ -50,6 +86,9 @@ class Server:
     env: dict[str, str] = dataclasses.field(default_factory=dict)
     port: int = dataclasses.field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        self.data_dir = reachable(self.data_dir)
 
     @property
     def endpoint(self) -> str:
@@ -75,7 +114,7 @@ class Server:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **self.env},
+            env={**os.environ, **databases.env_for(self.data_dir), **self.env},
         )
         log.close()
         deadline = time.monotonic() + 30
@@ -105,8 +144,9 @@ class Server:
         self.process = None
 
     def user(self, name: str, operator: bool = False) -> User:
-        created = cli(self.data_dir, "users", "create", name, *(["--operator"] if operator else []))
-        key = cli(self.data_dir, "keys", "create", str(created["userId"]))
+        flags = ["--operator"] if operator else []
+        created = cli(self.data_dir, "users", "create", name, *flags, env=self.env)
+        key = cli(self.data_dir, "keys", "create", str(created["userId"]), env=self.env)
         return User(
             name,
             str(created["userId"]),

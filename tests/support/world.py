@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import pathlib
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
-from tests.support.server import FAST, Server, User
+from tests.support.server import FAST, Server, User, kill_all, live_desktops
 
 ROLE = "arn:aws:iam::000000000000:role/studio"
 
@@ -130,3 +133,20 @@ def delete_all_sessions(world: World, timeout: float = 60) -> None:
 def _all_sessions(client: Any, studio_id: str) -> list[dict[str, Any]]:
     paginator = client.get_paginator("list_streaming_sessions")
     return [s for page in paginator.paginate(studioId=studio_id) for s in page["sessions"]]
+
+
+@contextlib.contextmanager
+def running_world(data_dir: pathlib.Path, env: dict[str, str]) -> Iterator[World]:
+    """A server with extra settings (``env``) and a world built on it; at the end every
+    session is deleted, the server stopped, and no desktop may be left running."""
+    srv = Server(data_dir, env=env)
+    srv.start()
+    try:
+        built = build(srv)
+        yield built
+        delete_all_sessions(built)
+    finally:
+        srv.stop()
+        leftovers = live_desktops(data_dir)
+        kill_all(leftovers)
+    assert leftovers == [], f"desktops left running: {leftovers}"

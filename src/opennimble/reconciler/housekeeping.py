@@ -16,17 +16,26 @@ IDEMPOTENCY_RETENTION = lifecycle.DELETED_RETENTION
 
 
 def advance_resources(conn: sa.Connection, now: int) -> int:
-    """Move new studios, launch profiles, images and components on from CREATE_IN_PROGRESS."""
+    """Complete the creates, updates and deletes of studios, launch profiles, images and
+    components (see :mod:`opennimble.domain.resources`)."""
     moved = 0
-    for row in resource_store.in_state(conn, "CREATE_IN_PROGRESS"):
-        outcome = resources.readiness(conn, row)
+    pending = [
+        *resource_store.in_state(conn, "CREATE_IN_PROGRESS"),
+        *resource_store.in_state(conn, "UPDATE_IN_PROGRESS"),
+        *resource_store.in_state(conn, "DELETE_IN_PROGRESS"),
+    ]
+    for row in pending:
+        if row["state"] == "DELETE_IN_PROGRESS":
+            outcome: tuple[str, str, str] | None = resources.completion(row)
+        else:
+            outcome = resources.readiness(conn, row)
         if outcome is None:
             continue
         state, code, message = outcome
         if resource_store.update(
             conn,
             row["resource_id"],
-            "CREATE_IN_PROGRESS",
+            row["state"],
             state=state,
             status_code=code,
             status_message=message,
@@ -43,12 +52,11 @@ def enforce_timers(conn: sa.Connection, now: int) -> int:
     for row in sessions.expired_timers(conn, now, limit=100):
         stop = row["state"] == "READY" and row["stop_at"] is not None and row["stop_at"] <= now
         target = "STOP_IN_PROGRESS" if stop else "DELETE_IN_PROGRESS"
-        values = {
-            **lifecycle.enter(target, now),
-            "work_started_at": now,
-            "attempts": 0,
-            "next_attempt_at": 0,
-        }
+        if stop:  # nobody asked to discard the session's storage
+            values = lifecycle.stopping(now, None)
+            values["attrs"] = {**row["attrs"], "volumeRetentionMode": "RETAIN"}
+        else:
+            values = {**lifecycle.enter(target, now), **lifecycle.work(now)}
         if sessions.transition(conn, row["session_id"], (row["state"],), **values):
             acted += 1
             log.info("session %s reached its time limit: %s", row["session_id"], target)
@@ -65,3 +73,5 @@ def purge(conn: sa.Connection, now: int) -> None:
     if gone:
         log.info("purged %d deleted sessions", len(gone))
     idempotency.purge(conn, now - IDEMPOTENCY_RETENTION)
+    for row in resource_store.purge_deleted(conn, now - resources.DELETED_RETENTION):
+        resources.forget(conn, row)

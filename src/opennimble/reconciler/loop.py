@@ -1,9 +1,23 @@
 """The reconciler: claims sessions with work to do and drives them to their desired state.
 
-It runs as a task in the server process. Each pass does the quick database housekeeping, then
-claims due sessions (a claim is a lease, renewed by heartbeats while the work runs, so a claim
-whose holder died is taken over once it lapses) and runs each one's action as its own task,
-at most ``max_concurrent`` at a time. API calls wake it at once; otherwise it polls.
+It runs as a task in the server process (``serve``) or on its own (``worker``). Each process
+that runs one is a workstation *host* (``host_id``): the desktops it starts run there, and a
+session stays bound to the host that claimed it first, so only that host's reconciler works on
+it afterwards (the stream gateway of any server reaches the desktop through the endpoint the
+provider reports). One reconciler runs per host: on PostgreSQL it holds an advisory lock named
+after the host for its whole life, on SQLite there is one process per database anyway.
+
+Each pass does the quick database housekeeping (one process at a time), then claims due
+sessions: first the work of sessions bound to this host (and deletions of sessions that never
+got a desktop), then new sessions, as many as the host has capacity for (``max_desktops``
+minus the sessions whose desktop it runs); a new session that no host with room took within
+the claim timeout is taken by a full host, whose provider refuses it (INSUFFICIENT_CAPACITY).
+A claim is a lease, renewed by heartbeats while the
+work runs, so a claim whose holder died is taken over once it lapses; a restarted host drops
+the claims of its previous process at once. Each claimed session's action runs as its own
+task, at most ``max_concurrent`` at a time. API calls in this process wake it at once; on
+PostgreSQL a NOTIFY (sent by a trigger when a session or resource gets work, see
+:mod:`opennimble.store.schema`) wakes the reconcilers of every process; otherwise it polls.
 """
 
 from __future__ import annotations
@@ -13,19 +27,21 @@ import contextlib
 import logging
 import os
 import secrets
-import socket
+from collections.abc import Callable
 from typing import Any
 
-from opennimble import clock
-from opennimble.providers import base
+import sqlalchemy as sa
+
+from opennimble import clock, config
+from opennimble.providers import base, registry
 from opennimble.reconciler import actions, housekeeping
 from opennimble.store import database, sessions
 
 log = logging.getLogger("opennimble.reconciler")
 
-LEASE = 30 * clock.SECOND
 PURGE_EVERY = 60 * clock.SECOND
 CHECK_DESKTOPS_EVERY = 30 * clock.SECOND
+LISTEN_RETRY_MAX = 30.0  # seconds between attempts to listen again after a connection failure
 
 
 class Reconciler:
@@ -38,22 +54,56 @@ class Reconciler:
         interval: float,
         ready_timeout: float,
         max_concurrent: int,
+        host_id: str = "local",
+        capacity: int = 1_000_000,
+        lease: float = 30.0,
     ) -> None:
         self.db = db
         self.provider = provider
         self.now = now
-        self.interval = interval
         self.max_concurrent = max_concurrent
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.host_id = host_id
+        self.capacity = capacity
+        # how long a new session waits for a host with room before a full one takes it, for
+        # its provider to refuse (INSUFFICIENT_CAPACITY); with SQLite there is no other host
+        self.capacity_wait = 0 if db.is_sqlite else int(lease * clock.SECOND)
+        self.lease = int(lease * clock.SECOND)
+        # heartbeats must come well within the lease, also when nothing wakes the loop
+        self.interval = min(interval, lease / 3)
+        self.interval_micros = int(self.interval * clock.SECOND)
+        self.owner = f"{host_id}/{os.getpid()}/{secrets.token_hex(4)}"
         self.actions = actions.Actions(db, provider, now=now, ready_timeout=ready_timeout)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._event: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_purge = 0
         self._last_check = 0
+        self._last_housekeeping = 0
+        self._last_heartbeat = 0
+        self._housekeeping_due = True
+        self._finished: list[str] = []  # sessions whose work ended, claims not yet released
 
-    def wake(self) -> None:
-        """Ask for a pass now (callable from any thread)."""
+    @classmethod
+    def from_settings(
+        cls, db: database.Database, settings: config.Settings, now: clock.Now = clock.system_now
+    ) -> Reconciler:
+        return cls(
+            db,
+            registry.load(settings),
+            now=now,
+            interval=settings.reconcile_interval,
+            ready_timeout=settings.desktop_ready_timeout,
+            max_concurrent=settings.max_concurrent_provisions,
+            host_id=settings.resolved_host_id,
+            capacity=settings.max_desktops,
+            lease=settings.claim_timeout,
+        )
+
+    def wake(self, housekeeping: bool = True) -> None:
+        """Ask for a pass now (callable from any thread); ``housekeeping=False``: only
+        claiming is needed (a session got work), not the housekeeping (a resource did)."""
+        if housekeeping:
+            self._housekeeping_due = True
         loop, event = self._loop, self._event
         if loop is None or event is None:
             return
@@ -66,10 +116,42 @@ class Reconciler:
         else:
             loop.call_soon_threadsafe(event.set)
 
-    async def run(self) -> None:
-        """Recover, then reconcile until cancelled."""
+    async def run(self, on_started: Callable[[], object] | None = None) -> None:
+        """Recover, then reconcile until cancelled.
+
+        On PostgreSQL first take this host's lock (:class:`database.LockTaken` if another
+        reconciler runs as this host) and listen for work; stop if the lock is lost to another.
+        ``on_started`` is called once the host is ours.
+        """
         self._loop = asyncio.get_running_loop()
         self._event = asyncio.Event()
+        if not self.db.is_postgresql:
+            if on_started:
+                on_started()
+            await self._reconcile()
+            return
+        async with self.db.listener(lock=self.lock_name) as listener:
+            if on_started:
+                on_started()
+            tasks = [
+                asyncio.create_task(self._watch(listener)),
+                asyncio.create_task(self._reconcile()),
+            ]
+            try:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            for task in done:
+                task.result()
+
+    @property
+    def lock_name(self) -> str:
+        return f"host:{self.host_id}"
+
+    async def _reconcile(self) -> None:
+        assert self._event is not None
         await self.recover()
         try:
             while True:
@@ -80,22 +162,52 @@ class Reconciler:
         finally:
             await self._shutdown()
 
+    async def _watch(self, listener: database.Listener) -> None:
+        """Wake up on every notification; reconnect (and re-take the host lock) when the
+        connection fails, polling meanwhile."""
+        delay = 1.0
+        async with contextlib.AsyncExitStack() as stack:
+            while True:
+                try:
+                    async for table in listener.notifications():
+                        delay = 1.0
+                        self.wake(housekeeping=table != "sessions")
+                except Exception as exc:
+                    log.warning("listening for work failed (%s); polling meanwhile", exc)
+                while True:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, LISTEN_RETRY_MAX)
+                    try:
+                        listener = await stack.enter_async_context(
+                            self.db.listener(lock=self.lock_name)
+                        )
+                        break
+                    except database.LockTaken:
+                        log.error("another reconciler took over host %s: stopping", self.host_id)
+                        raise
+                    except Exception as exc:
+                        log.warning("listening for work failed again (%s)", exc)
+                self.wake()
+
     async def recover(self) -> None:
         """After a restart: drop our dead claims and clean up desktops nobody knows."""
         with self.db.write() as conn:
             if self.db.is_sqlite:  # one reconciler per SQLite database: every claim was ours
                 sessions.release_all(conn)
-            known = sessions.ids_not_deleted(conn)
+                sessions.adopt_all(conn, self.host_id)
+            else:  # we hold the host's lock: the holders of its claims are dead
+                sessions.release_all(conn, self.host_id)
+            known = sessions.ids_not_deleted(conn, self.host_id)
         reaped = await self.provider.reap(known)
         if reaped:
             log.warning("cleaned up %d desktops of unknown sessions: %s", len(reaped), reaped)
         await self.check_desktops()
 
     async def check_desktops(self) -> None:
-        """Make sure the desktops of READY sessions still run (after a restart, and now and
-        then): a lost one is started again."""
+        """Make sure the desktops of this host's READY sessions still run (after a restart,
+        and now and then): a lost one is started again."""
         with self.db.read() as conn:
-            ready = sessions.in_states(conn, ("READY",))
+            ready = sessions.in_states(conn, ("READY",), self.host_id)
         for row in ready:
             if row["session_id"] not in self._tasks:
                 try:
@@ -107,8 +219,10 @@ class Reconciler:
     async def tick(self) -> None:
         now = self.now()
         try:
-            self._housekeeping(now)
-            self._heartbeat(now)
+            if self._housekeeping_due or now - self._last_housekeeping >= self.interval_micros:
+                self._housekeeping(now)
+            if now - self._last_heartbeat >= self.lease // 4:
+                self._heartbeat(now)
             self._claim_and_start(now)
             if now - self._last_check >= CHECK_DESKTOPS_EVERY:
                 await self.check_desktops()
@@ -116,7 +230,10 @@ class Reconciler:
             log.exception("reconciler pass failed; trying again")
 
     def _housekeeping(self, now: int) -> None:
+        self._housekeeping_due, self._last_housekeeping = False, now
         with self.db.write() as conn:
+            if not database.try_lock(conn, "housekeeping"):
+                return  # another process is at it
             moved = housekeeping.advance_resources(conn, now)
             housekeeping.expire_streams(conn, now)
             timed = housekeeping.enforce_timers(conn, now)
@@ -127,38 +244,62 @@ class Reconciler:
             self.wake()
 
     def _heartbeat(self, now: int) -> None:
+        self._last_heartbeat = now
         if self._tasks:
             with self.db.write() as conn:
-                sessions.heartbeat(conn, list(self._tasks), self.owner, now + LEASE)
+                sessions.heartbeat(conn, list(self._tasks), self.owner, now + self.lease)
 
     def _claim_and_start(self, now: int) -> None:
+        """Release the claims of finished work and claim new work, in one transaction."""
         room = self.max_concurrent - len(self._tasks)
-        if room <= 0:
+        finished, self._finished = self._finished, []
+        if room <= 0 and not finished:
             return
         with self.db.write() as conn:
-            due = [
-                r for r in sessions.due(conn, now, room * 2) if r["session_id"] not in self._tasks
-            ]
-            claimed = [
-                r
-                for r in due[:room]
-                if sessions.claim(conn, r["session_id"], self.owner, now, LEASE)
-            ]
+            sessions.release(conn, finished, self.owner)
+            if room <= 0:
+                return
+            claimed = self._claim(conn, now, new=False, limit=room)
+            room -= len(claimed)
+            free = self.capacity - sessions.count_on_host(conn, self.host_id)
+            if free > 0:
+                claimed += self._claim(conn, now, new=True, limit=min(room, free))
+            else:  # full: only what no host took in time, for the provider to refuse
+                before = now - self.capacity_wait
+                claimed += self._claim(conn, now, new=True, limit=room, created_before=before)
         for row in claimed:
             task = asyncio.get_running_loop().create_task(self._work(row))
             self._tasks[row["session_id"]] = task
+
+    def _claim(
+        self,
+        conn: sa.Connection,
+        now: int,
+        *,
+        new: bool,
+        limit: int,
+        created_before: int | None = None,
+    ) -> list[dict[str, Any]]:
+        return sessions.claim(
+            conn,
+            owner=self.owner,
+            host_id=self.host_id,
+            new=new,
+            now=now,
+            lease=self.lease,
+            limit=limit,
+            exclude=list(self._tasks),
+            created_before=created_before,
+        )
 
     async def _work(self, row: dict[str, Any]) -> None:
         try:
             await self.actions.run(row)
         finally:
+            # the next pass releases the claim, together with those of other finished work
             self._tasks.pop(row["session_id"], None)
-            try:
-                with self.db.write() as conn:
-                    sessions.release(conn, row["session_id"], self.owner)
-            except Exception:
-                log.exception("could not release the claim on %s", row["session_id"])
-            self.wake()
+            self._finished.append(row["session_id"])
+            self.wake(housekeeping=False)
 
     async def _shutdown(self) -> None:
         """Cancel running work; its claims lapse or are released at the next start."""

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import pathlib
 
+import sqlalchemy as sa
 from cryptography.fernet import Fernet, InvalidToken
+
+from opennimble.store import database, users
+
+# the meta key under which a database records a check value of its installation key
+KEY_CHECK = "installation_key_check"
 
 
 class Cipher:
@@ -40,3 +48,30 @@ class Cipher:
             raise ValueError(
                 "a stored secret cannot be decrypted with this installation key"
             ) from None
+
+
+class KeyMismatch(Exception):
+    """The installation key differs from the one the database's secrets are encrypted with."""
+
+
+def check_key(db: database.Database, cipher: Cipher, key_file: pathlib.Path) -> None:
+    """Refuse a key other than the one this database was set up with.
+
+    The first process records a check value of its key (an HMAC of a constant, which reveals
+    nothing of the key); every server of one database must then use that key file.
+    """
+    check = hmac.new(cipher.key, b"opennimble installation key", hashlib.sha256).hexdigest()
+    for attempt in range(2):
+        try:
+            with db.write() as conn:
+                stored = users.set_meta_default(conn, KEY_CHECK, check)
+            break
+        except sa.exc.IntegrityError:  # another process recorded its key at the same moment
+            if attempt:
+                raise
+    if not hmac.compare_digest(stored, check):
+        raise KeyMismatch(
+            f"the installation key in {key_file} is not the key this database was set up with; "
+            "every server of one database needs the same key file: copy it from the first "
+            "server, or name it with the key_file setting"
+        )

@@ -1,23 +1,41 @@
-"""The database handle: engine set-up, transactions and schema upgrades.
+"""The database handle: engine set-up, transactions, schema upgrades and wake-up notifications.
 
-SQLite (the embedded default) runs in WAL mode with ``synchronous=FULL``, so that a commit
-acknowledged to a client survives a crash of the process or the machine. Write transactions on
-SQLite begin with ``BEGIN IMMEDIATE`` so that concurrent writers (the server, the CLI) queue on
-the busy timeout instead of failing on a lock upgrade.
+Two databases are supported:
+
+* SQLite (the embedded default) runs in WAL mode with ``synchronous=FULL``, so that a commit
+  acknowledged to a client survives a crash of the process or the machine. Write transactions
+  begin with ``BEGIN IMMEDIATE`` so that concurrent writers (the server, the CLI) queue on the
+  busy timeout instead of failing on a lock upgrade. One server runs per SQLite database.
+* PostgreSQL (``postgresql://user@host:5432/dbname``, driven by psycopg 3) is shared by any
+  number of API servers and workers. Transactions run at READ COMMITTED; the work queue uses
+  row locks (``FOR UPDATE SKIP LOCKED``, see :mod:`opennimble.store.sessions`), singleton chores
+  use transaction-scoped advisory locks, and a trigger NOTIFYs :data:`WORK_CHANNEL` whenever
+  a session or resource gets work, which wakes idle reconcilers (:meth:`Database.listener`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hashlib
 import pathlib
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import alembic.command
 import alembic.config
+import psycopg
 import sqlalchemy as sa
+from psycopg import sql
 
 MIGRATIONS = pathlib.Path(__file__).parent / "migrations"
+# the channel on which PostgreSQL announces new work (see schema.WAKE_FUNCTION)
+WORK_CHANNEL = "opennimble_work"
+# a listener checks its connection when no notification came for this long (seconds)
+LISTEN_CHECK = 30.0
+# how long taking a host's lock waits for a holder that is going away
+LOCK_WAIT = 3.0
 
 
 def normalize_url(url: str) -> str:
@@ -28,14 +46,19 @@ def normalize_url(url: str) -> str:
 
 
 class Database:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = normalize_url(url)
-        self.is_sqlite = self.url.startswith("sqlite")
-        self.engine = self._create_engine()
+        backend = sa.engine.make_url(self.url).get_backend_name()
+        self.is_sqlite = backend == "sqlite"
+        self.is_postgresql = backend == "postgresql"
+        self.engine = self._create_engine(pool_size)
+        self._reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
-    def _create_engine(self) -> sa.Engine:
+    def _create_engine(self, pool_size: int) -> sa.Engine:
         if not self.is_sqlite:
-            return sa.create_engine(self.url, pool_pre_ping=True)
+            return sa.create_engine(
+                self.url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size
+            )
         path = self.url.split(":///", 1)[1] if ":///" in self.url else ""
         if path and path != ":memory:":
             pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -46,7 +69,16 @@ class Database:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sa.Connection]:
-        """A transaction for reading (a consistent snapshot, no write lock)."""
+        """A transaction for reading (no write lock).
+
+        On SQLite a consistent snapshot. On PostgreSQL each statement sees what was committed
+        when it began (READ COMMITTED gives no more inside a transaction), so reads run in
+        autocommit mode: no BEGIN and COMMIT round trips.
+        """
+        if self.is_postgresql:
+            with self._reader.connect() as conn:
+                yield conn
+            return
         with self.engine.connect() as conn, conn.begin():
             yield conn
 
@@ -59,14 +91,100 @@ class Database:
                 yield conn
 
     def upgrade(self) -> None:
-        """Create or upgrade the schema to the newest migration."""
+        """Create or upgrade the schema to the newest migration.
+
+        On PostgreSQL an advisory lock serializes servers that start at the same moment.
+        """
         with self.engine.begin() as conn:
+            if self.is_postgresql:
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(lock_key("migrations"))))
             config = alembic_config(self.url)
             config.attributes["connection"] = conn
             alembic.command.upgrade(config, "head")
 
+    @contextlib.asynccontextmanager
+    async def listener(self, *, lock: str) -> AsyncIterator[Listener]:
+        """A dedicated PostgreSQL connection that holds the lock ``lock`` and LISTENs on
+        :data:`WORK_CHANNEL` for as long as the context lasts.
+
+        The lock is a session-level advisory lock: it is released when the connection ends,
+        also when the process is killed. Raises :class:`LockTaken` if another connection holds
+        it.
+        """
+        if not self.is_postgresql:
+            raise RuntimeError("a listener needs PostgreSQL")
+        conn = await psycopg.AsyncConnection.connect(libpq_url(self.url), autocommit=True)
+        async with conn:
+            await _advisory_lock(conn, lock)
+            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(WORK_CHANNEL)))
+            yield Listener(conn)
+            with contextlib.suppress(psycopg.Error):
+                await conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key(lock),))
+
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class LockTaken(Exception):
+    """Another process holds the lock."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"another process holds the lock {name!r}")
+        self.name = name
+
+
+class Listener:
+    """Notifications of new work, from a connection opened by :meth:`Database.listener`."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._conn = conn
+
+    async def notifications(self) -> AsyncIterator[str]:
+        """Yield the payload of every notification; raise when the connection fails.
+
+        A connection that stays silent is checked every :data:`LISTEN_CHECK` seconds.
+        """
+        while True:
+            async for note in self._conn.notifies(timeout=LISTEN_CHECK):
+                yield note.payload
+            await self._conn.execute("SELECT 1")  # a dead connection raises here
+
+
+async def _advisory_lock(conn: psycopg.AsyncConnection[Any], name: str) -> None:
+    """Take the session-level lock ``name``, waiting up to :data:`LOCK_WAIT` seconds: the
+    server releases the lock of a connection that just ended (a killed process) a moment
+    later."""
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(name),))
+        row = await cursor.fetchone()
+        if row and row[0]:
+            return
+        if time.monotonic() >= deadline:
+            raise LockTaken(name)
+        await asyncio.sleep(0.1)
+
+
+def try_lock(conn: sa.Connection, name: str) -> bool:
+    """Take the lock ``name`` for the rest of the transaction, if nobody else holds it.
+
+    For chores that one process at a time should do. On SQLite there is one process per
+    database (and write transactions are serialized anyway): always True.
+    """
+    if conn.dialect.name != "postgresql":
+        return True
+    return bool(conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(lock_key(name)))).scalar())
+
+
+def lock_key(name: str) -> int:
+    """A stable signed 64-bit advisory lock key for ``name``."""
+    digest = hashlib.sha256(b"opennimble:" + name.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def libpq_url(url: str) -> str:
+    """The plain ``postgresql://`` form of a SQLAlchemy URL, for psycopg itself."""
+    return sa.engine.make_url(url).set(drivername="postgresql").render_as_string(False)
 
 
 def alembic_config(url: str) -> alembic.config.Config:

@@ -34,3 +34,27 @@ def scopes_of(conn: sa.Connection, principal_id: str) -> list[Row]:
     """Every membership of a user (studios and launch profiles)."""
     query = sa.select(t).where(t.c.principal_id == principal_id)
     return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def delete(conn: sa.Connection, scope_id: str, principal_id: str) -> bool:
+    query = t.delete().where(t.c.scope_id == scope_id, t.c.principal_id == principal_id)
+    return conn.execute(query).rowcount == 1
+
+
+def of_studio(conn: sa.Connection, studio_id: str) -> list[Row]:
+    """Every membership in a studio: of the studio itself and of its launch profiles."""
+    query = sa.select(t).where(t.c.studio_id == studio_id).order_by(t.c.created_at)
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def forget_scope(conn: sa.Connection, scope_id: str) -> None:
+    conn.execute(t.delete().where(t.c.scope_id == scope_id))
+
+
+def set_identity_store(conn: sa.Connection, scope_id: str, principal_id: str, value: str) -> None:
+    query = (
+        t.update()
+        .where(t.c.scope_id == scope_id, t.c.principal_id == principal_id)
+        .values(identity_store_id=value)
+    )
+    conn.execute(query)

@@ -76,3 +76,45 @@ def update(
 def in_state(conn: sa.Connection, state: str, limit: int = 100) -> list[Row]:
     query = sa.select(t).where(t.c.state == state).order_by(t.c.created_at).limit(limit)
     return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def not_deleted(conn: sa.Connection, kind: str, studio_id: str) -> list[Row]:
+    """Resources of a kind in a studio that are not DELETED yet, oldest first."""
+    query = (
+        sa.select(t)
+        .where(t.c.kind == kind, t.c.studio_id == studio_id, t.c.state != "DELETED")
+        .order_by(t.c.created_at, t.c.resource_id)
+    )
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def lock_studio(conn: sa.Connection, studio_id: str) -> None:
+    """Serialize writers that count a studio's resources against a quota (a row lock on
+    databases that have them; SQLite's write transactions are serialized already)."""
+    query = sa.select(t.c.resource_id).where(t.c.resource_id == studio_id).with_for_update()
+    conn.execute(query)
+
+
+def live_sessions(conn: sa.Connection, studio_id: str, **match: str) -> list[str]:
+    """Ids of the studio's sessions, not DELETED, whose columns equal ``match``."""
+    s = schema.sessions
+    query = (
+        sa.select(s.c.session_id)
+        .where(s.c.studio_id == studio_id, s.c.state != "DELETED")
+        .where(*(s.c[column] == value for column, value in match.items()))
+        .order_by(s.c.created_at, s.c.session_id)
+    )
+    return [str(r[0]) for r in conn.execute(query)]
+
+
+def purge_deleted(conn: sa.Connection, before: int) -> list[Row]:
+    """Forget resources DELETED before ``before``; return them."""
+    query = sa.select(t).where(t.c.state == "DELETED", t.c.updated_at < before)
+    gone = [dict(r._mapping) for r in conn.execute(query)]
+    if gone:
+        conn.execute(t.delete().where(t.c.resource_id.in_([r["resource_id"] for r in gone])))
+    return gone
+
+
+def set_tags(conn: sa.Connection, resource_id: str, tags: dict[str, str]) -> None:
+    conn.execute(t.update().where(t.c.resource_id == resource_id).values(tags=tags))

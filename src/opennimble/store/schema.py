@@ -115,10 +115,16 @@ sessions = sa.Table(
     sa.Column("next_attempt_at", Micros, nullable=False, server_default="0"),
     sa.Column("claimed_by", sa.String(128)),
     sa.Column("claim_expires_at", Micros),
+    # the workstation host that runs (or ran) the session's desktop; bound at the first claim
+    sa.Column("host_id", sa.String(128)),
     sa.Index(None, "studio_id", "created_at", "session_id"),
     sa.Index(None, "studio_id", "owned_by", "created_at", "session_id"),
     sa.Index(None, "studio_id", "created_by", "created_at", "session_id"),
     sa.Index(None, "state", "next_attempt_at"),
+    sa.Index(None, "host_id", "state"),
+    sa.Index(None, "terminate_at"),
+    sa.Index(None, "stop_at"),
+    sa.Index(None, "deleted_at"),
 )
 
 streams = sa.Table(
@@ -146,4 +152,49 @@ idempotency = sa.Table(
     sa.Column("fingerprint", sa.String(64), nullable=False),
     sa.Column("response", sa.JSON, nullable=False),
     sa.Column("created_at", Micros, nullable=False, index=True),
+)
+
+
+# PostgreSQL only: a NOTIFY on the work channel (store.database.WORK_CHANNEL) whenever a session
+# or resource enters a state with work for the reconciler, delivered when the transaction
+# commits; it wakes idle reconcilers in every process (polling is the fallback).
+WAKE_DDL = (
+    """CREATE OR REPLACE FUNCTION opennimble_wake() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('opennimble_work', TG_TABLE_NAME);
+    RETURN NULL;
+END $$""",
+    """CREATE TRIGGER sessions_wake AFTER INSERT OR UPDATE OF state ON sessions
+    FOR EACH ROW WHEN (right(NEW.state, 12) = '_IN_PROGRESS') EXECUTE FUNCTION opennimble_wake()""",
+    """CREATE TRIGGER resources_wake AFTER INSERT OR UPDATE OF state ON resources
+    FOR EACH ROW WHEN (right(NEW.state, 12) = '_IN_PROGRESS') EXECUTE FUNCTION opennimble_wake()""",
+)
+for _statement in WAKE_DDL:
+    _ddl = sa.DDL(_statement)  # type: ignore[no-untyped-call]
+    sa.event.listen(metadata, "after_create", _ddl.execute_if(dialect="postgresql"))
+
+# The installation's EULA catalogue, mirrored from the settings at every start; an image
+# requires the EULAs that list its ec2ImageId.
+eulas = sa.Table(
+    "eulas",
+    metadata,
+    sa.Column("eula_id", sa.String(22), primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("ec2_image_ids", sa.JSON, nullable=False),
+    sa.Column("created_at", Micros, nullable=False),
+    sa.Column("updated_at", Micros, nullable=False),
+)
+
+# Who accepted which EULA in which studio (accepted_by is the user, studio_id the acceptee).
+eula_acceptances = sa.Table(
+    "eula_acceptances",
+    metadata,
+    sa.Column("eula_acceptance_id", Id, primary_key=True),
+    sa.Column("studio_id", Id, nullable=False),
+    sa.Column("accepted_by", Id, nullable=False),
+    sa.Column("eula_id", sa.String(22), nullable=False),
+    sa.Column("created_at", Micros, nullable=False),
+    sa.UniqueConstraint("studio_id", "accepted_by", "eula_id"),
+    sa.Index(None, "studio_id", "created_at", "eula_acceptance_id"),
 )

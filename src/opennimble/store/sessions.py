@@ -1,4 +1,9 @@
-"""Streaming sessions: rows, filtered pages, compare-and-set transitions and work claims."""
+"""Streaming sessions: rows, filtered pages, compare-and-set transitions and work claims.
+
+Work is claimed from this table by the reconcilers of any number of processes: a claim names
+its holder and lapses unless renewed by heartbeats, and a session is bound to the workstation
+host that runs its desktop (``host_id``), so that only that host's reconciler works on it.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,8 @@ t = schema.sessions
 
 # states in which the reconciler has something to do
 WORK_STATES = ("CREATE_IN_PROGRESS", "DELETE_IN_PROGRESS", "STOP_IN_PROGRESS", "START_IN_PROGRESS")
+# states in which a session's desktop occupies its host (counted against the host's capacity)
+HOLDING_STATES = (*WORK_STATES, "READY")
 
 
 def insert(conn: sa.Connection, row: Row) -> None:
@@ -71,32 +78,65 @@ def count_live(conn: sa.Connection, studio_id: str, owned_by: str | None = None)
     return int(conn.execute(query).scalar_one())
 
 
-def due(conn: sa.Connection, now: int, limit: int) -> list[Row]:
-    """Sessions with work to do and no live claim, oldest attempt first."""
-    query = (
-        sa.select(t)
+def claim(
+    conn: sa.Connection,
+    *,
+    owner: str,
+    host_id: str,
+    new: bool,
+    now: int,
+    lease: int,
+    limit: int,
+    exclude: Iterable[str] = (),
+    created_before: int | None = None,
+) -> list[Row]:
+    """Claim up to ``limit`` due sessions for ``owner`` (oldest attempt first); return them.
+
+    ``new=False``: the work of sessions bound to ``host_id``, and deletions of sessions that
+    never got a desktop (bound to no host). ``new=True``: sessions bound to no host that need
+    a desktop; the claim binds them to ``host_id``, where their desktop will run. A session is
+    due when it is in a work state, its next attempt has come, and nobody holds a live claim on
+    it (a claim whose holder stopped sending heartbeats lapses at ``claim_expires_at``).
+    ``created_before``: only sessions created before then.
+
+    One statement: on PostgreSQL the candidates are locked with ``FOR UPDATE SKIP LOCKED``, so
+    concurrent reconcilers claim disjoint sessions without waiting for each other; on SQLite the
+    write transaction is serialized and the conditions make it a compare-and-set.
+    """
+    if limit <= 0:
+        return []
+    unbound, deleting = t.c.host_id.is_(None), t.c.state == "DELETE_IN_PROGRESS"
+    if new:
+        which = sa.and_(unbound, sa.not_(deleting))
+    else:
+        which = sa.or_(t.c.host_id == host_id, sa.and_(unbound, deleting))
+    candidates = (
+        sa.select(t.c.session_id)
         .where(
             t.c.state.in_(WORK_STATES),
             t.c.next_attempt_at <= now,
             sa.or_(t.c.claimed_by.is_(None), t.c.claim_expires_at < now),
+            which,
+            t.c.session_id.not_in(tuple(exclude)),
+            sa.true() if created_before is None else t.c.created_at < created_before,
         )
         .order_by(t.c.next_attempt_at, t.c.created_at)
         .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    query = (
+        t.update()
+        .where(t.c.session_id.in_(candidates))
+        .values(claimed_by=owner, claim_expires_at=now + lease, host_id=host_id)
+        .returning(*t.c)
     )
     return [dict(r._mapping) for r in conn.execute(query)]
 
 
-def claim(conn: sa.Connection, session_id: str, owner: str, now: int, lease: int) -> bool:
-    """Take the session's work unless someone else holds a live claim on it."""
-    query = (
-        t.update()
-        .where(
-            t.c.session_id == session_id,
-            sa.or_(t.c.claimed_by.is_(None), t.c.claim_expires_at < now, t.c.claimed_by == owner),
-        )
-        .values(claimed_by=owner, claim_expires_at=now + lease)
-    )
-    return conn.execute(query).rowcount == 1
+def count_on_host(conn: sa.Connection, host_id: str) -> int:
+    """Sessions whose desktop occupies ``host_id`` now (its capacity in use)."""
+    query = sa.select(sa.func.count()).where(t.c.host_id == host_id, t.c.state.in_(HOLDING_STATES))
+    return int(conn.execute(query).scalar_one())
 
 
 def heartbeat(conn: sa.Connection, session_ids: list[str], owner: str, until: int) -> None:
@@ -108,36 +148,52 @@ def heartbeat(conn: sa.Connection, session_ids: list[str], owner: str, until: in
     conn.execute(query)
 
 
-def release(conn: sa.Connection, session_id: str, owner: str) -> None:
+def release(conn: sa.Connection, session_ids: list[str], owner: str) -> None:
+    """Drop ``owner``'s claims on ``session_ids``."""
+    if not session_ids:
+        return
     query = (
         t.update()
-        .where(t.c.session_id == session_id, t.c.claimed_by == owner)
+        .where(t.c.session_id.in_(session_ids), t.c.claimed_by == owner)
         .values(claimed_by=None, claim_expires_at=None)
     )
     conn.execute(query)
 
 
-def release_all(conn: sa.Connection) -> None:
-    conn.execute(t.update().values(claimed_by=None, claim_expires_at=None))
+def release_all(conn: sa.Connection, host_id: str | None = None) -> None:
+    """Drop the claims of every reconciler, or of those that ran on ``host_id``."""
+    query = t.update().where(t.c.claimed_by.is_not(None))
+    if host_id is not None:
+        query = query.where(t.c.host_id == host_id)
+    conn.execute(query.values(claimed_by=None, claim_expires_at=None))
+
+
+def adopt_all(conn: sa.Connection, host_id: str) -> None:
+    """Bind every session that is not DELETED to ``host_id`` (a database with one host)."""
+    query = t.update().where(
+        t.c.state != "DELETED", sa.or_(t.c.host_id.is_(None), t.c.host_id != host_id)
+    )
+    conn.execute(query.values(host_id=host_id))
 
 
 def expired_timers(conn: sa.Connection, now: int, limit: int) -> list[Row]:
-    """READY or STOPPED sessions whose stop or termination time has come."""
-    query = (
-        sa.select(t)
-        .where(
-            sa.or_(
-                sa.and_(t.c.state.in_(("READY", "STOPPED")), t.c.terminate_at <= now),
-                sa.and_(t.c.state == "READY", t.c.stop_at <= now),
-            )
-        )
-        .limit(limit)
-    )
-    return [dict(r._mapping) for r in conn.execute(query)]
+    """READY or STOPPED sessions whose stop or termination time has come (two index range
+    scans: the cost does not grow with the number of sessions)."""
+    # the state is compared through an expression, so that no planner (SQLite's would) scans
+    # every READY session by the state index instead of the timer's index
+    state = sa.func.coalesce(t.c.state, "")
+    terminate = sa.select(t).where(t.c.terminate_at <= now, state.in_(("READY", "STOPPED")))
+    stop = sa.select(t).where(t.c.stop_at <= now, state == "READY")
+    found: dict[str, Row] = {}
+    for query in (terminate, stop):
+        for r in conn.execute(query.limit(limit)):
+            found.setdefault(r.session_id, dict(r._mapping))
+    return list(found.values())[:limit]
 
 
 def purge_deleted(conn: sa.Connection, before: int) -> list[str]:
-    query = sa.select(t.c.session_id).where(t.c.state == "DELETED", t.c.deleted_at < before)
+    state = sa.func.coalesce(t.c.state, "")  # by the deleted_at index (see expired_timers)
+    query = sa.select(t.c.session_id).where(t.c.deleted_at < before, state == "DELETED")
     ids = [str(r[0]) for r in conn.execute(query)]
     if ids:
         conn.execute(schema.streams.delete().where(schema.streams.c.session_id.in_(ids)))
@@ -145,11 +201,17 @@ def purge_deleted(conn: sa.Connection, before: int) -> list[str]:
     return ids
 
 
-def ids_not_deleted(conn: sa.Connection) -> set[str]:
+def ids_not_deleted(conn: sa.Connection, host_id: str | None = None) -> set[str]:
+    """Ids of the sessions that are not DELETED (of those bound to ``host_id`` if given)."""
     query = sa.select(t.c.session_id).where(t.c.state != "DELETED")
+    if host_id is not None:
+        query = query.where(t.c.host_id == host_id)
     return {str(r[0]) for r in conn.execute(query)}
 
 
-def in_states(conn: sa.Connection, states: Iterable[str]) -> list[Row]:
+def in_states(conn: sa.Connection, states: Iterable[str], host_id: str | None = None) -> list[Row]:
+    """Sessions in ``states`` (of those bound to ``host_id`` if given)."""
     query = sa.select(t).where(t.c.state.in_(tuple(states)))
+    if host_id is not None:
+        query = query.where(t.c.host_id == host_id)
     return [dict(r._mapping) for r in conn.execute(query)]

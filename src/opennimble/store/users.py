@@ -58,3 +58,12 @@ def set_meta_default(conn: sa.Connection, key: str, value: str) -> str:
         return current
     conn.execute(schema.meta.insert().values(key=key, value=value))
     return value
+
+
+def delete_user(conn: sa.Connection, user_id: str) -> int:
+    """Delete a user and their access keys; return how many keys went."""
+    keys = conn.execute(
+        schema.access_keys.delete().where(schema.access_keys.c.user_id == user_id)
+    ).rowcount
+    conn.execute(schema.users.delete().where(schema.users.c.user_id == user_id))
+    return int(keys)

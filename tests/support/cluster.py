@@ -1,0 +1,137 @@
+"""Several opennimble processes on one PostgreSQL database: API servers and workers."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+from tests.support import databases
+from tests.support.server import Server, reachable
+
+
+@dataclasses.dataclass
+class Worker:
+    """An ``opennimble worker`` process: a workstation host of the installation."""
+
+    data_dir: pathlib.Path
+    host_id: str
+    env: dict[str, str]
+    log_dir: pathlib.Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> pathlib.Path:
+        return self.log_dir / f"{self.host_id}-worker.log"
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        argv = ["worker", "--data-dir", str(self.data_dir), "--host-id", self.host_id]
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "opennimble", *argv],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+        )
+        log.close()
+        deadline = time.monotonic() + 30
+        while b"opennimble worker for host" not in self.log_path.read_bytes()[offset:]:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited: {self.log()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("worker did not start in 30 s")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def kill9(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        self.process = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@dataclasses.dataclass
+class Cluster:
+    """API servers without reconcilers and workers, sharing a database and the installation
+    key, each process with a data directory of its own."""
+
+    root: pathlib.Path
+    servers: list[Server]
+    workers: list[Worker]
+
+    @classmethod
+    def make(
+        cls, root: pathlib.Path, servers: int, workers: int, env: dict[str, str] | None = None
+    ) -> Cluster:
+        url = databases.create()
+        common = {
+            "OPENNIMBLE_DATABASE_URL": url,
+            "OPENNIMBLE_KEY_FILE": str(root / "secret.key"),
+            **(env or {}),
+        }
+        # the hosts share this machine's accounts, so they share the homes too
+        common["OPENNIMBLE_HOMES_DIR"] = str(reachable(root / "homes") / "homes")
+        made = cls(root, [], [])
+        for i in range(servers):
+            data_dir = reachable(root / f"server{i}")
+            databases.share(data_dir, url)
+            env_i = {**common, "OPENNIMBLE_RECONCILER": "false"}
+            made.servers.append(Server(data_dir, env=env_i))
+        for i in range(workers):
+            made.workers.append(Worker(reachable(root / f"host{i}"), f"host{i}", common, root))
+        return made
+
+    def start(self) -> None:
+        for process in [*self.workers, *self.servers]:
+            process.start()
+
+    def stop(self) -> None:
+        for process in [*self.servers, *self.workers]:
+            process.stop()
+
+    def desktops(self) -> dict[str, list[int]]:
+        """Session id -> pids of the Xvnc processes of this cluster's hosts."""
+        found: dict[str, list[int]] = {}
+        for worker in self.workers:
+            for session_id, pids in xvnc_by_session(str(worker.data_dir)).items():
+                found.setdefault(session_id, []).extend(pids)
+        return found
+
+
+def xvnc_by_session(marker: str) -> dict[str, list[int]]:
+    """Session id -> pids of the running Xvnc processes whose command line mentions
+    ``marker``, from their ``-desktop opennimble-<session id>`` argument."""
+    found: dict[str, list[int]] = collections.defaultdict(list)
+    for proc in pathlib.Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            if not argv[0].endswith(b"Xvnc") or marker.encode() not in b" ".join(argv):
+                continue
+            if stat[0] == "Z":
+                continue
+            name = argv[argv.index(b"-desktop") + 1].decode()
+            found[name.removeprefix("opennimble-")].append(int(proc.name))
+    return dict(found)
