@@ -5,8 +5,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support import called
 from tests.support import server as support
 from tests.support import world as worlds
+
+LAST = "test_operations_tested"
 
 
 @pytest.fixture(scope="module")
@@ -25,3 +28,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[worlds.World]:
         leftovers = support.live_desktops(data_dir)
         support.kill_all(leftovers)
     assert leftovers == [], f"desktops left running: {leftovers}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def record_operations_called() -> None:
+    """Record which operations the suite calls through boto3 (see tests/support/called.py)."""
+    called.install()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The check of the operations the suite exercised runs after every other test."""
+    last = [i for i in items if i.module is not None and i.module.__name__.endswith(LAST)]
+    items[:] = [i for i in items if i not in last] + last

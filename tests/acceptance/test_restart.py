@@ -22,10 +22,13 @@ pytestmark = pytest.mark.xvnc
 
 @pytest.fixture
 def fresh(tmp_path: pathlib.Path) -> Iterator[worlds.World]:
-    srv = support.Server(tmp_path / "data")
+    # about durability, not capacity: room for all the desktops a burst of creates asks for
+    srv = support.Server(tmp_path / "data", env={"OPENNIMBLE_MAX_DESKTOPS": "64"})
     srv.start()
     try:
-        yield worlds.build(srv)
+        built = worlds.build(srv)
+        yield built
+        worlds.delete_all_sessions(built)
     finally:
         srv.stop()
         leftovers = support.xvnc_pids(str(srv.data_dir))
@@ -80,11 +83,11 @@ def test_kill9_and_restart_loses_nothing_and_reattaches(fresh: worlds.World) -> 
 def test_kill9_during_a_stream_of_creates(fresh: worlds.World) -> None:
     srv, sid = fresh.server, fresh.studio.studio_id
     acknowledged: list[str] = []
-    stop = threading.Event()
+    stop, enough = threading.Event(), threading.Event()
 
     def creator() -> None:
         client = fresh.artist.client()
-        while not stop.is_set():
+        while not stop.is_set() and len(acknowledged) < 20:
             try:
                 acknowledged.append(create(client, fresh))
             except (
@@ -92,10 +95,12 @@ def test_kill9_during_a_stream_of_creates(fresh: worlds.World) -> None:
                 botocore.exceptions.ConnectionClosedError,
             ):
                 return
+            if len(acknowledged) >= 6:
+                enough.set()
 
     thread = threading.Thread(target=creator)
     thread.start()
-    time.sleep(1.5)
+    enough.wait(timeout=30)  # kill while creates are still arriving
     srv.kill9()
     stop.set()
     thread.join(timeout=30)

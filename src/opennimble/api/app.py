@@ -7,15 +7,19 @@ the event loop thread: an embedded SQLite read costs microseconds, less than a h
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from opennimble import clock, errors
-from opennimble.api import auth, dispatch
+import sqlalchemy as sa
+
+from opennimble import clock, config, errors
+from opennimble.api import auth, dispatch, throttle
 from opennimble.api.context import Installation
-from opennimble.domain import paging, stream_tokens
+from opennimble.domain import eulas, paging, quotas, stream_tokens
 from opennimble.protocol import model, parse, routing, serialize, sigv4
 from opennimble.store import crypto, database
 
@@ -26,6 +30,8 @@ Send = Callable[[Message], Awaitable[None]]
 
 log = logging.getLogger("opennimble.access")
 MAX_BODY = 1024 * 1024
+# handlers running at once on a database server (PostgreSQL); see App._invoke
+HANDLER_THREADS = 8
 
 
 class BodyTooLarge(Exception):
@@ -44,8 +50,12 @@ class App:
         wake_reconciler: Callable[[], None],
         now: clock.Now = clock.system_now,
         page_size: int = 100,
+        settings: config.Settings | None = None,
     ) -> None:
+        """``settings``, when given, bring the quotas, the request rate and the EULA catalogue
+        (which is mirrored into the database here, at start)."""
         self.db = db
+        settings = settings or config.Settings.model_construct()
         self.router = routing.Router(model.operations())
         tokens = stream_tokens.StreamTokens(cipher.key)
         install = Installation(
@@ -56,9 +66,26 @@ class App:
             codec=paging.TokenCodec(cipher.key),
             stream_tokens=tokens,
             wake_reconciler=wake_reconciler,
+            quotas=quotas.Quotas.from_settings(settings),
         )
-        self.dispatcher = dispatch.Dispatcher(db, install, now)
+        limiter = throttle.Throttle(settings.throttle_rate, settings.throttle_burst)
+        self.dispatcher = dispatch.Dispatcher(db, install, now, limiter)
+        _sync_eulas(db, settings, now())
         self.auth = auth.Authenticator(db, cipher, region, now)
+        # On PostgreSQL a handler waits on the network for every query: handlers run in threads
+        # so that the event loop serves other requests meanwhile. SQLite answers in
+        # microseconds, less than a hop to a thread: its handlers run on the loop.
+        self._threads = (
+            None
+            if db.is_sqlite
+            else concurrent.futures.ThreadPoolExecutor(HANDLER_THREADS, "opennimble-handler")
+        )
+
+    async def _invoke(self, op: model.Operation, caller: Any, params: dict[str, Any]) -> Any:
+        if self._threads is None:
+            return self.dispatcher.invoke(op, caller, params)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, self.dispatcher.invoke, op, caller, params)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -85,11 +112,24 @@ class App:
             params = parse.parse_input(
                 match.operation, match.path_params, query, {k.lower(): v for k, v in headers}, body
             )
-            result = self.dispatcher.invoke(match.operation, caller, params)
+            result = await self._invoke(match.operation, caller, params)
             return (*serialize.response(match.operation, result), name, who)
         except Exception as exc:  # every failure becomes a modelled error
             error = _as_service_error(exc, scope["method"], raw_path, name)
             return (*serialize.error_response(error), name, who)
+
+
+def _sync_eulas(db: database.Database, settings: config.Settings, now: int) -> None:
+    """Mirror the configured EULA catalogue; servers starting together may race on a new EULA:
+    the loser reads the winner's rows and tries once more."""
+    for attempt in range(2):
+        try:
+            with db.write() as conn:
+                eulas.sync_catalogue(conn, settings.eulas, now)
+            return
+        except sa.exc.IntegrityError:
+            if attempt:
+                raise
 
 
 def _as_service_error(exc: Exception, method: str, path: str, name: str) -> errors.ServiceError:

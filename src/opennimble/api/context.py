@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from opennimble.domain import ids, paging, stream_tokens
 from opennimble.domain.identity import Caller
+from opennimble.domain.quotas import Quotas
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +23,7 @@ class Installation:
     codec: paging.TokenCodec
     stream_tokens: stream_tokens.StreamTokens
     wake_reconciler: Callable[[], None]
+    quotas: Quotas = dataclasses.field(default_factory=Quotas)
 
     def arn(self, resource_type: str, resource_id: str) -> str:
         return ids.arn(self.region, self.account_id, resource_type, resource_id)

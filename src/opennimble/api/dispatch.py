@@ -9,11 +9,11 @@ import orjson
 import sqlalchemy as sa
 
 from opennimble import clock, errors
-from opennimble.api import operations, registry
+from opennimble.api import operations, registry, throttle
 from opennimble.api.context import Context, Installation
 from opennimble.domain.identity import Caller
 from opennimble.protocol import model, validate
-from opennimble.store import database, idempotency
+from opennimble.store import database, idempotency, users
 
 assert operations  # importing the package registers the handlers
 
@@ -21,13 +21,21 @@ PENDING = "pending"
 
 
 class Dispatcher:
-    def __init__(self, db: database.Database, install: Installation, now: clock.Now) -> None:
+    def __init__(
+        self,
+        db: database.Database,
+        install: Installation,
+        now: clock.Now,
+        limiter: throttle.Throttle | None = None,
+    ) -> None:
         self.db = db
         self.install = install
         self.now = now
+        self.limiter = limiter or throttle.Throttle(rate=0, burst=1)
 
     def invoke(self, op: model.Operation, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
         """Run ``op`` for ``caller``; return the handler's result or raise a ServiceError."""
+        self.limiter.admit(caller)
         validate.validate(op.input, params)
         handler = registry.HANDLERS.get(op.name)
         if handler is None:
@@ -57,10 +65,21 @@ class Dispatcher:
     ) -> dict[str, Any]:
         transaction = self.db.read if op.method == "GET" else self.db.write
         with transaction() as conn:
+            _still_a_user(conn, caller)
             ctx = Context(conn, caller, self.now(), self.install)
             if token is None:
                 return handler(ctx, params)
             return _idempotent(ctx, op, handler, params, token)
+
+
+def _still_a_user(conn: sa.Connection, caller: Caller) -> None:
+    """A user deleted from the identity store loses access at once, on every server."""
+    if users.get_user(conn, caller.user_id) is None:
+        raise errors.AccessDeniedException(
+            f"User {caller.name} ({caller.user_id}) is no longer in the identity store",
+            code="UnrecognizedClient",
+            context={"principalId": caller.user_id},
+        )
 
 
 def _idempotent(

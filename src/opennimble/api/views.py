@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from opennimble.api.context import Context
-from opennimble.domain import resources
+from opennimble.domain import eulas, resources
 
 Row = dict[str, Any]
 
@@ -27,6 +27,8 @@ def resource(ctx: Context, row: Row) -> Row:
             "tags": row["tags"],
         }
     )
+    if kind is resources.STREAMING_IMAGE:
+        out["eulaIds"] = eulas.required_by_image(ctx.conn, out.get("ec2ImageId"))
     return out
 
 

@@ -40,10 +40,11 @@ def belongs_to_studio(conn: sa.Connection, caller: Caller, studio_id: str) -> bo
     return any(m["studio_id"] == studio_id for m in members.scopes_of(conn, caller.user_id))
 
 
-def studio(conn: sa.Connection, caller: Caller, studio_id: str) -> Row:
-    """The studio, if it exists and the caller has a role in it."""
+def studio(conn: sa.Connection, caller: Caller, studio_id: str, deleted_ok: bool = False) -> Row:
+    """The studio, if it exists and the caller has a role in it. A DELETED studio stays
+    readable (``deleted_ok``, for GetStudio) until it is purged."""
     row = resources.get(conn, STUDIO, studio_id)
-    if row is None or row["state"] == "DELETED":
+    if row is None or (row["state"] == "DELETED" and not deleted_ok):
         raise errors.not_found("Studio", studio_id)
     if not belongs_to_studio(conn, caller, studio_id):
         raise denied(caller, f"use studio {studio_id}")

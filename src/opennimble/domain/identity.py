@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import sqlalchemy as sa
 
 from opennimble import clock
 from opennimble.domain import ids
-from opennimble.store import crypto, users
+from opennimble.store import crypto, members, users
 
 IDENTITY_STORE_KEY = "identity_store_id"
 
@@ -63,3 +64,60 @@ def create_access_key(
         },
     )
     return {"accessKeyId": key_id, "secretAccessKey": secret, "userId": user_id}
+
+
+def delete_user(conn: sa.Connection, user_id: str) -> dict[str, object]:
+    """Remove a user and their access keys from the identity store. Their memberships stay
+    behind until a studio's SSO configuration repair drops them; their sessions are kept."""
+    user = users.get_user(conn, user_id)
+    if user is None:
+        raise LookupError(f"no user with id {user_id!r}")
+    keys = users.delete_user(conn, user_id)
+    return {"userId": user_id, "name": user["name"], "accessKeysDeleted": keys}
+
+
+@dataclasses.dataclass(frozen=True)
+class MembershipRepair:
+    """What a studio's memberships need to match the identity store again."""
+
+    unknown: list[dict[str, Any]]  # memberships of users no longer in the identity store
+    relinked: list[dict[str, Any]]  # memberships recorded under another identity store id
+
+    def __bool__(self) -> bool:
+        return bool(self.unknown or self.relinked)
+
+    def report(self) -> str:
+        parts = []
+        if self.unknown:
+            who = ", ".join(sorted({m["principal_id"] for m in self.unknown}))
+            parts.append(
+                f"removed {len(self.unknown)} memberships of users no longer in the identity "
+                f"store ({who})"
+            )
+        if self.relinked:
+            who = ", ".join(sorted({m["principal_id"] for m in self.relinked}))
+            parts.append(
+                f"linked {len(self.relinked)} memberships to this installation's identity "
+                f"store ({who})"
+            )
+        return "; ".join(parts)
+
+
+def check_memberships(conn: sa.Connection, studio_id: str) -> MembershipRepair:
+    """Compare the memberships of a studio (and its launch profiles) with the identity store."""
+    store_id = identity_store_id(conn)
+    unknown, relinked = [], []
+    for member in members.of_studio(conn, studio_id):
+        if users.get_user(conn, member["principal_id"]) is None:
+            unknown.append(member)
+        elif member["identity_store_id"] != store_id:
+            relinked.append(member)
+    return MembershipRepair(unknown, relinked)
+
+
+def repair_memberships(conn: sa.Connection, repair: MembershipRepair) -> None:
+    store_id = identity_store_id(conn)
+    for member in repair.unknown:
+        members.delete(conn, member["scope_id"], member["principal_id"])
+    for member in repair.relinked:
+        members.set_identity_store(conn, member["scope_id"], member["principal_id"], store_id)

@@ -1,4 +1,4 @@
-"""CreateLaunchProfile, GetLaunchProfile, ListLaunchProfiles."""
+"""Launch profiles: Create, Get, List, Update, Delete."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from typing import Any
 
 from opennimble.api import listing, views
 from opennimble.api.context import Context
+from opennimble.api.operations import common
 from opennimble.api.registry import Params, Result, handler
-from opennimble.domain import access, resources
+from opennimble.domain import access, quotas, resources, tags
 from opennimble.protocol import validate
 from opennimble.store import members
 from opennimble.store import resources as store
@@ -21,23 +22,48 @@ STREAM_DEFAULTS: dict[str, Any] = {
     "sessionPersistenceMode": "DEACTIVATED",
     "sessionBackup": {"mode": "DEACTIVATED", "maxBackupsToRetain": 0},
 }
+ATTRS = (
+    "description",
+    "ec2SubnetIds",
+    "launchProfileProtocolVersions",
+    "name",
+    "studioComponentIds",
+    "streamConfiguration",
+)
+UPDATABLE = (
+    "description",
+    "launchProfileProtocolVersions",
+    "name",
+    "streamConfiguration",
+    "studioComponentIds",
+)
+
+
+def _references(params: Params) -> list[tuple[str, resources.Kind, list[str]]]:
+    refs = []
+    if "studioComponentIds" in params:
+        refs.append(
+            ("studioComponentIds", resources.STUDIO_COMPONENT, params["studioComponentIds"])
+        )
+    if "streamConfiguration" in params:
+        refs.append(
+            (
+                "streamConfiguration.streamingImageIds",
+                resources.STREAMING_IMAGE,
+                params["streamConfiguration"]["streamingImageIds"],
+            )
+        )
+    return refs
 
 
 def _check_references(ctx: Context, params: Params) -> None:
+    """The components and images named must be resources of the studio not being deleted."""
     studio_id = params["studioId"]
     problems: list[validate.Problem] = []
-    refs = [
-        ("studioComponentIds", resources.STUDIO_COMPONENT, params["studioComponentIds"]),
-        (
-            "streamConfiguration.streamingImageIds",
-            resources.STREAMING_IMAGE,
-            params["streamConfiguration"]["streamingImageIds"],
-        ),
-    ]
-    for field, kind, wanted in refs:
+    for field, kind, wanted in _references(params):
         for i, rid in enumerate(wanted, start=1):
             row = store.get(ctx.conn, kind.name, rid, studio_id)
-            if row is None or row["state"] in ("DELETED", "DELETE_IN_PROGRESS"):
+            if row is None or row["state"] in resources.GONE:
                 path = f"{field}.{i}.member"
                 problems.append(
                     (
@@ -50,32 +76,29 @@ def _check_references(ctx: Context, params: Params) -> None:
         raise validate.exception(problems)
 
 
+def _attrs(params: Params, fields: tuple[str, ...]) -> dict[str, Any]:
+    attrs: dict[str, Any] = {key: params[key] for key in fields if key in params}
+    if "streamConfiguration" in attrs:
+        attrs["streamConfiguration"] = {**STREAM_DEFAULTS, **attrs["streamConfiguration"]}
+    return attrs
+
+
 @handler
 def create_launch_profile(ctx: Context, params: Params) -> Result:
     studio_id = params["studioId"]
-    access.studio(ctx.conn, ctx.caller, studio_id)
+    studio = access.studio(ctx.conn, ctx.caller, studio_id)
     access.require_admin(ctx.conn, ctx.caller, studio_id, "create launch profiles")
+    profile_tags = tags.check(params.get("tags"))
     _check_references(ctx, params)
-    stream = {**STREAM_DEFAULTS, **params["streamConfiguration"]}
-    attrs: dict[str, Any] = {
-        key: params[key]
-        for key in (
-            "description",
-            "ec2SubnetIds",
-            "launchProfileProtocolVersions",
-            "name",
-            "studioComponentIds",
-        )
-        if key in params
-    }
-    attrs["streamConfiguration"] = stream
+    resources.require_open(studio, "create launch profiles in")
+    quotas.check_resource(ctx.conn, ctx.install.quotas, KIND, studio_id)
     row = resources.new(
         ctx.conn,
         KIND,
         studio_id=studio_id,
         name=params["name"],
-        attrs=attrs,
-        tags=params.get("tags", {}),
+        attrs=_attrs(params, ATTRS),
+        tags=profile_tags,
         by=ctx.caller.user_id,
         now=ctx.now,
     )
@@ -83,10 +106,13 @@ def create_launch_profile(ctx: Context, params: Params) -> Result:
     return {"launchProfile": views.resource(ctx, row)}
 
 
-def readable(ctx: Context, studio_id: str, launch_profile_id: str) -> dict[str, Any]:
+def readable(
+    ctx: Context, studio_id: str, launch_profile_id: str, deleted_ok: bool = False
+) -> dict[str, Any]:
     """A launch profile the caller may use: an admin's, or one the caller is a member of."""
     access.studio(ctx.conn, ctx.caller, studio_id)
-    row = resources.get_live(ctx.conn, KIND, studio_id, launch_profile_id)
+    get = resources.get_any if deleted_ok else resources.get_live
+    row = get(ctx.conn, KIND, studio_id, launch_profile_id)
     if (
         not access.is_admin(ctx.conn, ctx.caller, studio_id)
         and members.get(ctx.conn, launch_profile_id, ctx.caller.user_id) is None
@@ -99,9 +125,17 @@ def readable(ctx: Context, studio_id: str, launch_profile_id: str) -> dict[str, 
     return row
 
 
+def _administered(ctx: Context, params: Params, action: str) -> dict[str, Any]:
+    studio_id = params["studioId"]
+    access.studio(ctx.conn, ctx.caller, studio_id)
+    row = resources.get_any(ctx.conn, KIND, studio_id, params["launchProfileId"])
+    access.require_admin(ctx.conn, ctx.caller, studio_id, f"{action} launch profiles")
+    return row
+
+
 @handler
 def get_launch_profile(ctx: Context, params: Params) -> Result:
-    row = readable(ctx, params["studioId"], params["launchProfileId"])
+    row = readable(ctx, params["studioId"], params["launchProfileId"], deleted_ok=True)
     return {"launchProfile": views.resource(ctx, row)}
 
 
@@ -129,3 +163,17 @@ def list_launch_profiles(ctx: Context, params: Params) -> Result:
         lambda after, limit: store.page(ctx.conn, KIND.name, studio_id, after, limit, only, states),
     )
     return {"launchProfiles": [views.resource(ctx, r) for r in rows], "nextToken": token}
+
+
+@handler
+def update_launch_profile(ctx: Context, params: Params) -> Result:
+    row = _administered(ctx, params, "update")
+    changes = common.changes(params, UPDATABLE)
+    _check_references(ctx, params)
+    return {"launchProfile": common.update(ctx, row, _attrs(changes, UPDATABLE))}
+
+
+@handler
+def delete_launch_profile(ctx: Context, params: Params) -> Result:
+    row = _administered(ctx, params, "delete")
+    return {"launchProfile": common.delete(ctx, row)}

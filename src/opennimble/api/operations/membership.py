@@ -127,3 +127,34 @@ def get_launch_profile_member(ctx: Context, params: Params) -> Result:
     profile = _launch_profile(ctx, params)
     member = _get(ctx, profile["resource_id"], params["principalId"], "the launch profile")
     return {"member": member}
+
+
+@handler
+def update_launch_profile_member(ctx: Context, params: Params) -> Result:
+    profile = _launch_profile(ctx, params)
+    access.require_admin(ctx.conn, ctx.caller, params["studioId"], "change launch profile members")
+    scope_id = profile["resource_id"]
+    _get(ctx, scope_id, params["principalId"], "the launch profile")
+    members.put(
+        ctx.conn,
+        {"scope_id": scope_id, "principal_id": params["principalId"], "persona": params["persona"]},
+    )
+    return {"member": _get(ctx, scope_id, params["principalId"], "the launch profile")}
+
+
+@handler
+def delete_launch_profile_member(ctx: Context, params: Params) -> Result:
+    profile = _launch_profile(ctx, params)
+    access.require_admin(ctx.conn, ctx.caller, params["studioId"], "remove launch profile members")
+    if not members.delete(ctx.conn, profile["resource_id"], params["principalId"]):
+        raise errors.not_found("Member of the launch profile", params["principalId"])
+    return {}
+
+
+@handler
+def delete_studio_member(ctx: Context, params: Params) -> Result:
+    access.studio(ctx.conn, ctx.caller, params["studioId"])
+    access.require_admin(ctx.conn, ctx.caller, params["studioId"], "remove studio members")
+    if not members.delete(ctx.conn, params["studioId"], params["principalId"]):
+        raise errors.not_found("Member of the studio", params["principalId"])
+    return {}

@@ -1,11 +1,14 @@
-"""CreateStudioComponent, GetStudioComponent, ListStudioComponents."""
+"""Studio components: Create, Get, List, Update, Delete."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from opennimble.api import listing, views
 from opennimble.api.context import Context
+from opennimble.api.operations import common
 from opennimble.api.registry import Params, Result, handler
-from opennimble.domain import access, resources
+from opennimble.domain import access, resources, tags
 from opennimble.store import resources as store
 
 KIND = resources.STUDIO_COMPONENT
@@ -26,8 +29,10 @@ ATTRS = (
 @handler
 def create_studio_component(ctx: Context, params: Params) -> Result:
     studio_id = params["studioId"]
-    access.studio(ctx.conn, ctx.caller, studio_id)
+    studio = access.studio(ctx.conn, ctx.caller, studio_id)
     access.require_admin(ctx.conn, ctx.caller, studio_id, "create studio components")
+    component_tags = tags.check(params.get("tags"))
+    resources.require_open(studio, "create studio components in")
     attrs = {key: params[key] for key in ATTRS if key in params}
     row = resources.new(
         ctx.conn,
@@ -35,7 +40,7 @@ def create_studio_component(ctx: Context, params: Params) -> Result:
         studio_id=studio_id,
         name=params["name"],
         attrs=attrs,
-        tags=params.get("tags", {}),
+        tags=component_tags,
         by=ctx.caller.user_id,
         now=ctx.now,
     )
@@ -46,7 +51,7 @@ def create_studio_component(ctx: Context, params: Params) -> Result:
 @handler
 def get_studio_component(ctx: Context, params: Params) -> Result:
     access.studio(ctx.conn, ctx.caller, params["studioId"])
-    row = resources.get_live(ctx.conn, KIND, params["studioId"], params["studioComponentId"])
+    row = resources.get_any(ctx.conn, KIND, params["studioId"], params["studioComponentId"])
     return {"studioComponent": views.resource(ctx, row)}
 
 
@@ -70,3 +75,24 @@ def list_studio_components(ctx: Context, params: Params) -> Result:
         lambda after, limit: store.page(ctx.conn, KIND.name, studio_id, after, limit, only, states),
     )
     return {"studioComponents": [views.resource(ctx, r) for r in rows], "nextToken": token}
+
+
+def _administered(ctx: Context, params: Params, action: str) -> dict[str, Any]:
+    studio_id = params["studioId"]
+    access.studio(ctx.conn, ctx.caller, studio_id)
+    row = resources.get_any(ctx.conn, KIND, studio_id, params["studioComponentId"])
+    access.require_admin(ctx.conn, ctx.caller, studio_id, f"{action} studio components")
+    return row
+
+
+@handler
+def update_studio_component(ctx: Context, params: Params) -> Result:
+    row = _administered(ctx, params, "update")
+    changes = common.changes(params, ATTRS)
+    return {"studioComponent": common.update(ctx, row, changes)}
+
+
+@handler
+def delete_studio_component(ctx: Context, params: Params) -> Result:
+    row = _administered(ctx, params, "delete")
+    return {"studioComponent": common.delete(ctx, row)}

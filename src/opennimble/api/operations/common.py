@@ -1,0 +1,39 @@
+"""Helpers shared by the update and delete handlers of studio resources."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opennimble.api import views
+from opennimble.api.context import Context
+from opennimble.api.registry import Params
+from opennimble.domain import dependencies, resources
+from opennimble.protocol import validate
+
+Row = dict[str, Any]
+
+
+def changes(params: Params, fields: tuple[str, ...]) -> dict[str, Any]:
+    """The fields an Update request sets; at least one, or a ValidationException."""
+    found = {key: params[key] for key in fields if key in params}
+    if not found:
+        names = ", ".join(fields)
+        raise validate.exception([(names, f"Nothing to update: give at least one of {names}")])
+    return found
+
+
+def update(ctx: Context, row: Row, values: dict[str, Any]) -> Row:
+    """Start the update of ``row``; the reconciler completes it."""
+    updated = resources.begin_update(ctx.conn, row, values, ctx.caller.user_id, ctx.now)
+    ctx.install.wake_reconciler()
+    return views.resource(ctx, updated)
+
+
+def delete(ctx: Context, row: Row) -> Row:
+    """Start the delete of ``row`` unless something depends on it; the reconciler completes it.
+    A resource being deleted or DELETED is returned unchanged."""
+    if row["state"] not in resources.GONE:
+        dependencies.check_delete(ctx.conn, row)
+    deleted = resources.begin_delete(ctx.conn, row, ctx.caller.user_id, ctx.now)
+    ctx.install.wake_reconciler()
+    return views.resource(ctx, deleted)

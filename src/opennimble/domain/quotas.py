@@ -1,0 +1,93 @@
+"""Service quotas of the installation: how many of a thing a studio or an owner may have.
+
+Each quota is a setting (see :class:`Quotas`); reaching one answers
+ServiceQuotaExceededException (402) that names the quota, its setting and its value. Sessions
+count until they are DELETED, resources until they are DELETED.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import sqlalchemy as sa
+
+from opennimble import config, errors
+from opennimble.domain import resources
+from opennimble.store import resources as resource_store
+from opennimble.store import sessions
+
+
+@dataclasses.dataclass(frozen=True)
+class Quotas:
+    sessions_per_studio: int = 1000
+    sessions_per_owner: int = 200
+    launch_profiles_per_studio: int = 50
+    streaming_images_per_studio: int = 10
+
+    @classmethod
+    def from_settings(cls, settings: config.Settings) -> Quotas:
+        return cls(
+            sessions_per_studio=settings.max_sessions_per_studio,
+            sessions_per_owner=settings.max_sessions_per_owner,
+            launch_profiles_per_studio=settings.max_launch_profiles_per_studio,
+            streaming_images_per_studio=settings.max_streaming_images_per_studio,
+        )
+
+
+DEFAULTS = Quotas()
+
+
+def _exceeded(
+    label: str, setting: str, limit: int, whose: str, count: int
+) -> errors.ServiceQuotaExceededException:
+    return errors.ServiceQuotaExceededException(
+        f"Quota reached: {label} is {limit} (setting {setting}) and {whose} has {count}; "
+        "delete some or ask the operator to raise the quota",
+        code="ServiceQuotaExceeded",
+        context={"quota": setting, "limit": str(limit)},
+    )
+
+
+def check_resource(
+    conn: sa.Connection, quotas: Quotas, kind: resources.Kind, studio_id: str
+) -> None:
+    """Room for one more launch profile or streaming image in the studio."""
+    label, setting, limit = {
+        resources.LAUNCH_PROFILE.name: (
+            "launch profiles per studio",
+            "max_launch_profiles_per_studio",
+            quotas.launch_profiles_per_studio,
+        ),
+        resources.STREAMING_IMAGE.name: (
+            "streaming images per studio",
+            "max_streaming_images_per_studio",
+            quotas.streaming_images_per_studio,
+        ),
+    }[kind.name]
+    resource_store.lock_studio(conn, studio_id)
+    count = resource_store.count_live(conn, kind.name, studio_id)
+    if count >= limit:
+        raise _exceeded(label, setting, limit, f"studio {studio_id}", count)
+
+
+def check_session(conn: sa.Connection, quotas: Quotas, studio_id: str, owner: str) -> None:
+    """Room for one more session in the studio and for its owner."""
+    resource_store.lock_studio(conn, studio_id)
+    count = sessions.count_live(conn, studio_id)
+    if count >= quotas.sessions_per_studio:
+        raise _exceeded(
+            "streaming sessions per studio",
+            "max_sessions_per_studio",
+            quotas.sessions_per_studio,
+            f"studio {studio_id}",
+            count,
+        )
+    mine = sessions.count_live(conn, studio_id, owner)
+    if mine >= quotas.sessions_per_owner:
+        raise _exceeded(
+            "streaming sessions per owner in a studio",
+            "max_sessions_per_owner",
+            quotas.sessions_per_owner,
+            f"user {owner}",
+            mine,
+        )
