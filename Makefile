@@ -3,25 +3,67 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NOVNC := node_modules/.package-lock.json
 
-.PHONY: run test setup system-packages lint format typecheck unit acceptance bench clean
+.PHONY: run test setup system-packages test-packages lint format typecheck unit acceptance bench clean
 
 run: setup
 	$(BIN)/opennimble serve --demo
 
-test: setup lint
+# The suite runs on SQLite, then again (all but the unit tests, which touch no database) on
+# PostgreSQL when TEST_DATABASE_URL reaches a server: each test database is created there
+# under a unique name and dropped at the end (tests/support/databases.py).
+TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+test: setup test-packages lint
 	$(BIN)/pytest
+	@if $(BIN)/python -c "import psycopg, sys; psycopg.connect(sys.argv[1], connect_timeout=3).close()" \
+	    '$(TEST_DATABASE_URL)' 2>/dev/null; then \
+	  echo "== the suite again on PostgreSQL ($(TEST_DATABASE_URL))"; \
+	  OPENNIMBLE_TEST_DATABASE_URL='$(TEST_DATABASE_URL)' $(BIN)/pytest --ignore=tests/unit; \
+	else \
+	  echo "== no PostgreSQL at $(TEST_DATABASE_URL): its run of the suite is skipped"; \
+	fi
 
-setup: system-packages $(STAMP)
+setup: system-packages $(STAMP) $(NOVNC)
 
-# The local provider needs TigerVNC's Xvnc; installed from Debian's packages when run as root.
-system-packages:
-	@if ! command -v Xvnc >/dev/null 2>&1; then \
+# The stream page's in-browser VNC client: noVNC from the npm registry, pinned by
+# package.json and package-lock.json, served from node_modules by the stream gateway.
+$(NOVNC): package.json package-lock.json
+	@command -v npm >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NOVNC)
+
+# What the tests need besides the server: Chromium (browser tests, driven by Playwright),
+# vncpasswd (a password-protected Xvnc), xdotool (finds windows on a test desktop).
+TEST_COMMANDS := chromium:chromium vncpasswd:tigervnc-tools xdotool:xdotool
+test-packages:
+	@missing=""; for pair in $(TEST_COMMANDS); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      tigervnc-standalone-server >/dev/null; \
+	      $$missing >/dev/null; \
 	  else \
-	    echo "Xvnc not found: install Debian's tigervnc-standalone-server (as root)"; exit 1; \
+	    echo "missing for the tests: install Debian's$$missing (as root)"; exit 1; \
+	  fi; \
+	fi
+
+# The local provider's desktops: TigerVNC's Xvnc, vncpasswd and vncconfig, and the built-in
+# desktop (Openbox, xterm, xsetroot; xwininfo to look at a display; the X core fonts).
+# Installed from Debian's packages when run as root.
+DESKTOP_COMMANDS := Xvnc:tigervnc-standalone-server vncpasswd:tigervnc-tools \
+  vncconfig:tigervnc-tools openbox:openbox xterm:xterm xsetroot:x11-xserver-utils \
+  xwininfo:x11-utils
+system-packages:
+	@missing=""; for pair in $(DESKTOP_COMMANDS); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends $$missing xfonts-base >/dev/null; \
+	  else \
+	    echo "missing for the desktops: install Debian's$$missing (as root)"; exit 1; \
 	  fi; \
 	fi
 
@@ -48,10 +90,12 @@ acceptance: setup
 	$(BIN)/pytest tests/acceptance
 
 # Benchmarks need wrk (Debian's wrk package, installed here when run as root).
-bench: setup
+bench: setup test-packages
 	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python -m bench.api_latency
+	$(BIN)/python -m bench.stream_first_frame
+	$(BIN)/python -m bench.session_ready
 
 clean:
-	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .cache .pytest_cache .mypy_cache .ruff_cache

@@ -1,10 +1,14 @@
-"""The ``opennimble`` command: serve, users, keys, db."""
+"""The ``opennimble`` command: serve, worker, users, keys, db."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+import signal
 import sys
+from collections.abc import Coroutine
 from typing import Any
 
 import click
@@ -13,6 +17,8 @@ import uvicorn
 from opennimble import clock, config, demo, server
 from opennimble.api import coverage
 from opennimble.domain import identity
+from opennimble.reconciler import loop
+from opennimble.store import crypto, database
 
 COMMON = [
     click.option(
@@ -70,18 +76,29 @@ def main() -> None:
     is_flag=True,
     help="On first start, create an operator, an artist and a demo studio.",
 )
+@click.option(
+    "--reconciler/--no-reconciler",
+    default=None,
+    help="Run a reconciler in this process (default), or leave that to `opennimble worker` "
+    "processes (PostgreSQL only) [OPENNIMBLE_RECONCILER].",
+)
 def serve(config_file: str | None, with_demo: bool, **flags: Any) -> None:
-    """Run the API server and its reconciler."""
+    """Run the API server (and, unless told not to, its reconciler)."""
     settings = settings_from(config_file, **flags)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    _log_setup(settings)
+    if not settings.reconciler and _is_sqlite(settings):
+        raise click.UsageError(
+            "--no-reconciler needs PostgreSQL: on SQLite the one server runs the reconciler"
+        )
     try:
-        lock = server.exclusive_lock(settings)
+        lock = server.exclusive_lock(settings, reconciler=settings.reconciler)
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
     db = server.open_database(settings)
-    app = server.Root(settings, db)
+    try:
+        app = server.Root(settings, db)
+    except (crypto.KeyMismatch, LookupError) as exc:
+        raise click.ClickException(str(exc)) from None
     if with_demo:
         demo.bootstrap(settings, app.api)
     click.echo(
@@ -96,9 +113,77 @@ def serve(config_file: str | None, with_demo: bool, **flags: Any) -> None:
         log_level="warning",
         access_log=False,
         lifespan="on",
+        # stream websockets carry RFB data its encodings compressed already: deflating it again
+        # would cost the server CPU for next to no gain
+        ws_per_message_deflate=False,
     )
     if lock is not None:
         lock.close()
+
+
+@main.command()
+@common
+@click.option("--host-id", default=None, help="This workstation host's id [OPENNIMBLE_HOST_ID].")
+@click.option(
+    "--advertise-host",
+    default=None,
+    help="The address API servers reach this host's desktops at [OPENNIMBLE_ADVERTISE_HOST].",
+)
+def worker(config_file: str | None, **flags: Any) -> None:
+    """Run a reconciler only: this machine is a workstation host of a PostgreSQL installation.
+
+    It claims new sessions while it has capacity (max_desktops), runs their desktops, and
+    drives the sessions bound to it. Stops on SIGTERM or SIGINT; desktops keep running.
+    """
+    settings = settings_from(config_file, **flags)
+    _log_setup(settings)
+    if _is_sqlite(settings):
+        raise click.UsageError(
+            "opennimble worker needs PostgreSQL (--database-url postgresql://...); "
+            "on SQLite `opennimble serve` runs the reconciler itself"
+        )
+    try:
+        lock = server.exclusive_lock(settings)
+        db = server.open_database(settings)
+        reconciler = loop.Reconciler.from_settings(db, settings)
+    except (RuntimeError, LookupError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"opennimble worker for host {settings.resolved_host_id} (desktops at "
+        f"{settings.resolved_advertise_host}, at most {settings.max_desktops}); "
+        f"database: {db.engine.url!r}",
+        err=True,
+    )
+    try:
+        asyncio.run(_until_signalled(reconciler.run()))
+    except database.LockTaken:
+        raise click.ClickException(
+            f"another reconciler runs as host {settings.resolved_host_id} already"
+        ) from None
+    finally:
+        db.dispose()
+        if lock is not None:
+            lock.close()
+
+
+async def _until_signalled(work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` until it ends or SIGTERM / SIGINT arrives (then cancel it and return)."""
+    task = asyncio.ensure_future(work)
+    loop_ = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop_.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def _log_setup(settings: config.Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+
+
+def _is_sqlite(settings: config.Settings) -> bool:
+    return database.normalize_url(settings.resolved_database_url).startswith("sqlite")
 
 
 @main.group()
@@ -123,6 +208,23 @@ def users_create(name: str, operator: bool, config_file: str | None, **flags: An
         db.dispose()
 
 
+@users.command("delete")
+@common
+@click.argument("user_id")
+def users_delete(user_id: str, config_file: str | None, **flags: Any) -> None:
+    """Delete a user and their access keys. Their studio and launch profile memberships stay
+    until StartStudioSSOConfigurationRepair removes them; their sessions are kept."""
+    settings = settings_from(config_file, **flags)
+    db = server.open_database(settings)
+    try:
+        with db.write() as conn:
+            emit(identity.delete_user(conn, user_id))
+    except LookupError as exc:
+        raise click.ClickException(str(exc.args[0])) from None
+    finally:
+        db.dispose()
+
+
 @main.group()
 def keys() -> None:
     """Access keys (SigV4 credentials) of users."""
@@ -136,22 +238,29 @@ def keys_create(user_id: str, config_file: str | None, **flags: Any) -> None:
     settings = settings_from(config_file, **flags)
     db = server.open_database(settings)
     try:
+        key = server.cipher(settings, db)
         with db.write() as conn:
-            emit(
-                identity.create_access_key(
-                    conn, server.cipher(settings), user_id, clock.system_now()
-                )
-            )
+            emit(identity.create_access_key(conn, key, user_id, clock.system_now()))
     except LookupError as exc:
         raise click.ClickException(str(exc.args[0])) from None
+    except crypto.KeyMismatch as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
         db.dispose()
 
 
 @main.command()
-def operations() -> None:
+@click.option(
+    "--tested",
+    type=click.File("r"),
+    default=None,
+    help="A list of the operations the acceptance suite exercises (one a line), for the "
+    "table's tested column.",
+)
+def operations(tested: Any) -> None:
     """Print the model's operations and which ones this server implements (Markdown)."""
-    click.echo(coverage.table(), nl=False)
+    names = None if tested is None else {line.strip() for line in tested if line.strip()}
+    click.echo(coverage.table(names), nl=False)
 
 
 @main.group()

@@ -8,11 +8,79 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
+import socket
 import tomllib
 from typing import Any
 
 import pydantic
 import pydantic_settings
+
+
+class EulaSetting(pydantic.BaseModel):
+    """One EULA of the installation's catalogue (the table key is its ``eulaId``)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    name: str = pydantic.Field(min_length=1, max_length=64)
+    # the text, inline or read from a file (one of the two)
+    content: str = ""
+    file: pathlib.Path | None = None
+    # the ec2ImageIds whose streaming images require this EULA
+    images: list[str] = []
+
+    @pydantic.model_validator(mode="after")
+    def _one_source(self) -> EulaSetting:
+        if bool(self.content) == (self.file is not None):
+            raise ValueError("give a EULA either `content` or `file`")
+        for image in self.images:
+            if not EC2_IMAGE_ID.fullmatch(image):
+                raise ValueError(f"{image!r} in `images` is not an ec2ImageId (ami-...)")
+        return self
+
+    def text(self) -> str:
+        """The EULA's content; the file is read at start, so a missing file fails early."""
+        return self.file.read_text(encoding="utf-8") if self.file is not None else self.content
+
+
+EULA_ID = re.compile(r"[a-zA-Z0-9_-]{1,22}")
+EC2_IMAGE_ID = re.compile(r"ami-[0-9A-Za-z]+")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# environment entries a desktop recipe may not set: the provider sets them for every desktop
+RESERVED_ENV = frozenset({"HOME", "USER", "LOGNAME", "SHELL", "DISPLAY", "XAUTHORITY"})
+
+
+class DesktopRecipe(pydantic.BaseModel):
+    """What runs in the X display of the local provider's desktops of one ``ec2ImageId``.
+
+    Each command is a shell command line, run by ``/bin/sh`` as the session's owner in the
+    owner's home. The window manager is started first and again whenever it exits.
+    """
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    window_manager: str = pydantic.Field(default="openbox", min_length=1)
+    applications: list[str] = ["xsetroot -solid '#3b4252'", "xterm -geometry 100x30+40+40"]
+    environment: dict[str, str] = {}
+    # started only when the launch profile's clipboardMode is ENABLED
+    clipboard_manager: str = ""
+
+    @pydantic.field_validator("environment")
+    @classmethod
+    def _environment(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not ENV_NAME.fullmatch(name):
+                raise ValueError(f"environment variable name {name!r} is not a valid name")
+            if name in RESERVED_ENV or name.startswith("OPENNIMBLE_"):
+                raise ValueError(f"environment variable {name} is set by opennimble itself")
+        return value
+
+    @pydantic.field_validator("applications")
+    @classmethod
+    def _applications(cls, value: list[str]) -> list[str]:
+        if any(not command.strip() for command in value):
+            raise ValueError("an application is an empty command")
+        return value
 
 
 class Settings(pydantic_settings.BaseSettings):
@@ -27,14 +95,59 @@ class Settings(pydantic_settings.BaseSettings):
     public_url: str = ""
     provider: str = "local"
     xvnc: str = "Xvnc"
+    # the in-browser VNC client of stream pages: a directory with noVNC's core/ and vendor/
+    # (default: node_modules/@novnc/novnc of the source tree, installed by `make setup`)
+    novnc_dir: pathlib.Path | None = None
     desktop_geometry: str = pydantic.Field(default="1280x800", pattern=r"^\d+x\d+$")
     desktop_ready_timeout: float = pydantic.Field(default=60.0, gt=0)
     reconcile_interval: float = pydantic.Field(default=1.0, gt=0)
     max_concurrent_provisions: int = pydantic.Field(default=8, ge=1)
     # desktops this host runs at most at once (the local provider's capacity)
     max_desktops: int = pydantic.Field(default=16, ge=1)
+    # the local provider's desktop recipes: ec2ImageId (or "default") -> what runs in the display
+    desktop_recipes: dict[str, DesktopRecipe] = {}
     page_size: int = pydantic.Field(default=100, ge=1, le=100)
+    # scale-out: several servers and workers on one PostgreSQL database
+    # the installation key (Fernet); every server of one database must use the same key
+    key_file: pathlib.Path | None = None
+    # this process runs a reconciler (serve); `serve --no-reconciler` leaves that to workers
+    reconciler: bool = True
+    # the workstation host this process drives desktops on (default: the machine's hostname)
+    host_id: str = pydantic.Field(default="", pattern=r"^[A-Za-z0-9_.:-]{0,100}$")
+    # where this host's desktops listen, and the address API servers use to reach them
+    desktop_interface: str = "127.0.0.1"
+    advertise_host: str = ""
+    # the owners' homes (default: DATA_DIR/homes); hosts may share one (e.g. over NFS)
+    homes_dir: pathlib.Path | None = None
+    # seconds a reconciler's claim on a session lives without a heartbeat
+    claim_timeout: float = pydantic.Field(default=30.0, ge=1)
     log_level: str = "info"
+    # quotas (ServiceQuotaExceededException when reached); sessions count until DELETED
+    max_sessions_per_studio: int = pydantic.Field(default=1000, ge=1)
+    max_sessions_per_owner: int = pydantic.Field(default=200, ge=1)
+    max_launch_profiles_per_studio: int = pydantic.Field(default=50, ge=1)
+    max_streaming_images_per_studio: int = pydantic.Field(default=10, ge=1)
+    # requests per second per caller (token bucket refill rate) and the bucket's size; 0 = off
+    throttle_rate: float = pydantic.Field(default=5000.0, ge=0)
+    throttle_burst: int = pydantic.Field(default=10000, ge=1)
+    # the EULA catalogue: eulaId -> name, content or file, images that require it
+    eulas: dict[str, EulaSetting] = {}
+
+    @pydantic.field_validator("desktop_recipes")
+    @classmethod
+    def _recipe_ids(cls, value: dict[str, DesktopRecipe]) -> dict[str, DesktopRecipe]:
+        for image_id in value:
+            if image_id != "default" and not EC2_IMAGE_ID.fullmatch(image_id):
+                raise ValueError(f"desktop recipe {image_id!r}: not an ec2ImageId (ami-...)")
+        return value
+
+    @pydantic.field_validator("eulas")
+    @classmethod
+    def _eula_ids(cls, value: dict[str, EulaSetting]) -> dict[str, EulaSetting]:
+        for eula_id in value:
+            if not EULA_ID.fullmatch(eula_id):
+                raise ValueError(f"EULA id {eula_id!r}: 1 to 22 of the characters a-z A-Z 0-9 - _")
+        return value
 
     @property
     def resolved_database_url(self) -> str:
@@ -52,8 +165,26 @@ class Settings(pydantic_settings.BaseSettings):
         return (self.public_url or self.endpoint_url).rstrip("/")
 
     @property
-    def key_file(self) -> pathlib.Path:
-        return self.data_dir / "secret.key"
+    def resolved_key_file(self) -> pathlib.Path:
+        return self.key_file or self.data_dir / "secret.key"
+
+    @property
+    def resolved_host_id(self) -> str:
+        return self.host_id or socket.gethostname()
+
+    @property
+    def resolved_advertise_host(self) -> str:
+        """The address of this host's desktops for API servers (their stream gateways)."""
+        if self.advertise_host:
+            return self.advertise_host
+        wildcard = self.desktop_interface in ("0.0.0.0", "::", "")
+        return socket.gethostname() if wildcard else self.desktop_interface
+
+    @property
+    def resolved_novnc_dir(self) -> pathlib.Path:
+        if self.novnc_dir is not None:
+            return self.novnc_dir
+        return pathlib.Path(__file__).resolve().parents[2] / "node_modules" / "@novnc" / "novnc"
 
     @property
     def runtime_dir(self) -> pathlib.Path:

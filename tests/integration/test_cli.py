@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 import subprocess
 import sys
 
+from tests.support import databases
 from tests.support.server import cli
 
 
@@ -21,7 +23,7 @@ def test_users_and_keys(tmp_path: pathlib.Path) -> None:
     assert key["userId"] == artist["userId"]
     assert key["accessKeyId"].startswith("AKIA") and len(key["secretAccessKey"]) == 40
     # secrets are encrypted at rest
-    stored = b"".join(p.read_bytes() for p in data.glob("opennimble.db*"))
+    stored = databases.stored_text(data)
     assert key["accessKeyId"].encode() in stored
     assert key["secretAccessKey"].encode() not in stored
 
@@ -29,16 +31,24 @@ def test_users_and_keys(tmp_path: pathlib.Path) -> None:
 def test_clear_errors(tmp_path: pathlib.Path) -> None:
     data = str(tmp_path / "data")
     base = [sys.executable, "-m", "opennimble"]
+    env = {**os.environ, **databases.env_for(pathlib.Path(data))}
     subprocess.run(
-        [*base, "users", "create", "dup", "--data-dir", data], check=True, capture_output=True
+        [*base, "users", "create", "dup", "--data-dir", data],
+        check=True,
+        capture_output=True,
+        env=env,
     )
     again = subprocess.run(
-        [*base, "users", "create", "dup", "--data-dir", data], capture_output=True, text=True
+        [*base, "users", "create", "dup", "--data-dir", data],
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert again.returncode != 0 and "exists already" in again.stderr
     nobody = subprocess.run(
         [*base, "keys", "create", "no-such-user", "--data-dir", data],
         capture_output=True,
         text=True,
+        env=env,
     )
     assert nobody.returncode != 0 and "no user" in nobody.stderr
