@@ -1,4 +1,4 @@
-"""Helpers shared by the update and delete handlers of studio resources."""
+"""Helpers shared by the create, update and delete handlers of studio resources."""
 
 from __future__ import annotations
 
@@ -11,6 +11,29 @@ from opennimble.domain import dependencies, resources
 from opennimble.protocol import validate
 
 Row = dict[str, Any]
+
+
+def create(
+    ctx: Context,
+    kind: resources.Kind,
+    studio_id: str,
+    name: str,
+    attrs: dict[str, Any],
+    tags: dict[str, str],
+) -> Row:
+    """Insert a new resource of the studio; the reconciler makes it READY."""
+    row = resources.new(
+        ctx.conn,
+        kind,
+        studio_id=studio_id,
+        name=name,
+        attrs=attrs,
+        tags=tags,
+        by=ctx.caller.user_id,
+        now=ctx.now,
+    )
+    ctx.install.wake_reconciler()
+    return views.resource(ctx, row)
 
 
 def changes(params: Params, fields: tuple[str, ...]) -> dict[str, Any]:

@@ -92,18 +92,8 @@ def create_launch_profile(ctx: Context, params: Params) -> Result:
     _check_references(ctx, params)
     resources.require_open(studio, "create launch profiles in")
     quotas.check_resource(ctx.conn, ctx.install.quotas, KIND, studio_id)
-    row = resources.new(
-        ctx.conn,
-        KIND,
-        studio_id=studio_id,
-        name=params["name"],
-        attrs=_attrs(params, ATTRS),
-        tags=profile_tags,
-        by=ctx.caller.user_id,
-        now=ctx.now,
-    )
-    ctx.install.wake_reconciler()
-    return {"launchProfile": views.resource(ctx, row)}
+    row = common.create(ctx, KIND, studio_id, params["name"], _attrs(params, ATTRS), profile_tags)
+    return {"launchProfile": row}
 
 
 def readable(

@@ -37,18 +37,8 @@ def create_streaming_image(ctx: Context, params: Params) -> Result:
             "encryptionConfiguration": {"keyType": "AWS_OWNED_KEY"},
         }
     )
-    row = resources.new(
-        ctx.conn,
-        KIND,
-        studio_id=studio_id,
-        name=params["name"],
-        attrs=attrs,
-        tags=image_tags,
-        by=ctx.caller.user_id,
-        now=ctx.now,
-    )
-    ctx.install.wake_reconciler()
-    return {"streamingImage": views.resource(ctx, row)}
+    row = common.create(ctx, KIND, studio_id, params["name"], attrs, image_tags)
+    return {"streamingImage": row}
 
 
 @handler

@@ -34,18 +34,8 @@ def create_studio_component(ctx: Context, params: Params) -> Result:
     component_tags = tags.check(params.get("tags"))
     resources.require_open(studio, "create studio components in")
     attrs = {key: params[key] for key in ATTRS if key in params}
-    row = resources.new(
-        ctx.conn,
-        KIND,
-        studio_id=studio_id,
-        name=params["name"],
-        attrs=attrs,
-        tags=component_tags,
-        by=ctx.caller.user_id,
-        now=ctx.now,
-    )
-    ctx.install.wake_reconciler()
-    return {"studioComponent": views.resource(ctx, row)}
+    row = common.create(ctx, KIND, studio_id, params["name"], attrs, component_tags)
+    return {"studioComponent": row}
 
 
 @handler
