@@ -109,9 +109,16 @@ def test_kill9_during_a_stream_of_creates(fresh: worlds.World) -> None:
     srv.start()
     artist = fresh.artist.client()
     for session_id in acknowledged:
-        artist.get_waiter("streaming_session_ready").wait(
-            studioId=sid, sessionId=session_id, WaiterConfig=FAST
-        )
+        try:
+            artist.get_waiter("streaming_session_ready").wait(
+                studioId=sid, sessionId=session_id, WaiterConfig=FAST
+            )
+        except botocore.exceptions.WaiterError as exc:
+            session = exc.last_response.get("session", {})
+            raise AssertionError(
+                f"{session_id}: {session.get('statusCode')}: {session.get('statusMessage')}\n"
+                f"server log:\n{srv.log()[-4000:]}"
+            ) from exc
     paginator = artist.get_paginator("list_streaming_sessions")
     listed = {s["sessionId"] for p in paginator.paginate(studioId=sid) for s in p["sessions"]}
     assert set(acknowledged) <= listed
