@@ -166,5 +166,13 @@ class Host:
             if any(local_process.marker_of(pid) not in (None, sid) for pid in pids):
                 return  # a desktop of the owner that another host on this machine runs
             await local_process.end_processes(
-                lambda: local_process.user_pids(account.uid), local_process.Ending(grace=1.0)
+                lambda: _strays(account.uid, sid), local_process.Ending(grace=1.0)
             )
+
+
+def _strays(uid: int, sid: str) -> list[int]:
+    """The owner's processes that belong to no other desktop: those of ``sid`` and unmarked ones.
+    Listed afresh at every round, so a desktop of the owner starting meanwhile is spared."""
+    return [
+        pid for pid in local_process.user_pids(uid) if local_process.marker_of(pid) in (None, sid)
+    ]
