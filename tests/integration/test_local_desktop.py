@@ -43,22 +43,28 @@ def windows(state: base.ProviderState) -> str:
     return as_owner(state, "xwininfo", "-root", "-tree").stdout
 
 
+def comm(pid: int) -> str | None:
+    """A process's program name, or None once it has exited (short-lived ones do)."""
+    try:
+        return pathlib.Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return None
+
+
 def programs(state: base.ProviderState) -> dict[str, int]:
     """The desktop's processes by program name -> their user id."""
     found = {}
     for pid in local_process.session_pids(state["session_id"]):
-        name = pathlib.Path(f"/proc/{pid}/comm").read_text().strip()
+        name = comm(pid)
         uid = local_process.uid_of(pid)
-        if uid is not None:
+        if name is not None and uid is not None:
             found[name] = uid
     return found
 
 
 def pid_of(state: base.ProviderState, program: str) -> int:
     return next(
-        pid
-        for pid in local_process.session_pids(state["session_id"])
-        if pathlib.Path(f"/proc/{pid}/comm").read_text().strip() == program
+        pid for pid in local_process.session_pids(state["session_id"]) if comm(pid) == program
     )
 
 
@@ -265,9 +271,7 @@ def test_recipes_choose_what_runs(runtime_dir: pathlib.Path) -> None:
     state = asyncio.run(started(provider, make_spec(ec2_image_id="ami-0render")))
     assert wait_for(lambda: "render-farm" in windows(state))
     xterm = next(
-        pid
-        for pid in local_process.session_pids(state["session_id"])
-        if pathlib.Path(f"/proc/{pid}/comm").read_text().strip() == "xterm"
+        pid for pid in local_process.session_pids(state["session_id"]) if comm(pid) == "xterm"
     )
     assert b"STUDIO_TOOL=blender" in pathlib.Path(f"/proc/{xterm}/environ").read_bytes()
     asyncio.run(provider.delete(state))
