@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 
 from opennimble.providers import base, local, local_accounts, local_process
+from tests.support import desktops
 
 READY_TIMEOUT = 15.0
 
@@ -121,22 +122,4 @@ def alive(state: base.ProviderState) -> bool:
 
 def as_owner(state: base.ProviderState, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
     """Run a command as the desktop's account, on its display."""
-    environ = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": state["home"],
-        "DISPLAY": f":{state['display']}",
-        "XAUTHORITY": str(pathlib.Path(state["runtime_dir"]) / "Xauthority"),
-        **env,
-    }
-    return subprocess.run(
-        list(argv),
-        env=environ,
-        cwd="/",
-        capture_output=True,
-        text=True,
-        timeout=20,
-        user=state["uid"],
-        group=state["gid"],
-        extra_groups=[],
-        check=False,
-    )
+    return desktops.run_as(state, *argv, **env)
