@@ -260,6 +260,23 @@ def test_stopping_one_desktop_leaves_the_owners_other_desktop_alone(
     asyncio.run(scenario())
 
 
+def test_an_owners_first_desktops_starting_at_once_share_one_new_account(
+    provider: local.LocalProvider,
+) -> None:
+    first = make_spec()
+    specs = [first] + [make_spec(owned_by=first.owned_by) for _ in range(3)]
+
+    async def scenario() -> None:
+        states = await asyncio.gather(*(started(provider, spec) for spec in specs))
+        assert len({state["uid"] for state in states}) == 1
+        home = pathlib.Path(states[0]["home"])
+        assert os.stat(home).st_uid == states[0]["uid"]
+        for state in states:
+            await provider.delete(state)
+
+    asyncio.run(scenario())
+
+
 def test_recipes_choose_what_runs(runtime_dir: pathlib.Path) -> None:
     recipes = {
         "ami-0render": config.DesktopRecipe(

@@ -43,7 +43,8 @@ PREFIX = "on-"
 SHELL = "/bin/bash"
 USERADD_ATTEMPTS = 6
 _NAME = re.compile(r"on-[a-z0-9]{1,12}-[0-9a-f]{8}")
-_creating = threading.Lock()  # one useradd at a time in this process
+HOME_SETTLE_SECONDS = 2.0  # how long another process may take between mkdir and chown
+_creating = threading.Lock()  # one useradd (and one new home) at a time in this process
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +114,8 @@ class Accounts:
             account = Account(name, entry.pw_uid, entry.pw_gid, home, True)
         else:
             account = Account(name, os.getuid(), os.getgid(), home, False)
-        _ensure_home(account)
+        with _creating:  # a sibling desktop may be creating the same home right now
+            _ensure_home(account)
         return account
 
     def _find_or_create(self, name: str, home: pathlib.Path) -> pwd.struct_passwd:
@@ -156,19 +158,30 @@ def _useradd(name: str, home: pathlib.Path) -> subprocess.CompletedProcess[str]:
 
 
 def _ensure_home(account: Account) -> None:
-    """Create the home (mode 0700, the account's) or check that the one there is the account's."""
+    """Create the home (mode 0700, the account's) or check that the one there is the account's.
+
+    Another process of the installation may have just made the directory and not yet given it
+    to the account: a home that is not the account's is refused only once it stays so for
+    ``HOME_SETTLE_SECONDS``."""
     account.home.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.mkdir(account.home, 0o700)
     except FileExistsError:
-        info = os.lstat(account.home)
-        if not stat.S_ISDIR(info.st_mode) or info.st_uid != account.uid:
-            raise base.PermanentFailure(
-                f"{account.home} is not a directory of {account.name}: refusing to use it as "
-                "the home of its desktops"
-            ) from None
+        deadline = time.monotonic() + HOME_SETTLE_SECONDS
+        while not _is_home_of(account):
+            if time.monotonic() > deadline:
+                raise base.PermanentFailure(
+                    f"{account.home} is not a directory of {account.name}: refusing to use it "
+                    "as the home of its desktops"
+                ) from None
+            time.sleep(0.05)
         return
     account.give(account.home)
+
+
+def _is_home_of(account: Account) -> bool:
+    info = os.lstat(account.home)
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == account.uid
 
 
 def unreachable(path: pathlib.Path) -> pathlib.Path | None:
