@@ -119,6 +119,8 @@ class Settings(pydantic_settings.BaseSettings):
     advertise_host: str = ""
     # the owners' homes (default: DATA_DIR/homes); hosts may share one (e.g. over NFS)
     homes_dir: pathlib.Path | None = None
+    # the local provider's session backups (default: DATA_DIR/backups), private to the server
+    backups_dir: pathlib.Path | None = None
     # seconds a reconciler's claim on a session lives without a heartbeat
     claim_timeout: float = pydantic.Field(default=30.0, ge=1)
     log_level: str = "info"

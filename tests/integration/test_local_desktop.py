@@ -277,6 +277,39 @@ def test_an_owners_first_desktops_starting_at_once_share_one_new_account(
     asyncio.run(scenario())
 
 
+def test_backups_are_the_servers_and_hold_what_the_owner_could_read(
+    provider: local.LocalProvider, data_dir: pathlib.Path
+) -> None:
+    spec = make_spec()
+
+    async def scenario() -> None:
+        state = await started(provider, spec)
+        storage = pathlib.Path(state["home"]) / "sessions" / spec.session_id
+        link = f"ln -s /etc/shadow {storage}/shadow && echo mine > {storage}/mine.txt"
+        assert as_owner(state, "sh", "-c", link).returncode == 0
+        kept = await provider.stop(state)
+        backup = await provider.back_up(kept, "b-1")
+        archive = pathlib.Path(backup["path"])
+        assert archive.parent.parent == data_dir / "backups"
+        assert stat.S_IMODE(os.stat(data_dir / "backups").st_mode) == 0o700
+        assert os.stat(archive).st_uid == os.geteuid()
+        assert await provider.back_up(kept, "b-1") == backup  # taken once
+
+        assert as_owner(state, "rm", "-rf", str(storage)).returncode == 0
+        await provider.restore(spec, kept, backup)
+        assert (storage / "mine.txt").read_text() == "mine\n"
+        assert (storage / "shadow").is_symlink()  # the link, never the file it names
+        assert os.stat(storage / "mine.txt").st_uid == state["uid"]
+
+        with pytest.raises(base.PermanentFailure, match="not a backup"):
+            await provider.restore(spec, kept, {**backup, "path": "/etc/shadow"})
+        await provider.delete_backup(backup)
+        assert not archive.exists()
+        await provider.delete(kept)
+
+    asyncio.run(scenario())
+
+
 def test_recipes_choose_what_runs(runtime_dir: pathlib.Path) -> None:
     recipes = {
         "ami-0render": config.DesktopRecipe(

@@ -70,6 +70,22 @@ def session(ctx: Context, row: Row) -> Row:
         "backupMode": attrs.get("backupMode"),
         "maxBackupsToRetain": attrs.get("maxBackupsToRetain"),
         "volumeConfiguration": attrs.get("volumeConfiguration"),
+        "startedFromBackupId": attrs.get("startedFromBackupId"),
+    }
+
+
+def backup(ctx: Context, row: Row) -> Row:
+    return {
+        "arn": ctx.install.arn("streaming-session-backup", row["backup_id"]),
+        "backupId": row["backup_id"],
+        "sessionId": row["session_id"],
+        "launchProfileId": row["launch_profile_id"],
+        "ownedBy": row["owned_by"],
+        "createdAt": row["created_at"],
+        "state": row["state"],
+        "statusCode": row["status_code"],
+        "statusMessage": row["status_message"],
+        "tags": row["tags"],
     }
 
 

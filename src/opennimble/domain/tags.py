@@ -18,6 +18,7 @@ MAX_KEY = 128
 MAX_VALUE = 256
 RESERVED_PREFIX = "aws:"
 SESSION_ARN_TYPE = "streaming-session"
+BACKUP_ARN_TYPE = "streaming-session-backup"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -156,6 +156,32 @@ class Provider(abc.ABC):
         """End the desktop and release everything it holds, its storage included (not what
         belongs to the owner rather than the session). A missing desktop is not an error."""
 
+    # ---- backups (optional: launch profiles with sessionBackup.mode AUTOMATIC need them) ----
+
+    async def back_up(self, state: ProviderState, backup_id: str) -> ProviderState:
+        """Copy the session's storage into a new backup named ``backup_id``; return the
+        backup's own state (what :meth:`restore` and :meth:`delete_backup` are given).
+
+        Called after :meth:`stop`, while no desktop runs for the session, and before the
+        storage is discarded. Idempotent: a backup that exists already is returned again. A
+        :class:`PermanentFailure` fails the backup, not the stop.
+        """
+        raise PermanentFailure(f"the {self.name or type(self).__name__} provider takes no backups")
+
+    async def restore(self, spec: DesktopSpec, state: ProviderState, backup: ProviderState) -> None:
+        """Replace the session's storage with the content of ``backup`` (a state
+        :meth:`back_up` returned for this session), before :meth:`start` is called.
+
+        A provider must leave a session whose desktop already runs alone (an earlier attempt
+        restored it and started the desktop).
+        """
+        raise PermanentFailure(
+            f"the {self.name or type(self).__name__} provider cannot restore backups"
+        )
+
+    async def delete_backup(self, backup: ProviderState) -> None:  # noqa: B027 - optional hook
+        """Remove a backup :meth:`back_up` took; a missing one is not an error."""
+
     async def reap(self, known: set[str]) -> list[str]:
         """Clean up desktops this provider runs for sessions not in ``known``.
 

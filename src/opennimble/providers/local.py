@@ -39,6 +39,7 @@ from opennimble import config
 from opennimble.providers import (
     base,
     local_accounts,
+    local_backups,
     local_host,
     local_process,
     local_recipes,
@@ -76,6 +77,7 @@ class LocalProvider(base.Provider):
         *,
         runtime_dir: pathlib.Path,
         homes_dir: pathlib.Path | None = None,
+        backups_dir: pathlib.Path | None = None,
         xvnc: str = "Xvnc",
         geometry: str = "1280x800",
         ready_timeout: float = 30.0,
@@ -96,6 +98,9 @@ class LocalProvider(base.Provider):
         self._recipes = dict(recipes or {})
         isolate = local_accounts.can_isolate() if isolate is None else isolate
         self._accounts = local_accounts.Accounts(self._homes_dir, isolate=isolate)
+        self._backups = local_backups.Backups(
+            pathlib.Path(backups_dir or self._runtime_dir.parent / "backups")
+        )
         self._interface = interface
         self._probe_host = HOST if interface in ("0.0.0.0", "::", "") else interface
         self._advertise_host = advertise_host or self._probe_host
@@ -112,6 +117,7 @@ class LocalProvider(base.Provider):
         return cls(
             runtime_dir=settings.runtime_dir,
             homes_dir=settings.homes_dir or settings.data_dir / "homes",
+            backups_dir=settings.backups_dir or settings.data_dir / "backups",
             xvnc=settings.xvnc,
             geometry=settings.desktop_geometry,
             ready_timeout=settings.desktop_ready_timeout,
@@ -198,6 +204,27 @@ class LocalProvider(base.Provider):
         if kept:
             directory = self._host.session_dir(kept["session_id"])
             await asyncio.to_thread(shutil.rmtree, directory, ignore_errors=True)
+
+    async def back_up(self, state: base.ProviderState, backup_id: str) -> base.ProviderState:
+        sid = _session_id(str(state.get("session_id", "")))
+        account = Account.from_state(state) or Account.from_state(self._host.read(sid))
+        if account is None:
+            raise base.PermanentFailure(f"no desktop account is known for session {sid}")
+        return await self._backups.take(account, sid, _session_id(backup_id))
+
+    async def restore(
+        self, spec: base.DesktopSpec, state: base.ProviderState, backup: base.ProviderState
+    ) -> None:
+        sid = _session_id(spec.session_id)
+        if backup.get("session_id") != sid:
+            raise base.PermanentFailure(f"backup {backup.get('path')} is not of session {sid}")
+        if self._attachable(self._host.read(sid), sid):
+            return  # restored and started by an earlier attempt
+        account = await asyncio.to_thread(self._accounts.ensure, spec.owned_by, spec.owner_name)
+        await self._backups.restore(account, sid, backup)
+
+    async def delete_backup(self, backup: base.ProviderState) -> None:
+        await self._backups.delete(backup)
 
     async def reap(self, known: set[str]) -> list[str]:
         reaped = []

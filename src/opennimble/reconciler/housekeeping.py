@@ -6,7 +6,8 @@ import logging
 
 import sqlalchemy as sa
 
-from opennimble.domain import lifecycle, resources
+from opennimble.domain import backups, lifecycle, resources
+from opennimble.store import backups as backup_store
 from opennimble.store import idempotency, sessions, streams
 from opennimble.store import resources as resource_store
 
@@ -68,10 +69,12 @@ def expire_streams(conn: sa.Connection, now: int) -> int:
 
 
 def purge(conn: sa.Connection, now: int) -> None:
-    """Forget DELETED sessions and idempotency records older than their retention."""
+    """Forget DELETED sessions, backups and resources, and idempotency records, older than
+    their retention."""
     gone = sessions.purge_deleted(conn, now - lifecycle.DELETED_RETENTION)
     if gone:
         log.info("purged %d deleted sessions", len(gone))
+    backup_store.purge_deleted(conn, now - backups.DELETED_RETENTION)
     idempotency.purge(conn, now - IDEMPOTENCY_RETENTION)
     for row in resource_store.purge_deleted(conn, now - resources.DELETED_RETENTION):
         resources.forget(conn, row)

@@ -127,6 +127,31 @@ sessions = sa.Table(
     sa.Index(None, "deleted_at"),
 )
 
+# Backups of sessions' storage (launch profiles with sessionBackup.mode AUTOMATIC): taken by
+# the reconciler when a session stops, kept on the session's host, found by provider_state.
+backups = sa.Table(
+    "backups",
+    metadata,
+    sa.Column("backup_id", Id, primary_key=True),
+    sa.Column("studio_id", Id, nullable=False),
+    sa.Column("session_id", Id, nullable=False),
+    sa.Column("launch_profile_id", Id, nullable=False),
+    sa.Column("owned_by", Id, nullable=False),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("status_code", sa.String(64), nullable=False),
+    sa.Column("status_message", sa.Text, nullable=False),
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("created_at", Micros, nullable=False),
+    sa.Column("updated_at", Micros, nullable=False),
+    sa.Column("deleted_at", Micros),
+    sa.Column("provider", sa.String(64), nullable=False),
+    sa.Column("provider_state", sa.JSON, nullable=False),
+    sa.Index(None, "studio_id", "created_at", "backup_id"),
+    sa.Index(None, "studio_id", "owned_by", "created_at", "backup_id"),
+    sa.Index(None, "session_id", "state"),
+    sa.Index(None, "deleted_at"),
+)
+
 streams = sa.Table(
     "streams",
     metadata,

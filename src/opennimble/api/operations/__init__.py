@@ -1,6 +1,7 @@
 """One module per resource; importing this package registers every handler."""
 
 from opennimble.api.operations import (
+    backups,
     eulas,
     launch_profile_details,
     launch_profiles,
@@ -15,6 +16,7 @@ from opennimble.api.operations import (
 )
 
 __all__ = [
+    "backups",
     "eulas",
     "launch_profile_details",
     "launch_profiles",

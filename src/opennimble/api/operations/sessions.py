@@ -7,13 +7,14 @@ wake the reconciler, which does the work; wrong-state calls are ConflictExceptio
 
 from __future__ import annotations
 
-from opennimble import errors
 from opennimble.api import listing, views
 from opennimble.api.context import Context
 from opennimble.api.registry import Params, Result, handler
 from opennimble.domain import access, ids, lifecycle
+from opennimble.domain import backups as backup_rules
 from opennimble.domain import sessions as rules
 from opennimble.protocol import validate
+from opennimble.store import backups as backup_store
 from opennimble.store import sessions as store
 
 
@@ -92,11 +93,16 @@ def start_streaming_session(ctx: Context, params: Params) -> Result:
     session_id = params["sessionId"]
     row = store.get(ctx.conn, session_id, params["studioId"])
     row = rules.readable(ctx.conn, ctx.caller, params["studioId"], row, session_id)
-    if params.get("backupId"):
-        raise errors.not_found("Streaming session backup", params["backupId"])
     if row["state"] not in lifecycle.STARTABLE:
         raise lifecycle.conflict(row, "start")
-    values = lifecycle.starting(ctx.now, ctx.caller.user_id)
+    attrs = {
+        k: v for k, v in row["attrs"].items() if k not in ("startedFromBackupId", "restoreBackupId")
+    }
+    backup_id = params.get("backupId")
+    if backup_id:  # the reconciler restores it before the desktop starts
+        backup_rules.restorable(backup_store.get(ctx.conn, backup_id), row, backup_id)
+        attrs.update(startedFromBackupId=backup_id, restoreBackupId=backup_id)
+    values = {**lifecycle.starting(ctx.now, ctx.caller.user_id), "attrs": attrs}
     return _transition(ctx, row, lifecycle.STARTABLE, values, "start")
 
 

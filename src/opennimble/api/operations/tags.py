@@ -16,13 +16,15 @@ from opennimble.api.context import Context
 from opennimble.api.operations import launch_profiles
 from opennimble.api.registry import Params, Result, handler
 from opennimble.domain import access, resources, tags
+from opennimble.domain import backups as backup_rules
 from opennimble.domain import sessions as session_rules
 from opennimble.protocol import validate
+from opennimble.store import backups as backup_store
 from opennimble.store import resources as resource_store
 from opennimble.store import sessions as session_store
 
 Row = dict[str, Any]
-TAGGABLE = sorted([*resources.BY_ARN_TYPE, tags.SESSION_ARN_TYPE])
+TAGGABLE = sorted([*resources.BY_ARN_TYPE, tags.SESSION_ARN_TYPE, tags.BACKUP_ARN_TYPE])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +39,8 @@ def _resolve(ctx: Context, arn: str, write: bool) -> Target:
     parsed = tags.parse_arn(arn, ctx.install.region, ctx.install.account_id)
     if parsed.resource_type == tags.SESSION_ARN_TYPE:
         return _session(ctx, parsed.resource_id)
+    if parsed.resource_type == tags.BACKUP_ARN_TYPE:
+        return _backup(ctx, parsed.resource_id)
     kind = resources.BY_ARN_TYPE.get(parsed.resource_type)
     if kind is None:
         raise validate.exception(
@@ -72,6 +76,14 @@ def _session(ctx: Context, session_id: str) -> Target:
         raise errors.not_found("Streaming session", session_id)
     session_rules.readable(ctx.conn, ctx.caller, row["studio_id"], row, session_id)
     return Target(row["tags"], lambda new: session_store.update(ctx.conn, session_id, tags=new))
+
+
+def _backup(ctx: Context, backup_id: str) -> Target:
+    row = backup_store.get(ctx.conn, backup_id)
+    if row is None or row["state"] == "DELETED":
+        raise errors.not_found("Streaming session backup", backup_id)
+    backup_rules.readable(ctx.conn, ctx.caller, row["studio_id"], row, backup_id)
+    return Target(row["tags"], lambda new: backup_store.set_tags(ctx.conn, backup_id, new))
 
 
 @handler

@@ -1,0 +1,71 @@
+"""Backups of streaming sessions: rows, filtered pages and compare-and-set transitions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+
+from opennimble.store import paging, schema
+
+Row = dict[str, Any]
+t = schema.backups
+
+
+def insert(conn: sa.Connection, row: Row) -> None:
+    conn.execute(t.insert().values(row))
+
+
+def get(conn: sa.Connection, backup_id: str, studio_id: str | None = None) -> Row | None:
+    query = sa.select(t).where(t.c.backup_id == backup_id)
+    if studio_id is not None:
+        query = query.where(t.c.studio_id == studio_id)
+    row = conn.execute(query).first()
+    return dict(row._mapping) if row else None
+
+
+def page(
+    conn: sa.Connection,
+    studio_id: str,
+    *,
+    owned_by: str | None,
+    after: paging.Key | None,
+    limit: int,
+) -> paging.Page:
+    where = [t.c.studio_id == studio_id]
+    if owned_by is not None:
+        where.append(t.c.owned_by == owned_by)
+    return paging.fetch(conn, t, "backup_id", where, after, limit)
+
+
+def of_session(conn: sa.Connection, session_id: str, states: Iterable[str]) -> list[Row]:
+    """The session's backups in ``states``, newest first."""
+    query = (
+        sa.select(t)
+        .where(t.c.session_id == session_id, t.c.state.in_(tuple(states)))
+        .order_by(t.c.created_at.desc(), t.c.backup_id.desc())
+    )
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def transition(
+    conn: sa.Connection, backup_id: str, from_states: Iterable[str], **values: Any
+) -> bool:
+    """Set ``values`` if the backup is in one of ``from_states`` (compare and set)."""
+    query = (
+        t.update()
+        .where(t.c.backup_id == backup_id, t.c.state.in_(tuple(from_states)))
+        .values(**values)
+    )
+    return conn.execute(query).rowcount == 1
+
+
+def set_tags(conn: sa.Connection, backup_id: str, tags: dict[str, str]) -> None:
+    conn.execute(t.update().where(t.c.backup_id == backup_id).values(tags=tags))
+
+
+def purge_deleted(conn: sa.Connection, before: int) -> int:
+    state = sa.func.coalesce(t.c.state, "")  # by the deleted_at index, as for sessions
+    query = t.delete().where(t.c.deleted_at < before, state == "DELETED")
+    return int(conn.execute(query).rowcount)
