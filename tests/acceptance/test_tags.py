@@ -149,10 +149,10 @@ def test_bad_arns_and_tags_are_refused(world: World) -> None:
     )
     expect.error(
         lambda: admin.list_tags_for_resource(
-            resourceArn=f"arn:aws:nimble:{REGION}:{ACCOUNT}:streaming-session-backup/x"
+            resourceArn=f"arn:aws:nimble:{REGION}:{ACCOUNT}:streaming-session-stream/x"
         ),
         "ValidationException",
-        "streaming-session-backup",
+        "streaming-session-stream",
         "taggable",
     )
     other_region = arn.replace(f":{REGION}:{ACCOUNT}:", f":eu-west-1:{ACCOUNT}:", 1)

@@ -56,6 +56,28 @@ def require_admin(conn: sa.Connection, caller: Caller, studio_id: str, action: s
         raise denied(caller, action, "only the operator or a studio ADMINISTRATOR may")
 
 
+def require_owner_or_admin(
+    conn: sa.Connection, caller: Caller, studio_id: str, owner: str, action: str, who: str
+) -> None:
+    """Only ``owner`` (a session's owner) and the studio's administrators may do ``action``."""
+    if owner != caller.user_id and not is_admin(conn, caller, studio_id):
+        raise denied(caller, action, f"only {who} and studio administrators may")
+
+
+def listed_owner(
+    conn: sa.Connection, caller: Caller, studio_id: str, owned_by: str | None, what: str
+) -> str | None:
+    """The ``ownedBy`` filter a listing of ``what`` really applies: an administrator's as
+    asked; a non-admin lists only what it owns, and asking for another owner's is denied."""
+    if is_admin(conn, caller, studio_id):
+        return owned_by
+    if owned_by not in (None, caller.user_id):
+        raise denied(
+            caller, f"list the {what} owned by {owned_by}", "only studio administrators may"
+        )
+    return caller.user_id
+
+
 def require_operator(caller: Caller, action: str) -> None:
     if not caller.operator:
         raise denied(caller, action, "only an operator may")

@@ -60,12 +60,8 @@ def readable(
     access.studio(conn, caller, studio_id)
     if backup is None:
         raise errors.not_found("Streaming session backup", backup_id)
-    if backup["owned_by"] != caller.user_id and not access.is_admin(conn, caller, studio_id):
-        raise access.denied(
-            caller,
-            f"read streaming session backup {backup_id}",
-            "only the owner of its session and studio administrators may",
-        )
+    action, who = f"read streaming session backup {backup_id}", "the owner of its session"
+    access.require_owner_or_admin(conn, caller, studio_id, backup["owned_by"], action, who)
     return backup
 
 

@@ -137,12 +137,8 @@ def readable(
     access.studio(conn, caller, studio_id)
     if session is None:
         raise errors.not_found("Streaming session", session_id)
-    if session["owned_by"] != caller.user_id and not access.is_admin(conn, caller, studio_id):
-        raise access.denied(
-            caller,
-            f"act on streaming session {session_id}",
-            "only its owner and studio administrators may",
-        )
+    action = f"act on streaming session {session_id}"
+    access.require_owner_or_admin(conn, caller, studio_id, session["owned_by"], action, "its owner")
     return session
 
 

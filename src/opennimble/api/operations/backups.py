@@ -26,15 +26,9 @@ def list_streaming_session_backups(ctx: Context, params: Params) -> Result:
     """A studio's backups, oldest first; a non-admin sees those of the sessions it owns."""
     studio_id = params["studioId"]
     access.studio(ctx.conn, ctx.caller, studio_id)
-    owned_by = params.get("ownedBy")
-    if not access.is_admin(ctx.conn, ctx.caller, studio_id):
-        if owned_by not in (None, ctx.caller.user_id):
-            raise access.denied(
-                ctx.caller,
-                f"list the streaming session backups owned by {owned_by}",
-                "only studio administrators may",
-            )
-        owned_by = ctx.caller.user_id
+    owned_by = access.listed_owner(
+        ctx.conn, ctx.caller, studio_id, params.get("ownedBy"), "streaming session backups"
+    )
     rows, token = listing.page(
         ctx,
         params,

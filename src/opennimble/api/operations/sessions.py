@@ -121,15 +121,9 @@ def _transition(
 def list_streaming_sessions(ctx: Context, params: Params) -> Result:
     studio_id = params["studioId"]
     access.studio(ctx.conn, ctx.caller, studio_id)
-    owned_by = params.get("ownedBy")
-    if not access.is_admin(ctx.conn, ctx.caller, studio_id):
-        if owned_by not in (None, ctx.caller.user_id):
-            raise access.denied(
-                ctx.caller,
-                f"list the sessions owned by {owned_by}",
-                "only studio administrators may",
-            )
-        owned_by = ctx.caller.user_id
+    owned_by = access.listed_owner(
+        ctx.conn, ctx.caller, studio_id, params.get("ownedBy"), "sessions"
+    )
     session_ids = _session_ids(params.get("sessionIds"))
     created_by = params.get("createdBy")
     rows, token = listing.page(
