@@ -14,10 +14,14 @@ import pathlib
 from typing import Any
 
 import boto3
+import botocore
+import botocore.waiter
 
 TESTED_LIST = pathlib.Path(__file__).parents[1] / "acceptance" / "tested-operations.txt"
 
 STATUSES: dict[str, collections.Counter[int]] = collections.defaultdict(collections.Counter)
+WAITED: set[str] = set()  # waiters (boto3's names) that reached their success state
+_wait = botocore.waiter.Waiter.wait
 
 
 def _record(http_response: Any, model: Any, **_: Any) -> None:
@@ -32,6 +36,12 @@ def install() -> None:
     events = boto3.DEFAULT_SESSION.events
     events.unregister("after-call.nimble", _record, unique_id="opennimble-called")
     events.register("after-call.nimble", _record, unique_id="opennimble-called")
+    botocore.waiter.Waiter.wait = _recording_wait  # type: ignore[method-assign]
+
+
+def _recording_wait(self: botocore.waiter.Waiter, **kwargs: Any) -> None:
+    _wait(self, **kwargs)  # raises WaiterError unless the waiter succeeded
+    WAITED.add(botocore.xform_name(self.name))
 
 
 def succeeded() -> set[str]:
