@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import botocore.config
@@ -25,7 +25,11 @@ import requests
 from opennimble.providers import local_accounts
 from tests.support import databases
 
+if TYPE_CHECKING:
+    from tests.support.clocked import ControlledClock
+
 REGION = "us-west-2"
+SOURCE_TREE = pathlib.Path(__file__).resolve().parents[2]  # where `tests` imports from
 FAST = {
     "Delay": 1,
     "MaxAttempts": 60,
@@ -86,6 +90,8 @@ class Server:
     env: dict[str, str] = dataclasses.field(default_factory=dict)
     port: int = dataclasses.field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    # a clock the test moves (tests/support/clocked.py) instead of the system's
+    clock: ControlledClock | None = None
 
     def __post_init__(self) -> None:
         self.data_dir = reachable(self.data_dir)
@@ -103,9 +109,7 @@ class Server:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.process = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "opennimble",
+                *self._command(),
                 "serve",
                 "--data-dir",
                 str(self.data_dir),
@@ -114,7 +118,7 @@ class Server:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **databases.env_for(self.data_dir), **self.env},
+            env={**os.environ, **databases.env_for(self.data_dir), **self._clock_env(), **self.env},
         )
         log.close()
         deadline = time.monotonic() + 30
@@ -126,6 +130,18 @@ class Server:
                     return
             time.sleep(0.05)
         raise RuntimeError("server did not start in 30 s")
+
+    def _command(self) -> list[str]:
+        """The real `opennimble` command; with a controlled clock, run through its launcher."""
+        if self.clock is None:
+            return [sys.executable, "-m", "opennimble"]
+        return [sys.executable, "-m", "tests.support.clocked", str(self.clock.offset_file)]
+
+    def _clock_env(self) -> dict[str, str]:
+        if self.clock is None:
+            return {}
+        path = os.pathsep.join(p for p in (str(SOURCE_TREE), os.environ.get("PYTHONPATH")) if p)
+        return {"PYTHONPATH": path}
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

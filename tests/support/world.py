@@ -8,9 +8,12 @@ import pathlib
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tests.support.server import FAST, Server, User, kill_all, live_desktops
+
+if TYPE_CHECKING:
+    from tests.support.clocked import ControlledClock
 
 ROLE = "arn:aws:iam::000000000000:role/studio"
 
@@ -136,10 +139,13 @@ def _all_sessions(client: Any, studio_id: str) -> list[dict[str, Any]]:
 
 
 @contextlib.contextmanager
-def running_world(data_dir: pathlib.Path, env: dict[str, str]) -> Iterator[World]:
-    """A server with extra settings (``env``) and a world built on it; at the end every
-    session is deleted, the server stopped, and no desktop may be left running."""
-    srv = Server(data_dir, env=env)
+def running_world(
+    data_dir: pathlib.Path, env: dict[str, str], clock: ControlledClock | None = None
+) -> Iterator[World]:
+    """A server with extra settings (``env``), and a clock the test moves if given, and a world
+    built on it; at the end every session is deleted, the server stopped, and no desktop may be
+    left running."""
+    srv = Server(data_dir, env=env, clock=clock)
     srv.start()
     try:
         built = build(srv)

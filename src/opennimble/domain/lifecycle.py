@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from opennimble import clock, errors
+from opennimble.domain import persistence
 
 STATUS = {
     "CREATE_IN_PROGRESS": ("STREAMING_SESSION_CREATE_IN_PROGRESS", "The session is being created"),
@@ -88,8 +89,10 @@ def timers(attrs: dict[str, Any], started_at: int) -> dict[str, int | None]:
 
 
 def stopped_timer(attrs: dict[str, Any], stopped_at: int) -> int | None:
-    """When a session stopped at ``stopped_at`` will be terminated, if ever."""
+    """When a session stopped at ``stopped_at`` (when it entered STOP_IN_PROGRESS) will be
+    terminated: never when its ``automaticTerminationMode`` is DEACTIVATED (explicitly, or by
+    default with session persistence)."""
     max_stopped = int(attrs.get("maxStoppedSessionLengthInMinutes") or 0)
-    if attrs.get("automaticTerminationMode") == "DEACTIVATED" or max_stopped == 0:
+    if persistence.automatic_termination(attrs) == persistence.DEACTIVATED or max_stopped == 0:
         return None
     return stopped_at + max_stopped * clock.MINUTE

@@ -135,7 +135,7 @@ class Actions:
                 provider_state={**kept, "session_id": row["session_id"]},
                 endpoint={},
                 stop_at=None,
-                terminate_at=lifecycle.stopped_timer(row["attrs"], now),
+                terminate_at=lifecycle.stopped_timer(row["attrs"], row["stopped_at"] or now),
             ):
                 streams.delete_for_session(conn, row["session_id"])
         log.info("session %s stopped", row["session_id"])
@@ -277,7 +277,10 @@ class Actions:
                     **backup_rules.enter("DELETE_IN_PROGRESS", now),
                 )
         log.info("session %s: backup %s taken", sid, backup["backup_id"])
-        await self._delete_backups(row, everything=False)
+        try:  # the stop is done: a backup that fails to go is deleted at the next stop or delete
+            await self._delete_backups(row, everything=False)
+        except Exception:
+            log.exception("session %s: deleting its oldest backups failed", sid)
 
     def _new_backup(self, conn: sa.Connection, row: Row) -> Row:
         now = self.now()

@@ -8,15 +8,15 @@ from opennimble.api import listing, views
 from opennimble.api.context import Context
 from opennimble.api.operations import common
 from opennimble.api.registry import Params, Result, handler
-from opennimble.domain import access, quotas, resources, tags
+from opennimble.domain import access, persistence, quotas, resources, tags
 from opennimble.protocol import validate
 from opennimble.store import members
 from opennimble.store import resources as store
 
 KIND = resources.LAUNCH_PROFILE
 
+# automaticTerminationMode's default depends on sessionPersistenceMode (domain/persistence.py)
 STREAM_DEFAULTS: dict[str, Any] = {
-    "automaticTerminationMode": "ACTIVATED",
     "maxSessionLengthInMinutes": 690,
     "maxStoppedSessionLengthInMinutes": 0,
     "sessionPersistenceMode": "DEACTIVATED",
@@ -56,8 +56,17 @@ def _references(params: Params) -> list[tuple[str, resources.Kind, list[str]]]:
     return refs
 
 
-def _check_references(ctx: Context, params: Params) -> None:
-    """The components and images named must be resources of the studio not being deleted."""
+def _check(ctx: Context, params: Params) -> None:
+    """The components and images named must be resources of the studio not being deleted, and
+    the stream configuration may only use persistence settings it has persistence for."""
+    problems = _reference_problems(ctx, params)
+    if "streamConfiguration" in params:
+        problems += persistence.problems(params["streamConfiguration"])
+    if problems:
+        raise validate.exception(problems)
+
+
+def _reference_problems(ctx: Context, params: Params) -> list[validate.Problem]:
     studio_id = params["studioId"]
     problems: list[validate.Problem] = []
     for field, kind, wanted in _references(params):
@@ -72,15 +81,22 @@ def _check_references(ctx: Context, params: Params) -> None:
                         f" of studio {studio_id}",
                     )
                 )
-    if problems:
-        raise validate.exception(problems)
+    return problems
 
 
 def _attrs(params: Params, fields: tuple[str, ...]) -> dict[str, Any]:
     attrs: dict[str, Any] = {key: params[key] for key in fields if key in params}
     if "streamConfiguration" in attrs:
-        attrs["streamConfiguration"] = {**STREAM_DEFAULTS, **attrs["streamConfiguration"]}
+        attrs["streamConfiguration"] = _stream_configuration(attrs["streamConfiguration"])
     return attrs
+
+
+def _stream_configuration(given: dict[str, Any]) -> dict[str, Any]:
+    """The stream configuration given with every default filled in, so that the launch profile
+    and the sessions that copy it show the settings in effect."""
+    stream = {**STREAM_DEFAULTS, **given}
+    stream["automaticTerminationMode"] = persistence.automatic_termination(stream)
+    return stream
 
 
 @handler
@@ -89,7 +105,7 @@ def create_launch_profile(ctx: Context, params: Params) -> Result:
     studio = access.studio(ctx.conn, ctx.caller, studio_id)
     access.require_admin(ctx.conn, ctx.caller, studio_id, "create launch profiles")
     profile_tags = tags.check(params.get("tags"))
-    _check_references(ctx, params)
+    _check(ctx, params)
     resources.require_open(studio, "create launch profiles in")
     quotas.check_resource(ctx.conn, ctx.install.quotas, KIND, studio_id)
     row = common.create(ctx, KIND, studio_id, params["name"], _attrs(params, ATTRS), profile_tags)
@@ -159,7 +175,7 @@ def list_launch_profiles(ctx: Context, params: Params) -> Result:
 def update_launch_profile(ctx: Context, params: Params) -> Result:
     row = _administered(ctx, params, "update")
     changes = common.changes(params, UPDATABLE)
-    _check_references(ctx, params)
+    _check(ctx, params)
     return {"launchProfile": common.update(ctx, row, _attrs(changes, UPDATABLE))}
 
 
