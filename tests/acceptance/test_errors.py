@@ -1,5 +1,5 @@
 """Errors as a boto3 user sees them: every validation rule of the model checked by the server,
-unknown resources, operations not implemented yet, unknown paths and wrong-state requests.
+unknown resources, unknown paths and wrong-state requests.
 
 Validation cases go through ``user.client(validate=False)`` so that botocore's own client-side
 checks do not catch the bad values first; values botocore cannot even serialize are sent as raw,
@@ -18,17 +18,12 @@ import botocore.auth
 import botocore.awsrequest
 import botocore.credentials
 import botocore.session
-import botocore.validate
 import pytest
 import requests
 from botocore.exceptions import ClientError
 
-import opennimble.api.operations
-from opennimble.api import registry
 from tests.support.server import FAST, REGION, User
 from tests.support.world import ROLE, World
-
-assert opennimble.api.operations  # importing the package fills registry.HANDLERS
 
 FAKE_ID = "AAAAAAAAAAAAAAAAAAAAAA"  # 22 characters, the form of every resource id
 UNKNOWN_STUDIO = f"{REGION}:stid-000000000000"
@@ -553,82 +548,6 @@ def test_an_unknown_path_is_a_json_error(world: World) -> None:
     assert 400 <= response.status_code < 500
     message = json_error(response, response.headers["x-amzn-ErrorType"], response.status_code)
     assert "DELETE" in message
-
-
-# ---- operations of the model not implemented yet -------------------------------------------
-
-
-def plausible_args(world: World, operation: str) -> dict[str, Any]:
-    """Arguments a user might really send: valid for the model, naming real resources."""
-    sid = world.studio.studio_id
-    lp = world.studio.launch_profile_id
-    arn = f"arn:aws:nimble:{REGION}:000000000000:studio/{sid}"
-    studio = {"studioId": sid}
-    profile = {"studioId": sid, "launchProfileId": lp}
-    session = {"studioId": sid, "sessionId": FAKE_ID}
-    image = {"studioId": sid, "streamingImageId": world.studio.other_image_id}
-    component = {"studioId": sid, "studioComponentId": world.studio.component_id}
-    return {
-        "AcceptEulas": {**studio, "eulaIds": ["eula-1"]},
-        "DeleteLaunchProfile": profile,
-        "DeleteLaunchProfileMember": {**profile, "principalId": world.artist2.user_id},
-        "DeleteStreamingImage": image,
-        "DeleteStudio": studio,
-        "DeleteStudioComponent": component,
-        "DeleteStudioMember": {**studio, "principalId": world.artist2.user_id},
-        "GetEula": {"eulaId": "eula-1"},
-        "GetLaunchProfileDetails": profile,
-        "GetLaunchProfileInitialization": {
-            **profile,
-            "launchProfileProtocolVersions": ["2021-03-31"],
-            "launchPurpose": "WORKSTATION",
-            "platform": "LINUX",
-        },
-        "GetStreamingSessionBackup": {**studio, "backupId": FAKE_ID},
-        "ListEulaAcceptances": studio,
-        "ListEulas": {},
-        "ListStreamingSessionBackups": studio,
-        "ListTagsForResource": {"resourceArn": arn},
-        "StartStreamingSession": session,
-        "StartStudioSSOConfigurationRepair": studio,
-        "StopStreamingSession": {**session, "volumeRetentionMode": "RETAIN"},
-        "TagResource": {"resourceArn": arn, "tags": {"team": "lighting"}},
-        "UntagResource": {"resourceArn": arn, "tagKeys": ["team"]},
-        "UpdateLaunchProfile": {**profile, "description": "new description"},
-        "UpdateLaunchProfileMember": {
-            **profile,
-            "principalId": world.artist2.user_id,
-            "persona": "USER",
-        },
-        "UpdateStreamingImage": {**image, "description": "new description"},
-        "UpdateStudio": {**studio, "displayName": "new name"},
-        "UpdateStudioComponent": {**component, "description": "new description"},
-    }[operation]
-
-
-def _unimplemented() -> list[str]:
-    model = botocore.session.get_session().get_service_model("nimble")
-    return sorted(set(model.operation_names) - set(registry.HANDLERS))
-
-
-def _snake(name: str) -> str:
-    return botocore.xform_name(name)
-
-
-@pytest.mark.parametrize("operation", _unimplemented())
-def test_an_operation_not_implemented_yet_answers_a_modelled_error(
-    world: World, operation: str
-) -> None:
-    client = world.operator.client(validate=False)
-    args = plausible_args(world, operation)
-    # the arguments are valid for the model, so what the server answers is about the operation
-    op_model = client.meta.service_model.operation_model(operation)
-    report = botocore.validate.ParamValidator().validate(args, op_model.input_shape)
-    assert not report.has_errors(), report.generate_report()
-    with pytest.raises(client.exceptions.ValidationException) as info:
-        getattr(client, _snake(operation))(**args)
-    message = check(info.value, "ValidationException", 400, operation)
-    assert "not supported" in message
 
 
 # ---- wrong states ------------------------------------------------------------------------------

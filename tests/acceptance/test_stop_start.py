@@ -156,8 +156,8 @@ def test_start_of_a_session_that_is_not_stopped_is_a_conflict(
 ) -> None:
     artist = world.artist.client()
     assert "while it is READY" in conflict(artist, "start_streaming_session", world, ready)
-    with pytest.raises(botocore.exceptions.ClientError) as raised:
+    with pytest.raises(botocore.exceptions.ClientError) as raised:  # the state comes first
         call(artist, "start_streaming_session", world, ready, backupId="no-such-backup")
-    assert raised.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    assert raised.value.response["Error"]["Code"] == "ConflictException"
     call(artist, "delete_streaming_session", world, ready)
     assert "while it is DELETE" in conflict(artist, "start_streaming_session", world, ready)
