@@ -22,6 +22,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
+from tests.support import databases
 from tests.support.server import FAST, REGION, User
 from tests.support.world import ROLE, World
 
@@ -605,18 +606,24 @@ def test_a_stream_into_a_deleted_session_conflicts(world: World) -> None:
     assert gone["state"] == "DELETED"
 
 
+@pytest.mark.skipif(
+    not databases.postgresql(), reason="needs a server without a reconciler: PostgreSQL only"
+)
 def test_a_session_from_a_launch_profile_not_ready_yet_conflicts(world: World) -> None:
-    """Racy by nature: the reconciler marks a new launch profile READY within milliseconds.
-    When it wins, the case cannot be observed through the API and is skipped."""
-    admin = world.studio.admin.client()
-    sid = world.studio.studio_id
-    profile = admin.create_launch_profile(**launch_profile_args(world))["launchProfile"]
+    """With no reconciler running (``serve --no-reconciler``), a new launch profile stays
+    CREATE_IN_PROGRESS, and a session from it is a conflict."""
+    srv, admin, sid = world.server, world.studio.admin.client(), world.studio.studio_id
+    env = dict(srv.env)
+    srv.stop()
+    srv.env = {**env, "OPENNIMBLE_RECONCILER": "false"}
+    srv.start()
     try:
-        session = admin.create_streaming_session(
-            studioId=sid, launchProfileId=profile["launchProfileId"]
-        )["session"]
-    except admin.exceptions.ConflictException as exc:
-        check(exc, "ConflictException", 409, profile["launchProfileId"], "READY")
-        return
-    assert session["state"] == "CREATE_IN_PROGRESS"  # deleted by the world's teardown
-    pytest.skip("the launch profile became READY before the session was asked for")
+        profile = admin.create_launch_profile(**launch_profile_args(world))["launchProfile"]
+        assert profile["state"] == "CREATE_IN_PROGRESS"
+        with pytest.raises(admin.exceptions.ConflictException) as info:
+            admin.create_streaming_session(studioId=sid, launchProfileId=profile["launchProfileId"])
+        check(info.value, "ConflictException", 409, profile["launchProfileId"], "READY")
+    finally:
+        srv.stop()
+        srv.env = env
+        srv.start()
