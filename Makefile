@@ -96,6 +96,7 @@ bench: setup test-packages
 	$(BIN)/python -m bench.api_latency
 	$(BIN)/python -m bench.stream_first_frame
 	$(BIN)/python -m bench.session_ready
+	$(BIN)/python -m bench.backup
 
 clean:
 	rm -rf $(VENV) node_modules .cache .pytest_cache .mypy_cache .ruff_cache
