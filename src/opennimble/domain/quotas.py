@@ -51,8 +51,9 @@ def _exceeded(
 def check_resource(
     conn: sa.Connection, quotas: Quotas, kind: resources.Kind, studio_id: str
 ) -> None:
-    """Room for one more launch profile or streaming image in the studio."""
-    label, setting, limit = {
+    """Room for one more launch profile or streaming image in the studio (other kinds have
+    no quota)."""
+    quota = {
         resources.LAUNCH_PROFILE.name: (
             "launch profiles per studio",
             "max_launch_profiles_per_studio",
@@ -63,7 +64,10 @@ def check_resource(
             "max_streaming_images_per_studio",
             quotas.streaming_images_per_studio,
         ),
-    }[kind.name]
+    }.get(kind.name)
+    if quota is None:
+        return
+    label, setting, limit = quota
     resource_store.lock_studio(conn, studio_id)
     count = resource_store.count_live(conn, kind.name, studio_id)
     if count >= limit:

@@ -7,10 +7,23 @@ from typing import Any
 from opennimble.api import views
 from opennimble.api.context import Context
 from opennimble.api.registry import Params
-from opennimble.domain import dependencies, resources
+from opennimble.domain import access, dependencies, quotas, resources, tags
 from opennimble.protocol import validate
 
 Row = dict[str, Any]
+
+
+def creating(ctx: Context, params: Params, kind: resources.Kind) -> tuple[str, dict[str, str]]:
+    """Check that the caller may add a ``kind`` to the request's studio now (an administrator,
+    the studio not being deleted, room in its quota, valid tags); the studio id and the tags."""
+    studio_id = params["studioId"]
+    studio = access.studio(ctx.conn, ctx.caller, studio_id)
+    plural = f"{kind.label.lower()}s"
+    access.require_admin(ctx.conn, ctx.caller, studio_id, f"create {plural}")
+    new_tags = tags.check(params.get("tags"))
+    resources.require_open(studio, f"create {plural} in")
+    quotas.check_resource(ctx.conn, ctx.install.quotas, kind, studio_id)
+    return studio_id, new_tags
 
 
 def create(
@@ -34,6 +47,16 @@ def create(
     )
     ctx.install.wake_reconciler()
     return views.resource(ctx, row)
+
+
+def administered(ctx: Context, params: Params, kind: resources.Kind, action: str) -> Row:
+    """The studio resource the request names (also when DELETED), for an administrator to
+    ``action`` (update, delete); AccessDeniedException for anyone else."""
+    studio_id = params["studioId"]
+    access.studio(ctx.conn, ctx.caller, studio_id)
+    row = resources.get_any(ctx.conn, kind, studio_id, params[kind.id_field])
+    access.require_admin(ctx.conn, ctx.caller, studio_id, f"{action} {kind.label.lower()}s")
+    return row
 
 
 def changes(params: Params, fields: tuple[str, ...]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from opennimble.api import listing, views
 from opennimble.api.context import Context
 from opennimble.api.operations import common
 from opennimble.api.registry import Params, Result, handler
-from opennimble.domain import access, persistence, quotas, resources, tags
+from opennimble.domain import access, persistence, resources
 from opennimble.protocol import validate
 from opennimble.store import members
 from opennimble.store import resources as store
@@ -101,13 +101,8 @@ def _stream_configuration(given: dict[str, Any]) -> dict[str, Any]:
 
 @handler
 def create_launch_profile(ctx: Context, params: Params) -> Result:
-    studio_id = params["studioId"]
-    studio = access.studio(ctx.conn, ctx.caller, studio_id)
-    access.require_admin(ctx.conn, ctx.caller, studio_id, "create launch profiles")
-    profile_tags = tags.check(params.get("tags"))
+    studio_id, profile_tags = common.creating(ctx, params, KIND)
     _check(ctx, params)
-    resources.require_open(studio, "create launch profiles in")
-    quotas.check_resource(ctx.conn, ctx.install.quotas, KIND, studio_id)
     row = common.create(ctx, KIND, studio_id, params["name"], _attrs(params, ATTRS), profile_tags)
     return {"launchProfile": row}
 
@@ -128,14 +123,6 @@ def readable(
             f"use launch profile {launch_profile_id}",
             "only its members and studio administrators may",
         )
-    return row
-
-
-def _administered(ctx: Context, params: Params, action: str) -> dict[str, Any]:
-    studio_id = params["studioId"]
-    access.studio(ctx.conn, ctx.caller, studio_id)
-    row = resources.get_any(ctx.conn, KIND, studio_id, params["launchProfileId"])
-    access.require_admin(ctx.conn, ctx.caller, studio_id, f"{action} launch profiles")
     return row
 
 
@@ -173,7 +160,7 @@ def list_launch_profiles(ctx: Context, params: Params) -> Result:
 
 @handler
 def update_launch_profile(ctx: Context, params: Params) -> Result:
-    row = _administered(ctx, params, "update")
+    row = common.administered(ctx, params, KIND, "update")
     changes = common.changes(params, UPDATABLE)
     _check(ctx, params)
     return {"launchProfile": common.update(ctx, row, _attrs(changes, UPDATABLE))}
@@ -181,5 +168,5 @@ def update_launch_profile(ctx: Context, params: Params) -> Result:
 
 @handler
 def delete_launch_profile(ctx: Context, params: Params) -> Result:
-    row = _administered(ctx, params, "delete")
+    row = common.administered(ctx, params, KIND, "delete")
     return {"launchProfile": common.delete(ctx, row)}

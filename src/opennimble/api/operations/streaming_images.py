@@ -12,7 +12,7 @@ from opennimble.api import listing, views
 from opennimble.api.context import Context
 from opennimble.api.operations import common
 from opennimble.api.registry import Params, Result, handler
-from opennimble.domain import access, quotas, resources, tags
+from opennimble.domain import access, resources
 from opennimble.store import resources as store
 
 KIND = resources.STREAMING_IMAGE
@@ -21,12 +21,7 @@ UPDATABLE = ("name", "description")
 
 @handler
 def create_streaming_image(ctx: Context, params: Params) -> Result:
-    studio_id = params["studioId"]
-    studio = access.studio(ctx.conn, ctx.caller, studio_id)
-    access.require_admin(ctx.conn, ctx.caller, studio_id, "create streaming images")
-    image_tags = tags.check(params.get("tags"))
-    resources.require_open(studio, "create streaming images in")
-    quotas.check_resource(ctx.conn, ctx.install.quotas, KIND, studio_id)
+    studio_id, image_tags = common.creating(ctx, params, KIND)
     attrs: dict[str, Any] = {
         key: params[key] for key in ("name", "description", "ec2ImageId") if key in params
     }
@@ -69,22 +64,14 @@ def list_streaming_images(ctx: Context, params: Params) -> Result:
     return {"streamingImages": [views.resource(ctx, r) for r in rows], "nextToken": token}
 
 
-def _administered(ctx: Context, params: Params, action: str) -> dict[str, Any]:
-    studio_id = params["studioId"]
-    access.studio(ctx.conn, ctx.caller, studio_id)
-    row = resources.get_any(ctx.conn, KIND, studio_id, params["streamingImageId"])
-    access.require_admin(ctx.conn, ctx.caller, studio_id, f"{action} streaming images")
-    return row
-
-
 @handler
 def update_streaming_image(ctx: Context, params: Params) -> Result:
-    row = _administered(ctx, params, "update")
+    row = common.administered(ctx, params, KIND, "update")
     changes = common.changes(params, UPDATABLE)
     return {"streamingImage": common.update(ctx, row, changes)}
 
 
 @handler
 def delete_streaming_image(ctx: Context, params: Params) -> Result:
-    row = _administered(ctx, params, "delete")
+    row = common.administered(ctx, params, KIND, "delete")
     return {"streamingImage": common.delete(ctx, row)}

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from opennimble.api import listing, views
 from opennimble.api.context import Context
 from opennimble.api.operations import common
 from opennimble.api.registry import Params, Result, handler
-from opennimble.domain import access, resources, tags
+from opennimble.domain import access, resources
 from opennimble.store import resources as store
 
 KIND = resources.STUDIO_COMPONENT
@@ -28,11 +26,7 @@ ATTRS = (
 
 @handler
 def create_studio_component(ctx: Context, params: Params) -> Result:
-    studio_id = params["studioId"]
-    studio = access.studio(ctx.conn, ctx.caller, studio_id)
-    access.require_admin(ctx.conn, ctx.caller, studio_id, "create studio components")
-    component_tags = tags.check(params.get("tags"))
-    resources.require_open(studio, "create studio components in")
+    studio_id, component_tags = common.creating(ctx, params, KIND)
     attrs = {key: params[key] for key in ATTRS if key in params}
     row = common.create(ctx, KIND, studio_id, params["name"], attrs, component_tags)
     return {"studioComponent": row}
@@ -67,22 +61,14 @@ def list_studio_components(ctx: Context, params: Params) -> Result:
     return {"studioComponents": [views.resource(ctx, r) for r in rows], "nextToken": token}
 
 
-def _administered(ctx: Context, params: Params, action: str) -> dict[str, Any]:
-    studio_id = params["studioId"]
-    access.studio(ctx.conn, ctx.caller, studio_id)
-    row = resources.get_any(ctx.conn, KIND, studio_id, params["studioComponentId"])
-    access.require_admin(ctx.conn, ctx.caller, studio_id, f"{action} studio components")
-    return row
-
-
 @handler
 def update_studio_component(ctx: Context, params: Params) -> Result:
-    row = _administered(ctx, params, "update")
+    row = common.administered(ctx, params, KIND, "update")
     changes = common.changes(params, ATTRS)
     return {"studioComponent": common.update(ctx, row, changes)}
 
 
 @handler
 def delete_studio_component(ctx: Context, params: Params) -> Result:
-    row = _administered(ctx, params, "delete")
+    row = common.administered(ctx, params, KIND, "delete")
     return {"studioComponent": common.delete(ctx, row)}
