@@ -7,17 +7,16 @@ import contextlib
 import dataclasses
 import os
 import pathlib
-import signal
 import subprocess
 import sys
 import time
 
 from tests.support import databases
-from tests.support.server import Server, reachable
+from tests.support.server import Child, Server, reachable
 
 
 @dataclasses.dataclass
-class Worker:
+class Worker(Child):
     """An ``opennimble worker`` process: a workstation host of the installation."""
 
     data_dir: pathlib.Path
@@ -49,25 +48,6 @@ class Worker:
             if time.monotonic() > deadline:
                 raise RuntimeError("worker did not start in 30 s")
             time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-    def kill9(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-        self.process = None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 @dataclasses.dataclass

@@ -84,8 +84,37 @@ def _remove_installation(base: pathlib.Path) -> None:
     shutil.rmtree(base, ignore_errors=True)
 
 
+class Child:
+    """What the test's opennimble processes share: a child process that logs to a file."""
+
+    process: subprocess.Popen[bytes] | None
+
+    @property
+    def log_path(self) -> pathlib.Path:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def kill9(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        self.process = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
 @dataclasses.dataclass
-class Server:
+class Server(Child):
     data_dir: pathlib.Path
     env: dict[str, str] = dataclasses.field(default_factory=dict)
     port: int = dataclasses.field(default_factory=free_port)
@@ -143,22 +172,6 @@ class Server:
         path = os.pathsep.join(p for p in (str(SOURCE_TREE), os.environ.get("PYTHONPATH")) if p)
         return {"PYTHONPATH": path}
 
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-    def kill9(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-        self.process = None
-
     def user(self, name: str, operator: bool = False) -> User:
         flags = ["--operator"] if operator else []
         created = cli(self.data_dir, "users", "create", name, *flags, env=self.env)
@@ -171,9 +184,6 @@ class Server:
             str(key["secretAccessKey"]),
             self,
         )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 @dataclasses.dataclass
