@@ -26,7 +26,7 @@ from opennimble import clock
 from opennimble.domain.stream_tokens import StreamTokens
 from opennimble.gateway import app as gateway
 from opennimble.store import database, sessions, streams
-from tests.integration.test_stream_gate import LIFETIME, T0, Clock, session_row
+from tests.integration.test_stream_gate import LIFETIME, T0, Clock, session_row, stream_row
 from tests.support import vnc
 from tests.support.server import free_port
 
@@ -65,23 +65,10 @@ class Site:
             sessions.update(conn, session_id, state=state)
 
     def stream(self, session_id: str) -> str:
-        stream_id = uuid.uuid4().hex[:22]
+        row = stream_row(session_id)
         with self.db.write() as conn:
-            streams.insert(
-                conn,
-                {
-                    "stream_id": stream_id,
-                    "session_id": session_id,
-                    "studio_id": "us-west-2:stid-000000000000",
-                    "created_by": "user-1",
-                    "owned_by": "user-1",
-                    "created_at": T0,
-                    "expires_at": T0 + LIFETIME,
-                    "state": "READY",
-                    "status_code": "STREAM_READY",
-                },
-            )
-        return stream_id
+            streams.insert(conn, row)
+        return str(row["stream_id"])
 
     def url(self, stream_id: str) -> str:
         with self.db.read() as conn:

@@ -44,23 +44,10 @@ class Gate:
         return session_id
 
     def stream(self, session_id: str, expires_at: int = T0 + LIFETIME) -> str:
-        stream_id = uuid.uuid4().hex[:22]
+        row = stream_row(session_id, expires_at)
         with self.db.write() as conn:
-            streams.insert(
-                conn,
-                {
-                    "stream_id": stream_id,
-                    "session_id": session_id,
-                    "studio_id": "us-west-2:stid-000000000000",
-                    "created_by": "user-1",
-                    "owned_by": "user-1",
-                    "created_at": T0,
-                    "expires_at": expires_at,
-                    "state": "READY",
-                    "status_code": "STREAM_READY",
-                },
-            )
-        return stream_id
+            streams.insert(conn, row)
+        return str(row["stream_id"])
 
     def token(self, stream_id: str) -> str:
         with self.db.read() as conn:
@@ -79,6 +66,21 @@ class Gate:
             row = streams.get(conn, stream_id)
         assert row is not None
         return row["used_at"]  # type: ignore[no-any-return]
+
+
+def stream_row(session_id: str, expires_at: int = T0 + LIFETIME) -> dict[str, Any]:
+    """A READY stream of ``session_id`` (a new id), created at T0."""
+    return {
+        "stream_id": uuid.uuid4().hex[:22],
+        "session_id": session_id,
+        "studio_id": "us-west-2:stid-000000000000",
+        "created_by": "user-1",
+        "owned_by": "user-1",
+        "created_at": T0,
+        "expires_at": expires_at,
+        "state": "READY",
+        "status_code": "STREAM_READY",
+    }
 
 
 def session_row(session_id: str, state: str) -> dict[str, Any]:
