@@ -94,6 +94,18 @@ def pg_reachable() -> bool:
     return True
 
 
+def backends(names: str) -> list[str]:
+    """The databases of ``--backends`` (comma-separated) to measure: PostgreSQL only if its
+    server answers (otherwise the run says so and skips it)."""
+    chosen = []
+    for backend in names.split(","):
+        if backend == "postgresql" and not pg_reachable():
+            log(f"no PostgreSQL at {PG_SERVER}: skipped")
+            continue
+        chosen.append(backend)
+    return chosen
+
+
 # --- installations ---------------------------------------------------------------------------
 
 

@@ -89,10 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|---|---|",
     ]
     with tempfile.TemporaryDirectory(prefix="opennimble-bench-") as tmp:
-        for backend in args.backends.split(","):
-            if backend == "postgresql" and not common.pg_reachable():
-                common.log(f"no PostgreSQL at {common.PG_SERVER}: skipped")
-                continue
+        for backend in common.backends(args.backends):
             lines += bench(backend, args.large, args.seconds, pathlib.Path(tmp))
     print("\nListStreamingSessions(ownedBy), one page of 100, one connection:")
     print("\n".join(lines))

@@ -120,10 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|",
     ]
     with tempfile.TemporaryDirectory(prefix="opennimble-bench-") as tmp:
-        for backend in args.backends.split(","):
-            if backend == "postgresql" and not common.pg_reachable():
-                common.log(f"no PostgreSQL at {common.PG_SERVER}: skipped")
-                continue
+        for backend in common.backends(args.backends):
             lines += bench(backend, args.sessions, pathlib.Path(tmp))
     print(f"\nCREATE_IN_PROGRESS -> READY, instant provider, {args.sessions} sessions a round:")
     print("\n".join(lines))

@@ -137,10 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     with tempfile.TemporaryDirectory(prefix="opennimble-bench-") as tmp:
         bare = baseline(args.seconds, pathlib.Path(tmp))
-        for backend in args.backends.split(","):
-            if backend == "postgresql" and not common.pg_reachable():
-                common.log(f"no PostgreSQL at {common.PG_SERVER}: skipped")
-                continue
+        for backend in common.backends(args.backends):
             lines += bench(backend, args.seconds, pathlib.Path(tmp))
     print(
         f"\nwrk, {CONNECTIONS} connections in all, {args.seconds:g} s rounds (median of {ROUNDS}):"
