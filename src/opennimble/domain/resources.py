@@ -131,6 +131,17 @@ def get_any(conn: sa.Connection, kind: Kind, studio_id: str, resource_id: str) -
     return row
 
 
+def present(conn: sa.Connection, kind: Kind, studio_id: str, resource_ids: list[str]) -> list[Row]:
+    """The resources named (a launch profile's components or images) that exist and are not
+    being deleted, in the order named; the others are left out."""
+    found = []
+    for resource_id in resource_ids:
+        row = resources.get(conn, kind.name, resource_id, studio_id)
+        if row is not None and row["state"] not in GONE:
+            found.append(row)
+    return found
+
+
 def conflict(row: Row, action: str) -> errors.ConflictException:
     kind = KINDS[row["kind"]]
     return errors.ConflictException(

@@ -165,11 +165,8 @@ def initialization_scripts(conn: sa.Connection, session: Row) -> list[Initializa
     if profile is None or profile["state"] in resources.GONE:
         return []
     found = []
-    for component_id in profile["attrs"].get("studioComponentIds", []):
-        kind = resources.STUDIO_COMPONENT.name
-        component = resource_store.get(conn, kind, component_id, studio_id)
-        if component is None or component["state"] in resources.GONE:
-            continue
+    wanted = profile["attrs"].get("studioComponentIds", [])
+    for component in resources.present(conn, resources.STUDIO_COMPONENT, studio_id, wanted):
         attrs = component["attrs"]
         parameters = tuple((p["key"], p["value"]) for p in attrs.get("scriptParameters", []))
         found += [

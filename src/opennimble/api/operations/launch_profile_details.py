@@ -20,7 +20,6 @@ from opennimble.api.operations import launch_profiles
 from opennimble.api.registry import Params, Result, handler
 from opennimble.domain import resources
 from opennimble.protocol import validate
-from opennimble.store import resources as store
 
 Row = dict[str, Any]
 LAUNCH_PURPOSE = re.compile(r"[A-Z0-9_]{1,64}")
@@ -32,21 +31,13 @@ SCRIPT_LISTS = {
 
 
 def _components(ctx: Context, profile: Row) -> list[Row]:
-    found = []
-    for component_id in profile["attrs"].get("studioComponentIds", []):
-        row = store.get(ctx.conn, resources.STUDIO_COMPONENT.name, component_id)
-        if row is not None and row["state"] not in resources.GONE:
-            found.append(row)
-    return found
+    wanted = profile["attrs"].get("studioComponentIds", [])
+    return resources.present(ctx.conn, resources.STUDIO_COMPONENT, profile["studio_id"], wanted)
 
 
 def _images(ctx: Context, profile: Row) -> list[Row]:
-    found = []
-    for image_id in profile["attrs"]["streamConfiguration"]["streamingImageIds"]:
-        row = store.get(ctx.conn, resources.STREAMING_IMAGE.name, image_id)
-        if row is not None and row["state"] not in resources.GONE:
-            found.append(row)
-    return found
+    wanted = profile["attrs"]["streamConfiguration"]["streamingImageIds"]
+    return resources.present(ctx.conn, resources.STREAMING_IMAGE, profile["studio_id"], wanted)
 
 
 def _summary(row: Row) -> Row:
