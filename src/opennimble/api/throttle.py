@@ -9,6 +9,7 @@ live in the server process: with several servers each one enforces the rate on i
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 
@@ -25,16 +26,19 @@ class Throttle:
         self.burst = burst
         self._monotonic = monotonic
         self._buckets: dict[str, tuple[float, float]] = {}  # user id -> (tokens, when)
+        self._lock = threading.Lock()  # handlers run in threads on PostgreSQL
 
     def admit(self, caller: Caller) -> None:
         """Take a token for ``caller`` or raise ThrottlingException."""
         if self.rate <= 0:
             return
-        now = self._monotonic()
-        tokens, when = self._buckets.get(caller.user_id, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - when) * self.rate)
-        if tokens < 1:
-            self._buckets[caller.user_id] = (tokens, now)
+        with self._lock:
+            now = self._monotonic()
+            tokens, when = self._buckets.get(caller.user_id, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - when) * self.rate)
+            admitted = tokens >= 1
+            self._buckets[caller.user_id] = (tokens - 1 if admitted else tokens, now)
+        if not admitted:
             wait = math.ceil((1 - tokens) / self.rate * 1000)
             raise errors.ThrottlingException(
                 f"Rate exceeded for user {caller.name} ({caller.user_id}): at most "
@@ -42,4 +46,3 @@ class Throttle:
                 code="ThrottlingException",
                 context={"limit": f"{self.rate:g}/s", "retryAfterMs": str(wait)},
             )
-        self._buckets[caller.user_id] = (tokens - 1, now)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from opennimble.api.context import Context
-from opennimble.domain import eulas, resources
+from opennimble.domain import eulas, resources, tags
 
 Row = dict[str, Any]
 
@@ -44,7 +44,7 @@ def member(row: Row) -> Row:
 def session(ctx: Context, row: Row) -> Row:
     attrs = row["attrs"]
     return {
-        "arn": ctx.install.arn("streaming-session", row["session_id"]),
+        "arn": ctx.install.arn(tags.SESSION_ARN_TYPE, row["session_id"]),
         "sessionId": row["session_id"],
         "launchProfileId": row["launch_profile_id"],
         "streamingImageId": row["streaming_image_id"],
@@ -76,7 +76,7 @@ def session(ctx: Context, row: Row) -> Row:
 
 def backup(ctx: Context, row: Row) -> Row:
     return {
-        "arn": ctx.install.arn("streaming-session-backup", row["backup_id"]),
+        "arn": ctx.install.arn(tags.BACKUP_ARN_TYPE, row["backup_id"]),
         "backupId": row["backup_id"],
         "sessionId": row["session_id"],
         "launchProfileId": row["launch_profile_id"],
