@@ -13,14 +13,13 @@ import dataclasses
 import logging
 from typing import Any
 
-import sqlalchemy as sa
-
 from opennimble import clock
 from opennimble.domain import backups as backup_rules
-from opennimble.domain import ids, lifecycle
+from opennimble.domain import lifecycle
 from opennimble.domain import sessions as rules
 from opennimble.providers import base
-from opennimble.store import backups, database, sessions, streams, users
+from opennimble.reconciler import backups
+from opennimble.store import database, sessions, streams, users
 
 log = logging.getLogger("opennimble.reconciler")
 
@@ -50,6 +49,7 @@ class Actions:
         self.provider = provider
         self.now = now
         self.ready_timeout = ready_timeout
+        self.backups = backups.SessionBackups(db, provider, now)
 
     async def run(self, row: Row) -> None:
         """Do the work of ``row``'s state; failures are recorded, never raised."""
@@ -71,7 +71,7 @@ class Actions:
     async def bring_up(self, row: Row) -> None:
         state, spec = _state_of(row), self._spec(row)
         if row["state"] == "START_IN_PROGRESS" and row["attrs"].get("restoreBackupId"):
-            await self._restore(row, spec, state)
+            await self.backups.restore(row, spec, state)
         state = {**await self.provider.start(spec, state), "session_id": row["session_id"]}
         with self.db.write() as conn:
             sessions.update(
@@ -99,7 +99,7 @@ class Actions:
 
     async def tear_down(self, row: Row) -> None:
         await self.provider.delete(_state_of(row))
-        await self._delete_backups(row, everything=True)  # only this session could use them
+        await self.backups.delete(row, everything=True)  # only this session could use them
         now = self.now()
         with self.db.write() as conn:
             if sessions.transition(
@@ -122,7 +122,7 @@ class Actions:
         keep = backup_rules.wanted(row["attrs"])
         kept = await self.provider.stop(_state_of(row), discard_storage=discard and not keep)
         if keep:  # the backup comes before the storage is discarded
-            await self._back_up(row, {**kept, "session_id": row["session_id"]}, keep)
+            await self.backups.take(row, {**kept, "session_id": row["session_id"]}, keep)
             if discard:
                 kept = await self.provider.stop(kept, discard_storage=True)
         now = self.now()
@@ -196,7 +196,9 @@ class Actions:
         if target in ("CREATE_FAILED", "START_FAILED"):
             await self._clean_up_failed(row)
         if target == "STOP_FAILED":
-            self._backup_failed(row["session_id"], code, f"The session failed to stop: {message}")
+            self.backups.fail_pending(
+                row["session_id"], code, f"The session failed to stop: {message}"
+            )
         with self.db.write() as conn:
             sessions.transition(
                 conn,
@@ -242,121 +244,6 @@ class Actions:
                 attempts=attempts,
                 next_attempt_at=now + int(delay * clock.SECOND),
             )
-
-    # ---- backups ----------------------------------------------------------------------------
-
-    async def _back_up(self, row: Row, kept: base.ProviderState, keep: int) -> None:
-        """Take a backup of the stopped session's storage, then drop the oldest beyond
-        ``keep``. A permanent failure fails the backup, not the stop; a temporary one is
-        retried with the stop (the same backup row is used again)."""
-        sid = row["session_id"]
-        with self.db.write() as conn:
-            pending = backups.of_session(conn, sid, ("CREATE_IN_PROGRESS",))
-            backup = pending[0] if pending else self._new_backup(conn, row)
-        try:
-            taken = await self.provider.back_up(kept, backup["backup_id"])
-        except base.PermanentFailure as exc:
-            self._backup_failed(sid, exc.status_code, exc.message)
-            return
-        now = self.now()
-        with self.db.write() as conn:
-            backups.transition(
-                conn,
-                backup["backup_id"],
-                ("CREATE_IN_PROGRESS",),
-                **backup_rules.enter("READY", now),
-                provider=self.provider.name,
-                provider_state=taken,
-            )
-            ready = backups.of_session(conn, sid, ("READY",))
-            for old in backup_rules.beyond_retention(ready, keep):
-                backups.transition(
-                    conn,
-                    old["backup_id"],
-                    ("READY",),
-                    **backup_rules.enter("DELETE_IN_PROGRESS", now),
-                )
-        log.info("session %s: backup %s taken", sid, backup["backup_id"])
-        try:  # the stop is done: a backup that fails to go is deleted at the next stop or delete
-            await self._delete_backups(row, everything=False)
-        except Exception:
-            log.exception("session %s: deleting its oldest backups failed", sid)
-
-    def _new_backup(self, conn: sa.Connection, row: Row) -> Row:
-        now = self.now()
-        backup = {
-            "backup_id": ids.resource_id(),
-            "studio_id": row["studio_id"],
-            "session_id": row["session_id"],
-            "launch_profile_id": row["launch_profile_id"],
-            "owned_by": row["owned_by"],
-            "tags": row["tags"],
-            "created_at": now,
-            "deleted_at": None,
-            "provider": self.provider.name,
-            "provider_state": {},
-            **backup_rules.enter("CREATE_IN_PROGRESS", now),
-        }
-        backups.insert(conn, backup)
-        return backup
-
-    def _backup_failed(self, session_id: str, code: str, message: str) -> None:
-        with self.db.write() as conn:
-            for backup in backups.of_session(conn, session_id, ("CREATE_IN_PROGRESS",)):
-                backups.transition(
-                    conn,
-                    backup["backup_id"],
-                    ("CREATE_IN_PROGRESS",),
-                    state="CREATE_FAILED",
-                    status_code=code,
-                    status_message=f"The backup failed: {message}",
-                    updated_at=self.now(),
-                )
-                log.warning(
-                    "session %s: backup %s failed: %s", session_id, backup["backup_id"], message
-                )
-
-    async def _delete_backups(self, row: Row, *, everything: bool) -> None:
-        """Delete the session's backups marked DELETE_IN_PROGRESS (``everything``: all)."""
-        sid, now = row["session_id"], self.now()
-        if everything:
-            with self.db.write() as conn:
-                live = ("CREATE_IN_PROGRESS", "READY", "CREATE_FAILED")
-                for backup in backups.of_session(conn, sid, live):
-                    backups.transition(
-                        conn,
-                        backup["backup_id"],
-                        live,
-                        **backup_rules.enter("DELETE_IN_PROGRESS", now),
-                    )
-        with self.db.read() as conn:
-            doomed = backups.of_session(conn, sid, ("DELETE_IN_PROGRESS",))
-        for backup in doomed:
-            if backup["provider_state"]:
-                await self.provider.delete_backup(backup["provider_state"])
-            with self.db.write() as conn:
-                backups.transition(
-                    conn,
-                    backup["backup_id"],
-                    ("DELETE_IN_PROGRESS",),
-                    **backup_rules.enter("DELETED", self.now()),
-                    deleted_at=self.now(),
-                )
-
-    async def _restore(self, row: Row, spec: base.DesktopSpec, state: base.ProviderState) -> None:
-        backup_id = row["attrs"]["restoreBackupId"]
-        with self.db.read() as conn:
-            backup = backups.get(conn, backup_id)
-        if (
-            backup is None
-            or backup["state"] != "READY"
-            or backup["session_id"] != row["session_id"]
-        ):
-            raise base.PermanentFailure(
-                f"Backup {backup_id} can no longer be restored: it was deleted meanwhile"
-            )
-        await self.provider.restore(spec, state, backup["provider_state"])
-        log.info("session %s: backup %s restored", row["session_id"], backup_id)
 
     def _spec(self, row: Row) -> base.DesktopSpec:
         with self.db.read() as conn:

@@ -61,6 +61,21 @@ def transition(
     return conn.execute(query).rowcount == 1
 
 
+def move(
+    conn: sa.Connection,
+    session_id: str,
+    from_states: Iterable[str],
+    only: Iterable[str] | None = None,
+    **values: Any,
+) -> int:
+    """Set ``values`` on the session's backups in one of ``from_states`` (of ``only`` those,
+    if given); returns how many moved."""
+    query = t.update().where(t.c.session_id == session_id, t.c.state.in_(tuple(from_states)))
+    if only is not None:
+        query = query.where(t.c.backup_id.in_(tuple(only)))
+    return int(conn.execute(query.values(**values)).rowcount)
+
+
 def set_tags(conn: sa.Connection, backup_id: str, tags: dict[str, str]) -> None:
     conn.execute(t.update().where(t.c.backup_id == backup_id).values(tags=tags))
 
