@@ -301,8 +301,9 @@ def test_backups_are_the_servers_and_hold_what_the_owner_could_read(
         assert (storage / "shadow").is_symlink()  # the link, never the file it names
         assert os.stat(storage / "mine.txt").st_uid == state["uid"]
 
-        with pytest.raises(base.PermanentFailure, match="not a backup"):
-            await provider.restore(spec, kept, {**backup, "path": "/etc/shadow"})
+        for elsewhere in ("/etc/shadow", f"{archive.parent}/../../outside.tar"):
+            with pytest.raises(base.PermanentFailure, match="not a backup"):
+                await provider.restore(spec, kept, {**backup, "path": elsewhere})
         await provider.delete_backup(backup)
         assert not archive.exists()
         await provider.delete(kept)

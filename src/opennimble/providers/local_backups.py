@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import os
 import pathlib
+import re
 import subprocess
 from typing import Any
 
@@ -22,6 +23,7 @@ from opennimble.providers import base, local_session
 from opennimble.providers.local_accounts import Account
 
 SUFFIX = ".tar"
+_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")  # session and backup ids: no "..", no "/"
 TAR_CHANGED = 1  # GNU tar: "some files differ" (changed while read), the archive is usable
 
 
@@ -53,13 +55,13 @@ class Backups:
                 argv = ["tar", "--create", "--file=-", "--directory", str(storage), "."]
             else:  # the desktop never made its storage: an empty backup
                 argv = ["tar", "--create", "--file=-", "--files-from=/dev/null"]
-            done = _run_as(account, argv, stdin=subprocess.DEVNULL, stdout=out)
+            env = local_session.owner_environment(account, session_id)
+            done = local_session.run_owned(account, argv, env, stdout=out)
             os.fsync(out.fileno())
         if done.returncode not in (0, TAR_CHANGED):
             partial.unlink(missing_ok=True)
-            raise base.PermanentFailure(
-                f"could not back up {storage}: tar failed: {_tail(done.stderr)}"
-            )
+            failure = base.TemporaryFailure if done.returncode < 0 else base.PermanentFailure
+            raise failure(f"could not back up {storage}: tar failed: {_tail(done.stderr)}")
         partial.rename(path)
 
     async def restore(self, account: Account, session_id: str, backup: dict[str, Any]) -> None:
@@ -68,14 +70,16 @@ class Backups:
         if not path.is_file():
             raise base.PermanentFailure(f"the backup's archive {path.name} is missing")
         await local_session.discard_storage(account, session_id)
+        env = local_session.owner_environment(account, session_id)
+        await local_session.make_storage(account, session_id, env)
         storage = str(local_session.storage_dir(account, session_id))
-        env = {**local_session.base_environment(), **account.environment()}
-        await local_session.run_as(account, ["mkdir", "-p", "-m", "700", storage], env)
         argv = ["tar", "--extract", "--file=-", "--directory", storage, "--no-same-owner"]
 
         def extract() -> subprocess.CompletedProcess[bytes]:
             with open(path, "rb") as archive:
-                return _run_as(account, argv, stdin=archive, stdout=subprocess.DEVNULL)
+                return local_session.run_owned(
+                    account, argv, env, stdin=archive, stdout=subprocess.DEVNULL
+                )
 
         done = await asyncio.to_thread(extract)
         if done.returncode != 0:
@@ -88,27 +92,14 @@ class Backups:
             path.parent.rmdir()
 
     def _checked(self, backup: dict[str, Any]) -> pathlib.Path:
-        """The archive of a backup state: a file of ours, whatever the state says."""
-        path = pathlib.Path(str(backup.get("path", ""))).absolute()
-        if path.parent.parent != self.directory or path.suffix != SUFFIX:
-            raise base.PermanentFailure(f"not a backup of this provider: {path}")
-        return path
-
-
-def _run_as(
-    account: Account, argv: list[str], *, stdin: Any, stdout: Any
-) -> subprocess.CompletedProcess[bytes]:
-    env = {**local_session.base_environment(), **account.environment()}
-    return subprocess.run(
-        argv,
-        stdin=stdin,
-        stdout=stdout,
-        stderr=subprocess.PIPE,
-        cwd=account.home,
-        env=env,
-        check=False,
-        **account.popen_options(),
-    )
+        """The archive of a backup state: a file of ours, whatever the state says (its path
+        must be the one :meth:`path` gives its session and name)."""
+        given = pathlib.Path(str(backup.get("path", "")))
+        session_id, name = str(backup.get("session_id", "")), given.name.removesuffix(SUFFIX)
+        ours = _NAME.fullmatch(session_id) and _NAME.fullmatch(name)
+        if not ours or given != self.path(session_id, name):
+            raise base.PermanentFailure(f"not a backup of this provider: {given}")
+        return given
 
 
 def _tail(stderr: bytes) -> str:

@@ -15,6 +15,7 @@ import os
 import pathlib
 import subprocess
 from collections.abc import Mapping
+from typing import Any
 
 from opennimble import config
 from opennimble.providers import base, local_process, local_recipes, local_scripts, local_xvnc
@@ -89,7 +90,7 @@ async def start(
     window manager and the applications)."""
     sid, directory = spec.session_id, host.session_dir(spec.session_id)
     env = environment(host, account, sid, display, recipe.environment)
-    await run_as(account, ["mkdir", "-p", "-m", "700", str(storage_dir(account, sid))], env)
+    await make_storage(account, sid, env)
     runner = local_scripts.Runner(
         directory, env, account.home, timeout, account.popen_options(), owner_of(account)
     )
@@ -101,33 +102,54 @@ async def start(
     await asyncio.to_thread(host.spawn, argv, log_path, env=env, account=account)
 
 
+def owner_environment(account: Account, sid: str) -> dict[str, str]:
+    """The environment of the provider's own work as the owner on a session's files (its
+    storage, its backups): marked as the session's, so that ending another desktop of the
+    owner spares it."""
+    return {**base_environment(), **account.environment(), local_process.MARKER: sid}
+
+
 async def discard_storage(account: Account, sid: str) -> None:
     """Remove the session's storage, as the owner (whose home it is in)."""
     path = str(storage_dir(account, sid))
-    env = {**base_environment(), **account.environment()}
+    env = owner_environment(account, sid)
     await run_as(account, ["chmod", "-R", "u+rwX", path], env, check=False)
     await run_as(account, ["rm", "-rf", "--", path], env)
+
+
+async def make_storage(account: Account, sid: str, env: dict[str, str]) -> None:
+    """Create the session's storage (mode 0700), as the owner."""
+    await run_as(account, ["mkdir", "-p", "-m", "700", str(storage_dir(account, sid))], env)
+
+
+def run_owned(
+    account: Account,
+    argv: list[str],
+    env: dict[str, str],
+    *,
+    stdin: Any = subprocess.DEVNULL,
+    stdout: Any = subprocess.PIPE,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run a command as ``account`` in its home and wait for it (blocking: call it in a
+    thread; the event loop's own subprocesses, uvloop's, cannot change user). Its standard
+    error goes with its output, unless ``stdout`` is redirected."""
+    return subprocess.run(
+        argv,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=subprocess.STDOUT if stdout is subprocess.PIPE else subprocess.PIPE,
+        cwd=account.home,
+        env=env,
+        check=False,
+        **account.popen_options(),
+    )
 
 
 async def run_as(
     account: Account, argv: list[str], env: dict[str, str], *, check: bool = True
 ) -> None:
     """Run a short command as ``account``; TemporaryFailure if it fails and ``check``."""
-
-    def run() -> subprocess.CompletedProcess[bytes]:
-        # subprocess in a thread: the event loop's own subprocesses (uvloop's) cannot change user
-        return subprocess.run(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            cwd=account.home,
-            env=env,
-            check=False,
-            **account.popen_options(),
-        )
-
-    done = await asyncio.to_thread(run)
+    done = await asyncio.to_thread(run_owned, account, argv, env)
     if check and done.returncode != 0:
         output = done.stdout.decode(errors="replace")
         raise base.TemporaryFailure(f"{' '.join(argv[:-1])} failed for {account.name}: {output}")
