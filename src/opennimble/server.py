@@ -9,7 +9,6 @@ Nimble API, and runs the reconciler for the life of the server
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import logging
 import os
@@ -25,6 +24,7 @@ from opennimble.reconciler import loop
 from opennimble.store import crypto, database
 
 log = logging.getLogger("opennimble.access")
+reconciler_log = logging.getLogger("opennimble.reconciler")
 
 
 def open_database(settings: config.Settings) -> database.Database:
@@ -53,7 +53,8 @@ def exclusive_lock(settings: config.Settings, *, reconciler: bool = True) -> IO[
         return None
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     path = pathlib.Path(settings.data_dir) / "serve.lock"
-    handle = open(path, "w")  # noqa: SIM115 - held for the life of the process
+    # "a": a process refused the lock must not truncate the holder's pid away
+    handle = open(path, "a")  # noqa: SIM115 - held for the life of the process
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -63,6 +64,7 @@ def exclusive_lock(settings: config.Settings, *, reconciler: bool = True) -> IO[
             "runs per database; on PostgreSQL one server or worker with a reconciler runs per "
             "data directory)"
         ) from None
+    handle.truncate(0)
     handle.write(f"{os.getpid()}\n")
     handle.flush()
     return handle
@@ -127,8 +129,12 @@ class Root:
                 await self.gateway.close()
                 if self._reconciling is not None:
                     self._reconciling.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
+                    try:
                         await self._reconciling
+                    except asyncio.CancelledError:
+                        pass
+                    except Exception:  # it failed earlier (and said so): shut down all the same
+                        reconciler_log.debug("the reconciler had stopped with an error")
                 self.db.dispose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -144,11 +150,21 @@ class Root:
                 started.set_result(None)
 
         self._reconciling = asyncio.get_running_loop().create_task(self.reconciler.run(on_started))
+        self._reconciling.add_done_callback(_report_end)
         await asyncio.wait((started, self._reconciling), return_when=asyncio.FIRST_COMPLETED)
         if not self._reconciling.done():
             return ""
         error = self._reconciling.exception()
         return f"the reconciler could not start: {error}"
+
+
+def _report_end(task: asyncio.Task[None]) -> None:
+    """The reconciler ends only when cancelled at shutdown: anything else is said at once."""
+    if not task.cancelled() and task.exception() is not None:
+        reconciler_log.error(
+            "the reconciler stopped: sessions will not progress until the server restarts",
+            exc_info=task.exception(),
+        )
 
 
 async def _refuse_websocket(receive: Any, send: Any) -> None:

@@ -152,8 +152,8 @@ class Reconciler:
 
     async def _reconcile(self) -> None:
         assert self._event is not None
-        await self.recover()
         try:
+            await self._recover_until_done()
             while True:
                 await self.tick()
                 with contextlib.suppress(TimeoutError):
@@ -188,6 +188,18 @@ class Reconciler:
                     except Exception as exc:
                         log.warning("listening for work failed again (%s)", exc)
                 self.wake()
+
+    async def _recover_until_done(self) -> None:
+        """Recover; a failure (the database unreachable, say) is retried with back-off."""
+        delay = 1.0
+        while True:
+            try:
+                await self.recover()
+                return
+            except Exception:
+                log.exception("recovering at start failed; trying again in %g s", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, LISTEN_RETRY_MAX)
 
     async def recover(self) -> None:
         """After a restart: drop our dead claims and clean up desktops nobody knows."""

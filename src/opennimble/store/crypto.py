@@ -27,16 +27,23 @@ class Cipher:
     def from_file(cls, path: pathlib.Path) -> Cipher:
         """Load the key, creating it (readable by the owner only) on first use."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return cls(path.read_bytes().strip())
-        key = Fernet.generate_key()
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(key + b"\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        return cls(key)
+        if not path.exists():
+            # written whole under another name, then linked into place: a process starting at
+            # the same moment reads either no key file or a complete one, never a partial one
+            key = Fernet.generate_key()
+            partial = path.with_name(f".{path.name}.{os.getpid()}.new")
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(key + b"\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(partial, path)  # fails if another process linked its key first
+            except FileExistsError:
+                pass
+            finally:
+                partial.unlink()
+        return cls(path.read_bytes().strip())
 
     def encrypt(self, text: str) -> str:
         return self._fernet.encrypt(text.encode()).decode()
