@@ -394,8 +394,6 @@ class LocalProvider(base.Provider):
         if same and not record.get("ready"):
             self._host.write(sid, {**record, "ready": True})
 
-    # ---- ending -----------------------------------------------------------------------------
-
 
 def _public(record: dict[str, Any]) -> base.ProviderState:
     return {key: record.get(key) for key in _STATE_KEYS}

@@ -74,15 +74,6 @@ def uid_of(pid: int) -> int | None:
     return None
 
 
-def has_marker(pid: int, session_id: str) -> bool:
-    """Whether the process carries ``OPENNIMBLE_SESSION_ID=<session_id>`` in its environment."""
-    try:
-        environ = (PROC / str(pid) / "environ").read_bytes()
-    except OSError:  # gone, or not ours to read (then it is not one of our desktops either)
-        return False
-    return f"{MARKER}={session_id}".encode() in environ.split(b"\0")
-
-
 def marker_of(pid: int) -> str | None:
     """The session id a process carries in ``OPENNIMBLE_SESSION_ID``, if any."""
     try:
@@ -104,7 +95,7 @@ def session_pids(session_id: str) -> list[int]:
     return [
         pid
         for pid in all_pids()
-        if pid != me and has_marker(pid, session_id) and start_time_of(pid) is not None
+        if pid != me and marker_of(pid) == session_id and start_time_of(pid) is not None
     ]
 
 

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from opennimble.domain import backups, lifecycle, resources
 from opennimble.store import backups as backup_store
-from opennimble.store import idempotency, sessions, streams
+from opennimble.store import idempotency, sessions
 from opennimble.store import resources as resource_store
 
 log = logging.getLogger("opennimble.reconciler")
@@ -62,10 +62,6 @@ def enforce_timers(conn: sa.Connection, now: int) -> int:
             acted += 1
             log.info("session %s reached its time limit: %s", row["session_id"], target)
     return acted
-
-
-def expire_streams(conn: sa.Connection, now: int) -> int:
-    return streams.expire(conn, now)
 
 
 def purge(conn: sa.Connection, now: int) -> None:

@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from opennimble import clock, config
 from opennimble.providers import base, registry
 from opennimble.reconciler import actions, housekeeping
-from opennimble.store import database, sessions
+from opennimble.store import database, sessions, streams
 
 log = logging.getLogger("opennimble.reconciler")
 
@@ -247,7 +247,7 @@ class Reconciler:
             if not database.try_lock(conn, "housekeeping"):
                 return  # another process is at it
             moved = housekeeping.advance_resources(conn, now)
-            housekeeping.expire_streams(conn, now)
+            streams.expire(conn, now)
             timed = housekeeping.enforce_timers(conn, now)
             if now - self._last_purge >= PURGE_EVERY:
                 housekeeping.purge(conn, now)

@@ -51,11 +51,6 @@ def page(
     return paging.fetch(conn, t, "resource_id", where, after, limit)
 
 
-def all_live(conn: sa.Connection, kind: str, studio_id: str) -> list[Row]:
-    query = sa.select(t).where(t.c.kind == kind, t.c.studio_id == studio_id, t.c.state != "DELETED")
-    return [dict(r._mapping) for r in conn.execute(query)]
-
-
 def count_live(conn: sa.Connection, kind: str, studio_id: str) -> int:
     query = sa.select(sa.func.count()).where(
         t.c.kind == kind, t.c.studio_id == studio_id, t.c.state != "DELETED"
@@ -114,7 +109,3 @@ def purge_deleted(conn: sa.Connection, before: int) -> list[Row]:
     if gone:
         conn.execute(t.delete().where(t.c.resource_id.in_([r["resource_id"] for r in gone])))
     return gone
-
-
-def set_tags(conn: sa.Connection, resource_id: str, tags: dict[str, str]) -> None:
-    conn.execute(t.update().where(t.c.resource_id == resource_id).values(tags=tags))

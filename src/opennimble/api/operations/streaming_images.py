@@ -52,7 +52,7 @@ def list_streaming_images(ctx: Context, params: Params) -> Result:
     if owner is not None:
         only = sorted(
             r["resource_id"]
-            for r in store.all_live(ctx.conn, KIND.name, studio_id)
+            for r in store.not_deleted(ctx.conn, KIND.name, studio_id)
             if r["attrs"].get("owner") == owner
         )
     rows, token = listing.page(

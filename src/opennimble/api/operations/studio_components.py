@@ -48,7 +48,7 @@ def list_studio_components(ctx: Context, params: Params) -> Result:
     if types:
         only = sorted(
             r["resource_id"]
-            for r in store.all_live(ctx.conn, KIND.name, studio_id)
+            for r in store.not_deleted(ctx.conn, KIND.name, studio_id)
             if r["attrs"].get("type") in types
         )
     states = params.get("states")

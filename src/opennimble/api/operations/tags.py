@@ -32,7 +32,7 @@ class Target:
     """A taggable resource found by ARN, and how to save its tags."""
 
     tags: dict[str, str]
-    save: Callable[[dict[str, str]], None]
+    save: Callable[[dict[str, str]], object]
 
 
 def _resolve(ctx: Context, arn: str, write: bool) -> Target:
@@ -57,7 +57,7 @@ def _resolve(ctx: Context, arn: str, write: bool) -> Target:
         raise errors.not_found(kind.label, parsed.resource_id)
     _check_resource_access(ctx, kind, row, write)
     rid = row["resource_id"]
-    return Target(row["tags"], lambda new: resource_store.set_tags(ctx.conn, rid, new))
+    return Target(row["tags"], lambda new: resource_store.update(ctx.conn, rid, None, tags=new))
 
 
 def _check_resource_access(ctx: Context, kind: resources.Kind, row: Row, write: bool) -> None:
