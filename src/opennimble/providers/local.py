@@ -25,6 +25,7 @@ and the start is retried with another port.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import pathlib
@@ -141,9 +142,9 @@ class LocalProvider(base.Provider):
                 f"Xvnc ({self._xvnc}) is not installed: {local_xvnc.INSTALL_HINT}"
             )
         chosen = local_recipes.choose(self._recipes, spec.ec2_image_id)
-        local_recipes.check_installed(
-            chosen, spec.clipboard, local_session.base_environment()["PATH"]
-        )
+        # the programs are looked up on the PATH the session will have (a recipe may set it)
+        path = {**local_session.base_environment(), **chosen.recipe.environment}["PATH"]
+        local_recipes.check_installed(chosen, spec.clipboard, path)
         self._prepare_directories()
         self._host.check_capacity(sid)  # early: no scripts for a desktop that cannot start
         account = await asyncio.to_thread(self._accounts.ensure, spec.owned_by, spec.owner_name)
@@ -360,6 +361,8 @@ class LocalProvider(base.Provider):
                 pass_fds=(displayfd,),
             )
         except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.EACCES, errno.ENOEXEC):
+                raise base.TemporaryFailure(f"cannot start {argv[0]} now: {exc}") from exc
             raise base.PermanentFailure(
                 f"cannot run {argv[0]}: {exc}; {local_xvnc.INSTALL_HINT}"
             ) from exc

@@ -42,6 +42,9 @@ log = logging.getLogger("opennimble.providers.local")
 PREFIX = "on-"
 SHELL = "/bin/bash"
 USERADD_ATTEMPTS = 6
+# useradd's exit statuses worth another try: the password or group file was locked (1, 10), the
+# uid it chose was taken meanwhile (4)
+USERADD_BUSY = (1, 4, 10)
 _NAME = re.compile(r"on-[a-z0-9]{1,12}-[0-9a-f]{8}")
 HOME_SETTLE_SECONDS = 2.0  # how long another process may take between mkdir and chown
 _creating = threading.Lock()  # one useradd (and one new home) at a time in this process
@@ -127,11 +130,18 @@ class Accounts:
                 result = _useradd(name, home)
                 if result.returncode in (0, 9):  # 9: created meanwhile by another process
                     continue
+                if result.returncode not in USERADD_BUSY:
+                    raise base.PermanentFailure(
+                        f"could not create the Unix account {name} (useradd exit status "
+                        f"{result.returncode}): {(result.stderr or result.stdout).strip()}"
+                    )
                 if attempt < USERADD_ATTEMPTS - 1:  # the account files are locked: try again
                     time.sleep(0.2 * (attempt + 1))
-            raise base.TemporaryFailure(
-                f"could not create the Unix account {name}: {result.stdout.strip()}"
-            )
+            entry = _lookup(name)  # the last attempt may have made it
+            if entry is not None:
+                return _checked(entry, home)
+            output = (result.stderr or result.stdout).strip()
+            raise base.TemporaryFailure(f"could not create the Unix account {name}: {output}")
 
 
 def _lookup(name: str) -> pwd.struct_passwd | None:
@@ -154,7 +164,12 @@ def _useradd(name: str, home: pathlib.Path) -> subprocess.CompletedProcess[str]:
     useradd = shutil.which("useradd") or "/usr/sbin/useradd"
     argv = [useradd, "--system", "--user-group", "--no-create-home", "--home-dir", str(home)]
     argv += ["--shell", SHELL, "--comment", "opennimble desktop account", name]
-    return subprocess.run(argv, capture_output=True, text=True, check=False, stdin=None)
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, check=False, stdin=None)
+    except FileNotFoundError:
+        raise base.PermanentFailure(
+            f"{useradd} is not installed: per-owner desktop accounts need it (Debian's passwd)"
+        ) from None
 
 
 def _ensure_home(account: Account) -> None:
