@@ -247,3 +247,43 @@ def test_an_idle_reconciler_is_woken_by_new_work(db: database.Database) -> None:
         return time.monotonic() - started
 
     assert asyncio.run(scenario()) < 5
+
+
+def test_a_reconciler_whose_connection_drops_listens_again_as_the_same_host(
+    db: database.Database,
+) -> None:
+    idle = loop.Reconciler(
+        db,
+        Instant(),
+        now=clock.system_now,
+        interval=60,  # only a notification wakes it within this test
+        ready_timeout=10,
+        max_concurrent=5,
+        host_id="dropped",
+        lease=300,
+    )
+
+    def listeners() -> list[int]:
+        """Backends of this database that LISTEN (the reconciler's connection)."""
+        with db.read() as conn:
+            query = sa.text(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND query LIKE 'LISTEN%'"
+            )
+            return [int(r[0]) for r in conn.execute(query)]
+
+    async def scenario() -> None:
+        task = asyncio.create_task(idle.run())
+        await until(lambda: len(listeners()) == 1, timeout=10)
+        [first] = listeners()
+        with db.write() as conn:
+            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+        await until(lambda: listeners() not in ([], [first]), timeout=20)
+        assert len(listeners()) == 1 and not task.done()  # one connection, still this host's
+        now = clock.system_now()
+        insert(db, 1, created_at=now, work_started_at=now)
+        await until(lambda: [s for s, _ in states(db).values()] == ["READY"], timeout=10)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(scenario())

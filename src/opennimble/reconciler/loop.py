@@ -82,6 +82,7 @@ class Reconciler:
         self._last_heartbeat = 0
         self._housekeeping_due = True
         self._finished: list[str] = []  # sessions whose work ended, claims not yet released
+        self._connection = contextlib.AsyncExitStack()  # the listener's (PostgreSQL)
 
     @classmethod
     def from_settings(
@@ -130,21 +131,24 @@ class Reconciler:
                 on_started()
             await self._reconcile()
             return
-        async with self.db.listener(lock=self.lock_name) as listener:
-            if on_started:
-                on_started()
-            tasks = [
-                asyncio.create_task(self._watch(listener)),
-                asyncio.create_task(self._reconcile()),
-            ]
-            try:
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-            for task in done:
-                task.result()
+        connection = contextlib.AsyncExitStack()  # the listener's; _watch replaces it
+        listener = await connection.enter_async_context(self.db.listener(lock=self.lock_name))
+        self._connection = connection
+        if on_started:
+            on_started()
+        tasks = [
+            asyncio.create_task(self._watch(listener)),
+            asyncio.create_task(self._reconcile()),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._connection.aclose()
+        for task in done:
+            task.result()
 
     @property
     def lock_name(self) -> str:
@@ -163,31 +167,46 @@ class Reconciler:
             await self._shutdown()
 
     async def _watch(self, listener: database.Listener) -> None:
-        """Wake up on every notification; reconnect (and re-take the host lock) when the
-        connection fails, polling meanwhile."""
+        """Wake up on every notification; when the connection fails, close it (releasing the
+        host lock if the server still holds it for us), poll meanwhile, and connect again. The
+        lock held by someone else for longer than a lease means another reconciler took the
+        host over: then stop."""
         delay = 1.0
-        async with contextlib.AsyncExitStack() as stack:
-            while True:
-                try:
-                    async for table in listener.notifications():
-                        delay = 1.0
-                        self.wake(housekeeping=table != "sessions")
-                except Exception as exc:
-                    log.warning("listening for work failed (%s); polling meanwhile", exc)
-                while True:
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, LISTEN_RETRY_MAX)
-                    try:
-                        listener = await stack.enter_async_context(
-                            self.db.listener(lock=self.lock_name)
-                        )
-                        break
-                    except database.LockTaken:
-                        log.error("another reconciler took over host %s: stopping", self.host_id)
-                        raise
-                    except Exception as exc:
-                        log.warning("listening for work failed again (%s)", exc)
-                self.wake()
+        while True:
+            try:
+                async for table in listener.notifications():
+                    delay = 1.0
+                    self.wake(housekeeping=table != "sessions")
+            except Exception as exc:
+                log.warning("listening for work failed (%s); polling meanwhile", exc)
+            with contextlib.suppress(Exception):
+                await self._connection.aclose()
+            listener, delay = await self._listen_again(delay)
+            self.wake()
+
+    async def _listen_again(self, delay: float) -> tuple[database.Listener, float]:
+        taken_since: float | None = None
+        while True:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, LISTEN_RETRY_MAX)
+            connection = contextlib.AsyncExitStack()
+            try:
+                listener = await connection.enter_async_context(
+                    self.db.listener(lock=self.lock_name)
+                )
+            except database.LockTaken:
+                now = asyncio.get_running_loop().time()
+                taken_since = now if taken_since is None else taken_since
+                if now - taken_since > self.lease / clock.SECOND:
+                    log.error("another reconciler took over host %s: stopping", self.host_id)
+                    raise
+                log.warning("the lock of host %s is still held; trying again", self.host_id)
+                continue
+            except Exception as exc:
+                log.warning("listening for work failed again (%s)", exc)
+                continue
+            self._connection = connection
+            return listener, delay
 
     async def _recover_until_done(self) -> None:
         """Recover; a failure (the database unreachable, say) is retried with back-off."""
