@@ -248,17 +248,25 @@ class Reconciler:
         self._last_check = self.now()
 
     async def tick(self) -> None:
+        """One pass. Each step fails on its own (logged, tried again next pass): a bad row in
+        the housekeeping must not stop heartbeats or claims."""
         now = self.now()
-        try:
-            if self._housekeeping_due or now - self._last_housekeeping >= self.interval_micros:
-                self._housekeeping(now)
-            if now - self._last_heartbeat >= self.lease // 4:
-                self._heartbeat(now)
-            self._claim_and_start(now)
-            if now - self._last_check >= CHECK_DESKTOPS_EVERY:
+        steps: list[tuple[str, Callable[[], object]]] = []
+        if self._housekeeping_due or now - self._last_housekeeping >= self.interval_micros:
+            steps.append(("housekeeping", lambda: self._housekeeping(now)))
+        if now - self._last_heartbeat >= self.lease // 4:
+            steps.append(("heartbeat", lambda: self._heartbeat(now)))
+        steps.append(("claiming", lambda: self._claim_and_start(now)))
+        for name, step in steps:
+            try:
+                step()
+            except Exception:
+                log.exception("reconciler %s failed; trying again", name)
+        if now - self._last_check >= CHECK_DESKTOPS_EVERY:
+            try:
                 await self.check_desktops()
-        except Exception:
-            log.exception("reconciler pass failed; trying again")
+            except Exception:
+                log.exception("checking the desktops failed; trying again")
 
     def _housekeeping(self, now: int) -> None:
         self._housekeeping_due, self._last_housekeeping = False, now
@@ -281,15 +289,27 @@ class Reconciler:
                 sessions.heartbeat(conn, list(self._tasks), self.owner, now + self.lease)
 
     def _claim_and_start(self, now: int) -> None:
-        """Release the claims of finished work and claim new work, in one transaction."""
+        """Release the claims of finished work and start the work claimed instead."""
         room = self.max_concurrent - len(self._tasks)
         finished, self._finished = self._finished, []
         if room <= 0 and not finished:
             return
+        try:
+            claimed = self._release_and_claim(now, finished, room)
+        except Exception:
+            self._finished += finished  # released at the next pass
+            raise
+        for row in claimed:
+            task = asyncio.get_running_loop().create_task(self._work(row))
+            self._tasks[row["session_id"]] = task
+
+    def _release_and_claim(self, now: int, finished: list[str], room: int) -> list[dict[str, Any]]:
+        """Release the claims of ``finished`` and claim up to ``room`` due sessions, in one
+        transaction."""
         with self.db.write() as conn:
             sessions.release(conn, finished, self.owner)
             if room <= 0:
-                return
+                return []
             claimed = self._claim(conn, now, new=False, limit=room)
             room -= len(claimed)
             free = self.capacity - sessions.count_on_host(conn, self.host_id)
@@ -298,9 +318,7 @@ class Reconciler:
             else:  # full: only what no host took in time, for the provider to refuse
                 before = now - self.capacity_wait
                 claimed += self._claim(conn, now, new=True, limit=room, created_before=before)
-        for row in claimed:
-            task = asyncio.get_running_loop().create_task(self._work(row))
-            self._tasks[row["session_id"]] = task
+        return claimed
 
     def _claim(
         self,
