@@ -86,7 +86,7 @@ def serve(config_file: str | None, with_demo: bool, **flags: Any) -> None:
     """Run the API server (and, unless told not to, its reconciler)."""
     settings = settings_from(config_file, **flags)
     _log_setup(settings)
-    if not settings.reconciler and _is_sqlite(settings):
+    if not settings.reconciler and database.is_sqlite(settings.resolved_database_url):
         raise click.UsageError(
             "--no-reconciler needs PostgreSQL: on SQLite the one server runs the reconciler"
         )
@@ -137,7 +137,7 @@ def worker(config_file: str | None, **flags: Any) -> None:
     """
     settings = settings_from(config_file, **flags)
     _log_setup(settings)
-    if _is_sqlite(settings):
+    if database.is_sqlite(settings.resolved_database_url):
         raise click.UsageError(
             "opennimble worker needs PostgreSQL (--database-url postgresql://...); "
             "on SQLite `opennimble serve` runs the reconciler itself"
@@ -180,10 +180,6 @@ def _log_setup(settings: config.Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-
-
-def _is_sqlite(settings: config.Settings) -> bool:
-    return database.normalize_url(settings.resolved_database_url).startswith("sqlite")
 
 
 @main.group()

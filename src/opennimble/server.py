@@ -48,7 +48,7 @@ def exclusive_lock(settings: config.Settings, *, reconciler: bool = True) -> IO[
     """Hold a lock file in the data directory when only one process may use it: on SQLite one
     server per database; on any database one reconciler per data directory (the runtime files
     of its host's desktops live there)."""
-    sqlite = database.normalize_url(settings.resolved_database_url).startswith("sqlite")
+    sqlite = database.is_sqlite(settings.resolved_database_url)
     if not (sqlite or reconciler):
         return None
     settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,7 @@ WORK_CHANNEL = "opennimble_work"
 LISTEN_CHECK = 30.0
 # how long taking a host's lock waits for a holder that is going away
 LOCK_WAIT = 3.0
+POOL_SIZE = 10  # PostgreSQL connections a process keeps (and as many more at peaks)
 
 
 def normalize_url(url: str) -> str:
@@ -45,23 +46,29 @@ def normalize_url(url: str) -> str:
     return url
 
 
+def is_sqlite(url: str) -> bool:
+    """Whether a database URL (as users write it) names an SQLite database."""
+    return sa.engine.make_url(normalize_url(url)).get_backend_name() == "sqlite"
+
+
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str) -> None:
         self.url = normalize_url(url)
         backend = sa.engine.make_url(self.url).get_backend_name()
         self.is_sqlite = backend == "sqlite"
         self.is_postgresql = backend == "postgresql"
-        self.engine = self._create_engine(pool_size)
+        self.engine = self._create_engine()
         self._reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
-    def _create_engine(self, pool_size: int) -> sa.Engine:
+    def _create_engine(self) -> sa.Engine:
         if not self.is_sqlite:
             return sa.create_engine(
-                self.url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size
+                self.url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_SIZE
             )
         path = self.url.split(":///", 1)[1] if ":///" in self.url else ""
         if path and path != ":memory:":
             pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # timeout: how long a connection waits for another's write lock (SQLite's busy handler)
         engine = sa.create_engine(self.url, connect_args={"timeout": 30})
         sa.event.listen(engine, "connect", _sqlite_connect)
         sa.event.listen(engine, "begin", _sqlite_begin)
@@ -200,7 +207,6 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 
