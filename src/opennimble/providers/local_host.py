@@ -101,10 +101,12 @@ class Host:
         env: dict[str, str],
         account: Account,
         pass_fds: tuple[int, ...] = (),
+        remember: bool = True,
     ) -> tuple[int, int | None]:
         """Start a detached process as ``account``, its output in a private log file, and
         collect it whenever it exits, so that it never stays a zombie. Returns its pid and
-        start time (None if it is gone already)."""
+        start time (None if it is gone already). ``remember``: keep it for
+        :meth:`exit_status` (Xvnc's, until its desktop ends)."""
         with contextlib.suppress(FileNotFoundError):
             log_path.unlink()
         with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
@@ -120,7 +122,8 @@ class Host:
                 **account.popen_options(),
             )
         started = local_process.start_time_of(proc.pid)
-        self.children[(proc.pid, started)] = proc
+        if remember:
+            self.children[(proc.pid, started)] = proc
         threading.Thread(target=proc.wait, name=f"desktop-{proc.pid}-reaper", daemon=True).start()
         return proc.pid, started
 

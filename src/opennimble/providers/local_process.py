@@ -116,8 +116,12 @@ async def end_processes(find: Callable[[], Iterable[int]], ending: Ending) -> li
     """End every process ``find`` returns (asked again after each signal, as processes may
     fork meanwhile). Returns the pids still alive at the end (normally none)."""
     plan = ((signal.SIGTERM, ending.grace), (signal.SIGKILL, ending.kill_wait))
+
+    async def listed() -> list[tuple[int, int]]:  # /proc scans: off the event loop
+        return await asyncio.to_thread(lambda: _identities(find()))
+
     for sig, wait in plan:
-        targets = _identities(find())
+        targets = await listed()
         if not targets:
             return []
         _signal_all(targets, sig)
@@ -126,12 +130,12 @@ async def end_processes(find: Callable[[], Iterable[int]], ending: Ending) -> li
             await asyncio.sleep(0.05)
         if sig == signal.SIGKILL:  # catch children forked between the two passes
             for _ in range(3):
-                late = _identities(find())
+                late = await listed()
                 if not late:
                     break
                 _signal_all(late, signal.SIGKILL)
                 await asyncio.sleep(0.05)
-    return [pid for pid, _ in _identities(find())]
+    return [pid for pid, _ in await listed()]
 
 
 def _identities(pids: Iterable[int]) -> list[tuple[int, int]]:

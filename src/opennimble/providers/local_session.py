@@ -99,7 +99,7 @@ async def start(
     text = local_recipes.session_script(recipe, spec.clipboard)
     local_xvnc.write_private(script, text.encode(), owner_of(account))
     argv, log_path = ["/bin/sh", str(script)], directory / SESSION_LOG
-    await asyncio.to_thread(host.spawn, argv, log_path, env=env, account=account)
+    await asyncio.to_thread(host.spawn, argv, log_path, env=env, account=account, remember=False)
 
 
 def owner_environment(account: Account, sid: str) -> dict[str, str]:
