@@ -49,7 +49,7 @@ def required_by_image(conn: sa.Connection, ec2_image_id: str | None) -> list[str
     """The ids of the EULAs that a streaming image of ``ec2_image_id`` requires."""
     if not ec2_image_id:
         return []
-    return [row["eula_id"] for row in eulas.all_eulas(conn) if ec2_image_id in row["ec2_image_ids"]]
+    return [eula_id for eula_id, images in eulas.requirements(conn) if ec2_image_id in images]
 
 
 def require_accepted(conn: sa.Connection, studio_id: str, owner_id: str, image: Row) -> None:

@@ -18,6 +18,12 @@ def all_eulas(conn: sa.Connection) -> list[Row]:
     return [dict(r._mapping) for r in conn.execute(sa.select(t).order_by(t.c.eula_id))]
 
 
+def requirements(conn: sa.Connection) -> list[tuple[str, list[str]]]:
+    """(eula id, the ec2ImageIds that require it) for the whole catalogue, without the texts."""
+    query = sa.select(t.c.eula_id, t.c.ec2_image_ids).order_by(t.c.eula_id)
+    return [(str(r.eula_id), list(r.ec2_image_ids)) for r in conn.execute(query)]
+
+
 def get(conn: sa.Connection, eula_id: str) -> Row | None:
     row = conn.execute(sa.select(t).where(t.c.eula_id == eula_id)).first()
     return dict(row._mapping) if row else None
