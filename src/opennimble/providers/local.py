@@ -25,6 +25,7 @@ and the start is retried with another port.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -33,6 +34,7 @@ import re
 import secrets
 import shutil
 import socket
+import stat
 from collections.abc import Mapping
 from typing import Any
 
@@ -261,9 +263,7 @@ class LocalProvider(base.Provider):
             closed = local_accounts.open_for_desktops(self._runtime_dir.parent, own)
             if closed:
                 log.warning("closed %s of the data directory to other users", ", ".join(closed))
-            if not X11_SOCKETS.exists():
-                X11_SOCKETS.mkdir(exist_ok=True)
-                X11_SOCKETS.chmod(0o1777)
+            _ensure_x11_sockets()
             self._opened = True
         for directory in (self._runtime_dir, self._homes_dir):
             problem = local_accounts.reachability_problem(directory)
@@ -396,6 +396,24 @@ class LocalProvider(base.Provider):
         same = (record.get("pid"), record.get("start_time")) == (state["pid"], state["start_time"])
         if same and not record.get("ready"):
             self._host.write(sid, {**record, "ready": True})
+
+
+def _ensure_x11_sockets() -> None:
+    """Make the X servers' socket directory (sticky, writable by all) unless it exists, and
+    refuse one that anybody but root owns or that is not a directory: X servers of every owner
+    put their sockets there."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(X11_SOCKETS, 0o700)
+        fd = os.open(X11_SOCKETS, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            os.fchmod(fd, 0o1777)
+        finally:
+            os.close(fd)
+    info = os.lstat(X11_SOCKETS)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0:
+        raise base.PermanentFailure(
+            f"{X11_SOCKETS} is not a directory of root's: X servers cannot use it safely"
+        )
 
 
 def _public(record: dict[str, Any]) -> base.ProviderState:
