@@ -12,6 +12,7 @@ from opennimble.domain import access, eulas, quotas, resources, tags
 from opennimble.domain.identity import Caller
 from opennimble.protocol import validate
 from opennimble.store import resources as resource_store
+from opennimble.store import sessions as session_store
 from opennimble.store import users
 
 Row = dict[str, Any]
@@ -128,6 +129,12 @@ def _owner_problems(
             f"{profile['resource_id']} nor an administrator of the studio",
         )
     ]
+
+
+def requested(conn: sa.Connection, caller: Caller, studio_id: str, session_id: str) -> Row:
+    """The session a request names, if the caller may act on it (see :func:`readable`)."""
+    row = session_store.get(conn, session_id, studio_id)
+    return readable(conn, caller, studio_id, row, session_id)
 
 
 def readable(

@@ -50,16 +50,14 @@ def create_streaming_session(ctx: Context, params: Params) -> Result:
 
 @handler
 def get_streaming_session(ctx: Context, params: Params) -> Result:
-    row = store.get(ctx.conn, params["sessionId"], params["studioId"])
-    row = rules.readable(ctx.conn, ctx.caller, params["studioId"], row, params["sessionId"])
+    row = rules.requested(ctx.conn, ctx.caller, params["studioId"], params["sessionId"])
     return {"session": views.session(ctx, row)}
 
 
 @handler
 def delete_streaming_session(ctx: Context, params: Params) -> Result:
     session_id = params["sessionId"]
-    row = store.get(ctx.conn, session_id, params["studioId"])
-    row = rules.readable(ctx.conn, ctx.caller, params["studioId"], row, session_id)
+    row = rules.requested(ctx.conn, ctx.caller, params["studioId"], session_id)
     if row["state"] in lifecycle.GONE:
         return {"session": views.session(ctx, row)}
     if row["state"] not in lifecycle.DELETABLE:
@@ -72,8 +70,7 @@ def delete_streaming_session(ctx: Context, params: Params) -> Result:
 @handler
 def stop_streaming_session(ctx: Context, params: Params) -> Result:
     session_id = params["sessionId"]
-    row = store.get(ctx.conn, session_id, params["studioId"])
-    row = rules.readable(ctx.conn, ctx.caller, params["studioId"], row, session_id)
+    row = rules.requested(ctx.conn, ctx.caller, params["studioId"], session_id)
     if not lifecycle.stoppable(row["attrs"]):
         message = (
             f"Streaming session {session_id} cannot be stopped: the "
@@ -91,8 +88,7 @@ def stop_streaming_session(ctx: Context, params: Params) -> Result:
 @handler
 def start_streaming_session(ctx: Context, params: Params) -> Result:
     session_id = params["sessionId"]
-    row = store.get(ctx.conn, session_id, params["studioId"])
-    row = rules.readable(ctx.conn, ctx.caller, params["studioId"], row, session_id)
+    row = rules.requested(ctx.conn, ctx.caller, params["studioId"], session_id)
     if row["state"] not in lifecycle.STARTABLE:
         raise lifecycle.conflict(row, "start")
     attrs = {

@@ -8,7 +8,7 @@ from opennimble.api.context import Context
 from opennimble.api.registry import Params, Result, handler
 from opennimble.domain import ids, lifecycle
 from opennimble.domain import sessions as rules
-from opennimble.store import sessions, streams
+from opennimble.store import streams
 
 DEFAULT_EXPIRATION_SECONDS = 120
 
@@ -16,8 +16,7 @@ DEFAULT_EXPIRATION_SECONDS = 120
 @handler
 def create_streaming_session_stream(ctx: Context, params: Params) -> Result:
     session_id = params["sessionId"]
-    row = sessions.get(ctx.conn, session_id, params["studioId"])
-    session = rules.readable(ctx.conn, ctx.caller, params["studioId"], row, session_id)
+    session = rules.requested(ctx.conn, ctx.caller, params["studioId"], session_id)
     if session["state"] != "READY":
         raise lifecycle.conflict(session, "create a stream into")
     seconds = params.get("expirationInSeconds") or DEFAULT_EXPIRATION_SECONDS
@@ -39,8 +38,7 @@ def create_streaming_session_stream(ctx: Context, params: Params) -> Result:
 @handler
 def get_streaming_session_stream(ctx: Context, params: Params) -> Result:
     session_id = params["sessionId"]
-    row = sessions.get(ctx.conn, session_id, params["studioId"])
-    rules.readable(ctx.conn, ctx.caller, params["studioId"], row, session_id)
+    rules.requested(ctx.conn, ctx.caller, params["studioId"], session_id)
     stream = streams.get(ctx.conn, params["streamId"], session_id)
     if stream is None:
         raise errors.not_found("Stream", params["streamId"])
