@@ -35,8 +35,10 @@ $(NOVNC): package.json package-lock.json
 	touch $(NOVNC)
 
 # What the tests need besides the server: Chromium (browser tests, driven by Playwright),
-# vncpasswd (a password-protected Xvnc), xdotool (finds windows on a test desktop).
-TEST_COMMANDS := chromium:chromium vncpasswd:tigervnc-tools xdotool:xdotool
+# vncpasswd (a password-protected Xvnc), xdotool (finds windows on a test desktop), Slurm and
+# munge (the Slurm provider's tests start a single-node cluster of their own).
+TEST_COMMANDS := chromium:chromium vncpasswd:tigervnc-tools xdotool:xdotool \
+  slurmctld:slurm-wlm munged:munge
 test-packages:
 	@missing=""; for pair in $(TEST_COMMANDS); do \
 	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; done; \

@@ -94,6 +94,8 @@ class Settings(pydantic_settings.BaseSettings):
     account_id: str = pydantic.Field(default="000000000000", pattern=r"^\d{12}$")
     public_url: str = ""
     provider: str = "local"
+    # each provider's own settings, checked by that provider: [providers.NAME] tables
+    providers: dict[str, dict[str, Any]] = {}
     xvnc: str = "Xvnc"
     # the in-browser VNC client of stream pages: a directory with noVNC's core/ and vendor/
     # (default: node_modules/@novnc/novnc of the source tree, installed by `make setup`)

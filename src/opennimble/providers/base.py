@@ -83,6 +83,8 @@ class DesktopSpec:
     launch_profile_id: str
     clipboard: bool = True
     init_scripts: tuple[InitScript, ...] = ()
+    # the launch profile's maxSessionLengthInMinutes (a scheduler's time limit), if known
+    max_session_minutes: int | None = None
 
 
 class Health(enum.Enum):
@@ -90,7 +92,10 @@ class Health(enum.Enum):
 
     STARTING = "STARTING"  # still coming up: poll again
     READY = "READY"  # the owner can connect
-    GONE = "GONE"  # no desktop is running for this state
+    GONE = "GONE"  # no desktop is running for this state (a READY one is started again)
+    # the desktop ended for good (its batch job was cancelled or failed outside opennimble):
+    # a starting session fails, a READY one is stopped, with the message as its statusMessage
+    ENDED = "ENDED"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +106,7 @@ class PollResult:
     # password. Empty otherwise.
     endpoint: dict[str, Any] = dataclasses.field(default_factory=dict)
     message: str = ""
+    status_code: str = "INTERNAL_ERROR"  # for ENDED: the model status code of the failure
 
 
 class ProviderFailure(Exception):

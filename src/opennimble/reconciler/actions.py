@@ -84,6 +84,8 @@ class Actions:
             if result.health is base.Health.READY:
                 self._ready(row, result.endpoint)
                 return
+            if result.health is base.Health.ENDED:
+                raise base.PermanentFailure(result.message, result.status_code)
             if result.health is base.Health.GONE:
                 raise base.TemporaryFailure(
                     f"the desktop went away while starting: {result.message}"
@@ -141,8 +143,12 @@ class Actions:
         log.info("session %s stopped", row["session_id"])
 
     async def check_ready(self, row: Row) -> None:
-        """A READY session whose desktop is gone (a host restart) is started again."""
+        """A READY session whose desktop is gone (a host restart) is started again; one whose
+        desktop ended for good (its job was cancelled outside opennimble) is stopped."""
         result = await self.provider.poll(_state_of(row))
+        if result.health is base.Health.ENDED:
+            self._ended(row, result.message)
+            return
         if result.health is not base.Health.GONE:
             return
         now = self.now()
@@ -162,6 +168,22 @@ class Actions:
             row["session_id"],
             result.message,
         )
+
+    def _ended(self, row: Row, message: str) -> None:
+        """STOPPED with the provider's reason: the owner may start it again."""
+        now = self.now()
+        values = {
+            **lifecycle.enter("STOPPED", now),
+            "status_message": message,
+            "stopped_at": now,
+            "endpoint": {},
+            "stop_at": None,
+            "terminate_at": lifecycle.stopped_timer(row["attrs"], now),
+        }
+        with self.db.write() as conn:
+            if sessions.transition(conn, row["session_id"], ("READY",), **values):
+                streams.delete_for_session(conn, row["session_id"])
+        log.warning("session %s: its desktop ended (%s); stopped", row["session_id"], message)
 
     # ---- outcomes ---------------------------------------------------------------------------
 
@@ -258,6 +280,10 @@ class Actions:
             ec2_image_id=str(row["attrs"].get("ec2ImageId", "")),
             launch_profile_id=row["launch_profile_id"],
             clipboard=row["attrs"].get("clipboardMode") != "DISABLED",
+            max_session_minutes=int(
+                row["attrs"].get("maxSessionLengthInMinutes")
+                or lifecycle.DEFAULT_MAX_SESSION_MINUTES
+            ),
             init_scripts=tuple(
                 base.InitScript(s.component, s.run_context, s.script, s.parameters) for s in scripts
             ),
