@@ -17,12 +17,14 @@ from typing import Any
 
 import pytest
 import requests
+from playwright import sync_api
 
+from tests.browser.conftest import ARTIFACTS, CHROMIUM
 from tests.support import desktops, slurm, vnc
 from tests.support import world as worlds
 from tests.support.server import FAST
 
-pytestmark = [pytest.mark.slurm, pytest.mark.xvnc]
+pytestmark = [pytest.mark.slurm, pytest.mark.xvnc, pytest.mark.browser]
 if (why := slurm.available()) is not None:
     pytestmark.append(pytest.mark.skip(reason=why))
 
@@ -175,4 +177,31 @@ def test_a_killed_server_reattaches_to_its_running_job(
     assert session(world, ids)["state"] == "READY"
     assert job_of(cluster, ids["sessionId"])["job_id"] == job  # the same job, no second one
     assert ids["sessionId"] in streams(world, ids)
+    delete(world, ids)
+
+
+def test_the_stream_of_a_slurm_desktop_draws_in_chromium(
+    world: worlds.World, cluster: slurm.Cluster
+) -> None:
+    ids = ready(world)
+    client = world.artist.client()
+    stream = client.create_streaming_session_stream(**ids)["stream"]
+    waiter = client.get_waiter("streaming_session_stream_ready")
+    waiter.wait(**ids, streamId=stream["streamId"], WaiterConfig=FAST)
+    url = client.get_streaming_session_stream(**ids, streamId=stream["streamId"])["stream"]["url"]
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = chromium.new_context(viewport={"width": 1024, "height": 700}).new_page()
+            page.goto(url)
+            page.wait_for_selector("body[data-state='connected']", state="attached", timeout=20_000)
+            width, height = page.evaluate(
+                "(() => { const c = document.querySelector('#screen canvas');"
+                " return [c.width, c.height]; })()"
+            )
+            assert (width, height) != (0, 0)
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "slurm-stream.png"))
+        finally:
+            chromium.close()
     delete(world, ids)

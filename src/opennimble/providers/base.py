@@ -137,6 +137,12 @@ class Provider(abc.ABC):
         """Build the provider from the installation settings."""
         raise NotImplementedError(f"{cls.__name__} does not say how to build it from settings")
 
+    def start_timeout(self, ready_timeout: float) -> float:
+        """Seconds a session may take from its start to READY (after that it fails), given
+        the installation's ``desktop_ready_timeout``. A provider whose desktops may wait in a
+        queue first (a batch scheduler's) adds that wait."""
+        return ready_timeout
+
     @abc.abstractmethod
     async def start(self, spec: DesktopSpec, state: ProviderState) -> ProviderState:
         """Start (or re-attach to) the desktop of ``spec`` and return its state.

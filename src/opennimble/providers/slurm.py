@@ -167,6 +167,9 @@ class SlurmProvider(base.Provider):
 
     # ---- the contract -----------------------------------------------------------------------
 
+    def start_timeout(self, ready_timeout: float) -> float:
+        return ready_timeout + self.settings.pending_timeout
+
     async def start(self, spec: base.DesktopSpec, state: base.ProviderState) -> base.ProviderState:
         sid = _session_id(spec.session_id)
         job = await self._job_of(state)

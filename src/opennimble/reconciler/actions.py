@@ -25,6 +25,9 @@ log = logging.getLogger("opennimble.reconciler")
 
 Row = dict[str, Any]
 POLL_FIRST, POLL_MAX = 0.1, 1.0
+# seconds a starting desktop is polled while its session stays claimed; a slower one (a job
+# waiting in a scheduler's queue) is requeued, and its claim released, until it is due again
+POLL_BUDGET, REQUEUE_DELAY = 3.0, 2.0
 DELETE_ATTEMPTS = 5
 
 
@@ -48,7 +51,7 @@ class Actions:
         self.db = db
         self.provider = provider
         self.now = now
-        self.ready_timeout = ready_timeout
+        self.ready_timeout = provider.start_timeout(ready_timeout)
         self.backups = backups.SessionBackups(db, provider, now)
 
     async def run(self, row: Row) -> None:
@@ -78,7 +81,7 @@ class Actions:
                 conn, row["session_id"], provider_state=state, provider=self.provider.name
             )
         deadline = row["work_started_at"] + int(self.ready_timeout * clock.SECOND)
-        delay = POLL_FIRST
+        delay, budget = POLL_FIRST, asyncio.get_running_loop().time() + POLL_BUDGET
         while True:
             result = await self.provider.poll(state)
             if result.health is base.Health.READY:
@@ -96,6 +99,9 @@ class Actions:
                     f" ({result.message})",
                     "INTERNAL_ERROR",
                 )
+            if asyncio.get_running_loop().time() >= budget:
+                self._requeue(row)
+                return
             await asyncio.sleep(delay)
             delay = min(delay * 2, POLL_MAX)
 
@@ -168,6 +174,13 @@ class Actions:
             row["session_id"],
             result.message,
         )
+
+    def _requeue(self, row: Row) -> None:
+        """Come back to a desktop that is slow to start later, without holding the claim (and
+        a place among the concurrent provisions) meanwhile."""
+        due = self.now() + int(REQUEUE_DELAY * clock.SECOND)
+        with self.db.write() as conn:
+            sessions.update(conn, row["session_id"], next_attempt_at=due)
 
     def _ended(self, row: Row, message: str) -> None:
         """STOPPED with the provider's reason: the owner may start it again."""
