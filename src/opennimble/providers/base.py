@@ -119,7 +119,15 @@ class ProviderFailure(Exception):
 
 
 class TemporaryFailure(ProviderFailure):
-    """May succeed if tried again later."""
+    """May succeed if tried again later: after ``retry_in`` seconds when the provider knows
+    (a scheduler that is restarting, a port that frees up), else after the reconciler's own
+    back-off."""
+
+    def __init__(
+        self, message: str, status_code: str = "INTERNAL_ERROR", *, retry_in: float | None = None
+    ) -> None:
+        super().__init__(message, status_code)
+        self.retry_in = retry_in
 
 
 class PermanentFailure(ProviderFailure):

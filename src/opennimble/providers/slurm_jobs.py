@@ -147,6 +147,6 @@ class Slurm:
             process.kill()
             await process.wait()
             raise base.TemporaryFailure(
-                f"{program} did not answer within {self._timeout:g} s"
+                f"{program} did not answer within {self._timeout:g} s", retry_in=self._timeout
             ) from None
         return process.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")

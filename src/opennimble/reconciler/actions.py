@@ -255,6 +255,8 @@ class Actions:
     async def _retry(self, row: Row, exc: Exception) -> None:
         attempts = int(row["attempts"]) + 1
         delay = min(2.0**attempts * 0.25, 30.0)
+        if isinstance(exc, base.TemporaryFailure) and exc.retry_in is not None:
+            delay = exc.retry_in  # the provider knows when trying again makes sense
         now = self.now()
         deadline = row["work_started_at"] + int(self.ready_timeout * clock.SECOND)
         give_up = (row["state"] == "DELETE_IN_PROGRESS" and attempts >= DELETE_ATTEMPTS) or (
