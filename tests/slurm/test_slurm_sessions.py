@@ -5,12 +5,16 @@ batch job of its owner; the API is used through boto3 and the stream through its
 user would. Covered: create -> READY with a stream that speaks RFB; the job's resources from
 the instance type; stop, start, delete (no job left); a job cancelled outside opennimble; a job
 pending past the limit (INSUFFICIENT_CAPACITY); a server killed with SIGKILL and restarted,
-which re-attaches to its running job with no orphan.
+which re-attaches to its running job with no orphan; backups and restore; the stream drawn in
+Chromium.
 """
 
 from __future__ import annotations
 
 import json
+import pathlib
+import pwd
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -204,4 +208,45 @@ def test_the_stream_of_a_slurm_desktop_draws_in_chromium(
             page.screenshot(path=str(ARTIFACTS / "slurm-stream.png"))
         finally:
             chromium.close()
+    delete(world, ids)
+
+
+def test_backups_and_restore_as_with_the_local_provider(
+    world: worlds.World, cluster: slurm.Cluster
+) -> None:
+    """A stop backs the session's storage up; StartStreamingSession with backupId puts it back
+    before the new job starts."""
+    studio, client = world.studio, world.artist.client()
+    profile = desktops.stoppable(
+        studio.admin,
+        studio,
+        [world.artist],
+        sessionBackup={"mode": "AUTOMATIC", "maxBackupsToRetain": 2},
+    )
+    session_id = client.create_streaming_session(
+        studioId=studio.studio_id, launchProfileId=profile
+    )["session"]["sessionId"]
+    ids = {"studioId": studio.studio_id, "sessionId": session_id}
+    client.get_waiter("streaming_session_ready").wait(**ids, WaiterConfig=FAST)
+    owner = pwd.getpwnam(job_of(cluster, session_id)["user_name"])
+    work = pathlib.Path(owner.pw_dir) / "sessions" / session_id / "work.txt"
+
+    def write(text: str) -> None:
+        done = subprocess.run(
+            ["sh", "-c", f"echo {text} > {work}"], user=owner.pw_uid, group=owner.pw_gid,
+            extra_groups=[], capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+
+    write("before")
+    client.stop_streaming_session(**ids)
+    client.get_waiter("streaming_session_stopped").wait(**ids, WaiterConfig=FAST)
+    backups = client.list_streaming_session_backups(studioId=studio.studio_id)
+    backup = next(b for b in backups["streamingSessionBackups"] if b["sessionId"] == session_id)
+    assert backup["state"] == "READY"
+    write("after")
+    started = client.start_streaming_session(**ids, backupId=backup["backupId"])["session"]
+    assert started["startedFromBackupId"] == backup["backupId"]
+    client.get_waiter("streaming_session_ready").wait(**ids, WaiterConfig=FAST)
+    assert work.read_text() == "before\n"
     delete(world, ids)
