@@ -123,3 +123,26 @@ def test_websockets_exist_only_for_streams(world: worlds.World) -> None:
         vnc.connect(world.server.endpoint.replace("http://", "ws://") + "/2020-08-01/studios"),
     ):
         pass
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/stream-client/novnc/core/no-such-module.js",
+        "/stream-client/app/no-such-file.css",
+        "/stream-client/app/",
+        "/stream-client/novnc/core/",
+        "/stream-client/app/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "/stream-client/novnc/..%2f..%2f..%2fetc%2fpasswd",
+    ],
+)
+def test_missing_or_escaping_static_paths_are_404_not_500(world: worlds.World, path: str) -> None:
+    response = requests.get(world.server.endpoint + path, timeout=10)
+    assert response.status_code == 404, (path, response.status_code, response.text[:200])
+    assert "root:" not in response.text
+    assert "Traceback" not in world.server.log()
+
+
+def test_the_stream_clients_files_are_served(world: worlds.World) -> None:
+    for path in ("/stream-client/app/stream.js", "/stream-client/novnc/core/rfb.js"):
+        assert requests.get(world.server.endpoint + path, timeout=10).status_code == 200

@@ -20,6 +20,7 @@ import urllib.parse
 from typing import Any
 
 from starlette import requests, responses, routing, staticfiles, websockets
+from starlette.middleware import exceptions
 
 from opennimble import clock
 from opennimble.domain import stream_tokens
@@ -72,7 +73,8 @@ class Gateway:
         self.novnc_modules = novnc_modules(novnc_dir)
         if not self.novnc_modules:
             log.warning("noVNC not found in %s: stream pages cannot be served", novnc_dir)
-        self.router = routing.Router(self._routes())
+        # static files answer a missing file with an HTTPException: a 404, never a traceback
+        self.router = exceptions.ExceptionMiddleware(routing.Router(self._routes()))
 
     def _routes(self) -> list[routing.BaseRoute]:
         routes: list[routing.BaseRoute] = [
@@ -80,8 +82,8 @@ class Gateway:
             routing.WebSocketRoute("/streams/{stream_id}/websocket", self.websocket),
             routing.Mount("/stream-client/app", staticfiles.StaticFiles(directory=CLIENT_DIR)),
         ]
-        if self.novnc_dir is not None:
-            novnc = staticfiles.StaticFiles(directory=self.novnc_dir, check_dir=False)
+        if self.novnc_dir is not None and novnc_installed(self.novnc_dir):
+            novnc = staticfiles.StaticFiles(directory=self.novnc_dir)
             routes.append(routing.Mount("/stream-client/novnc", novnc))
         return routes
 
