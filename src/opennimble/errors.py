@@ -81,6 +81,38 @@ ALL: tuple[type[ServiceError], ...] = (
 )
 
 
+class AuthenticationError(ServiceError):
+    """A request that is not (correctly) signed. These are not error shapes of the nimble
+    model but the errors every AWS endpoint answers such requests with, by the same names and
+    status, so that SDKs and users' ``except`` clauses see what AWS gave them."""
+
+    status = 403
+
+
+class MissingAuthenticationTokenException(AuthenticationError):
+    """No Authorization header (an unsigned request)."""
+
+
+class IncompleteSignatureException(AuthenticationError):
+    """An Authorization header or X-Amz-Date that is malformed or incomplete."""
+
+
+class UnrecognizedClientException(AuthenticationError):
+    """An access key id (or security token) the identity store does not know."""
+
+
+class InvalidSignatureException(AuthenticationError):
+    """A signature that does not match, is expired, or is scoped to another region/service."""
+
+
+AUTHENTICATION: tuple[type[AuthenticationError], ...] = (
+    MissingAuthenticationTokenException,
+    IncompleteSignatureException,
+    UnrecognizedClientException,
+    InvalidSignatureException,
+)
+
+
 def not_found(kind: str, resource_id: str) -> ResourceNotFoundException:
     """The error for a resource that does not exist (or that the caller may not know of)."""
     return ResourceNotFoundException(

@@ -126,3 +126,17 @@ def test_each_caller_has_its_own_request_rate(throttled: support.Server) -> None
     calm.client().list_studios()  # another caller is not slowed down
     time.sleep(1.1)  # the bucket refills at 1 request per second
     client.list_studios()
+
+
+@pytest.mark.parametrize("mode", ["standard", "adaptive"])
+def test_botocore_backs_off_and_gets_through_when_throttled(
+    throttled: support.Server, mode: str
+) -> None:
+    """ThrottlingException (429) is what botocore's standard and adaptive retry modes retry
+    with back-off: a caller over the rate sees its calls succeed, later, after retries."""
+    user = throttled.user(f"patient{mode}", operator=True)
+    client = user.client(retries={"mode": mode, "max_attempts": 10})
+    began = time.monotonic()
+    attempts = [client.list_studios()["ResponseMetadata"]["RetryAttempts"] for _ in range(5)]
+    assert sum(attempts) > 0, attempts  # some calls were throttled and retried
+    assert time.monotonic() - began >= 1.0  # 5 calls at 1/s after a burst of 3: it waited

@@ -37,7 +37,9 @@ def test_a_repair_removes_the_memberships_of_users_who_left(world: World) -> Non
     gone = cli(world.server.data_dir, "users", "delete", leaver.user_id)
     assert gone["userId"] == leaver.user_id and gone["accessKeysDeleted"] == 1
     expect.error(  # the key stops working at once
-        lambda: leaver_client.get_studio(studioId=sid), "AccessDeniedException", "identity store"
+        lambda: leaver_client.get_studio(studioId=sid),
+        "UnrecognizedClientException",
+        "identity store",
     )
     assert leaver.user_id in member_ids(admin, sid, studio.launch_profile_id)
     before = admin.get_studio(studioId=sid)["studio"]

@@ -15,6 +15,11 @@ STATUS = {
     "ResourceNotFoundException": 404,
     "ConflictException": 409,
     "ThrottlingException": 429,
+    # not in the model: what every AWS endpoint answers a request that is not correctly signed
+    "UnrecognizedClientException": 403,
+    "InvalidSignatureException": 403,
+    "IncompleteSignatureException": 403,
+    "MissingAuthenticationTokenException": 403,
 }
 
 

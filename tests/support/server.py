@@ -196,17 +196,15 @@ class User:
     server: Server
 
     def client(self, validate: bool = True, **config: Any) -> Any:
+        """A nimble client of this user; it does not retry unless ``retries`` says so."""
+        options = {"retries": {"mode": "standard", "max_attempts": 1}, **config}
         return boto3.client(
             "nimble",
             endpoint_url=self.server.endpoint,
             region_name=REGION,
             aws_access_key_id=self.access_key_id,
             aws_secret_access_key=self.secret_access_key,
-            config=botocore.config.Config(
-                retries={"mode": "standard", "max_attempts": 1},
-                parameter_validation=validate,
-                **config,
-            ),
+            config=botocore.config.Config(parameter_validation=validate, **options),
         )
 
 

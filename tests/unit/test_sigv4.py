@@ -15,6 +15,7 @@ from botocore.awsrequest import AWSPreparedRequest, AWSRequest
 from botocore.credentials import Credentials
 from botocore.utils import percent_encode_sequence
 
+from opennimble.protocol import parse
 from opennimble.protocol.sigv4 import SignatureError, SignedRequest, Verifier
 
 REGION = "us-west-2"
@@ -489,3 +490,33 @@ def test_signing_keys_are_cached() -> None:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("minutes", "words"),
+    [(16, "Signature expired: {date} is now earlier than"), (-16, "Signature not yet current")],
+)
+def test_skew_refusals_use_awss_words(minutes: int, words: str) -> None:
+    """SDKs that correct their clock (the JavaScript and Java SDKs) look for these words."""
+    request = sign()
+    error = refusal(request, skew=datetime.timedelta(minutes=minutes))
+    assert words.format(date=header(request, "X-Amz-Date")) in error.message
+    assert "15 min." in error.message
+
+
+def test_refuses_an_unsigned_x_amz_header() -> None:
+    """The client token rides in an x-amz-* header: it must be covered by the signature, or a
+    replayed request could carry another token (and be executed again)."""
+    request = sign("POST", STUDIO_PATH, body=b"{}")
+    tampered = with_header(request, "X-Amz-Client-Token", "another-token")
+    error = refusal(tampered)
+    assert error.code == "IncompleteSignature"
+    assert "x-amz-client-token" in error.message
+    signed = sign("POST", STUDIO_PATH, body=b"{}", headers={"X-Amz-Client-Token": "t1"})
+    assert verify(signed) == ACCESS_KEY
+
+
+def test_a_plus_in_the_query_is_a_plus_for_the_parser_as_for_the_signature() -> None:
+    """``a+b`` and ``a%2Bb`` canonicalise alike: they must also mean the same value."""
+    assert parse.parse_query("ownedBy=a+b") == parse.parse_query("ownedBy=a%2Bb")
+    assert parse.parse_query("ownedBy=a+b&x=%20&x=") == {"ownedBy": ["a+b"], "x": [" ", ""]}

@@ -9,6 +9,16 @@ from opennimble.domain.identity import Caller
 from opennimble.protocol import sigv4
 from opennimble.store import crypto, database, users
 
+# the verifier's refusals, as AWS endpoints answer them
+_REFUSALS: dict[str, type[errors.AuthenticationError]] = {
+    "MissingAuthenticationToken": errors.MissingAuthenticationTokenException,
+    "IncompleteSignature": errors.IncompleteSignatureException,
+    "UnrecognizedClient": errors.UnrecognizedClientException,
+    "InvalidSignature": errors.InvalidSignatureException,
+    "SignatureExpired": errors.InvalidSignatureException,
+    "InvalidScope": errors.InvalidSignatureException,
+}
+
 
 class Authenticator:
     """Verifies requests; keeps decrypted secrets of keys seen in memory (never on disk)."""
@@ -48,15 +58,15 @@ class Authenticator:
 
     def authenticate(self, request: sigv4.SignedRequest) -> Caller:
         if any(name.lower() == "x-amz-security-token" for name, _ in request.headers):
-            raise errors.AccessDeniedException(
-                "This server issues no temporary credentials: sign requests with an access key "
-                "of the identity store, without X-Amz-Security-Token",
-                code="UnrecognizedClient",
+            raise errors.UnrecognizedClientException(
+                "The security token included in the request is invalid: this server issues no "
+                "temporary credentials; sign requests with an access key of the identity store, "
+                "without X-Amz-Security-Token"
             )
         try:
             access_key_id = self._verifier.verify(request)
         except sigv4.SignatureError as exc:
-            raise errors.AccessDeniedException(exc.message, code=exc.code) from None
+            raise _REFUSALS[exc.code](exc.message) from None
         entry = self._load(access_key_id)
         assert entry is not None
         return entry[1]

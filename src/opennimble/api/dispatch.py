@@ -75,9 +75,9 @@ class Dispatcher:
 def _still_a_user(conn: sa.Connection, caller: Caller) -> None:
     """A user deleted from the identity store loses access at once, on every server."""
     if users.get_user(conn, caller.user_id) is None:
-        raise errors.AccessDeniedException(
-            f"User {caller.name} ({caller.user_id}) is no longer in the identity store",
-            code="UnrecognizedClient",
+        raise errors.UnrecognizedClientException(
+            "The security token included in the request is invalid: user "
+            f"{caller.name} ({caller.user_id}) is no longer in the identity store",
             context={"principalId": caller.user_id},
         )
 

@@ -26,7 +26,7 @@ def parse_input(
     body: bytes,
 ) -> dict[str, Any]:
     """Build the operation's input parameters (member name -> value)."""
-    query = urllib.parse.parse_qs(query_string, keep_blank_values=True)
+    query = parse_query(query_string)
     document = _json_body(body)
     params: dict[str, Any] = {}
     for name, member in op.input.members.items():
@@ -43,6 +43,19 @@ def parse_input(
         if raw is not None:
             params[name] = raw
     return params
+
+
+def parse_query(query_string: str) -> dict[str, list[str]]:
+    """The query's values by name, decoded exactly as SigV4's canonical query reads them:
+    percent-escapes only, a ``+`` stays a plus (``application/x-www-form-urlencoded`` would
+    make it a space, so that ``a+b`` and ``a%2Bb``, which sign alike, meant two things)."""
+    query: dict[str, list[str]] = {}
+    if not query_string:
+        return query
+    for pair in query_string.split("&"):
+        name, _, value = pair.partition("=")
+        query.setdefault(urllib.parse.unquote(name), []).append(urllib.parse.unquote(value))
+    return query
 
 
 def _json_body(body: bytes) -> dict[str, Any]:

@@ -38,6 +38,8 @@ __all__ = [
 ALGORITHM: Final = "AWS4-HMAC-SHA256"
 TERMINATOR: Final = "aws4_request"
 _PAYLOAD_HASH_HEADER: Final = "x-amz-content-sha256"
+_AMZ_PREFIX: Final = "x-amz-"
+_SECURITY_TOKEN: Final = "x-amz-security-token"
 _UNRESERVED: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~"
 _LOWER_HEX: Final = frozenset("0123456789abcdef")
 _SHOWN_CHARS: Final = 120
@@ -194,13 +196,26 @@ class Verifier:
         now = self._now()
         if now.tzinfo is None:
             now = now.replace(tzinfo=datetime.UTC)
-        if abs(now - request_time) > self._max_skew:
-            server_time = now.astimezone(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
-            raise SignatureError(
-                "SignatureExpired",
-                f"Signature expired: the request time {amz_date} is more than "
-                f"{self._max_skew} away from the server time {server_time}.",
+        if abs(now - request_time) <= self._max_skew:
+            return
+        minutes = f"{self._max_skew.total_seconds() / 60:g} min."
+        if request_time < now:  # AWS's words, which SDKs that correct clock skew recognise
+            limit = _amz_date(now - self._max_skew)
+            message = (
+                f"Signature expired: {amz_date} is now earlier than {limit} "
+                f"({_amz_date(now)} - {minutes})"
             )
+        else:
+            limit = _amz_date(now + self._max_skew)
+            message = (
+                f"Signature not yet current: {amz_date} is still later than {limit} "
+                f"({_amz_date(now)} + {minutes})"
+            )
+        raise SignatureError("SignatureExpired", message + " Check the clock of the client.")
+
+
+def _amz_date(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def _show(text: str) -> str:
@@ -320,10 +335,25 @@ def _parse_amz_date(value: str) -> datetime.datetime:
 
 
 def _check_signed_headers(signed_headers: Sequence[str], headers: _HeaderMap) -> None:
-    """Require ``host`` to be signed and every signed header to be present."""
+    """Require ``host`` and every ``x-amz-*`` header of the request to be signed (they carry
+    what the request means: its time, its client token), and every signed header present. A
+    session token may be added after signing, as AWS allows; callers decide whether they take
+    session tokens at all."""
     if "host" not in signed_headers:
         raise SignatureError(
             "IncompleteSignature", "The 'host' header must be among the SignedHeaders."
+        )
+    unsigned = sorted(
+        name
+        for name in headers
+        if name.startswith(_AMZ_PREFIX)
+        and name not in signed_headers
+        and name != _SECURITY_TOKEN  # may follow the signature (AWS's post-sts-header-after)
+    )
+    if unsigned:
+        raise SignatureError(
+            "IncompleteSignature",
+            f"Header(s) {', '.join(map(repr, unsigned))} must be among the SignedHeaders.",
         )
     absent = [name for name in signed_headers if name not in headers]
     if absent:
