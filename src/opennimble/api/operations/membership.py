@@ -37,6 +37,11 @@ def _check_new_members(ctx: Context, params: Params) -> None:
             )
     if problems:
         raise validate.exception(problems)
+    principals = [
+        (f"members.{i}.member.principalId", new["principalId"])
+        for i, new in enumerate(params["members"], start=1)
+    ]
+    access.require_standing(ctx.conn, ctx.caller, params["studioId"], principals)
 
 
 def _put(ctx: Context, params: Params, scope_id: str) -> None:
