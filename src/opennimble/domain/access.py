@@ -25,6 +25,7 @@ from opennimble.store import members, resources
 Row = dict[str, Any]
 
 STUDIO = "studio"
+LAUNCH_PROFILE = "launch_profile"
 
 
 def is_admin(conn: sa.Connection, caller: Caller, studio_id: str) -> bool:
@@ -46,6 +47,18 @@ def has_standing(conn: sa.Connection, user_id: str, studio_id: str) -> bool:
 def belongs_to_studio(conn: sa.Connection, caller: Caller, studio_id: str) -> bool:
     """Whether the caller has any role in the studio."""
     return caller.operator or has_standing(conn, caller.user_id, studio_id)
+
+
+def components_used_by(conn: sa.Connection, user_id: str, studio_id: str) -> set[str]:
+    """The studio components of the launch profiles (not deleted) the user is a member of."""
+    used: set[str] = set()
+    for m in members.scopes_of(conn, user_id):
+        if m["studio_id"] != studio_id or m["scope_id"] == studio_id:
+            continue
+        profile = resources.get(conn, LAUNCH_PROFILE, m["scope_id"], studio_id)
+        if profile is not None and profile["state"] != "DELETED":
+            used.update(profile["attrs"].get("studioComponentIds", []))
+    return used
 
 
 def require_standing(
