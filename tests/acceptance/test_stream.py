@@ -123,3 +123,33 @@ def test_websockets_exist_only_for_streams(world: worlds.World) -> None:
         vnc.connect(world.server.endpoint.replace("http://", "ws://") + "/2020-08-01/studios"),
     ):
         pass
+
+
+def test_removing_a_member_ends_their_streams_but_not_an_administrators(
+    world: worlds.World, stoppable: str
+) -> None:
+    sid = world.studio.studio_id
+    leaver = world.server.user("streamleaver")
+    lp = {"studioId": sid, "launchProfileId": stoppable}
+    world.operator.client().put_launch_profile_members(
+        **lp,
+        identityStoreId=leaver.identity_store_id,
+        members=[{"principalId": leaver.user_id, "persona": "USER"}],
+    )
+    client, admin = leaver.client(), world.studio.admin.client()
+    ids = ready_session(client, sid, stoppable)
+    socket, cookie = admitted(stream_url(client, ids))
+    admin_socket, admin_cookie = admitted(stream_url(admin, ids))
+    with connect(socket, cookie) as ws, connect(admin_socket, admin_cookie) as watching:
+        vnc.RfbClient(ws).handshake()
+        watcher = vnc.RfbClient(watching)
+        init = watcher.handshake()
+        admin.delete_launch_profile_member(**lp, principalId=leaver.user_id)
+        lost = "The user of this stream no longer has access to its session."
+        assert close_of(ws) == (4006, lost)
+        watcher.set_encodings(0)  # the administrator's stream goes on
+        watcher.request_update(init.width, init.height)
+        assert watcher.read(1) == b"\0"
+    with connect(socket, cookie) as ws:
+        assert close_of(ws) == (4006, lost)
+    admin.delete_streaming_session(**ids)

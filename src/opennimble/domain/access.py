@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from opennimble import errors
 from opennimble.domain.identity import Caller
-from opennimble.store import members, resources
+from opennimble.store import members, resources, users
 
 Row = dict[str, Any]
 
@@ -117,6 +117,26 @@ def listed_owner(
             caller, f"list the {what} owned by {owned_by}", "only studio administrators may"
         )
     return caller.user_id
+
+
+USER_GONE = "The user of this stream was removed."
+ACCESS_GONE = "The user of this stream no longer has access to its session."
+
+
+def stream_access_lost(conn: sa.Connection, user_id: str, session: Row) -> str | None:
+    """Why ``user_id`` (a stream's creator) may no longer watch ``session``, or None while they
+    still may: by the API's own rule, a user of the identity store with a role in the studio
+    who owns the session or administers the studio."""
+    user = users.get_user(conn, user_id)
+    if user is None:
+        return USER_GONE
+    caller = Caller(user_id, str(user["name"]), bool(user["operator"]))
+    studio_id = session["studio_id"]
+    if not belongs_to_studio(conn, caller, studio_id):
+        return ACCESS_GONE
+    if session["owned_by"] != user_id and not is_admin(conn, caller, studio_id):
+        return ACCESS_GONE
+    return None
 
 
 def require_operator(caller: Caller, action: str) -> None:
