@@ -247,8 +247,28 @@ def test_credential_of_another_sessions_stream_is_refused(site: Site, desktop: v
 def test_page_of_another_site_cannot_connect(site: Site, desktop: vnc.Xvnc) -> None:
     stream_id = site.stream(site.session(desktop))
     cookie = site.admitted_cookie(stream_id)
-    with site.connect(stream_id, cookie, origin="http://evil.example") as ws:
-        assert closed_with(ws) == (4001, "Cross-site connection refused.")
+    host = f"127.0.0.1:{site.port}"
+    for origin in (
+        "http://evil.example",
+        "null",  # a sandboxed frame, a file:// page
+        f"http://{host}.evil.example",  # a look-alike host
+        f"http://{host}@evil.example",
+        f"http://127.0.0.1:{site.port + 1}",  # another port of the same machine
+    ):
+        with site.connect(stream_id, cookie, origin=origin) as ws:
+            assert closed_with(ws) == (4001, "Cross-site connection refused."), origin
+    with site.connect(stream_id, cookie) as ws:  # the page's own origin still connects
+        vnc.RfbClient(ws).handshake()
+
+
+def test_the_urls_token_opens_no_websocket(site: Site, desktop: vnc.Xvnc) -> None:
+    """A client that skips the page and hands the URL's token to the websocket gets nothing,
+    and the token stays unused for the page."""
+    stream_id = site.stream(site.session(desktop))
+    query = site.url(stream_id).split("?", 1)[1]
+    with vnc.connect(f"{site.socket_url(stream_id)}?{query}", None, site.base) as ws:
+        assert closed_with(ws) == (4001, "No valid credential for this stream: open its URL.")
+    assert site.open_page(stream_id).status_code == 200
 
 
 def test_connections_start_only_before_expiry_and_outlive_it(site: Site, desktop: vnc.Xvnc) -> None:
