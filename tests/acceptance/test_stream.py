@@ -125,6 +125,60 @@ def test_websockets_exist_only_for_streams(world: worlds.World) -> None:
         pass
 
 
+def test_removing_a_member_ends_their_streams_but_not_an_administrators(
+    world: worlds.World, stoppable: str
+) -> None:
+    sid = world.studio.studio_id
+    leaver = world.server.user("streamleaver")
+    lp = {"studioId": sid, "launchProfileId": stoppable}
+    world.operator.client().put_launch_profile_members(
+        **lp,
+        identityStoreId=leaver.identity_store_id,
+        members=[{"principalId": leaver.user_id, "persona": "USER"}],
+    )
+    client, admin = leaver.client(), world.studio.admin.client()
+    ids = ready_session(client, sid, stoppable)
+    socket, cookie = admitted(stream_url(client, ids))
+    admin_socket, admin_cookie = admitted(stream_url(admin, ids))
+    with connect(socket, cookie) as ws, connect(admin_socket, admin_cookie) as watching:
+        vnc.RfbClient(ws).handshake()
+        watcher = vnc.RfbClient(watching)
+        init = watcher.handshake()
+        admin.delete_launch_profile_member(**lp, principalId=leaver.user_id)
+        lost = "The user of this stream no longer has access to its session."
+        assert close_of(ws) == (4006, lost)
+        watcher.set_encodings(0)  # the administrator's stream goes on
+        watcher.request_update(init.width, init.height)
+        assert watcher.read(1) == b"\0"
+    with connect(socket, cookie) as ws:
+        assert close_of(ws) == (4006, lost)
+    admin.delete_streaming_session(**ids)
+
+
+def test_streams_from_before_a_stop_admit_nothing_after_the_restart(
+    world: worlds.World, stoppable: str
+) -> None:
+    """A stop ends the session's streams for good: once it runs again, neither a link given out
+    before the stop nor the cookie of a page opened then gets in (before their expiry too)."""
+    client = world.artist.client()
+    ids = ready_session(client, world.studio.studio_id, stoppable)
+    socket, cookie = admitted(stream_url(client, ids))
+    unused = stream_url(client, ids)
+    client.stop_streaming_session(**ids)
+    client.get_waiter("streaming_session_stopped").wait(**ids, WaiterConfig=FAST)
+    client.start_streaming_session(**ids)
+    client.get_waiter("streaming_session_ready").wait(**ids, WaiterConfig=FAST)
+    refused = requests.get(unused, timeout=10)
+    assert refused.status_code == 403
+    assert "ask for a new stream" in refused.text
+    with connect(socket, cookie) as ws:
+        assert close_of(ws) == (4002, "This stream link has expired: ask for a new stream.")
+    fresh_socket, fresh_cookie = admitted(stream_url(client, ids))  # a new stream works
+    with connect(fresh_socket, fresh_cookie) as ws:
+        vnc.RfbClient(ws).handshake()
+    client.delete_streaming_session(**ids)
+
+
 @pytest.mark.parametrize(
     "path",
     [

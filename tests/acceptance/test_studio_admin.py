@@ -350,7 +350,7 @@ def test_launch_profile_members_are_changed_and_removed(world: World) -> None:
     profile = new_launch_profile(admin, world.studio)
     lp = {"studioId": sid, "launchProfileId": profile["launchProfileId"]}
     member: User = world.server.user("memberchange")
-    admin.put_launch_profile_members(
+    world.operator.client().put_launch_profile_members(  # the operator brings them in
         **lp,
         identityStoreId=member.identity_store_id,
         members=[{"principalId": member.user_id, "persona": "USER"}],

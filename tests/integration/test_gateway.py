@@ -25,8 +25,17 @@ import websockets.exceptions
 from opennimble import clock
 from opennimble.domain.stream_tokens import StreamTokens
 from opennimble.gateway import app as gateway
-from opennimble.store import database, sessions, streams
-from tests.integration.test_stream_gate import LIFETIME, T0, Clock, session_row, stream_row
+from opennimble.store import database, members, sessions, streams, users
+from tests.integration.test_stream_gate import (
+    LAUNCH_PROFILE,
+    LIFETIME,
+    OWNER,
+    T0,
+    Clock,
+    seed_owner,
+    session_row,
+    stream_row,
+)
 from tests.support import vnc
 from tests.support.server import free_port
 
@@ -96,6 +105,7 @@ class Site:
 def site(tmp_path: pathlib.Path, database_url: str) -> Iterator[Site]:
     db = database.Database(database_url)
     db.upgrade()
+    seed_owner(db)
     now = Clock(T0 + clock.SECOND)
     novnc = tmp_path / "novnc"
     (novnc / "core").mkdir(parents=True)
@@ -237,8 +247,28 @@ def test_credential_of_another_sessions_stream_is_refused(site: Site, desktop: v
 def test_page_of_another_site_cannot_connect(site: Site, desktop: vnc.Xvnc) -> None:
     stream_id = site.stream(site.session(desktop))
     cookie = site.admitted_cookie(stream_id)
-    with site.connect(stream_id, cookie, origin="http://evil.example") as ws:
-        assert closed_with(ws) == (4001, "Cross-site connection refused.")
+    host = f"127.0.0.1:{site.port}"
+    for origin in (
+        "http://evil.example",
+        "null",  # a sandboxed frame, a file:// page
+        f"http://{host}.evil.example",  # a look-alike host
+        f"http://{host}@evil.example",
+        f"http://127.0.0.1:{site.port + 1}",  # another port of the same machine
+    ):
+        with site.connect(stream_id, cookie, origin=origin) as ws:
+            assert closed_with(ws) == (4001, "Cross-site connection refused."), origin
+    with site.connect(stream_id, cookie) as ws:  # the page's own origin still connects
+        vnc.RfbClient(ws).handshake()
+
+
+def test_the_urls_token_opens_no_websocket(site: Site, desktop: vnc.Xvnc) -> None:
+    """A client that skips the page and hands the URL's token to the websocket gets nothing,
+    and the token stays unused for the page."""
+    stream_id = site.stream(site.session(desktop))
+    query = site.url(stream_id).split("?", 1)[1]
+    with vnc.connect(f"{site.socket_url(stream_id)}?{query}", None, site.base) as ws:
+        assert closed_with(ws) == (4001, "No valid credential for this stream: open its URL.")
+    assert site.open_page(stream_id).status_code == 200
 
 
 def test_connections_start_only_before_expiry_and_outlive_it(site: Site, desktop: vnc.Xvnc) -> None:
@@ -283,6 +313,34 @@ def test_stopping_or_deleting_the_session_closes_live_connections(
         assert closed_with(ws) == (4010, reason)
     assert time.monotonic() - started < 3
     assert len(site.app.connections) == 0
+
+
+@pytest.mark.parametrize(
+    ("loss", "reason"),
+    [
+        ("user deleted", "The user of this stream was removed."),
+        ("membership removed", "The user of this stream no longer has access to its session."),
+    ],
+)
+def test_a_user_who_loses_access_is_disconnected_and_refused(
+    site: Site, desktop: vnc.Xvnc, loss: str, reason: str
+) -> None:
+    stream_id = site.stream(site.session(desktop))
+    cookie = site.admitted_cookie(stream_id)
+    with site.connect(stream_id, cookie) as ws:
+        vnc.RfbClient(ws).handshake()
+        # as `opennimble users delete` or DeleteLaunchProfileMember on any server would
+        with site.db.write() as conn:
+            if loss == "user deleted":
+                users.delete_user(conn, OWNER)
+            else:
+                members.delete(conn, LAUNCH_PROFILE, OWNER)
+        started = time.monotonic()
+        assert closed_with(ws) == (4006, reason)
+    assert time.monotonic() - started < 3
+    assert len(site.app.connections) == 0
+    with site.connect(stream_id, cookie) as again:  # the cookie opens nothing any more
+        assert closed_with(again) == (4006, reason)
 
 
 def test_desktop_ending_under_a_busy_browser_still_says_why(site: Site, desktop: vnc.Xvnc) -> None:

@@ -15,9 +15,12 @@ from opennimble import clock
 from opennimble.domain.stream_tokens import StreamTokens
 from opennimble.gateway.credentials import StreamCredentials
 from opennimble.gateway.streams import StreamGate
-from opennimble.store import database, sessions, streams
+from opennimble.store import database, members, sessions, streams, users
 
 KEY = b"k" * 32
+OWNER = "user-1"
+STUDIO = "us-west-2:stid-000000000000"
+LAUNCH_PROFILE = "lp" * 11
 T0 = 1_700_000_000 * clock.SECOND
 LIFETIME = 120 * clock.SECOND
 
@@ -68,14 +71,36 @@ class Gate:
         return row["used_at"]  # type: ignore[no-any-return]
 
 
+def seed_owner(db: database.Database) -> None:
+    """The owner of every session and stream here: a user of the identity store and a member
+    of the sessions' launch profile, as the API makes them."""
+    with db.write() as conn:
+        users.insert_user(
+            conn, {"user_id": OWNER, "name": "owner", "operator": False, "created_at": T0}
+        )
+        members.put(conn, membership(OWNER))
+
+
+def membership(user_id: str) -> dict[str, Any]:
+    return {
+        "scope_id": LAUNCH_PROFILE,
+        "principal_id": user_id,
+        "studio_id": STUDIO,
+        "persona": "USER",
+        "identity_store_id": "d-0000000000",
+        "sid": "S-1-5-21-1-2-3-1001",
+        "created_at": T0,
+    }
+
+
 def stream_row(session_id: str, expires_at: int = T0 + LIFETIME) -> dict[str, Any]:
     """A READY stream of ``session_id`` (a new id), created at T0."""
     return {
         "stream_id": uuid.uuid4().hex[:22],
         "session_id": session_id,
-        "studio_id": "us-west-2:stid-000000000000",
-        "created_by": "user-1",
-        "owned_by": "user-1",
+        "studio_id": STUDIO,
+        "created_by": OWNER,
+        "owned_by": OWNER,
         "created_at": T0,
         "expires_at": expires_at,
         "state": "READY",
@@ -86,13 +111,13 @@ def stream_row(session_id: str, expires_at: int = T0 + LIFETIME) -> dict[str, An
 def session_row(session_id: str, state: str) -> dict[str, Any]:
     return {
         "session_id": session_id,
-        "studio_id": "us-west-2:stid-000000000000",
-        "launch_profile_id": "lp" * 11,
+        "studio_id": STUDIO,
+        "launch_profile_id": LAUNCH_PROFILE,
         "streaming_image_id": "im" * 11,
         "ec2_instance_type": "g4dn.xlarge",
-        "owned_by": "user-1",
-        "created_by": "user-1",
-        "updated_by": "user-1",
+        "owned_by": OWNER,
+        "created_by": OWNER,
+        "updated_by": OWNER,
         "state": state,
         "status_code": f"STREAMING_SESSION_{state}",
         "status_message": "",
@@ -110,6 +135,7 @@ def session_row(session_id: str, state: str) -> dict[str, Any]:
 def gate(tmp_path: pathlib.Path) -> Iterator[Gate]:
     db = database.Database(f"sqlite:///{tmp_path / 'gate.db'}")
     db.upgrade()
+    seed_owner(db)
     tokens = StreamTokens(KEY)
     now = Clock()
     try:
@@ -221,3 +247,46 @@ def test_missing_session_is_refused(gate: Gate) -> None:
     status, text = gate.admit(stream_id, gate.token(stream_id), at=T0 + 1)
     assert status == 403
     assert "not running" in text
+
+
+@pytest.mark.parametrize(
+    ("loss", "reason"),
+    [
+        ("user deleted", "The user of this stream was removed."),
+        ("membership removed", "The user of this stream no longer has access to its session."),
+    ],
+)
+def test_a_stream_of_a_user_who_lost_access_is_refused(gate: Gate, loss: str, reason: str) -> None:
+    stream_id = gate.stream(gate.session())
+    token = gate.token(stream_id)
+    with gate.db.write() as conn:
+        if loss == "user deleted":
+            users.delete_user(conn, OWNER)
+        else:
+            members.delete(conn, LAUNCH_PROFILE, OWNER)
+    assert gate.admit(stream_id, token, at=T0 + 1) == (403, reason)
+    assert gate.used_at(stream_id) is None
+    with gate.db.write() as conn:  # given back their standing, the same link admits again
+        if loss == "user deleted":
+            users.insert_user(
+                conn, {"user_id": OWNER, "name": "owner", "operator": False, "created_at": T0}
+            )
+        members.put(conn, membership(OWNER))
+    assert gate.admit(stream_id, token, at=T0 + 2)[0] == 200
+
+
+def test_a_stream_created_by_a_former_administrator_is_refused(gate: Gate) -> None:
+    """An administrator's stream into someone else's session lives on their administration."""
+    stream_id = gate.stream(gate.session())
+    admin = {**membership("admin-1"), "scope_id": STUDIO, "persona": "ADMINISTRATOR"}
+    with gate.db.write() as conn:
+        users.insert_user(
+            conn, {"user_id": "admin-1", "name": "admin", "operator": False, "created_at": T0}
+        )
+        members.put(conn, admin)
+        by_admin = streams.t.update().where(streams.t.c.stream_id == stream_id)
+        conn.execute(by_admin.values(created_by="admin-1"))
+        members.delete(conn, STUDIO, "admin-1")
+        members.put(conn, membership("admin-1"))  # still a member of the launch profile
+    status, text = gate.admit(stream_id, gate.token(stream_id), at=T0 + 1)
+    assert (status, text) == (403, "The user of this stream no longer has access to its session.")

@@ -81,8 +81,8 @@ def create_studio(operator: User, admin: User, members: list[User]) -> Studio:
     ad.get_waiter("launch_profile_ready").wait(
         studioId=studio_id, launchProfileId=lp_id, WaiterConfig=FAST
     )
-    if members:
-        ad.put_launch_profile_members(
+    if members:  # only an operator brings users into a studio
+        op.put_launch_profile_members(
             studioId=studio_id,
             launchProfileId=lp_id,
             identityStoreId=admin.identity_store_id,

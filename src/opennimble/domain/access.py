@@ -5,6 +5,11 @@
 * launch profile USER: may read the launch profile and its studio, create sessions from it for
   themselves, and act on the sessions they own.
 * anyone else: AccessDeniedException.
+
+A user has *standing* in a studio while they are a member of it or of one of its launch
+profiles. Only an operator brings a user into a studio (their first membership there); the
+studio's administrators manage the memberships of users with standing, so that the admin of
+one studio cannot pull another studio's artists (or any user of the identity store) into it.
 """
 
 from __future__ import annotations
@@ -15,11 +20,12 @@ import sqlalchemy as sa
 
 from opennimble import errors
 from opennimble.domain.identity import Caller
-from opennimble.store import members, resources
+from opennimble.store import members, resources, users
 
 Row = dict[str, Any]
 
 STUDIO = "studio"
+LAUNCH_PROFILE = "launch_profile"
 
 
 def is_admin(conn: sa.Connection, caller: Caller, studio_id: str) -> bool:
@@ -33,11 +39,46 @@ def is_launch_profile_user(conn: sa.Connection, user_id: str, launch_profile_id:
     return members.get(conn, launch_profile_id, user_id) is not None
 
 
+def has_standing(conn: sa.Connection, user_id: str, studio_id: str) -> bool:
+    """Whether the user is a member of the studio or of one of its launch profiles."""
+    return any(m["studio_id"] == studio_id for m in members.scopes_of(conn, user_id))
+
+
 def belongs_to_studio(conn: sa.Connection, caller: Caller, studio_id: str) -> bool:
     """Whether the caller has any role in the studio."""
-    if is_admin(conn, caller, studio_id):
-        return True
-    return any(m["studio_id"] == studio_id for m in members.scopes_of(conn, caller.user_id))
+    return caller.operator or has_standing(conn, caller.user_id, studio_id)
+
+
+def components_used_by(conn: sa.Connection, user_id: str, studio_id: str) -> set[str]:
+    """The studio components of the launch profiles (not deleted) the user is a member of."""
+    used: set[str] = set()
+    for m in members.scopes_of(conn, user_id):
+        if m["studio_id"] != studio_id or m["scope_id"] == studio_id:
+            continue
+        profile = resources.get(conn, LAUNCH_PROFILE, m["scope_id"], studio_id)
+        if profile is not None and profile["state"] != "DELETED":
+            used.update(profile["attrs"].get("studioComponentIds", []))
+    return used
+
+
+def require_standing(
+    conn: sa.Connection, caller: Caller, studio_id: str, principals: list[tuple[str, str]]
+) -> None:
+    """Refuse to let a studio administrator add (field, user id) ``principals`` that have no
+    standing in the studio; an operator may add anyone."""
+    if caller.operator:
+        return
+    strangers = [(f, p) for f, p in principals if not has_standing(conn, p, studio_id)]
+    if not strangers:
+        return
+    named = ", ".join(f"'{p}' at '{f}'" for f, p in strangers)
+    raise errors.AccessDeniedException(
+        f"User {caller.name} ({caller.user_id}) is not allowed to add {named}: "
+        f"a studio administrator may add only users who already have standing in studio "
+        f"{studio_id} (a membership of the studio or of one of its launch profiles); "
+        "an operator brings a user into a studio",
+        context={"principalId": caller.user_id},
+    )
 
 
 def studio(conn: sa.Connection, caller: Caller, studio_id: str, deleted_ok: bool = False) -> Row:
@@ -76,6 +117,26 @@ def listed_owner(
             caller, f"list the {what} owned by {owned_by}", "only studio administrators may"
         )
     return caller.user_id
+
+
+USER_GONE = "The user of this stream was removed."
+ACCESS_GONE = "The user of this stream no longer has access to its session."
+
+
+def stream_access_lost(conn: sa.Connection, user_id: str, session: Row) -> str | None:
+    """Why ``user_id`` (a stream's creator) may no longer watch ``session``, or None while they
+    still may: by the API's own rule, a user of the identity store with a role in the studio
+    who owns the session or administers the studio."""
+    user = users.get_user(conn, user_id)
+    if user is None:
+        return USER_GONE
+    caller = Caller(user_id, str(user["name"]), bool(user["operator"]))
+    studio_id = session["studio_id"]
+    if not belongs_to_studio(conn, caller, studio_id):
+        return ACCESS_GONE
+    if session["owned_by"] != user_id and not is_admin(conn, caller, studio_id):
+        return ACCESS_GONE
+    return None
 
 
 def require_operator(caller: Caller, action: str) -> None:

@@ -73,7 +73,7 @@ def plan(
             context={"resourceId": profile["resource_id"]},
         )
     stream = profile["attrs"]["streamConfiguration"]
-    problems = _owner_problems(conn, studio_id, profile, owned_by)
+    problems = _owner_problems(conn, caller, studio_id, profile, owned_by)
     problems += tags.problems(params.get("tags") or {})
     instance_type = params.get("ec2InstanceType") or stream["ec2InstanceTypes"][0]
     if instance_type not in stream["ec2InstanceTypes"]:
@@ -112,12 +112,16 @@ def plan(
 
 
 def _owner_problems(
-    conn: sa.Connection, studio_id: str, profile: Row, owned_by: str
+    conn: sa.Connection, caller: Caller, studio_id: str, profile: Row, owned_by: str
 ) -> list[validate.Problem]:
+    """The owner must have standing in the studio: a member of the launch profile or an
+    ADMINISTRATOR of the studio. Being an operator counts only for one's own sessions, so that
+    nobody creates sessions owned by an operator who is not a member."""
     owner = users.get_user(conn, owned_by)
     if owner is None:
         return [("ownedBy", f"Value '{owned_by}' at 'ownedBy' is not a user of the identity store")]
-    owner_caller = Caller(owner["user_id"], owner["name"], bool(owner["operator"]))
+    operator = bool(owner["operator"]) and owned_by == caller.user_id
+    owner_caller = Caller(owner["user_id"], owner["name"], operator)
     if access.is_admin(conn, owner_caller, studio_id) or access.is_launch_profile_user(
         conn, owned_by, profile["resource_id"]
     ):

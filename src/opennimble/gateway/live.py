@@ -1,10 +1,13 @@
-"""The live stream connections, and the watch that ends them when their session stops.
+"""The live stream connections, and the watch that ends them when their session stops or
+their user loses access.
 
-An established connection lives until its session stops or is deleted. The API server that
-records a stop or a delete may be another process than the one holding the connection, so the
-gateway watches the database: while connections are open, one task reads their sessions' states
-every ``interval`` seconds (one primary-key read per watched session) and ends every connection
-whose session is no longer READY, with a close reason that says what happened.
+An established connection lives until its session stops or is deleted, or until the user who
+created its stream is removed from the identity store or loses access to the session (their
+memberships). The API server that records such a change may be another process than the one
+holding the connection, so the gateway watches the database: while connections are open, one
+task reads their sessions and their users' access every ``interval`` seconds (primary-key reads
+per watched session and user) and ends every connection that may not go on, with a close
+reason that says what happened.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 
 import sqlalchemy as sa
 
+from opennimble.domain import access
 from opennimble.gateway.streams import Close
 from opennimble.store import database, sessions
 
@@ -35,8 +39,9 @@ def ended_reason(state: str | None) -> str | None:
 class Connection:
     """One browser connected to one session's desktop; ``ended`` fires when it must close."""
 
-    def __init__(self, session_id: str) -> None:
+    def __init__(self, session_id: str, user_id: str) -> None:
         self.session_id = session_id
+        self.user_id = user_id
         self.ended = asyncio.Event()
         self.code = Close.SESSION_ENDED
         self.reason = ""
@@ -66,17 +71,14 @@ class LiveConnections:
         self._open.discard(connection)
 
     def check(self) -> None:
-        """End the connections whose session is no longer READY."""
+        """End the connections whose session is no longer READY, or whose user has lost
+        access to it."""
         by_session: dict[str, list[Connection]] = {}
         for connection in self._open:
             by_session.setdefault(connection.session_id, []).append(connection)
         with self.db.read() as conn:
-            states = {sid: _state(conn, sid) for sid in by_session}
-        for session_id, state in states.items():
-            reason = ended_reason(state)
-            if reason is not None:
-                for connection in by_session[session_id]:
-                    connection.end(Close.SESSION_ENDED, reason)
+            for session_id, connections in by_session.items():
+                _check_session(conn, session_id, connections)
 
     async def close(self) -> None:
         """End every connection (the server is shutting down) and stop watching."""
@@ -96,6 +98,16 @@ class LiveConnections:
                 log.exception("cannot read the sessions of live stream connections")
 
 
-def _state(conn: sa.Connection, session_id: str) -> str | None:
-    row = sessions.get(conn, session_id)
-    return None if row is None else str(row["state"])
+def _check_session(conn: sa.Connection, session_id: str, connections: list[Connection]) -> None:
+    session = sessions.get(conn, session_id)
+    reason = ended_reason(None if session is None else str(session["state"]))
+    if reason is not None or session is None:
+        for connection in connections:
+            connection.end(Close.SESSION_ENDED, reason or "")
+        return
+    for user_id in {c.user_id for c in connections}:
+        lost = access.stream_access_lost(conn, user_id, session)
+        if lost is not None:
+            for connection in connections:
+                if connection.user_id == user_id:
+                    connection.end(Close.REVOKED, lost)

@@ -98,7 +98,7 @@ async def serve(
     ws: websockets.WebSocket, admission: Admission, connections: live.LiveConnections
 ) -> None:
     """Serve an admitted (and accepted) websocket until it ends, then close it with a reason."""
-    connection = live.Connection(admission.session_id)
+    connection = live.Connection(admission.session_id, admission.user_id)
     connections.add(connection)
     try:
         browser = Browser(ws)

@@ -1,11 +1,13 @@
 """Admission to a stream: the stream URL's token for the page, the credential for the socket.
 
 The token of ``{public_url}/streams/{streamId}?token=...`` admits one use, only before the
-stream's ``expiresAt``, only for that stream's session and only while the session is READY; it
-is consumed (the first use is recorded) when it admits. The admitted browser then holds the
-stream's credential (see :mod:`.credentials`), which the websocket endpoint checks by the same
-rules for every connection it starts: that stream's session only, READY only, before
-``expiresAt`` only. Every refusal says why, as a page or as a websocket close reason.
+stream's ``expiresAt``, only for that stream's session, only while the session is READY and
+only while the stream's creator may still watch the session (a user of the identity store,
+owner or administrator, with a role in the studio: see
+:func:`opennimble.domain.access.stream_access_lost`); it is consumed (the first use is
+recorded) when it admits. The admitted browser then holds the stream's credential (see
+:mod:`.credentials`), which the websocket endpoint checks by the same rules for every
+connection it starts. Every refusal says why, as a page or as a websocket close reason.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import enum
 import urllib.parse
 from typing import Any
 
+import sqlalchemy as sa
+
 from opennimble import clock
-from opennimble.domain import stream_tokens
+from opennimble.domain import access, stream_tokens
 from opennimble.gateway import credentials
 from opennimble.store import database, sessions, streams
 
@@ -36,6 +40,7 @@ class Close(enum.IntEnum):
     NOT_RUNNING = 4003  # the session is not READY (or has no desktop)
     UNREACHABLE = 4004  # the desktop did not answer or refused the gateway
     PROTOCOL = 4005  # the client did not speak RFB 3.8 as expected
+    REVOKED = 4006  # the stream's user was removed or lost access to the session
     SESSION_ENDED = 4010  # the session was stopped or deleted while connected
     SHUTDOWN = 1001  # the server is going away
 
@@ -62,6 +67,7 @@ class Admission:
     """A websocket connection admitted into a session's desktop."""
 
     session_id: str
+    user_id: str  # the stream's creator, whose access the connection lives on
     endpoint: dict[str, Any]  # {"host", "port"} and, if the desktop asks for one, "password"
 
 
@@ -89,7 +95,7 @@ class StreamGate:
             ):
                 return _refused(INVALID)
             session = sessions.get(conn, stream["session_id"])
-            refusal = _refusal(stream, session, now)
+            refusal = _refusal(conn, stream, session, now)
             if refusal is None and not streams.use(conn, stream_id, now):
                 refusal = USED
         if refusal is not None:
@@ -106,26 +112,33 @@ class StreamGate:
             if stream is None or not self.credentials.check(credential, stream):
                 return Refusal(Close.INVALID, "No valid credential for this stream: open its URL.")
             session = sessions.get(conn, stream["session_id"])
-        refusal = _refusal(stream, session, self.now())
+            refusal = _refusal(conn, stream, session, self.now())
         if refusal is not None:
-            code = Close.EXPIRED if refusal is EXPIRED else Close.NOT_RUNNING
-            return Refusal(code, refusal)
+            return Refusal(CLOSE_CODES.get(refusal, Close.NOT_RUNNING), refusal)
         assert session is not None
-        return Admission(session["session_id"], dict(session["endpoint"]))
+        endpoint = dict(session["endpoint"])
+        return Admission(session["session_id"], stream["created_by"], endpoint)
 
 
 def _refused(reason: str) -> Answer:
     return Answer(403, "Stream refused", reason)
 
 
-def _refusal(stream: Row, session: Row | None, now: int) -> str | None:
+CLOSE_CODES = {
+    EXPIRED: Close.EXPIRED,
+    access.USER_GONE: Close.REVOKED,
+    access.ACCESS_GONE: Close.REVOKED,
+}
+
+
+def _refusal(conn: sa.Connection, stream: Row, session: Row | None, now: int) -> str | None:
     """Why a stream admits nothing now: its session first (a deleted session's streams read
-    DELETED before their expiry), then the stream's own expiry."""
+    DELETED before their expiry), then the stream's own expiry, then its creator's access."""
     if session is None or session["state"] != "READY" or not _reachable(session["endpoint"]):
         return NOT_RUNNING
     if stream["state"] != "READY" or stream["expires_at"] <= now:
         return EXPIRED
-    return None
+    return access.stream_access_lost(conn, stream["created_by"], session)
 
 
 def _reachable(endpoint: Any) -> bool:

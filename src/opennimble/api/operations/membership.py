@@ -8,8 +8,9 @@ from typing import Any
 from opennimble import errors
 from opennimble.api import listing, views
 from opennimble.api.context import Context
+from opennimble.api.operations import launch_profiles
 from opennimble.api.registry import Params, Result, handler
-from opennimble.domain import access, identity, resources
+from opennimble.domain import access, identity
 from opennimble.protocol import validate
 from opennimble.store import members, users
 
@@ -37,6 +38,11 @@ def _check_new_members(ctx: Context, params: Params) -> None:
             )
     if problems:
         raise validate.exception(problems)
+    principals = [
+        (f"members.{i}.member.principalId", new["principalId"])
+        for i, new in enumerate(params["members"], start=1)
+    ]
+    access.require_standing(ctx.conn, ctx.caller, params["studioId"], principals)
 
 
 def _put(ctx: Context, params: Params, scope_id: str) -> None:
@@ -102,10 +108,9 @@ def get_studio_member(ctx: Context, params: Params) -> Result:
 
 
 def _launch_profile(ctx: Context, params: Params) -> dict[str, Any]:
-    access.studio(ctx.conn, ctx.caller, params["studioId"])
-    return resources.get_live(
-        ctx.conn, resources.LAUNCH_PROFILE, params["studioId"], params["launchProfileId"]
-    )
+    """The launch profile, if the caller may see its members: its own members and the studio's
+    administrators (a member of one profile does not learn who uses the others)."""
+    return launch_profiles.readable(ctx, params["studioId"], params["launchProfileId"])
 
 
 @handler

@@ -1,4 +1,8 @@
-"""Studio components: Create, Get, List, Update, Delete."""
+"""Studio components: Create, Get, List, Update, Delete.
+
+A component holds scripts and their parameters (licence servers, tokens): the studio's
+administrators see every component, other members only those their launch profiles use.
+"""
 
 from __future__ import annotations
 
@@ -32,10 +36,29 @@ def create_studio_component(ctx: Context, params: Params) -> Result:
     return {"studioComponent": row}
 
 
+def visible(ctx: Context, studio_id: str) -> set[str] | None:
+    """The ids of the components the caller may read (``None``: all, for administrators)."""
+    if access.is_admin(ctx.conn, ctx.caller, studio_id):
+        return None
+    return access.components_used_by(ctx.conn, ctx.caller.user_id, studio_id)
+
+
+def require_readable(ctx: Context, studio_id: str, component_id: str) -> None:
+    shown = visible(ctx, studio_id)
+    if shown is not None and component_id not in shown:
+        raise access.denied(
+            ctx.caller,
+            f"read studio component {component_id}",
+            "only studio administrators and members of the launch profiles that use it may",
+        )
+
+
 @handler
 def get_studio_component(ctx: Context, params: Params) -> Result:
-    access.studio(ctx.conn, ctx.caller, params["studioId"])
-    row = resources.get_any(ctx.conn, KIND, params["studioId"], params["studioComponentId"])
+    studio_id = params["studioId"]
+    access.studio(ctx.conn, ctx.caller, studio_id)
+    row = resources.get_any(ctx.conn, KIND, studio_id, params["studioComponentId"])
+    require_readable(ctx, studio_id, row["resource_id"])
     return {"studioComponent": views.resource(ctx, row)}
 
 
@@ -44,12 +67,13 @@ def list_studio_components(ctx: Context, params: Params) -> Result:
     studio_id = params["studioId"]
     access.studio(ctx.conn, ctx.caller, studio_id)
     types = params.get("types")
-    only = None
+    shown = visible(ctx, studio_id)
+    only = None if shown is None else sorted(shown)
     if types:
         only = sorted(
             r["resource_id"]
             for r in store.not_deleted(ctx.conn, KIND.name, studio_id)
-            if r["attrs"].get("type") in types
+            if r["attrs"].get("type") in types and (shown is None or r["resource_id"] in shown)
         )
     states = params.get("states")
     rows, token = listing.page(

@@ -13,7 +13,7 @@ from typing import Any
 
 from opennimble import errors
 from opennimble.api.context import Context
-from opennimble.api.operations import launch_profiles
+from opennimble.api.operations import launch_profiles, studio_components
 from opennimble.api.registry import Params, Result, handler
 from opennimble.domain import access, resources, tags
 from opennimble.domain import backups as backup_rules
@@ -68,6 +68,8 @@ def _check_resource_access(ctx: Context, kind: resources.Kind, row: Row, write: 
         access.require_admin(ctx.conn, ctx.caller, studio_id, what)
     elif kind is resources.LAUNCH_PROFILE:
         launch_profiles.readable(ctx, studio_id, row["resource_id"])
+    elif kind is resources.STUDIO_COMPONENT:
+        studio_components.require_readable(ctx, studio_id, row["resource_id"])
 
 
 def _session(ctx: Context, session_id: str) -> Target:
