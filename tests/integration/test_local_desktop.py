@@ -68,8 +68,10 @@ def pid_of(state: base.ProviderState, program: str) -> int:
     )
 
 
-def script(run_context: str, text: str, component: str = "tools") -> base.InitScript:
-    return base.InitScript(component, run_context, text, (("GREETING", "hello"),))
+def script(
+    run_context: str, text: str, component: str = "tools", *, privileged: bool = False
+) -> base.InitScript:
+    return base.InitScript(component, run_context, text, (("GREETING", "hello"),), privileged)
 
 
 def test_each_owner_runs_a_real_desktop_as_an_account_of_their_own(
@@ -146,7 +148,7 @@ def test_clipboard_mode(provider: local.LocalProvider, clipboard: bool) -> None:
     asyncio.run(provider.delete(state))
 
 
-def test_initialization_scripts_run_as_root_before_and_as_the_owner_inside(
+def test_initialization_scripts_run_as_root_only_if_privileged_and_as_the_owner_inside(
     provider: local.LocalProvider,
 ) -> None:
     scripts = (
@@ -160,13 +162,23 @@ def test_initialization_scripts_run_as_root_before_and_as_the_owner_inside(
             'log="$OPENNIMBLE_OWNER_HOME/init.txt"\n'
             'echo "system $(id -u) ${DISPLAY:-none} $GREETING" > "$log"\n'
             'chown "$OPENNIMBLE_OWNER:" "$log"\n',
+            privileged=True,
+        ),
+        script(
+            "SYSTEM_INITIALIZATION",  # not an operator's: as the owner, in the home
+            'echo "unprivileged system $(id -u) $(pwd) $USER" >> "$OPENNIMBLE_OWNER_HOME/init.txt"',
         ),
         base.InitScript("python", "USER_INITIALIZATION", "#!/usr/bin/python3\nprint('x')\n"),
     )
     state = asyncio.run(started(provider, make_spec(init_scripts=scripts)))
     lines = (pathlib.Path(state["home"]) / "init.txt").read_text().splitlines()
     display = f":{state['display']}"
-    assert lines == ["system 0 none hello", f"user {state['uid']} {display} hello", "display ok"]
+    assert lines == [
+        "system 0 none hello",
+        f"unprivileged system {state['uid']} {state['home']} {state['user']}",
+        f"user {state['uid']} {display} hello",
+        "display ok",
+    ]
     asyncio.run(provider.delete(state))
 
 

@@ -51,8 +51,9 @@ USER_INITIALIZATION = "USER_INITIALIZATION"
 class InitScript:
     """A LINUX initialization script of a studio component of the session's launch profile.
 
-    ``SYSTEM_INITIALIZATION`` scripts run before the desktop starts, as the provider's
-    privileged user; ``USER_INITIALIZATION`` scripts run inside the owner's session, as the
+    ``SYSTEM_INITIALIZATION`` scripts run before the desktop starts: as the provider's
+    privileged user only if ``privileged`` (an operator wrote the component), otherwise as the
+    owner, unprivileged; ``USER_INITIALIZATION`` scripts run inside the owner's session, as the
     owner, with the desktop's display. ``parameters`` are the component's ``scriptParameters``,
     given to the script as environment variables. A script that fails (or outlasts the
     provider's time limit) fails the start with ``INITIALIZATION_SCRIPT_ERROR``.
@@ -62,6 +63,7 @@ class InitScript:
     run_context: str  # SYSTEM_INITIALIZATION or USER_INITIALIZATION
     script: str
     parameters: tuple[tuple[str, str], ...] = ()
+    privileged: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,7 +5,8 @@ and applications of the image's desktop recipe), all running as the owner's own 
 (:mod:`local_accounts`). Starting one:
 
 1. find or create the owner's account and home;
-2. run the ``SYSTEM_INITIALIZATION`` scripts, as the provider's own user;
+2. run the ``SYSTEM_INITIALIZATION`` scripts: those an operator wrote as the provider's own
+   user (root), all others as the owner's account (:mod:`opennimble.domain.components`);
 3. start Xvnc (VNC password, own ``Xauthority``, clipboard as the launch profile says), unless
    the host already runs ``max_desktops`` desktops (``INSUFFICIENT_CAPACITY``);
 4. create the session's storage, ``~/sessions/<session id>`` in the owner's home;
@@ -151,8 +152,8 @@ class LocalProvider(base.Provider):
         self._host.check_capacity(sid)  # early: no scripts for a desktop that cannot start
         account = await asyncio.to_thread(self._accounts.ensure, spec.owned_by, spec.owner_name)
         self._host.session_dir(sid).mkdir(mode=0o711, parents=True, exist_ok=True)
-        system = local_session.system_runner(self._host, spec, account, self._ready_timeout)
-        await local_scripts.run_all(spec.init_scripts, base.SYSTEM_INITIALIZATION, system)
+        runners = local_session.system_runners(self._host, spec, account, self._ready_timeout)
+        await local_scripts.run_all(spec.init_scripts, base.SYSTEM_INITIALIZATION, *runners)
         state = await self._start_xvnc(exe, spec, account)
         try:
             recipe, display = chosen.recipe, state["display"]

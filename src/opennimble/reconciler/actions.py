@@ -259,7 +259,8 @@ class Actions:
             launch_profile_id=row["launch_profile_id"],
             clipboard=row["attrs"].get("clipboardMode") != "DISABLED",
             init_scripts=tuple(
-                base.InitScript(s.component, s.run_context, s.script, s.parameters) for s in scripts
+                base.InitScript(s.component, s.run_context, s.script, s.parameters, s.privileged)
+                for s in scripts
             ),
         )
 
