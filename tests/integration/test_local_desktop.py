@@ -5,6 +5,7 @@ scripts, VNC authentication, the clipboard, resizing, capacity, and what stoppin
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import pathlib
 import stat
@@ -252,6 +253,34 @@ def test_stop_ends_every_process_and_keeps_the_storage_unless_told(
         assert not storage.exists() and (home / "notes.txt").exists()
         await provider.delete(await started(provider, spec))
         assert not storage.exists() and (home / "notes.txt").exists()
+
+    asyncio.run(scenario())
+
+
+def test_a_session_stopped_under_an_earlier_account_moves_its_storage_to_the_new_one(
+    provider: local.LocalProvider, data_dir: pathlib.Path
+) -> None:
+    """Accounts of earlier versions were per user, not per (studio, user): a session stopped
+    under such an account starts as the new one and takes its storage along; the rest of the
+    old home stays where it was."""
+    spec = make_spec()
+    earlier = dataclasses.replace(spec, studio_id="stid-earlier")  # another account of the user
+
+    async def scenario() -> None:
+        state = await started(provider, earlier)
+        old_home = pathlib.Path(state["home"])
+        old_storage = old_home / "sessions" / spec.session_id
+        writes = f"echo mine > {old_home}/notes.txt; echo work > {old_storage}/x"
+        as_owner(state, "sh", "-c", writes)
+        again = await provider.start(spec, await provider.stop(state))
+        await support.wait_ready(provider, again)
+        storage = pathlib.Path(again["home"]) / "sessions" / spec.session_id
+        assert again["user"] != state["user"]
+        assert (storage / "x").read_text() == "work\n"
+        assert (storage / "x").stat().st_uid == again["uid"]
+        assert not old_storage.exists() and (old_home / "notes.txt").exists()
+        assert not list((data_dir / "backups").rglob("*.tar"))  # the archive it moved through
+        await provider.delete(again)
 
     asyncio.run(scenario())
 

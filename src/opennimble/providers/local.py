@@ -4,7 +4,7 @@ A desktop is one X display with one VNC (RFB) port, and a *session* in it (the w
 and applications of the image's desktop recipe), all running as the owner's own Unix account
 (:mod:`local_accounts`). Starting one:
 
-1. find or create the owner's account and home;
+1. find or create the owner's account and home in the session's studio;
 2. run the ``SYSTEM_INITIALIZATION`` scripts: those an operator wrote as the provider's own
    user (root), all others as the owner's account (:mod:`opennimble.domain.components`);
 3. start Xvnc (VNC password, own ``Xauthority``, clipboard as the launch profile says), unless
@@ -150,7 +150,9 @@ class LocalProvider(base.Provider):
         local_recipes.check_installed(chosen, spec.clipboard, path)
         self._prepare_directories()
         self._host.check_capacity(sid)  # early: no scripts for a desktop that cannot start
-        account = await asyncio.to_thread(self._accounts.ensure, spec.owned_by, spec.owner_name)
+        account = await asyncio.to_thread(self._account, spec)
+        previous = Account.from_state(state) or Account.from_state(record)
+        await self._adopt_storage(previous, account, sid)
         self._host.session_dir(sid).mkdir(mode=0o711, parents=True, exist_ok=True)
         runners = local_session.system_runners(self._host, spec, account, self._ready_timeout)
         await local_scripts.run_all(spec.init_scripts, base.SYSTEM_INITIALIZATION, *runners)
@@ -224,7 +226,7 @@ class LocalProvider(base.Provider):
             raise base.PermanentFailure(f"backup {backup.get('path')} is not of session {sid}")
         if self._attachable(self._host.read(sid), sid):
             return  # restored and started by an earlier attempt
-        account = await asyncio.to_thread(self._accounts.ensure, spec.owned_by, spec.owner_name)
+        account = await asyncio.to_thread(self._account, spec)
         await self._backups.restore(account, sid, backup)
 
     async def delete_backup(self, backup: base.ProviderState) -> None:
@@ -240,6 +242,24 @@ class LocalProvider(base.Provider):
         return reaped
 
     # ---- starting ---------------------------------------------------------------------------
+
+    def _account(self, spec: base.DesktopSpec) -> Account:
+        return self._accounts.ensure(spec.studio_id, spec.owned_by, spec.owner_name)
+
+    async def _adopt_storage(self, previous: Account | None, account: Account, sid: str) -> None:
+        """Move the session's storage into ``account``'s home if an earlier start ran the
+        session as another account (one of the per-user accounts of earlier versions). Both
+        sides are done as their own accounts, through an archive; the old storage is removed
+        last, and a session whose old storage is gone is not moved again."""
+        if previous is None or previous.name == account.name or not previous.isolated:
+            return
+        if not await local_session.has_storage(previous, sid):
+            return
+        moving = await self._backups.take(previous, sid, f"moving-to-{account.name}")
+        await self._backups.restore(account, sid, moving)
+        await self._backups.delete(moving)
+        await local_session.discard_storage(previous, sid)
+        log.info("moved the storage of session %s from %s to %s", sid, previous.name, account.name)
 
     def _attachable(self, record: dict[str, Any], sid: str) -> bool:
         """Whether ``record`` is a desktop of ``sid`` that came all the way up and still runs."""

@@ -125,6 +125,13 @@ async def discard_storage(account: Account, sid: str) -> None:
     await run_as(account, ["rm", "-rf", "--", path], env)
 
 
+async def has_storage(account: Account, sid: str) -> bool:
+    """Whether the session's storage exists, as the owner sees it."""
+    argv = ["test", "-d", str(storage_dir(account, sid))]
+    done = await asyncio.to_thread(run_owned, account, argv, owner_environment(account, sid))
+    return done.returncode == 0
+
+
 async def make_storage(account: Account, sid: str, env: dict[str, str]) -> None:
     """Create the session's storage (mode 0700), as the owner."""
     await run_as(account, ["mkdir", "-p", "-m", "700", str(storage_dir(account, sid))], env)
