@@ -165,3 +165,19 @@ def test_one_users_desktops_in_two_studios_cannot_reach_each_other(
     assert desktops.run_as(there, "cat", shot).returncode != 0
     assert desktops.run_as(there, "ls", mine["home"]).returncode != 0
     assert desktops.run_as(there, "kill", "-0", str(mine["pid"])).returncode != 0
+
+
+def test_the_database_holds_no_usable_vnc_password(
+    world: worlds.World, two: tuple[dict[str, Any], ...]
+) -> None:
+    """Finding: every desktop's VNC password was in clear in the session row, and an artist
+    who copied the database typed into another artist's desktop. The database (with its
+    write-ahead log) holds no desktop's password."""
+    data = world.server.data_dir
+    stored = b"".join(
+        path.read_bytes() for path in data.iterdir() if path.name.startswith("opennimble.db")
+    )
+    assert stored  # SQLite: the test server's database lives in the data directory
+    for desktop in two:
+        assert desktop["password"].encode() not in stored
+        assert b'"sealedPassword"' in stored  # what the gateway unseals (test_stream.py)

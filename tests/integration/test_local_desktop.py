@@ -122,7 +122,7 @@ def test_vnc_needs_the_password_and_the_client_may_resize_the_desktop(
     provider: local.LocalProvider,
 ) -> None:
     state = asyncio.run(started(provider, make_spec()))
-    port, password = state["port"], state["password"]
+    port, password = state["port"], asyncio.run(provider.poll(state)).endpoint["password"]
     assert vnc_connect(port, None)[0] == [2]  # VNC authentication only, never "None"
     assert vnc_connect(port, "wrong!!!")[1] is None
     _, sock = vnc_connect(port, password)

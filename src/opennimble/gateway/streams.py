@@ -16,9 +16,9 @@ import urllib.parse
 from typing import Any
 
 from opennimble import clock
-from opennimble.domain import stream_tokens
+from opennimble.domain import endpoints, stream_tokens
 from opennimble.gateway import credentials
-from opennimble.store import database, sessions, streams
+from opennimble.store import crypto, database, sessions, streams
 
 Row = dict[str, Any]
 
@@ -63,6 +63,7 @@ class Admission:
 
     session_id: str
     endpoint: dict[str, Any]  # {"host", "port"} and, if the desktop asks for one, "password"
+    # (unsealed: the database keeps it sealed, see domain.endpoints)
 
 
 class StreamGate:
@@ -72,11 +73,13 @@ class StreamGate:
         tokens: stream_tokens.StreamTokens,
         creds: credentials.StreamCredentials,
         now: clock.Now,
+        cipher: crypto.Cipher,
     ) -> None:
         self.db = db
         self.tokens = tokens
         self.credentials = creds
         self.now = now
+        self.cipher = cipher
 
     def admit(self, stream_id: str, query_string: str) -> Answer:
         """Check the token of a stream URL; consume it if it admits the visitor."""
@@ -111,7 +114,11 @@ class StreamGate:
             code = Close.EXPIRED if refusal is EXPIRED else Close.NOT_RUNNING
             return Refusal(code, refusal)
         assert session is not None
-        return Admission(session["session_id"], dict(session["endpoint"]))
+        try:
+            endpoint = endpoints.unseal(session["endpoint"], self.cipher)
+        except ValueError:
+            return Refusal(Close.NOT_RUNNING, "The desktop's password cannot be unsealed here.")
+        return Admission(session["session_id"], endpoint)
 
 
 def _refused(reason: str) -> Answer:

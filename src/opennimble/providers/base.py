@@ -24,7 +24,8 @@ in the spirit of JupyterHub's Spawner:
   ``AMI_VALIDATION_ERROR`` (what the image needs is not there), ``INTERNAL_ERROR`` otherwise.
 * A READY desktop's endpoint is ``{"host", "port", "password"}``: a VNC server there that
   asks for VNC authentication with that password, so that only the stream gateway, which is
-  told the password, can use it.
+  told the password, can use it. The reconciler stores the password only sealed; a provider
+  must not put it in its state (which the database keeps in clear).
 * The reconciler, not the provider, records outcomes, owns retries and enforces timeouts.
 
 Providers are found by entry point name in the ``opennimble.providers`` group, so a third

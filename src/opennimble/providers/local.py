@@ -61,8 +61,10 @@ X11_SOCKETS = pathlib.Path("/tmp/.X11-unix")
 PORT_ATTEMPTS = 5
 STOP_GRACE = 5.0
 _SESSION_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
+# what the provider state (stored in the database) keeps of a desktop's record: not its VNC
+# password, which stays in the record (root's, mode 0600) on this host
 _STATE_KEYS = (
-    "pid", "display", "port", "host", "password", "start_time", "runtime_dir", "session_id",
+    "pid", "display", "port", "host", "start_time", "runtime_dir", "session_id",
     "user", "uid", "gid", "home",
 )  # fmt: skip
 
@@ -183,8 +185,9 @@ class LocalProvider(base.Provider):
         port = state.get("port")
         if not isinstance(port, int) or not await local_xvnc.rfb_ready(self._probe_host, port):
             return base.PollResult(base.Health.STARTING, message="VNC port not answering yet")
-        self._mark_ready(state, sid)
-        endpoint = {"host": state.get("host"), "port": port, "password": state.get("password")}
+        record = self._mark_ready(state, sid)
+        password = record.get("password") if _same_desktop(record, state) else None
+        endpoint = {"host": state.get("host"), "port": port, "password": password}
         return base.PollResult(base.Health.READY, endpoint=endpoint)
 
     async def stop(
@@ -411,12 +414,14 @@ class LocalProvider(base.Provider):
             raise base.PermanentFailure(message)  # died before it ever became ready
         return base.PollResult(base.Health.GONE, message=message)
 
-    def _mark_ready(self, state: base.ProviderState, sid: str) -> None:
-        """Note in the record that this desktop came up: from now on its end is not a failure."""
+    def _mark_ready(self, state: base.ProviderState, sid: str) -> dict[str, Any]:
+        """Note in the record that this desktop came up: from now on its end is not a failure.
+        Returns the record."""
         record = self._host.read(sid)
-        same = (record.get("pid"), record.get("start_time")) == (state["pid"], state["start_time"])
-        if same and not record.get("ready"):
-            self._host.write(sid, {**record, "ready": True})
+        if _same_desktop(record, state) and not record.get("ready"):
+            record = {**record, "ready": True}
+            self._host.write(sid, record)
+        return record
 
 
 def _ensure_x11_sockets() -> None:
@@ -435,6 +440,13 @@ def _ensure_x11_sockets() -> None:
         raise base.PermanentFailure(
             f"{X11_SOCKETS} is not a directory of root's: X servers cannot use it safely"
         )
+
+
+def _same_desktop(record: dict[str, Any], state: base.ProviderState) -> bool:
+    return (record.get("pid"), record.get("start_time")) == (
+        state.get("pid"),
+        state.get("start_time"),
+    )
 
 
 def _public(record: dict[str, Any]) -> base.ProviderState:
