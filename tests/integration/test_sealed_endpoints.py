@@ -10,31 +10,19 @@ from opennimble.domain import endpoints
 from opennimble.providers import base
 from opennimble.reconciler import actions
 from opennimble.store import crypto, database, sessions
+from tests.integration.test_postgres_claims import Instant
 from tests.support import rows
 
 PASSWORD = "Pa55word"
 CIPHER = crypto.Cipher(crypto.Fernet.generate_key())
 
 
-class Running(base.Provider):
+class Running(Instant):
     """A provider whose every desktop runs, READY, with the same VNC password."""
-
-    name = "running"
-
-    async def start(self, spec: base.DesktopSpec, state: base.ProviderState) -> base.ProviderState:
-        return state
 
     async def poll(self, state: base.ProviderState) -> base.PollResult:
         endpoint = {"host": "10.0.0.7", "port": 5901, "password": PASSWORD}
         return base.PollResult(base.Health.READY, endpoint=endpoint)
-
-    async def stop(
-        self, state: base.ProviderState, *, discard_storage: bool = False
-    ) -> base.ProviderState:
-        return state
-
-    async def delete(self, state: base.ProviderState) -> None:
-        return None
 
 
 def test_a_ready_session_stored_without_its_password_gets_it_again_sealed(
