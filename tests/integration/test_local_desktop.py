@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import os
 import pathlib
+import socket
 import stat
 import struct
 import time
@@ -19,6 +20,7 @@ from opennimble import config
 from opennimble.providers import base, local, local_process
 from tests.integration import provider_support as support
 from tests.integration.provider_support import as_owner, make_spec, started
+from tests.integration.test_local_provider import rfb_greeting
 from tests.support.desktops import vnc_connect
 
 pytestmark = [
@@ -399,3 +401,47 @@ def test_without_per_owner_accounts_desktops_run_as_the_servers_user(
     assert wait_for(lambda: {"Xvnc", "openbox", "xterm"} <= programs(state).keys())
     assert set(programs(state).values()) == {os.getuid()}
     asyncio.run(provider.delete(state))
+
+
+def connects(state: base.ProviderState, port: int) -> bool:
+    """Whether the desktop's account gets a TCP connection to ``port`` on loopback."""
+    probe = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=5)"
+    return as_owner(state, "python3", "-c", probe).returncode == 0
+
+
+def test_desktop_accounts_reach_neither_the_database_nor_any_desktops_vnc_port(
+    data_dir: pathlib.Path,
+) -> None:
+    """The network filter (nftables, by uid): a desktop account's connections to the
+    database's port and to the desktops' VNC ports are refused; the server's are not, and other
+    ports stay open to the desktops."""
+    with (
+        socket.create_server(("127.0.0.1", 0)) as database,
+        socket.create_server(("127.0.0.1", 0)) as other_service,
+    ):
+        database_port, other_port = database.getsockname()[1], other_service.getsockname()[1]
+        provider = local.LocalProvider(
+            runtime_dir=data_dir / "desktops", ready_timeout=10.0, closed_ports={database_port}
+        )
+
+        async def scenario() -> tuple[base.ProviderState, base.ProviderState]:
+            return (await started(provider, make_spec()), await started(provider, make_spec()))
+
+        mine, theirs = asyncio.run(scenario())
+        try:
+            assert not connects(mine, database_port)
+            assert not connects(mine, theirs["port"])
+            assert not connects(mine, mine["port"])
+            assert connects(mine, other_port)
+            assert rfb_greeting(theirs["port"]).startswith(b"RFB ")  # the server may
+        finally:
+            for state in (mine, theirs):
+                asyncio.run(provider.delete(state))
+    ended = theirs["port"]
+    with socket.create_server(("127.0.0.1", ended)) as reused:  # a deleted desktop's port opens
+        assert reused.getsockname()[1] == ended
+        fresh = asyncio.run(started(provider, make_spec()))
+        try:
+            assert connects(fresh, ended)
+        finally:
+            asyncio.run(provider.delete(fresh))

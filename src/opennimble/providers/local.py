@@ -45,6 +45,7 @@ from opennimble.providers import (
     local_accounts,
     local_backups,
     local_host,
+    local_network,
     local_process,
     local_recipes,
     local_scripts,
@@ -93,6 +94,8 @@ class LocalProvider(base.Provider):
         isolate: bool | None = None,
         interface: str = HOST,
         advertise_host: str | None = None,
+        closed_ports: set[int] | None = None,
+        filter_table: str | None = None,
     ) -> None:
         self._runtime_dir = pathlib.Path(runtime_dir).absolute()
         self._homes_dir = pathlib.Path(homes_dir or self._runtime_dir.parent / "homes").absolute()
@@ -112,6 +115,11 @@ class LocalProvider(base.Provider):
         self._advertise_host = advertise_host or self._probe_host
         self._reserved_ports: set[int] = set()
         self._opened = False
+        # desktop accounts may not connect to these (the database's) nor to any desktop's port
+        self._closed_ports = set(closed_ports or ())
+        table = filter_table or local_network.table_name(self._runtime_dir.parent)
+        self._firewall = local_network.Firewall(table) if isolate else None
+        self._filtered = False
         if not isolate:
             log.warning(
                 "the local provider does not run as root: every desktop runs as this server's "
@@ -131,6 +139,8 @@ class LocalProvider(base.Provider):
             recipes=settings.desktop_recipes,
             interface=settings.desktop_interface,
             advertise_host=settings.resolved_advertise_host,
+            closed_ports=local_network.database_ports(settings.resolved_database_url),
+            filter_table=local_network.table_name(settings.data_dir),
         )
 
     # ---- the contract -----------------------------------------------------------------------
@@ -153,6 +163,7 @@ class LocalProvider(base.Provider):
         self._prepare_directories()
         self._host.check_capacity(sid)  # early: no scripts for a desktop that cannot start
         account = await asyncio.to_thread(self._account, spec)
+        await self._filter(account)
         previous = Account.from_state(state) or Account.from_state(record)
         await self._adopt_storage(previous, account, sid)
         self._host.session_dir(sid).mkdir(mode=0o711, parents=True, exist_ok=True)
@@ -200,6 +211,7 @@ class LocalProvider(base.Provider):
         record = self._host.read(sid)
         account = Account.from_state(state) or Account.from_state(record)
         await self._host.end(state, sid)
+        await self._open_port(record.get("port"))
         if discard_storage and account is not None:
             await local_session.discard_storage(account, sid)
         kept = {"session_id": sid, "runtime_dir": str(self._host.session_dir(sid))}
@@ -248,6 +260,28 @@ class LocalProvider(base.Provider):
 
     def _account(self, spec: base.DesktopSpec) -> Account:
         return self._accounts.ensure(spec.studio_id, spec.owned_by, spec.owner_name)
+
+    async def _filter(self, account: Account) -> None:
+        """Keep ``account`` from the closed ports (:mod:`local_network`); the first time, build
+        the filter with every desktop account and the ports of the host's running desktops."""
+        if self._firewall is None:
+            return
+        if not self._filtered:
+            uids = [e.pw_uid for e in local_accounts.desktop_accounts(self._homes_dir)]
+            ports = [r["port"] for _, r in self._host.running(but="") if "port" in r]
+            closed = {*self._closed_ports, *ports}
+            await asyncio.to_thread(self._firewall.build, {*uids, account.uid}, closed)
+            self._filtered = True
+        await asyncio.to_thread(self._firewall.add_account, account.uid)
+
+    async def _close_port(self, port: int) -> None:
+        if self._firewall is not None:
+            await asyncio.to_thread(self._firewall.close_port, port)
+
+    async def _open_port(self, port: object) -> None:
+        if self._firewall is None or not isinstance(port, int) or port in self._closed_ports:
+            return
+        await asyncio.to_thread(self._firewall.open_port, port)
 
     async def _adopt_storage(self, previous: Account | None, account: Account, sid: str) -> None:
         """Move the session's storage into ``account``'s home if an earlier start ran the
@@ -299,9 +333,11 @@ class LocalProvider(base.Provider):
     ) -> dict[str, Any]:
         for _ in range(PORT_ATTEMPTS):
             port = self._reserve_port()
+            await self._close_port(port)  # other desktops' accounts never reach it
             try:
                 return await self._launch(exe, spec, account, port)
             except _PortTaken:
+                await self._open_port(port)
                 continue
             finally:
                 self._reserved_ports.discard(port)

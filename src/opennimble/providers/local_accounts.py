@@ -247,16 +247,23 @@ def reachability_problem(path: pathlib.Path) -> str | None:
     )
 
 
+def desktop_accounts(under: pathlib.Path) -> list[pwd.struct_passwd]:
+    """The desktop accounts whose homes are under ``under``."""
+    root = str(pathlib.Path(under).absolute()) + os.sep
+    return [
+        entry
+        for entry in pwd.getpwall()
+        if _NAME.fullmatch(entry.pw_name)
+        and entry.pw_dir.startswith(root)
+        and entry.pw_uid not in (0, os.geteuid())
+    ]
+
+
 def remove_accounts(under: pathlib.Path) -> list[str]:
     """Remove the desktop accounts whose homes are under ``under`` (ending their processes
     first); their groups go with them. Returns their names. For uninstalling and for tests."""
-    root = str(pathlib.Path(under).absolute()) + os.sep
     removed = []
-    for entry in pwd.getpwall():
-        if not (_NAME.fullmatch(entry.pw_name) and entry.pw_dir.startswith(root)):
-            continue
-        if entry.pw_uid in (0, os.geteuid()):
-            continue
+    for entry in desktop_accounts(under):
         _kill_user(entry.pw_uid)
         userdel = shutil.which("userdel") or "/usr/sbin/userdel"
         for _ in range(USERADD_ATTEMPTS):
