@@ -27,10 +27,20 @@ DENIED = re.compile(r"Permission denied|Operation not permitted")
 
 Path = Callable[[Scene], pathlib.Path]
 
+
+def in_b_runtime(name: str) -> Path:
+    """A file of B's desktop's runtime directory."""
+    return lambda s: pathlib.Path(s.b["runtime_dir"]) / name
+
+
+def in_b_home(name: str) -> Path:
+    return lambda s: pathlib.Path(s.b["home"]) / name
+
+
 # what A tries to read, and why it must be refused
 READS: dict[str, tuple[Path, str]] = {
     "b-home-file": (
-        lambda s: pathlib.Path(s.b["home"]) / "notes.txt",
+        in_b_home("notes.txt"),
         "B's home is B's account's, mode 0700",
     ),
     "b-session-storage": (
@@ -42,35 +52,35 @@ READS: dict[str, tuple[Path, str]] = {
         "backups are the server's (backups_dir, mode 0700)",
     ),
     "b-vnc-password-file": (
-        lambda s: pathlib.Path(s.b["runtime_dir"]) / "passwd",
+        in_b_runtime("passwd"),
         "the VNC password file is B's account's, mode 0600",
     ),
     "b-x-authority": (
-        lambda s: pathlib.Path(s.b["runtime_dir"]) / "Xauthority",
+        in_b_runtime("Xauthority"),
         "B's X cookie is B's account's, mode 0600",
     ),
     "b-xvnc-log": (
-        lambda s: pathlib.Path(s.b["runtime_dir"]) / "xvnc.log",
+        in_b_runtime("xvnc.log"),
         "the desktop's logs are private",
     ),
     "b-desktop-record": (
-        lambda s: pathlib.Path(s.b["runtime_dir"]) / "desktop.json",
+        in_b_runtime("desktop.json"),
         "the provider's record (it holds the VNC password) is root's, mode 0600",
     ),
     "b-session-script": (
-        lambda s: pathlib.Path(s.b["runtime_dir"]) / "session.sh",
+        in_b_runtime("session.sh"),
         "B's session script is B's account's, mode 0600",
     ),
     "b-session-log": (
-        lambda s: pathlib.Path(s.b["runtime_dir"]) / "session.log",
+        in_b_runtime("session.log"),
         "the session's output is B's",
     ),
     "b-user-script": (
-        lambda s: pathlib.Path(s.b["runtime_dir"]) / "user_initialization-1.sh",
+        in_b_runtime("user_initialization-1.sh"),
         "initialization scripts may carry licence tokens: only the owner reads them",
     ),
     "b-user-script-log": (
-        lambda s: pathlib.Path(s.b["runtime_dir"]) / "user_initialization-1.log",
+        in_b_runtime("user_initialization-1.log"),
         "a script's output is the owner's",
     ),
     "database": (
@@ -98,19 +108,19 @@ LISTINGS: dict[str, tuple[Path, str]] = {
 # what A tries to write (to plant something B or the server would run or trust)
 WRITES: dict[str, tuple[Path, str]] = {
     "b-home-file": (
-        lambda s: pathlib.Path(s.b["home"]) / "notes.txt",
+        in_b_home("notes.txt"),
         "B's home is B's account's",
     ),
     "b-bashrc": (
-        lambda s: pathlib.Path(s.b["home"]) / ".bashrc",
+        in_b_home(".bashrc"),
         "a file in B's home would run in B's next terminal",
     ),
     "b-session-script": (
-        lambda s: pathlib.Path(s.b["runtime_dir"]) / "session.sh",
+        in_b_runtime("session.sh"),
         "B's session script runs as B",
     ),
     "b-runtime-dir": (
-        lambda s: pathlib.Path(s.b["runtime_dir"]) / "planted",
+        in_b_runtime("planted"),
         "B's runtime directory is root's",
     ),
     "database": (
