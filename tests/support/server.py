@@ -128,6 +128,7 @@ class Server(Child):
     process: subprocess.Popen[bytes] | None = None
     # a clock the test moves (tests/support/clocked.py) instead of the system's
     clock: ControlledClock | None = None
+    flags: list[str] = dataclasses.field(default_factory=list)  # more flags of `serve`
 
     def __post_init__(self) -> None:
         self.data_dir = reachable(self.data_dir)
@@ -151,6 +152,7 @@ class Server(Child):
                 str(self.data_dir),
                 "--port",
                 str(self.port),
+                *self.flags,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
