@@ -177,3 +177,30 @@ def test_a_script_failing_at_a_later_start_fails_that_start(world: worlds.World)
         "Initialization script of studio component 'first-boot' (USER_INITIALIZATION) failed "
         "with exit status 4: only once",
     )
+
+
+def test_an_operator_who_rewrites_an_admins_component_vouches_for_it(
+    world: worlds.World,
+) -> None:
+    """An operator's UpdateStudioComponent that sets both the scripts and their parameters has
+    written all that runs: the system scripts run as root from then on."""
+    component = desktops.component(world.studio.admin, world.studio, "vouched", SYSTEM)
+    operator = world.operator.client()
+    operator.update_studio_component(
+        studioId=world.studio.studio_id,
+        studioComponentId=component,
+        initializationScripts=[
+            {
+                "launchProfileProtocolVersion": desktops.ROLE_VERSION,
+                "platform": "LINUX",
+                "runContext": SYSTEM[0],
+                "script": SYSTEM[1],
+            }
+        ],
+        scriptParameters=[{"key": "GREETING", "value": "hello"}],
+    )
+    operator.get_waiter("studio_component_ready").wait(
+        studioId=world.studio.studio_id, studioComponentId=component, WaiterConfig=FAST
+    )
+    _, lines = boot(world, component)
+    assert lines[0] == "system as root, display none, hello"
