@@ -352,3 +352,43 @@ def test_bs_files_still_hold_what_b_wrote(scene: Scene) -> None:
     """After every attempt, B's work is untouched."""
     assert (pathlib.Path(scene.b["home"]) / "notes.txt").read_text() == f"{B_SECRET}\n"
     assert (scene.b_storage() / "x").read_text() == f"{B_SECRET}\n"
+
+
+# ---- the stream gateway ----------------------------------------------------------------------
+
+WEBSOCKET = """
+import base64, os, socket, sys, urllib.parse
+url = urllib.parse.urlsplit(sys.argv[1])
+sock = socket.create_connection((url.hostname, url.port), timeout=10)
+key = base64.b64encode(os.urandom(16)).decode()
+origin = f"http://{url.hostname}:{url.port}"
+sock.sendall((f"GET {url.path} HTTP/1.1\\r\\nHost: {url.netloc}\\r\\nUpgrade: websocket\\r\\n"
+              f"Connection: Upgrade\\r\\nSec-WebSocket-Key: {key}\\r\\n"
+              f"Sec-WebSocket-Version: 13\\r\\nOrigin: {origin}\\r\\n"
+              + "".join(f"Cookie: {c}\\r\\n" for c in sys.argv[2:]) + "\\r\\n").encode())
+data = b""
+while b"\\r\\n\\r\\n" not in data:
+    data += sock.recv(4096)
+head, _, rest = data.partition(b"\\r\\n\\r\\n")
+status = head.split()[1].decode()
+if status != "101":
+    print("http", status); sys.exit(0)
+while len(rest) < 4:
+    rest += sock.recv(4096)
+opcode = rest[0] & 0x0F
+print("close", int.from_bytes(rest[2:4], "big") if opcode == 8 else f"opcode-{opcode}")
+"""
+
+
+def test_a_cannot_join_bs_stream_without_its_url(scene: Scene) -> None:
+    """A knows (or guesses) B's stream id but never got its URL: the websocket into B's
+    desktop, without the credential the stream page gives, is closed with 4001 (or refused)
+    before any byte of B's desktop; a forged cookie does no better."""
+    client = scene.world.artist2.client()
+    ids = {"studioId": scene.world.studio.studio_id, "sessionId": scene.b["session_id"]}
+    stream = client.create_streaming_session_stream(**ids)["stream"]
+    socket_url = stream["url"].split("?")[0] + "/websocket"
+    for cookies in ([], ["opennimble_stream=forged"]):
+        done = scene.as_a("python3", "-c", WEBSOCKET, socket_url, *cookies)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() in (["close", "4001"], ["http", "403"]), done.stdout
