@@ -120,6 +120,8 @@ class LocalProvider(base.Provider):
         table = filter_table or local_network.table_name(self._runtime_dir.parent)
         self._firewall = local_network.Firewall(table) if isolate else None
         self._filtered = False
+        if isolate:
+            local_network.warn_if_unavailable()
         if not isolate:
             log.warning(
                 "the local provider does not run as root: every desktop runs as this server's "

@@ -112,9 +112,23 @@ class Firewall:
         return f"{verb} element {FAMILY} {self.table} {which} {{ {listed} }}\n"
 
 
+def _nft_command() -> str | None:
+    return shutil.which("nft") or shutil.which("nft", path="/usr/sbin:/sbin")
+
+
+def warn_if_unavailable() -> None:
+    """At start: say now, not at the first desktop, that the filter cannot be set up."""
+    if _nft_command() is None:
+        log.warning(
+            "nft is not installed (Debian's nftables package): desktop accounts will reach the "
+            "database port and other desktops' VNC ports unless the deployment filters them "
+            "(see the README)"
+        )
+
+
 def _nft(script: str) -> str | None:
     """Run an nft script; None if it worked, else what went wrong."""
-    nft = shutil.which("nft") or shutil.which("nft", path="/usr/sbin:/sbin")
+    nft = _nft_command()
     if nft is None:
         return "nft is not installed (Debian's nftables package)"
     done = subprocess.run([nft, "-f", "-"], input=script, capture_output=True, text=True)
