@@ -52,11 +52,12 @@ test-packages:
 	fi
 
 # The local provider's desktops: TigerVNC's Xvnc, vncpasswd and vncconfig, and the built-in
-# desktop (Openbox, xterm, xsetroot; xwininfo to look at a display; the X core fonts).
+# desktop (Openbox, xterm, xsetroot; xwininfo to look at a display; the X core fonts); nft
+# for the desktops' network filter.
 # Installed from Debian's packages when run as root.
 DESKTOP_COMMANDS := Xvnc:tigervnc-standalone-server vncpasswd:tigervnc-tools \
   vncconfig:tigervnc-tools openbox:openbox xterm:xterm xsetroot:x11-xserver-utils \
-  xwininfo:x11-utils
+  xwininfo:x11-utils nft:nftables
 system-packages:
 	@missing=""; for pair in $(DESKTOP_COMMANDS); do \
 	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; done; \

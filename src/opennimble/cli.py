@@ -12,6 +12,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 import click
+import sqlalchemy as sa
 import uvicorn
 
 from opennimble import clock, config, demo, server
@@ -50,10 +51,28 @@ def common(fn: Any) -> Any:
 
 
 def settings_from(config_file: str | None, **flags: Any) -> config.Settings:
+    _refuse_password_in_argv(flags.get("database_url"))
     try:
         return config.load(config_file, **flags)
     except Exception as exc:
         raise click.UsageError(f"invalid settings: {exc}") from None
+
+
+def _refuse_password_in_argv(url: str | None) -> None:
+    """A command line is readable by every user of the machine (``ps``, ``/proc``): a
+    database password must come from elsewhere."""
+    if url is None:
+        return
+    try:
+        password = sa.engine.make_url(url).password
+    except sa.exc.ArgumentError:
+        return  # the settings say what is wrong with it
+    if password:
+        raise click.UsageError(
+            "--database-url must not carry a password: every user of this machine can read "
+            "command lines. Give the URL in OPENNIMBLE_DATABASE_URL or the config file (mode "
+            "0600), or the password in a libpq password file (~/.pgpass, PGPASSFILE)."
+        )
 
 
 def emit(document: dict[str, Any]) -> None:
@@ -146,7 +165,7 @@ def worker(config_file: str | None, **flags: Any) -> None:
         lock = server.exclusive_lock(settings)
         db = server.open_database(settings)
         reconciler = loop.Reconciler.from_settings(db, settings)
-    except (RuntimeError, LookupError) as exc:
+    except (RuntimeError, LookupError, crypto.KeyMismatch) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(
         f"opennimble worker for host {settings.resolved_host_id} (desktops at "

@@ -80,7 +80,7 @@ class Root:
         key = cipher(settings, db)
         # `serve --no-reconciler` (PostgreSQL): the workers reconcile; NOTIFY wakes them
         self.reconciler = (
-            loop.Reconciler.from_settings(db, settings, now) if settings.reconciler else None
+            loop.Reconciler.from_settings(db, settings, now, key) if settings.reconciler else None
         )
         self.api = api_app.App(
             db=db,

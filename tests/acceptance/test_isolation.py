@@ -41,10 +41,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[worlds.World]:
         yield built
 
 
-def ready_desktop(world: worlds.World, user: Any, profile_id: str) -> dict[str, Any]:
-    session_id = desktops.create_session(user, world.studio, profile_id)
+def ready_desktop(
+    world: worlds.World, user: Any, profile_id: str, studio: worlds.Studio | None = None
+) -> dict[str, Any]:
+    studio = studio or world.studio
+    session_id = desktops.create_session(user, studio, profile_id)
     user.client().get_waiter("streaming_session_ready").wait(
-        studioId=world.studio.studio_id, sessionId=session_id, WaiterConfig=FAST
+        studioId=studio.studio_id, sessionId=session_id, WaiterConfig=FAST
     )
     return desktops.record(world.server, session_id)
 
@@ -137,3 +140,44 @@ def test_clipboard_disabled_by_the_launch_profile_is_closed_in_the_desktop(
 def test_clipboard_enabled_stays_open(two: tuple[dict[str, Any], ...]) -> None:
     for parameter in ("AcceptCutText", "SendCutText"):
         assert desktops.run_as(two[0], "vncconfig", "-get", parameter).stdout.strip() == "1"
+
+
+def test_one_users_desktops_in_two_studios_cannot_reach_each_other(
+    world: worlds.World, two: tuple[dict[str, Any], ...]
+) -> None:
+    """Finding: the admin of another studio added our artist to their launch profile and ran a
+    script as the artist's account there, reading what the artist has in this studio. A user's
+    desktops in two studios run as two accounts, with two homes, closed to each other."""
+    mine = two[0]
+    written = desktops.run_as(mine, "sh", "-c", 'echo studio-a-work > "$HOME/shot.txt"')
+    assert written.returncode == 0, written.stderr
+    foreign = world.foreign
+    foreign.admin.client().put_launch_profile_members(
+        studioId=foreign.studio_id,
+        launchProfileId=foreign.launch_profile_id,
+        identityStoreId=foreign.admin.identity_store_id,
+        members=[{"principalId": world.artist.user_id, "persona": "USER"}],
+    )
+    there = ready_desktop(world, world.artist, foreign.launch_profile_id, foreign)
+    assert (there["uid"], there["home"]) != (mine["uid"], mine["home"])
+    assert there["user"] != mine["user"]
+    shot = str(pathlib.Path(mine["home"]) / "shot.txt")
+    assert desktops.run_as(there, "cat", shot).returncode != 0
+    assert desktops.run_as(there, "ls", mine["home"]).returncode != 0
+    assert desktops.run_as(there, "kill", "-0", str(mine["pid"])).returncode != 0
+
+
+def test_the_database_holds_no_usable_vnc_password(
+    world: worlds.World, two: tuple[dict[str, Any], ...]
+) -> None:
+    """Finding: every desktop's VNC password was in clear in the session row, and an artist
+    who copied the database typed into another artist's desktop. The database (with its
+    write-ahead log) holds no desktop's password."""
+    data = world.server.data_dir
+    stored = b"".join(
+        path.read_bytes() for path in data.iterdir() if path.name.startswith("opennimble.db")
+    )
+    assert stored  # SQLite: the test server's database lives in the data directory
+    for desktop in two:
+        assert desktop["password"].encode() not in stored
+        assert b'"sealedPassword"' in stored  # what the gateway unseals (test_stream.py)

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 
-from opennimble.providers import base, local, local_accounts, local_process
+from opennimble.providers import base, local, local_accounts, local_network, local_process
 from tests.support import desktops
 
 READY_TIMEOUT = 15.0
@@ -87,6 +87,7 @@ def reachable_data_dir() -> Iterator[pathlib.Path]:
         for pid in stray:
             os.kill(pid, signal.SIGKILL)
         local_accounts.remove_accounts(base_dir)
+        local_network.Firewall(local_network.table_name(directory)).remove()
         shutil.rmtree(base_dir, ignore_errors=True)
     assert not left, f"desktop processes were left running: {sorted(left)}"
 

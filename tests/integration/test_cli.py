@@ -52,3 +52,19 @@ def test_clear_errors(tmp_path: pathlib.Path) -> None:
         env=env,
     )
     assert nobody.returncode != 0 and "no user" in nobody.stderr
+
+
+def test_a_database_password_on_the_command_line_is_refused(tmp_path: pathlib.Path) -> None:
+    """Every user of the machine (every artist's desktop) can read command lines in /proc: a
+    password there would give them the database."""
+    url = "postgresql://opennimble:s3cret@127.0.0.1:5432/opennimble"
+    for command in (["serve"], ["worker"], ["users", "create", "someone"]):
+        refused = subprocess.run(
+            [sys.executable, "-m", "opennimble", *command, "--database-url", url],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "OPENNIMBLE_DATA_DIR": str(tmp_path / "data")},
+        )
+        assert refused.returncode == 2, command
+        assert "--database-url must not carry a password" in refused.stderr
+        assert "OPENNIMBLE_DATABASE_URL" in refused.stderr

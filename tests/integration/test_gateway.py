@@ -8,6 +8,7 @@ here, with VNC authentication (a password in the session's endpoint) and without
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import pathlib
 import struct
@@ -23,9 +24,10 @@ import uvicorn
 import websockets.exceptions
 
 from opennimble import clock
+from opennimble.domain import endpoints
 from opennimble.domain.stream_tokens import StreamTokens
 from opennimble.gateway import app as gateway
-from opennimble.store import database, members, sessions, streams, users
+from opennimble.store import crypto, database, members, sessions, streams, users
 from tests.integration.test_stream_gate import (
     LAUNCH_PROFILE,
     LIFETIME,
@@ -40,7 +42,7 @@ from tests.support import vnc
 from tests.support.server import free_port
 
 pytestmark = pytest.mark.xvnc
-KEY = b"g" * 32
+KEY = base64.urlsafe_b64encode(b"g" * 32)  # an installation key (Fernet)
 PASSWORD = "s3cret-pw"
 
 
@@ -62,9 +64,10 @@ class Site:
         session_id = uuid.uuid4().hex[:22]
         row = session_row(session_id, "READY")
         row["attrs"] = attrs
-        row["endpoint"] = {"host": "127.0.0.1", "port": desktop.port if desktop else free_port()}
+        endpoint = {"host": "127.0.0.1", "port": desktop.port if desktop else free_port()}
         if password is not None:
-            row["endpoint"]["password"] = password
+            endpoint["password"] = password
+        row["endpoint"] = endpoints.seal(endpoint, crypto.Cipher(KEY))  # as the reconciler does
         with self.db.write() as conn:
             sessions.insert(conn, row)
         return session_id

@@ -5,8 +5,10 @@ scripts, VNC authentication, the clipboard, resizing, capacity, and what stoppin
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import pathlib
+import socket
 import stat
 import struct
 import time
@@ -18,6 +20,7 @@ from opennimble import config
 from opennimble.providers import base, local, local_process
 from tests.integration import provider_support as support
 from tests.integration.provider_support import as_owner, make_spec, started
+from tests.integration.test_local_provider import rfb_greeting
 from tests.support.desktops import vnc_connect
 
 pytestmark = [
@@ -68,8 +71,10 @@ def pid_of(state: base.ProviderState, program: str) -> int:
     )
 
 
-def script(run_context: str, text: str, component: str = "tools") -> base.InitScript:
-    return base.InitScript(component, run_context, text, (("GREETING", "hello"),))
+def script(
+    run_context: str, text: str, component: str = "tools", *, privileged: bool = False
+) -> base.InitScript:
+    return base.InitScript(component, run_context, text, (("GREETING", "hello"),), privileged)
 
 
 def test_each_owner_runs_a_real_desktop_as_an_account_of_their_own(
@@ -119,7 +124,7 @@ def test_vnc_needs_the_password_and_the_client_may_resize_the_desktop(
     provider: local.LocalProvider,
 ) -> None:
     state = asyncio.run(started(provider, make_spec()))
-    port, password = state["port"], state["password"]
+    port, password = state["port"], asyncio.run(provider.poll(state)).endpoint["password"]
     assert vnc_connect(port, None)[0] == [2]  # VNC authentication only, never "None"
     assert vnc_connect(port, "wrong!!!")[1] is None
     _, sock = vnc_connect(port, password)
@@ -146,7 +151,7 @@ def test_clipboard_mode(provider: local.LocalProvider, clipboard: bool) -> None:
     asyncio.run(provider.delete(state))
 
 
-def test_initialization_scripts_run_as_root_before_and_as_the_owner_inside(
+def test_initialization_scripts_run_as_root_only_if_privileged_and_as_the_owner_inside(
     provider: local.LocalProvider,
 ) -> None:
     scripts = (
@@ -160,13 +165,23 @@ def test_initialization_scripts_run_as_root_before_and_as_the_owner_inside(
             'log="$OPENNIMBLE_OWNER_HOME/init.txt"\n'
             'echo "system $(id -u) ${DISPLAY:-none} $GREETING" > "$log"\n'
             'chown "$OPENNIMBLE_OWNER:" "$log"\n',
+            privileged=True,
+        ),
+        script(
+            "SYSTEM_INITIALIZATION",  # not an operator's: as the owner, in the home
+            'echo "unprivileged system $(id -u) $(pwd) $USER" >> "$OPENNIMBLE_OWNER_HOME/init.txt"',
         ),
         base.InitScript("python", "USER_INITIALIZATION", "#!/usr/bin/python3\nprint('x')\n"),
     )
     state = asyncio.run(started(provider, make_spec(init_scripts=scripts)))
     lines = (pathlib.Path(state["home"]) / "init.txt").read_text().splitlines()
     display = f":{state['display']}"
-    assert lines == ["system 0 none hello", f"user {state['uid']} {display} hello", "display ok"]
+    assert lines == [
+        "system 0 none hello",
+        f"unprivileged system {state['uid']} {state['home']} {state['user']}",
+        f"user {state['uid']} {display} hello",
+        "display ok",
+    ]
     asyncio.run(provider.delete(state))
 
 
@@ -240,6 +255,34 @@ def test_stop_ends_every_process_and_keeps_the_storage_unless_told(
         assert not storage.exists() and (home / "notes.txt").exists()
         await provider.delete(await started(provider, spec))
         assert not storage.exists() and (home / "notes.txt").exists()
+
+    asyncio.run(scenario())
+
+
+def test_a_session_stopped_under_an_earlier_account_moves_its_storage_to_the_new_one(
+    provider: local.LocalProvider, data_dir: pathlib.Path
+) -> None:
+    """Accounts of earlier versions were per user, not per (studio, user): a session stopped
+    under such an account starts as the new one and takes its storage along; the rest of the
+    old home stays where it was."""
+    spec = make_spec()
+    earlier = dataclasses.replace(spec, studio_id="stid-earlier")  # another account of the user
+
+    async def scenario() -> None:
+        state = await started(provider, earlier)
+        old_home = pathlib.Path(state["home"])
+        old_storage = old_home / "sessions" / spec.session_id
+        writes = f"echo mine > {old_home}/notes.txt; echo work > {old_storage}/x"
+        as_owner(state, "sh", "-c", writes)
+        again = await provider.start(spec, await provider.stop(state))
+        await support.wait_ready(provider, again)
+        storage = pathlib.Path(again["home"]) / "sessions" / spec.session_id
+        assert again["user"] != state["user"]
+        assert (storage / "x").read_text() == "work\n"
+        assert (storage / "x").stat().st_uid == again["uid"]
+        assert not old_storage.exists() and (old_home / "notes.txt").exists()
+        assert not list((data_dir / "backups").rglob("*.tar"))  # the archive it moved through
+        await provider.delete(again)
 
     asyncio.run(scenario())
 
@@ -358,3 +401,47 @@ def test_without_per_owner_accounts_desktops_run_as_the_servers_user(
     assert wait_for(lambda: {"Xvnc", "openbox", "xterm"} <= programs(state).keys())
     assert set(programs(state).values()) == {os.getuid()}
     asyncio.run(provider.delete(state))
+
+
+def connects(state: base.ProviderState, port: int) -> bool:
+    """Whether the desktop's account gets a TCP connection to ``port`` on loopback."""
+    probe = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=5)"
+    return as_owner(state, "python3", "-c", probe).returncode == 0
+
+
+def test_desktop_accounts_reach_neither_the_database_nor_any_desktops_vnc_port(
+    data_dir: pathlib.Path,
+) -> None:
+    """The network filter (nftables, by uid): a desktop account's connections to the
+    database's port and to the desktops' VNC ports are refused; the server's are not, and other
+    ports stay open to the desktops."""
+    with (
+        socket.create_server(("127.0.0.1", 0)) as database,
+        socket.create_server(("127.0.0.1", 0)) as other_service,
+    ):
+        database_port, other_port = database.getsockname()[1], other_service.getsockname()[1]
+        provider = local.LocalProvider(
+            runtime_dir=data_dir / "desktops", ready_timeout=10.0, closed_ports={database_port}
+        )
+
+        async def scenario() -> tuple[base.ProviderState, base.ProviderState]:
+            return (await started(provider, make_spec()), await started(provider, make_spec()))
+
+        mine, theirs = asyncio.run(scenario())
+        try:
+            assert not connects(mine, database_port)
+            assert not connects(mine, theirs["port"])
+            assert not connects(mine, mine["port"])
+            assert connects(mine, other_port)
+            assert rfb_greeting(theirs["port"]).startswith(b"RFB ")  # the server may
+        finally:
+            for state in (mine, theirs):
+                asyncio.run(provider.delete(state))
+    ended = theirs["port"]
+    with socket.create_server(("127.0.0.1", ended)) as reused:  # a deleted desktop's port opens
+        assert reused.getsockname()[1] == ended
+        fresh = asyncio.run(started(provider, make_spec()))
+        try:
+            assert connects(fresh, ended)
+        finally:
+            asyncio.run(provider.delete(fresh))

@@ -6,12 +6,14 @@ from __future__ import annotations
 import pathlib
 
 import alembic.autogenerate
+import alembic.command
 import alembic.migration
 import alembic.script
 import pytest
 import sqlalchemy as sa
 
 from opennimble.store import database, schema
+from tests.support import rows
 
 
 def test_one_head() -> None:
@@ -60,3 +62,24 @@ def test_sqlite_runs_in_wal_mode_with_full_sync(tmp_path: pathlib.Path) -> None:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
     db.dispose()
+
+
+def test_the_clear_vnc_passwords_of_existing_sessions_are_removed(database_url: str) -> None:
+    """Sessions stored before passwords were sealed lose their clear VNC password (endpoint
+    and provider state); the rest of both stays."""
+    db = database.Database(database_url)
+    with db.engine.begin() as conn:
+        config = database.alembic_config(db.url)
+        config.attributes["connection"] = conn
+        alembic.command.upgrade(config, "0007_session_backups")
+        endpoint = {"host": "127.0.0.1", "port": 5901, "password": "s3cret00"}
+        state = {"session_id": "s1", "pid": 42, "password": "s3cret00"}
+        row = rows.session(session_id="s1", state="READY", endpoint=endpoint, provider_state=state)
+        conn.execute(schema.sessions.insert().values(**row))
+    db.upgrade()
+    with db.read() as conn:
+        query = sa.select(schema.sessions).where(schema.sessions.c.session_id == "s1")
+        found = conn.execute(query).mappings().one()
+    db.dispose()
+    assert found["endpoint"] == {"host": "127.0.0.1", "port": 5901}
+    assert found["provider_state"] == {"session_id": "s1", "pid": 42}

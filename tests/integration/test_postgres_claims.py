@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from opennimble import clock
 from opennimble.providers import base
 from opennimble.reconciler import loop
-from opennimble.store import database, sessions
+from opennimble.store import crypto, database, sessions
 from tests.support import rows
 
 pytestmark = pytest.mark.postgresql
@@ -130,10 +130,14 @@ class Instant(base.Provider):
         return None
 
 
+CIPHER = crypto.Cipher(crypto.Fernet.generate_key())
+
+
 def reconciler(db: database.Database, host: str, capacity: int) -> loop.Reconciler:
     return loop.Reconciler(
         db,
         Instant(),
+        cipher=CIPHER,
         now=clock.system_now,
         interval=0.05,
         ready_timeout=10,
@@ -227,6 +231,7 @@ def test_an_idle_reconciler_is_woken_by_new_work(db: database.Database) -> None:
     idle = loop.Reconciler(
         db,
         Instant(),
+        cipher=CIPHER,
         now=clock.system_now,
         interval=60,  # it would not poll again during this test
         ready_timeout=10,
@@ -255,6 +260,7 @@ def test_a_reconciler_whose_connection_drops_listens_again_as_the_same_host(
     idle = loop.Reconciler(
         db,
         Instant(),
+        cipher=CIPHER,
         now=clock.system_now,
         interval=60,  # only a notification wakes it within this test
         ready_timeout=10,

@@ -47,11 +47,20 @@ def test_a_server_with_another_installation_key_is_refused(
     assert refused.returncode == 1
     assert "is not the key this database was set up with" in refused.stderr
     assert str(tmp_path / "b") in refused.stderr
+    # a worker seals desktops' VNC passwords with the key: it must be the servers' one too
+    worker = opennimble("worker", "--data-dir", str(tmp_path / "host"), env=other)
+    assert worker.returncode == 1
+    assert "is not the key this database was set up with" in worker.stderr
+    assert "Traceback" not in worker.stderr
 
 
 @pytest.mark.postgresql
 def test_one_reconciler_per_host(tmp_path: pathlib.Path, database_url: str) -> None:
-    env = {"OPENNIMBLE_DATABASE_URL": database_url, "OPENNIMBLE_PROVIDER": "local"}
+    env = {
+        "OPENNIMBLE_DATABASE_URL": database_url,
+        "OPENNIMBLE_PROVIDER": "local",
+        "OPENNIMBLE_KEY_FILE": str(tmp_path / "secret.key"),  # the installation's, shared
+    }
     first = Worker(tmp_path / "a", "the-host", env, tmp_path)
     first.start()
     try:

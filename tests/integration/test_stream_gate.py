@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import pathlib
 import urllib.parse
@@ -15,9 +16,9 @@ from opennimble import clock
 from opennimble.domain.stream_tokens import StreamTokens
 from opennimble.gateway.credentials import StreamCredentials
 from opennimble.gateway.streams import StreamGate
-from opennimble.store import database, members, sessions, streams, users
+from opennimble.store import crypto, database, members, sessions, streams, users
 
-KEY = b"k" * 32
+KEY = base64.urlsafe_b64encode(b"k" * 32)  # an installation key (Fernet)
 OWNER = "user-1"
 STUDIO = "us-west-2:stid-000000000000"
 LAUNCH_PROFILE = "lp" * 11
@@ -139,7 +140,8 @@ def gate(tmp_path: pathlib.Path) -> Iterator[Gate]:
     tokens = StreamTokens(KEY)
     now = Clock()
     try:
-        yield Gate(db, tokens, now, StreamGate(db, tokens, StreamCredentials(KEY), now))
+        gate = StreamGate(db, tokens, StreamCredentials(KEY), now, crypto.Cipher(KEY))
+        yield Gate(db, tokens, now, gate)
     finally:
         db.dispose()
 

@@ -22,7 +22,7 @@ import boto3
 import botocore.config
 import requests
 
-from opennimble.providers import local_accounts
+from opennimble.providers import local_accounts, local_network
 from tests.support import databases
 
 if TYPE_CHECKING:
@@ -70,6 +70,7 @@ def reachable(data_dir: pathlib.Path) -> pathlib.Path:
         return data_dir
     if local_accounts.unreachable(data_dir.parent) is None:
         atexit.register(local_accounts.remove_accounts, data_dir)
+        atexit.register(remove_filter, data_dir)
         return data_dir
     base = pathlib.Path(tempfile.mkdtemp(prefix="opennimble-test-"))
     base.chmod(0o711)
@@ -81,7 +82,13 @@ def reachable(data_dir: pathlib.Path) -> pathlib.Path:
 
 def _remove_installation(base: pathlib.Path) -> None:
     local_accounts.remove_accounts(base)
+    remove_filter(base / "data")
     shutil.rmtree(base, ignore_errors=True)
+
+
+def remove_filter(data_dir: pathlib.Path) -> None:
+    """Remove the desktops' network filter of the installation in ``data_dir``."""
+    local_network.Firewall(local_network.table_name(data_dir)).remove()
 
 
 class Child:
@@ -121,6 +128,7 @@ class Server(Child):
     process: subprocess.Popen[bytes] | None = None
     # a clock the test moves (tests/support/clocked.py) instead of the system's
     clock: ControlledClock | None = None
+    flags: list[str] = dataclasses.field(default_factory=list)  # more flags of `serve`
 
     def __post_init__(self) -> None:
         self.data_dir = reachable(self.data_dir)
@@ -144,6 +152,7 @@ class Server(Child):
                 str(self.data_dir),
                 "--port",
                 str(self.port),
+                *self.flags,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from opennimble import errors
-from opennimble.domain import access, eulas, quotas, resources, tags
+from opennimble.domain import access, components, eulas, quotas, resources, tags
 from opennimble.domain.identity import Caller
 from opennimble.protocol import validate
 from opennimble.store import resources as resource_store
@@ -164,6 +164,7 @@ class InitializationScript:
     run_context: str  # one of RUN_CONTEXTS
     script: str
     parameters: tuple[tuple[str, str], ...]  # the component's scriptParameters
+    privileged: bool = False  # a system script an operator wrote: it may run as root
 
 
 def initialization_scripts(conn: sa.Connection, session: Row) -> list[InitializationScript]:
@@ -180,9 +181,14 @@ def initialization_scripts(conn: sa.Connection, session: Row) -> list[Initializa
     for component in resources.present(conn, resources.STUDIO_COMPONENT, studio_id, wanted):
         attrs = component["attrs"]
         parameters = tuple((p["key"], p["value"]) for p in attrs.get("scriptParameters", []))
+        trusted = components.operator_written(attrs)
         found += [
             InitializationScript(
-                component["name"], script["runContext"], script["script"], parameters
+                component["name"],
+                script["runContext"],
+                script["script"],
+                parameters,
+                privileged=trusted and script["runContext"] == "SYSTEM_INITIALIZATION",
             )
             for script in attrs.get("initializationScripts", [])
             if script.get("platform") == "LINUX"

@@ -25,7 +25,7 @@ from starlette.middleware import exceptions
 from opennimble import clock
 from opennimble.domain import stream_tokens
 from opennimble.gateway import credentials, live, pages, relay, streams
-from opennimble.store import database
+from opennimble.store import crypto, database
 
 log = logging.getLogger("opennimble.gateway")
 
@@ -64,7 +64,8 @@ class Gateway:
         watch_interval: float = 1.0,
     ) -> None:
         self.credentials = credentials.StreamCredentials(key)
-        self.gate = streams.StreamGate(db, stream_tokens.StreamTokens(key), self.credentials, now)
+        tokens = stream_tokens.StreamTokens(key)
+        self.gate = streams.StreamGate(db, tokens, self.credentials, now, crypto.Cipher(key))
         self.connections = live.LiveConnections(db, watch_interval)
         self.novnc_dir = novnc_dir
         base = urllib.parse.urlsplit(public_url)

@@ -20,9 +20,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from opennimble import clock
-from opennimble.domain import access, stream_tokens
+from opennimble.domain import access, endpoints, stream_tokens
 from opennimble.gateway import credentials
-from opennimble.store import database, sessions, streams
+from opennimble.store import crypto, database, sessions, streams
 
 Row = dict[str, Any]
 
@@ -69,6 +69,7 @@ class Admission:
     session_id: str
     user_id: str  # the stream's creator, whose access the connection lives on
     endpoint: dict[str, Any]  # {"host", "port"} and, if the desktop asks for one, "password"
+    # (unsealed: the database keeps it sealed, see domain.endpoints)
 
 
 class StreamGate:
@@ -78,11 +79,13 @@ class StreamGate:
         tokens: stream_tokens.StreamTokens,
         creds: credentials.StreamCredentials,
         now: clock.Now,
+        cipher: crypto.Cipher,
     ) -> None:
         self.db = db
         self.tokens = tokens
         self.credentials = creds
         self.now = now
+        self.cipher = cipher
 
     def admit(self, stream_id: str, query_string: str) -> Answer:
         """Check the token of a stream URL; consume it if it admits the visitor."""
@@ -116,7 +119,10 @@ class StreamGate:
         if refusal is not None:
             return Refusal(CLOSE_CODES.get(refusal, Close.NOT_RUNNING), refusal)
         assert session is not None
-        endpoint = dict(session["endpoint"])
+        try:
+            endpoint = endpoints.unseal(session["endpoint"], self.cipher)
+        except ValueError:
+            return Refusal(Close.NOT_RUNNING, "The desktop's password cannot be unsealed here.")
         return Admission(session["session_id"], stream["created_by"], endpoint)
 
 

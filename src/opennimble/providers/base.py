@@ -24,7 +24,8 @@ in the spirit of JupyterHub's Spawner:
   ``AMI_VALIDATION_ERROR`` (what the image needs is not there), ``INTERNAL_ERROR`` otherwise.
 * A READY desktop's endpoint is ``{"host", "port", "password"}``: a VNC server there that
   asks for VNC authentication with that password, so that only the stream gateway, which is
-  told the password, can use it.
+  told the password, can use it. The reconciler stores the password only sealed; a provider
+  must not put it in its state (which the database keeps in clear).
 * The reconciler, not the provider, records outcomes, owns retries and enforces timeouts.
 
 Providers are found by entry point name in the ``opennimble.providers`` group, so a third
@@ -51,8 +52,9 @@ USER_INITIALIZATION = "USER_INITIALIZATION"
 class InitScript:
     """A LINUX initialization script of a studio component of the session's launch profile.
 
-    ``SYSTEM_INITIALIZATION`` scripts run before the desktop starts, as the provider's
-    privileged user; ``USER_INITIALIZATION`` scripts run inside the owner's session, as the
+    ``SYSTEM_INITIALIZATION`` scripts run before the desktop starts: as the provider's
+    privileged user only if ``privileged`` (an operator wrote the component), otherwise as the
+    owner, unprivileged; ``USER_INITIALIZATION`` scripts run inside the owner's session, as the
     owner, with the desktop's display. ``parameters`` are the component's ``scriptParameters``,
     given to the script as environment variables. A script that fails (or outlasts the
     provider's time limit) fails the start with ``INITIALIZATION_SCRIPT_ERROR``.
@@ -62,6 +64,7 @@ class InitScript:
     run_context: str  # SYSTEM_INITIALIZATION or USER_INITIALIZATION
     script: str
     parameters: tuple[tuple[str, str], ...] = ()
+    privileged: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,8 +12,9 @@ programs, not opennimble. Running as the owner on the node the scheduler picked,
    port of the node, with the VNC password file and ``Xauthority`` of the description;
 4. runs the ``USER_INITIALIZATION`` scripts with the display, then the recipe's session (the
    window manager and applications);
-5. reports ``{"port", "display"}`` in ``endpoint.json`` of the runtime directory (when a step
-   fails, ``{"status_code", "message"}`` in ``failure.json``), and lives as long as Xvnc.
+5. reports ``{"port", "display", "password"}`` in ``endpoint.json`` of the runtime directory
+   (when a step fails, ``{"status_code", "message"}`` in ``failure.json``), and lives as long
+   as Xvnc.
 
 Ending the job (``scancel``, its time limit) ends the desktop: SIGTERM is passed on.
 """
@@ -71,7 +72,8 @@ class Launcher:
         self.scripts("USER_INITIALIZATION", env)
         self.write("session.sh", self.desc["session_script"].encode())
         self.spawn(["/bin/sh", self.path("session.sh")], "session.log", env)
-        self.write_json(ENDPOINT_FILE, {"port": port, "display": display})
+        endpoint = {"port": port, "display": display, "password": self.desc["password"]}
+        self.write_json(ENDPOINT_FILE, endpoint)
         return xvnc.wait()
 
     def scripts(self, run_context: str, env: dict[str, str]) -> None:

@@ -4,8 +4,9 @@ A desktop is one X display with one VNC (RFB) port, and a *session* in it (the w
 and applications of the image's desktop recipe), all running as the owner's own Unix account
 (:mod:`local_accounts`). Starting one:
 
-1. find or create the owner's account and home;
-2. run the ``SYSTEM_INITIALIZATION`` scripts, as the provider's own user;
+1. find or create the owner's account and home in the session's studio;
+2. run the ``SYSTEM_INITIALIZATION`` scripts: those an operator wrote as the provider's own
+   user (root), all others as the owner's account (:mod:`opennimble.domain.components`);
 3. start Xvnc (VNC password, own ``Xauthority``, clipboard as the launch profile says), unless
    the host already runs ``max_desktops`` desktops (``INSUFFICIENT_CAPACITY``);
 4. create the session's storage, ``~/sessions/<session id>`` in the owner's home;
@@ -44,6 +45,7 @@ from opennimble.providers import (
     local_accounts,
     local_backups,
     local_host,
+    local_network,
     local_process,
     local_recipes,
     local_scripts,
@@ -60,8 +62,10 @@ X11_SOCKETS = pathlib.Path("/tmp/.X11-unix")
 PORT_ATTEMPTS = 5
 STOP_GRACE = 5.0
 _SESSION_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
+# what the provider state (stored in the database) keeps of a desktop's record: not its VNC
+# password, which stays in the record (root's, mode 0600) on this host
 _STATE_KEYS = (
-    "pid", "display", "port", "host", "password", "start_time", "runtime_dir", "session_id",
+    "pid", "display", "port", "host", "start_time", "runtime_dir", "session_id",
     "user", "uid", "gid", "home",
 )  # fmt: skip
 
@@ -90,6 +94,8 @@ class LocalProvider(base.Provider):
         isolate: bool | None = None,
         interface: str = HOST,
         advertise_host: str | None = None,
+        closed_ports: set[int] | None = None,
+        filter_table: str | None = None,
     ) -> None:
         self._runtime_dir = pathlib.Path(runtime_dir).absolute()
         self._homes_dir = pathlib.Path(homes_dir or self._runtime_dir.parent / "homes").absolute()
@@ -109,6 +115,13 @@ class LocalProvider(base.Provider):
         self._advertise_host = advertise_host or self._probe_host
         self._reserved_ports: set[int] = set()
         self._opened = False
+        # desktop accounts may not connect to these (the database's) nor to any desktop's port
+        self._closed_ports = set(closed_ports or ())
+        table = filter_table or local_network.table_name(self._runtime_dir.parent)
+        self._firewall = local_network.Firewall(table) if isolate else None
+        self._filtered = False
+        if isolate:
+            local_network.warn_if_unavailable()
         if not isolate:
             log.warning(
                 "the local provider does not run as root: every desktop runs as this server's "
@@ -128,6 +141,8 @@ class LocalProvider(base.Provider):
             recipes=settings.desktop_recipes,
             interface=settings.desktop_interface,
             advertise_host=settings.resolved_advertise_host,
+            closed_ports=local_network.database_ports(settings.resolved_database_url),
+            filter_table=local_network.table_name(settings.data_dir),
         )
 
     # ---- the contract -----------------------------------------------------------------------
@@ -149,10 +164,13 @@ class LocalProvider(base.Provider):
         local_recipes.check_installed(chosen, spec.clipboard, path)
         self._prepare_directories()
         self._host.check_capacity(sid)  # early: no scripts for a desktop that cannot start
-        account = await asyncio.to_thread(self._accounts.ensure, spec.owned_by, spec.owner_name)
+        account = await asyncio.to_thread(self._account, spec)
+        await self._filter(account)
+        previous = Account.from_state(state) or Account.from_state(record)
+        await self._adopt_storage(previous, account, sid)
         self._host.session_dir(sid).mkdir(mode=0o711, parents=True, exist_ok=True)
-        system = local_session.system_runner(self._host, spec, account, self._ready_timeout)
-        await local_scripts.run_all(spec.init_scripts, base.SYSTEM_INITIALIZATION, system)
+        runners = local_session.system_runners(self._host, spec, account, self._ready_timeout)
+        await local_scripts.run_all(spec.init_scripts, base.SYSTEM_INITIALIZATION, *runners)
         state = await self._start_xvnc(exe, spec, account)
         try:
             recipe, display = chosen.recipe, state["display"]
@@ -180,8 +198,9 @@ class LocalProvider(base.Provider):
         port = state.get("port")
         if not isinstance(port, int) or not await local_xvnc.rfb_ready(self._probe_host, port):
             return base.PollResult(base.Health.STARTING, message="VNC port not answering yet")
-        self._mark_ready(state, sid)
-        endpoint = {"host": state.get("host"), "port": port, "password": state.get("password")}
+        record = self._mark_ready(state, sid)
+        password = record.get("password") if _same_desktop(record, state) else None
+        endpoint = {"host": state.get("host"), "port": port, "password": password}
         return base.PollResult(base.Health.READY, endpoint=endpoint)
 
     async def stop(
@@ -194,6 +213,7 @@ class LocalProvider(base.Provider):
         record = self._host.read(sid)
         account = Account.from_state(state) or Account.from_state(record)
         await self._host.end(state, sid)
+        await self._open_port(record.get("port"))
         if discard_storage and account is not None:
             await local_session.discard_storage(account, sid)
         kept = {"session_id": sid, "runtime_dir": str(self._host.session_dir(sid))}
@@ -223,7 +243,7 @@ class LocalProvider(base.Provider):
             raise base.PermanentFailure(f"backup {backup.get('path')} is not of session {sid}")
         if self._attachable(self._host.read(sid), sid):
             return  # restored and started by an earlier attempt
-        account = await asyncio.to_thread(self._accounts.ensure, spec.owned_by, spec.owner_name)
+        account = await asyncio.to_thread(self._account, spec)
         await self._backups.restore(account, sid, backup)
 
     async def delete_backup(self, backup: base.ProviderState) -> None:
@@ -239,6 +259,46 @@ class LocalProvider(base.Provider):
         return reaped
 
     # ---- starting ---------------------------------------------------------------------------
+
+    def _account(self, spec: base.DesktopSpec) -> Account:
+        return self._accounts.ensure(spec.studio_id, spec.owned_by, spec.owner_name)
+
+    async def _filter(self, account: Account) -> None:
+        """Keep ``account`` from the closed ports (:mod:`local_network`); the first time, build
+        the filter with every desktop account and the ports of the host's running desktops."""
+        if self._firewall is None:
+            return
+        if not self._filtered:
+            uids = [e.pw_uid for e in local_accounts.desktop_accounts(self._homes_dir)]
+            ports = [r["port"] for _, r in self._host.running(but="") if "port" in r]
+            closed = {*self._closed_ports, *ports}
+            await asyncio.to_thread(self._firewall.build, {*uids, account.uid}, closed)
+            self._filtered = True
+        await asyncio.to_thread(self._firewall.add_account, account.uid)
+
+    async def _close_port(self, port: int) -> None:
+        if self._firewall is not None:
+            await asyncio.to_thread(self._firewall.close_port, port)
+
+    async def _open_port(self, port: object) -> None:
+        if self._firewall is None or not isinstance(port, int) or port in self._closed_ports:
+            return
+        await asyncio.to_thread(self._firewall.open_port, port)
+
+    async def _adopt_storage(self, previous: Account | None, account: Account, sid: str) -> None:
+        """Move the session's storage into ``account``'s home if an earlier start ran the
+        session as another account (one of the per-user accounts of earlier versions). Both
+        sides are done as their own accounts, through an archive; the old storage is removed
+        last, and a session whose old storage is gone is not moved again."""
+        if previous is None or previous.name == account.name or not previous.isolated:
+            return
+        if not await local_session.has_storage(previous, sid):
+            return
+        moving = await self._backups.take(previous, sid, f"moving-to-{account.name}")
+        await self._backups.restore(account, sid, moving)
+        await self._backups.delete(moving)
+        await local_session.discard_storage(previous, sid)
+        log.info("moved the storage of session %s from %s to %s", sid, previous.name, account.name)
 
     def _attachable(self, record: dict[str, Any], sid: str) -> bool:
         """Whether ``record`` is a desktop of ``sid`` that came all the way up and still runs."""
@@ -275,9 +335,11 @@ class LocalProvider(base.Provider):
     ) -> dict[str, Any]:
         for _ in range(PORT_ATTEMPTS):
             port = self._reserve_port()
+            await self._close_port(port)  # other desktops' accounts never reach it
             try:
                 return await self._launch(exe, spec, account, port)
             except _PortTaken:
+                await self._open_port(port)
                 continue
             finally:
                 self._reserved_ports.discard(port)
@@ -390,12 +452,14 @@ class LocalProvider(base.Provider):
             raise base.PermanentFailure(message)  # died before it ever became ready
         return base.PollResult(base.Health.GONE, message=message)
 
-    def _mark_ready(self, state: base.ProviderState, sid: str) -> None:
-        """Note in the record that this desktop came up: from now on its end is not a failure."""
+    def _mark_ready(self, state: base.ProviderState, sid: str) -> dict[str, Any]:
+        """Note in the record that this desktop came up: from now on its end is not a failure.
+        Returns the record."""
         record = self._host.read(sid)
-        same = (record.get("pid"), record.get("start_time")) == (state["pid"], state["start_time"])
-        if same and not record.get("ready"):
-            self._host.write(sid, {**record, "ready": True})
+        if _same_desktop(record, state) and not record.get("ready"):
+            record = {**record, "ready": True}
+            self._host.write(sid, record)
+        return record
 
 
 def _ensure_x11_sockets() -> None:
@@ -414,6 +478,13 @@ def _ensure_x11_sockets() -> None:
         raise base.PermanentFailure(
             f"{X11_SOCKETS} is not a directory of root's: X servers cannot use it safely"
         )
+
+
+def _same_desktop(record: dict[str, Any], state: base.ProviderState) -> bool:
+    return (record.get("pid"), record.get("start_time")) == (
+        state.get("pid"),
+        state.get("start_time"),
+    )
 
 
 def _public(record: dict[str, Any]) -> base.ProviderState:

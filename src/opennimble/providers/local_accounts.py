@@ -1,11 +1,15 @@
 """Per-owner Unix accounts of the local provider, and the directories their desktops reach.
 
-Each owner's desktops run as the owner's own unprivileged account, so that artists cannot read
-each other's files, read each other's process environments or signal each other's processes.
-The account is a system account created on first use (``useradd --system``, no password, so
-nobody logs in with it other than through a desktop), named ``on-<name>-<hash>``: a readable
-slug of the user name and a hash of the user id, which is unique and never changes. Its home is
-``<data_dir>/homes/<account>``, mode 0700; it outlives the owner's sessions.
+Each owner's desktops run as an unprivileged account of the owner *in the session's studio*, so
+that artists cannot read each other's files, read each other's process environments or signal
+each other's processes, and a studio (its administrator's scripts, its desktops) cannot reach
+what the same user has in another studio. The account is a system account created on first use
+(``useradd --system``, no password, so nobody logs in with it other than through a desktop),
+named ``on-<name>-<hash>``: a readable slug of the user name and a hash of the studio id and
+user id, which are unique and never change. Its home is ``<data_dir>/homes/<account>``, mode
+0700; it outlives the owner's sessions. (Accounts of earlier versions were per user only; the
+provider moves a session's storage out of such an account's home when the session starts
+again, and leaves the rest of that home alone.)
 
 Creating accounts and running processes as them needs root. A server that does not run as root
 runs every desktop as its own user instead (it logs a warning at start): each owner still has
@@ -89,11 +93,13 @@ class Account:
         return cls(name, uid, gid, pathlib.Path(home), uid != os.geteuid())
 
 
-def account_name(user_id: str, user_name: str) -> str:
-    """The account of a user: ``on-`` + up to 12 letters and digits of the name + a hash of
-    the (unique, immutable) user id. Always a valid Unix user name of at most 24 characters."""
+def account_name(studio_id: str, user_id: str, user_name: str) -> str:
+    """The account of a user in a studio: ``on-`` + up to 12 letters and digits of the name +
+    a hash of the (unique, immutable) studio and user ids. Always a valid Unix user name of at
+    most 24 characters."""
     slug = re.sub(r"[^a-z0-9]", "", user_name.lower())[:12] or "user"
-    return f"{PREFIX}{slug}-{hashlib.sha256(user_id.encode()).hexdigest()[:8]}"
+    digest = hashlib.sha256(f"{studio_id}/{user_id}".encode()).hexdigest()[:8]
+    return f"{PREFIX}{slug}-{digest}"
 
 
 def can_isolate() -> bool:
@@ -108,9 +114,10 @@ class Accounts:
         self.homes_dir = pathlib.Path(homes_dir).absolute()
         self.isolate = isolate
 
-    def ensure(self, user_id: str, user_name: str) -> Account:
-        """The account of ``user_id``, created with its home on first use (blocking)."""
-        name = account_name(user_id, user_name)
+    def ensure(self, studio_id: str, user_id: str, user_name: str) -> Account:
+        """The account of ``user_id`` in ``studio_id``, created with its home on first use
+        (blocking)."""
+        name = account_name(studio_id, user_id, user_name)
         home = self.homes_dir / name
         if self.isolate:
             entry = self._find_or_create(name, home)
@@ -240,16 +247,23 @@ def reachability_problem(path: pathlib.Path) -> str | None:
     )
 
 
+def desktop_accounts(under: pathlib.Path) -> list[pwd.struct_passwd]:
+    """The desktop accounts whose homes are under ``under``."""
+    root = str(pathlib.Path(under).absolute()) + os.sep
+    return [
+        entry
+        for entry in pwd.getpwall()
+        if _NAME.fullmatch(entry.pw_name)
+        and entry.pw_dir.startswith(root)
+        and entry.pw_uid not in (0, os.geteuid())
+    ]
+
+
 def remove_accounts(under: pathlib.Path) -> list[str]:
     """Remove the desktop accounts whose homes are under ``under`` (ending their processes
     first); their groups go with them. Returns their names. For uninstalling and for tests."""
-    root = str(pathlib.Path(under).absolute()) + os.sep
     removed = []
-    for entry in pwd.getpwall():
-        if not (_NAME.fullmatch(entry.pw_name) and entry.pw_dir.startswith(root)):
-            continue
-        if entry.pw_uid in (0, os.geteuid()):
-            continue
+    for entry in desktop_accounts(under):
         _kill_user(entry.pw_uid)
         userdel = shutil.which("userdel") or "/usr/sbin/userdel"
         for _ in range(USERADD_ATTEMPTS):

@@ -36,12 +36,18 @@ class Runner:
     owner: tuple[int, int] | None = None  # (uid, gid) to give the script files to
 
 
-async def run_all(scripts: Sequence[base.InitScript], run_context: str, runner: Runner) -> None:
-    """Run the scripts of ``run_context`` in order; PermanentFailure at the first failure."""
+async def run_all(
+    scripts: Sequence[base.InitScript],
+    run_context: str,
+    runner: Runner,
+    privileged: Runner | None = None,
+) -> None:
+    """Run the scripts of ``run_context`` in order; PermanentFailure at the first failure.
+    Scripts marked ``privileged`` run with ``privileged`` if given, all others with ``runner``."""
     chosen = [s for s in scripts if s.run_context == run_context]
     for number, script in enumerate(chosen, start=1):
         name = f"{run_context.lower()}-{number}"
-        await _run(script, name, runner)
+        await _run(script, name, privileged if script.privileged and privileged else runner)
 
 
 async def _run(script: base.InitScript, name: str, runner: Runner) -> None:

@@ -63,10 +63,12 @@ def environment(
     return env
 
 
-def system_runner(
+def system_runners(
     host: Host, spec: base.DesktopSpec, account: Account, timeout: float
-) -> local_scripts.Runner:
-    """How SYSTEM_INITIALIZATION scripts run: as the provider's user, told whose desktop."""
+) -> tuple[local_scripts.Runner, local_scripts.Runner]:
+    """How SYSTEM_INITIALIZATION scripts run, told whose desktop: (unprivileged, privileged).
+    Scripts an operator wrote run as the provider's user (root), all others as the owner's
+    account, in its home: a studio administrator's script gets no more than the desktop."""
     env = {
         **base_environment(),
         "OPENNIMBLE_OWNER": account.name,
@@ -75,7 +77,13 @@ def system_runner(
         "OPENNIMBLE_STUDIO_ID": spec.studio_id,
         "OPENNIMBLE_LAUNCH_PROFILE_ID": spec.launch_profile_id,
     }
-    return local_scripts.Runner(host.session_dir(spec.session_id), env, pathlib.Path("/"), timeout)
+    directory = host.session_dir(spec.session_id)
+    privileged = local_scripts.Runner(directory, env, pathlib.Path("/"), timeout)
+    owned_env = {**env, **account.environment(), local_process.MARKER: spec.session_id}
+    unprivileged = local_scripts.Runner(
+        directory, owned_env, account.home, timeout, account.popen_options(), owner_of(account)
+    )
+    return unprivileged, privileged
 
 
 async def start(
@@ -115,6 +123,13 @@ async def discard_storage(account: Account, sid: str) -> None:
     env = owner_environment(account, sid)
     await run_as(account, ["chmod", "-R", "u+rwX", path], env, check=False)
     await run_as(account, ["rm", "-rf", "--", path], env)
+
+
+async def has_storage(account: Account, sid: str) -> bool:
+    """Whether the session's storage exists, as the owner sees it."""
+    argv = ["test", "-d", str(storage_dir(account, sid))]
+    done = await asyncio.to_thread(run_owned, account, argv, owner_environment(account, sid))
+    return done.returncode == 0
 
 
 async def make_storage(account: Account, sid: str, env: dict[str, str]) -> None:

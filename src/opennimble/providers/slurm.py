@@ -55,7 +55,7 @@ RUNTIME = ".opennimble/desktops"  # under the owner's home: the launcher's files
 STOP_WAIT = 15.0  # seconds a cancelled job may take to end before stop is retried
 GRACE_MINUTES = 5  # the job's time limit is the session's length plus this
 _SESSION_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
-_STATE_KEYS = ("session_id", "job_id", "user", "uid", "gid", "home", "password")
+_STATE_KEYS = ("session_id", "job_id", "user", "uid", "gid", "home")
 
 
 class Placement(pydantic.BaseModel):
@@ -176,7 +176,9 @@ class SlurmProvider(base.Provider):
         if job is not None and not job.ended:
             return _public(state)  # submitted by an earlier attempt or process: re-attach
         chosen = local_recipes.choose(self._recipes, spec.ec2_image_id)
-        account = await asyncio.to_thread(self._accounts.ensure, spec.owned_by, spec.owner_name)
+        account = await asyncio.to_thread(
+            self._accounts.ensure, spec.studio_id, spec.owned_by, spec.owner_name
+        )
         runtime = _runtime_dir(account, sid)
         env = local_session.owner_environment(account, sid)
         await local_session.run_as(account, ["rm", "-rf", "--", str(runtime)], env)
@@ -184,10 +186,11 @@ class SlurmProvider(base.Provider):
         password = local_xvnc.new_password()
         obfuscated = await asyncio.to_thread(local_xvnc.password_file_content, password)
         described = self._description(spec, account, runtime, chosen.recipe, obfuscated)
+        described["password"] = password  # reported back with the port, never stored here
         options = self._options(spec, account, runtime)
         job_id = await self._slurm.submit(self._script(described), options)
         log.info("session %s: Slurm job %d submitted as %s", sid, job_id, account.name)
-        return {"session_id": sid, "job_id": job_id, "password": password, **account.as_state()}
+        return {"session_id": sid, "job_id": job_id, **account.as_state()}
 
     async def poll(self, state: base.ProviderState) -> base.PollResult:
         job = await self._job_of(state)
@@ -207,7 +210,7 @@ class SlurmProvider(base.Provider):
         address = (await self._slurm.node_addresses()).get(job.node, job.node)
         if not await local_xvnc.rfb_ready(address, endpoint["port"]):
             return base.PollResult(base.Health.STARTING, message="VNC port not answering yet")
-        found = {"host": address, "port": endpoint["port"], "password": state.get("password")}
+        found = {"host": address, **endpoint}
         return base.PollResult(base.Health.READY, endpoint=found)
 
     async def stop(
@@ -250,7 +253,9 @@ class SlurmProvider(base.Provider):
         job = await self._job_of(state)
         if job is not None and not job.ended:
             return  # restored and submitted by an earlier attempt
-        account = await asyncio.to_thread(self._accounts.ensure, spec.owned_by, spec.owner_name)
+        account = await asyncio.to_thread(
+            self._accounts.ensure, spec.studio_id, spec.owned_by, spec.owner_name
+        )
         await self._backups.restore(account, sid, backup)
 
     async def delete_backup(self, backup: base.ProviderState) -> None:
@@ -402,11 +407,15 @@ class SlurmProvider(base.Provider):
             base.Health.ENDED, message=message + (f": {output}" if output else "")
         )
 
-    async def _endpoint(self, account: Account, sid: str) -> dict[str, int] | None:
+    async def _endpoint(self, account: Account, sid: str) -> dict[str, Any] | None:
+        """The port and VNC password the launcher reported (the password is the desktop's
+        owner's to know; the server keeps it only sealed, in the session's endpoint)."""
         found = await self._read(account, sid, desktop_job.ENDPOINT_FILE)
         if found is None or not isinstance(found.get("port"), int):
             return None
-        return {"port": int(found["port"])}
+        if not isinstance(found.get("password"), str):
+            return None
+        return {"port": int(found["port"]), "password": found["password"]}
 
     async def _contents(self, account: Account, sid: str, argv: list[str]) -> bytes | None:
         """What ``argv`` prints about a file of the desktop's runtime directory, run as the

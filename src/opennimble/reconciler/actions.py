@@ -15,11 +15,11 @@ from typing import Any
 
 from opennimble import clock
 from opennimble.domain import backups as backup_rules
-from opennimble.domain import lifecycle
+from opennimble.domain import endpoints, lifecycle
 from opennimble.domain import sessions as rules
 from opennimble.providers import base
 from opennimble.reconciler import backups
-from opennimble.store import database, sessions, streams, users
+from opennimble.store import crypto, database, sessions, streams, users
 
 log = logging.getLogger("opennimble.reconciler")
 
@@ -47,11 +47,13 @@ class Actions:
         *,
         now: clock.Now,
         ready_timeout: float,
+        cipher: crypto.Cipher,
     ) -> None:
         self.db = db
         self.provider = provider
         self.now = now
         self.ready_timeout = provider.start_timeout(ready_timeout)
+        self.cipher = cipher  # seals the desktops' VNC passwords (domain.endpoints)
         self.backups = backups.SessionBackups(db, provider, now)
 
     async def run(self, row: Row) -> None:
@@ -155,6 +157,8 @@ class Actions:
         if result.health is base.Health.ENDED:
             self._ended(row, result.message)
             return
+        if result.health is base.Health.READY and endpoints.SEALED not in row["endpoint"]:
+            self._reseal(row, result.endpoint)  # a session from before passwords were sealed
         if result.health is not base.Health.GONE:
             return
         now = self.now()
@@ -200,13 +204,20 @@ class Actions:
 
     # ---- outcomes ---------------------------------------------------------------------------
 
+    def _reseal(self, row: Row, endpoint: dict[str, Any]) -> None:
+        """Give a READY session whose stored endpoint has no sealed password (the migration to
+        sealed passwords removed the clear ones) its endpoint again, sealed."""
+        sealed = endpoints.seal(endpoint, self.cipher)
+        with self.db.write() as conn:
+            sessions.transition(conn, row["session_id"], ("READY",), endpoint=sealed)
+
     def _ready(self, row: Row, endpoint: dict[str, Any]) -> None:
         """READY; a new session counts as started now, by its creator, a restarted one when
         StartStreamingSession was called, by its caller."""
         now = self.now()
         values = {
             **lifecycle.enter("READY", now),
-            "endpoint": endpoint,
+            "endpoint": endpoints.seal(endpoint, self.cipher),
             "attempts": 0,
             **lifecycle.timers(row["attrs"], now),
         }
@@ -300,7 +311,8 @@ class Actions:
                 or lifecycle.DEFAULT_MAX_SESSION_MINUTES
             ),
             init_scripts=tuple(
-                base.InitScript(s.component, s.run_context, s.script, s.parameters) for s in scripts
+                base.InitScript(s.component, s.run_context, s.script, s.parameters, s.privileged)
+                for s in scripts
             ),
         )
 

@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from opennimble import clock, config
 from opennimble.providers import base, registry
 from opennimble.reconciler import actions, housekeeping
-from opennimble.store import database, sessions, streams
+from opennimble.store import crypto, database, sessions, streams
 
 log = logging.getLogger("opennimble.reconciler")
 
@@ -57,6 +57,7 @@ class Reconciler:
         host_id: str = "local",
         capacity: int = 1_000_000,
         lease: float = 30.0,
+        cipher: crypto.Cipher,
     ) -> None:
         self.db = db
         self.provider = provider
@@ -72,7 +73,9 @@ class Reconciler:
         self.interval = min(interval, lease / 3)
         self.interval_micros = int(self.interval * clock.SECOND)
         self.owner = f"{host_id}/{os.getpid()}/{secrets.token_hex(4)}"
-        self.actions = actions.Actions(db, provider, now=now, ready_timeout=ready_timeout)
+        self.actions = actions.Actions(
+            db, provider, now=now, ready_timeout=ready_timeout, cipher=cipher
+        )
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._event: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -86,8 +89,17 @@ class Reconciler:
 
     @classmethod
     def from_settings(
-        cls, db: database.Database, settings: config.Settings, now: clock.Now = clock.system_now
+        cls,
+        db: database.Database,
+        settings: config.Settings,
+        now: clock.Now = clock.system_now,
+        cipher: crypto.Cipher | None = None,
     ) -> Reconciler:
+        """The reconciler of the settings; it seals desktops' passwords with ``cipher``, by
+        default the installation key (``key_file``), checked against the database's."""
+        if cipher is None:
+            cipher = crypto.Cipher.from_file(settings.resolved_key_file)
+            crypto.check_key(db, cipher, settings.resolved_key_file)
         return cls(
             db,
             registry.load(settings),
@@ -98,6 +110,7 @@ class Reconciler:
             host_id=settings.resolved_host_id,
             capacity=settings.max_desktops,
             lease=settings.claim_timeout,
+            cipher=cipher,
         )
 
     def wake(self, housekeeping: bool = True) -> None:

@@ -10,7 +10,7 @@ from opennimble.api import listing, views
 from opennimble.api.context import Context
 from opennimble.api.operations import common
 from opennimble.api.registry import Params, Result, handler
-from opennimble.domain import access, resources
+from opennimble.domain import access, components, resources
 from opennimble.store import resources as store
 
 KIND = resources.STUDIO_COMPONENT
@@ -32,6 +32,7 @@ ATTRS = (
 def create_studio_component(ctx: Context, params: Params) -> Result:
     studio_id, component_tags = common.creating(ctx, params, KIND)
     attrs = {key: params[key] for key in ATTRS if key in params}
+    attrs.update(components.on_create(ctx.caller))
     row = common.create(ctx, KIND, studio_id, params["name"], attrs, component_tags)
     return {"studioComponent": row}
 
@@ -89,6 +90,7 @@ def list_studio_components(ctx: Context, params: Params) -> Result:
 def update_studio_component(ctx: Context, params: Params) -> Result:
     row = common.administered(ctx, params, KIND, "update")
     changes = common.changes(params, ATTRS)
+    changes.update(components.on_update(ctx.caller, row["attrs"], changes))
     return {"studioComponent": common.update(ctx, row, changes)}
 
 

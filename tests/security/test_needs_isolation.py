@@ -1,0 +1,130 @@
+"""Attacks from inside a desktop that only the desktop isolation of the cluster work stops:
+each desktop in a cgroup of its own (a pids limit, everything killed when the session ends),
+private X sockets per desktop, resource limits, and a data directory that is private from the
+start (umask 077).
+
+These attempts are written against that work and are expected to FAIL until it is merged
+(the ``needs_isolation`` marker selects or deselects them); each says what it tries and why it
+must fail.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import stat
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from opennimble.providers import local_process
+from tests.security.conftest import Scene, ready
+from tests.support import desktops
+from tests.support.server import FAST, Server
+
+pytestmark = [pytest.mark.xvnc, pytest.mark.security, pytest.mark.needs_isolation]
+
+
+def a_process(scene: Scene, name: str = "xterm") -> int:
+    for pid in local_process.session_pids(scene.a["session_id"]):
+        comm = pathlib.Path(f"/proc/{pid}/comm")
+        if comm.exists() and comm.read_text().strip() == name:
+            return pid
+    raise AssertionError(f"A's desktop runs no {name}")
+
+
+def pids_max(pid: int) -> str:
+    """The pids limit of a process's cgroup ("max": none), cgroup v1 or v2."""
+    root = pathlib.Path("/sys/fs/cgroup")
+    candidates = []
+    for line in pathlib.Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, names, path = line.split(":", 2)
+        if "pids" in names.split(","):
+            candidates.append(root / "pids" / path.lstrip("/"))
+        elif not names:  # the unified (v2) hierarchy
+            candidates += [root / path.lstrip("/"), root / "unified" / path.lstrip("/")]
+    for directory in candidates:
+        if (directory / "pids.max").exists():
+            return (directory / "pids.max").read_text().strip()
+    return "max"  # a root cgroup: no limit
+
+
+def test_nothing_a_starts_outlives_as_session(scene: Scene) -> None:
+    """A starts a process that sheds the session's marker (env -i, setsid) in a second
+    desktop, then deletes that session while the first still runs: the process must end with
+    its session (its cgroup is killed), or A keeps using the host after the session is gone."""
+    world = scene.world
+    session_id = ready(world, world.artist, world.studio.launch_profile_id)
+    second = desktops.record(world.server, session_id)
+    pidfile = pathlib.Path(second["home"]) / "stray.pid"
+    started = desktops.run_as(
+        second, "sh", "-c", f"env -i setsid sleep 600 >/dev/null 2>&1 & echo $! > {pidfile}"
+    )
+    assert started.returncode == 0, started.stderr
+    stray = int(pidfile.read_text())
+    client = world.artist.client()
+    client.delete_streaming_session(studioId=world.studio.studio_id, sessionId=session_id)
+    client.get_waiter("streaming_session_deleted").wait(
+        studioId=world.studio.studio_id, sessionId=session_id, WaiterConfig=FAST
+    )
+    deadline = time.monotonic() + 10
+    while local_process.start_time_of(stray) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = local_process.start_time_of(stray) is not None
+    if alive:
+        os.kill(stray, 9)  # leave nothing behind, then fail
+    assert not alive, "a process A started outlived A's deleted session"
+
+
+def test_a_cannot_fill_the_process_table(scene: Scene) -> None:
+    """A fork bomb in A's desktop must hit the desktop's own pids limit (its cgroup's
+    pids.max), not the host's: no bomb is set off here, the limit is read."""
+    limit = pids_max(a_process(scene))
+    assert limit != "max", "A's desktop may create processes until the host has none left"
+
+
+def test_a_cannot_fill_the_disk_for_everyone(scene: Scene) -> None:
+    """A file written without end in A's desktop must stop at a limit of the desktop (a file
+    size limit or a quota), not at a full disk for every artist and the database."""
+    limits = pathlib.Path(f"/proc/{a_process(scene)}/limits").read_text()
+    (line,) = [entry for entry in limits.splitlines() if entry.startswith("Max file size")]
+    assert "unlimited" not in line, "A's desktop may write until the disk is full"
+
+
+def test_a_cannot_see_or_squat_bs_x_socket(scene: Scene) -> None:
+    """B's X socket must not be in the shared /tmp/.X11-unix, where A can see it and take the
+    names of displays that later desktops would use (finding 7)."""
+    shared = pathlib.Path(f"/tmp/.X11-unix/X{scene.b['display']}")
+    done = scene.as_a("test", "-e", str(shared))
+    assert done.returncode != 0, f"B's X socket is visible to A at {shared}"
+    squat = scene.as_a("python3", "-c", SQUAT)
+    assert squat.returncode != 0, "A could take a display name in /tmp/.X11-unix"
+
+
+SQUAT = """
+import socket
+sock = socket.socket(socket.AF_UNIX)
+sock.bind("/tmp/.X11-unix/X999")
+"""
+
+
+@pytest.fixture
+def fresh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = Server(tmp_path_factory.mktemp("fresh") / "data")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_the_data_directory_is_private_before_any_desktop(fresh_server: Server) -> None:
+    """Until the first desktop started, the data directory was 0755 and the database 0644
+    (finding 3): an artist copied the database. From the start, nothing in it is readable by
+    other users."""
+    data = fresh_server.data_dir
+    assert not stat.S_IMODE(data.stat().st_mode) & 0o044
+    for entry in data.iterdir():
+        mode = stat.S_IMODE(entry.lstat().st_mode)
+        assert not mode & 0o044, f"{entry.name} is readable by other users ({mode:04o})"
