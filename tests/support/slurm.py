@@ -65,7 +65,8 @@ class Cluster:
         return [job for job in self.jobs() if job["job_state"] not in ended]
 
     def submit(self, *options: str, wrap: str) -> int:
-        return int(self.run("sbatch", "--parsable", *options, "--wrap", wrap).split(";")[0])
+        argv = ["sbatch", "--parsable", "--output=/dev/null", f"--chdir={self.base}", *options]
+        return int(self.run(*argv, "--wrap", wrap).split(";")[0])
 
     def cancel(self, job_id: int) -> None:
         self.run("scancel", str(job_id))
