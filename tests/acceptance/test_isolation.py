@@ -146,13 +146,14 @@ def test_one_users_desktops_in_two_studios_cannot_reach_each_other(
     world: worlds.World, two: tuple[dict[str, Any], ...]
 ) -> None:
     """Finding: the admin of another studio added our artist to their launch profile and ran a
-    script as the artist's account there, reading what the artist has in this studio. A user's
-    desktops in two studios run as two accounts, with two homes, closed to each other."""
+    script as the artist's account there, reading what the artist has in this studio. A user
+    the operator brought into two studios has, in each, an account and a home of its own,
+    closed to the other (and a studio's admin alone can no longer bring them in)."""
     mine = two[0]
     written = desktops.run_as(mine, "sh", "-c", 'echo studio-a-work > "$HOME/shot.txt"')
     assert written.returncode == 0, written.stderr
     foreign = world.foreign
-    foreign.admin.client().put_launch_profile_members(
+    world.operator.client().put_launch_profile_members(
         studioId=foreign.studio_id,
         launchProfileId=foreign.launch_profile_id,
         identityStoreId=foreign.admin.identity_store_id,
