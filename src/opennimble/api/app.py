@@ -38,6 +38,11 @@ class BodyTooLarge(Exception):
     pass
 
 
+class ClientGone(Exception):
+    """The client closed the connection (or it was closed for being slow) before the body
+    ended: a partial body is never handled as a request."""
+
+
 class App:
     def __init__(
         self,
@@ -139,6 +144,8 @@ def _as_service_error(exc: Exception, method: str, path: str, name: str) -> erro
         return exc
     if isinstance(exc, routing.NoRoute):
         return _no_route(method, path, exc)
+    if isinstance(exc, ClientGone):  # nobody reads the answer; the log says what happened
+        return errors.ValidationException("The connection closed before the request body ended")
     if isinstance(exc, BodyTooLarge):
         return errors.ValidationException(f"The request body exceeds {MAX_BODY} bytes")
     log.exception("%s failed", name, exc_info=exc)
@@ -162,6 +169,8 @@ async def _read_body(receive: Receive) -> bytes:
     size = 0
     while True:
         message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY:
