@@ -100,6 +100,13 @@ class BoundedProtocol(httptools_impl.HttpToolsProtocol):
                     )
                 )
 
+    def send_400_response(self, msg: str) -> None:
+        """A request HTTP cannot parse (uvicorn answers it in plain text): the model's
+        ValidationException, so that SDKs read it like any other refusal."""
+        self._answer_and_close(
+            errors.ValidationException(f"{msg} (malformed request line, header or chunked body)")
+        )
+
     # parser callbacks
 
     def on_message_begin(self) -> None:

@@ -54,8 +54,21 @@ def parse_query(query_string: str) -> dict[str, list[str]]:
         return query
     for pair in query_string.split("&"):
         name, _, value = pair.partition("=")
-        query.setdefault(urllib.parse.unquote(name), []).append(urllib.parse.unquote(value))
+        key = unquote(name, "a query parameter name")
+        query.setdefault(key, []).append(unquote(value, f"the query parameter {key}"))
     return query
+
+
+def unquote(text: str, what: str) -> str:
+    """A percent-encoded URL component as text; a ValidationException naming ``what`` when
+    its bytes are not UTF-8 (never a silent replacement character)."""
+    try:
+        value = urllib.parse.unquote(text, errors="strict")
+        value.encode("utf-8")  # a raw non-ASCII byte arrives as a lone surrogate
+    except UnicodeError:
+        what = what[0].upper() + what[1:]
+        raise errors.ValidationException(f"{what} is not valid UTF-8") from None
+    return value
 
 
 def _json_body(body: bytes) -> dict[str, Any]:
