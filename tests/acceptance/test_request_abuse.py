@@ -230,3 +230,14 @@ def test_a_request_smuggled_after_a_chunked_body_is_not_run(world: World) -> Non
         b"Content-Length: 4\r\n\r\n0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
     )
     raw.exchange(world.server, request).assert_refused(400)
+
+
+@pytest.mark.parametrize("token", ["tökén-é", "\x80", "令牌"])
+def test_a_non_ascii_header_signed_by_botocore_is_verified(world: World, token: str) -> None:
+    """botocore sends a header's UTF-8 bytes and signs its text: the server reads the bytes
+    as UTF-8 to verify it (it read them as Latin-1, and refused the signature)."""
+    client = world.operator.client(validate=False)
+    with pytest.raises(botocore.exceptions.ClientError) as info:
+        client.accept_eulas(studioId=world.studio.studio_id, clientToken=token, eulaIds=["no"])
+    code = info.value.response["Error"]["Code"]
+    assert code in ("ValidationException", "ResourceNotFoundException")

@@ -78,8 +78,8 @@ def call(
         connection.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
         connection.putheader("Host", f"127.0.0.1:{user.server.port}")
         for name, value in sent.items():
-            if name.lower() != "host":
-                connection.putheader(name, value)
+            if name.lower() != "host":  # sent as botocore signs it: its UTF-8 bytes
+                connection.putheader(name, value.encode("utf-8", "surrogatepass"))
         connection.putheader("Content-Length", str(len(body)))
         connection.endheaders(body)
         response = connection.getresponse()

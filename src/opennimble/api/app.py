@@ -109,7 +109,9 @@ class App:
             match = self.router.match(scope["method"], raw_path)
             name = match.operation.name
             body = await _read_body(receive)
-            headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+            # as the client signed them: its UTF-8 bytes (others kept as surrogates, refused
+            # where a value is read)
+            headers = [(k.decode("latin-1"), _text(v)) for k, v in scope["headers"]]
             caller = self.auth.authenticate(
                 sigv4.SignedRequest(scope["method"], raw_path, query, headers, body)
             )
@@ -178,6 +180,10 @@ async def _read_body(receive: Receive) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)
+
+
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", "surrogateescape")
 
 
 async def respond(send: Send, status: int, headers: serialize.Headers, body: bytes) -> None:

@@ -37,7 +37,8 @@ def parse_input(
             raw = _from_query(member, values) if values is not None else None
         elif member.location == "header":
             header = headers.get(member.location_name.lower())
-            raw = _convert(member.shape.type, header) if header is not None else None
+            what = f"the header {member.location_name}"
+            raw = _convert(member.shape.type, utf8(header, what)) if header is not None else None
         else:
             raw = document.get(member.location_name)
         if raw is not None:
@@ -64,11 +65,20 @@ def unquote(text: str, what: str) -> str:
     its bytes are not UTF-8 (never a silent replacement character)."""
     try:
         value = urllib.parse.unquote(text, errors="strict")
-        value.encode("utf-8")  # a raw non-ASCII byte arrives as a lone surrogate
+    except UnicodeError:
+        value = "\udcff"  # refused just below
+    return utf8(value, what)
+
+
+def utf8(text: str, what: str) -> str:
+    """``text`` if it is all UTF-8 (bytes that were not arrive as lone surrogates); else a
+    ValidationException naming ``what``."""
+    try:
+        text.encode("utf-8")
     except UnicodeError:
         what = what[0].upper() + what[1:]
         raise errors.ValidationException(f"{what} is not valid UTF-8") from None
-    return value
+    return text
 
 
 def _json_body(body: bytes) -> dict[str, Any]:
