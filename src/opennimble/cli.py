@@ -15,7 +15,7 @@ import click
 import sqlalchemy as sa
 import uvicorn
 
-from opennimble import clock, config, demo, server
+from opennimble import clock, config, connections, demo, server
 from opennimble.api import coverage
 from opennimble.domain import identity
 from opennimble.reconciler import loop
@@ -125,10 +125,18 @@ def serve(config_file: str | None, with_demo: bool, **flags: Any) -> None:
         err=True,
     )
     click.echo(f"data: {settings.data_dir.resolve()}; database: {db.engine.url!r}", err=True)
+    limits = connections.Limits(
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+        max_connections=connections.raise_file_limit(settings.max_connections),
+        max_header_bytes=settings.max_header_bytes,
+    )
     uvicorn.run(
         app,
         host=settings.host,
         port=settings.port,
+        http=connections.BoundedProtocol.bounded(limits),
+        timeout_keep_alive=settings.keep_alive_timeout,
         log_level="warning",
         access_log=False,
         lifespan="on",

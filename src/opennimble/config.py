@@ -134,6 +134,14 @@ class Settings(pydantic_settings.BaseSettings):
     # requests per second per caller (token bucket refill rate) and the bucket's size; 0 = off
     throttle_rate: float = pydantic.Field(default=5000.0, ge=0)
     throttle_burst: int = pydantic.Field(default=10000, ge=1)
+    # slow clients: seconds for a request's headers and for its body, seconds an idle
+    # keep-alive connection stays open, open connections at most (over it the slowest
+    # unfinished connection is closed), bytes of a request's headers at most
+    header_timeout: float = pydantic.Field(default=10.0, gt=0)
+    body_timeout: float = pydantic.Field(default=30.0, gt=0)
+    keep_alive_timeout: int = pydantic.Field(default=5, ge=1)
+    max_connections: int = pydantic.Field(default=1024, ge=1)
+    max_header_bytes: int = pydantic.Field(default=65536, ge=1024)
     # the EULA catalogue: eulaId -> name, content or file, images that require it
     eulas: dict[str, EulaSetting] = {}
 

@@ -45,17 +45,8 @@ def page(browser: sync_api.Browser) -> Iterator[sync_api.Page]:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[worlds.World]:
-    srv = support.Server(tmp_path_factory.mktemp("browser") / "data")
-    srv.start()
-    try:
-        built = worlds.build(srv)
+    with worlds.served(support.Server(tmp_path_factory.mktemp("browser") / "data")) as built:
         yield built
-        worlds.delete_all_sessions(built)
-    finally:
-        srv.stop()
-        leftovers = support.live_desktops(srv.data_dir)
-        support.kill_all(leftovers)
-    assert leftovers == [], f"desktops left running: {leftovers}"
 
 
 @pytest.fixture(scope="session")

@@ -108,6 +108,22 @@ def build(server: Server) -> World:
     return World(server, operator, artist, artist2, outsider, studio, foreign)
 
 
+@contextlib.contextmanager
+def served(server: Server) -> Iterator[World]:
+    """Start ``server``, build a world on it; at the end delete every session, stop the server
+    and check that no desktop was left running."""
+    server.start()
+    try:
+        built = build(server)
+        yield built
+        delete_all_sessions(built)
+    finally:
+        server.stop()
+        leftovers = live_desktops(server.data_dir)
+        kill_all(leftovers)
+    assert leftovers == [], f"desktops left running: {leftovers}"
+
+
 def delete_all_sessions(world: World, timeout: float = 60) -> None:
     """Delete every session of both studios and wait until all are DELETED."""
     op = world.operator.client()

@@ -38,6 +38,11 @@ class BodyTooLarge(Exception):
     pass
 
 
+class ClientGone(Exception):
+    """The client closed the connection (or it was closed for being slow) before the body
+    ended: a partial body is never handled as a request."""
+
+
 class App:
     def __init__(
         self,
@@ -104,7 +109,9 @@ class App:
             match = self.router.match(scope["method"], raw_path)
             name = match.operation.name
             body = await _read_body(receive)
-            headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+            # as the client signed them: its UTF-8 bytes (others kept as surrogates, refused
+            # where a value is read)
+            headers = [(k.decode("latin-1"), _text(v)) for k, v in scope["headers"]]
             caller = self.auth.authenticate(
                 sigv4.SignedRequest(scope["method"], raw_path, query, headers, body)
             )
@@ -139,6 +146,8 @@ def _as_service_error(exc: Exception, method: str, path: str, name: str) -> erro
         return exc
     if isinstance(exc, routing.NoRoute):
         return _no_route(method, path, exc)
+    if isinstance(exc, ClientGone):  # nobody reads the answer; the log says what happened
+        return errors.ValidationException("The connection closed before the request body ended")
     if isinstance(exc, BodyTooLarge):
         return errors.ValidationException(f"The request body exceeds {MAX_BODY} bytes")
     log.exception("%s failed", name, exc_info=exc)
@@ -162,6 +171,8 @@ async def _read_body(receive: Receive) -> bytes:
     size = 0
     while True:
         message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY:
@@ -169,6 +180,10 @@ async def _read_body(receive: Receive) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)
+
+
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", "surrogateescape")
 
 
 async def respond(send: Send, status: int, headers: serialize.Headers, body: bytes) -> None:

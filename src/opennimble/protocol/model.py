@@ -37,6 +37,7 @@ class Shape:
     enum: frozenset[str] = frozenset()
     sensitive: bool = False
     idempotency_token: bool = False
+    union: bool = False  # a structure of which exactly one member is set
 
 
 @dataclasses.dataclass(eq=False)
@@ -81,6 +82,7 @@ class _Compiler:
             pattern=re.compile(pattern) if pattern else None,
             enum=frozenset(getattr(src, "enum", []) or []),
             sensitive=bool(meta.get("sensitive")),
+            union=bool(meta.get("union")),
         )
         self._done[src.name] = out  # before members: shapes may be recursive
         if isinstance(src, botocore.model.StructureShape):

@@ -37,7 +37,8 @@ def parse_input(
             raw = _from_query(member, values) if values is not None else None
         elif member.location == "header":
             header = headers.get(member.location_name.lower())
-            raw = _convert(member.shape.type, header) if header is not None else None
+            what = f"the header {member.location_name}"
+            raw = _convert(member.shape.type, utf8(header, what)) if header is not None else None
         else:
             raw = document.get(member.location_name)
         if raw is not None:
@@ -54,8 +55,30 @@ def parse_query(query_string: str) -> dict[str, list[str]]:
         return query
     for pair in query_string.split("&"):
         name, _, value = pair.partition("=")
-        query.setdefault(urllib.parse.unquote(name), []).append(urllib.parse.unquote(value))
+        key = unquote(name, "a query parameter name")
+        query.setdefault(key, []).append(unquote(value, f"the query parameter {key}"))
     return query
+
+
+def unquote(text: str, what: str) -> str:
+    """A percent-encoded URL component as text; a ValidationException naming ``what`` when
+    its bytes are not UTF-8 (never a silent replacement character)."""
+    try:
+        value = urllib.parse.unquote(text, errors="strict")
+    except UnicodeError:
+        value = "\udcff"  # refused just below
+    return utf8(value, what)
+
+
+def utf8(text: str, what: str) -> str:
+    """``text`` if it is all UTF-8 (bytes that were not arrive as lone surrogates); else a
+    ValidationException naming ``what``."""
+    try:
+        text.encode("utf-8")
+    except UnicodeError:
+        what = what[0].upper() + what[1:]
+        raise errors.ValidationException(f"{what} is not valid UTF-8") from None
+    return text
 
 
 def _json_body(body: bytes) -> dict[str, Any]:

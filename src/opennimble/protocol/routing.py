@@ -8,9 +8,8 @@ dict access per segment, whatever the number of operations.
 from __future__ import annotations
 
 import dataclasses
-import urllib.parse
 
-from opennimble.protocol import model
+from opennimble.protocol import model, parse
 
 
 @dataclasses.dataclass
@@ -62,7 +61,7 @@ class Router:
             nxt = node.literal.get(segment)
             if nxt is None and node.wildcard is not None and segment:
                 nxt = node.wildcard
-                params[nxt.label or ""] = urllib.parse.unquote(segment)
+                params[nxt.label or ""] = parse.unquote(segment, f"the path's {nxt.label}")
             node = nxt
             if node is None:
                 raise NoRoute(())

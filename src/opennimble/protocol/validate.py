@@ -64,11 +64,20 @@ def _structure(shape: model.Shape, value: dict[str, Any], prefix: str, out: list
             _value(member.shape, item, prefix + name, out)
 
 
+def _union(shape: model.Shape, value: dict[str, Any], path: str, out: list[Problem]) -> None:
+    if sum(value.get(name) is not None for name in shape.members) != 1:
+        names = ", ".join(sorted(shape.members))
+        rule = f"Member must have exactly one of its members set ({names})"
+        out.append((path, f"Value at '{path}' failed to satisfy constraint: {rule}"))
+
+
 def _value(shape: model.Shape, value: Any, path: str, out: list[Problem]) -> None:
     if not _has_type(shape, value):
         _fail(shape, value, path, f"Member must be of type {shape.type}", out)
         return
     if shape.type == "structure":
+        if shape.union:
+            _union(shape, value, path, out)
         _structure(shape, value, path + ".", out)
     elif shape.type == "list":
         _length(shape, value, path, out)
