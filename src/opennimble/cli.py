@@ -14,7 +14,7 @@ from typing import Any
 import click
 import uvicorn
 
-from opennimble import clock, config, demo, server
+from opennimble import clock, config, demo, installation, server
 from opennimble.api import coverage
 from opennimble.domain import identity
 from opennimble.reconciler import loop
@@ -52,8 +52,16 @@ def common(fn: Any) -> Any:
 def settings_from(config_file: str | None, **flags: Any) -> config.Settings:
     try:
         return config.load(config_file, **flags)
-    except Exception as exc:
-        raise click.UsageError(f"invalid settings: {exc}") from None
+    except config.Invalid as exc:
+        raise click.ClickException(f"invalid settings:\n{exc}") from None
+
+
+def open_installation(settings: config.Settings, *, create: bool = False) -> database.Database:
+    """The installation's database; without ``create`` one that does not exist is refused."""
+    try:
+        return server.open_database(settings, create=create)
+    except installation.Problem as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def emit(document: dict[str, Any]) -> None:
@@ -92,9 +100,10 @@ def serve(config_file: str | None, with_demo: bool, **flags: Any) -> None:
         )
     try:
         lock = server.exclusive_lock(settings, reconciler=settings.reconciler)
-    except RuntimeError as exc:
+        sock, settings = server.listen(settings)
+    except (RuntimeError, installation.Problem) as exc:
         raise click.ClickException(str(exc)) from None
-    db = server.open_database(settings)
+    db = open_installation(settings, create=True)
     try:
         app = server.Root(settings, db)
     except (crypto.KeyMismatch, LookupError) as exc:
@@ -106,17 +115,17 @@ def serve(config_file: str | None, with_demo: bool, **flags: Any) -> None:
         err=True,
     )
     click.echo(f"data: {settings.data_dir.resolve()}; database: {db.engine.url!r}", err=True)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-        # stream websockets carry RFB data its encodings compressed already: deflating it again
-        # would cost the server CPU for next to no gain
-        ws_per_message_deflate=False,
-    )
+    uvicorn.Server(
+        uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            # stream websockets carry RFB data its encodings compressed already: deflating it
+            # again would cost the server CPU for next to no gain
+            ws_per_message_deflate=False,
+        )
+    ).run(sockets=[sock])
     if lock is not None:
         lock.close()
 
@@ -146,7 +155,7 @@ def worker(config_file: str | None, **flags: Any) -> None:
         lock = server.exclusive_lock(settings)
         db = server.open_database(settings)
         reconciler = loop.Reconciler.from_settings(db, settings)
-    except (RuntimeError, LookupError) as exc:
+    except (RuntimeError, LookupError, installation.Problem) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(
         f"opennimble worker for host {settings.resolved_host_id} (desktops at "
@@ -191,10 +200,17 @@ def users() -> None:
 @common
 @click.argument("name")
 @click.option("--operator", is_flag=True, help="The installation's administrator.")
-def users_create(name: str, operator: bool, config_file: str | None, **flags: Any) -> None:
+@click.option(
+    "--init",
+    is_flag=True,
+    help="Create the installation (data directory, database) if there is none yet.",
+)
+def users_create(
+    name: str, operator: bool, init: bool, config_file: str | None, **flags: Any
+) -> None:
     """Create a user; prints its userId and the identityStoreId."""
     settings = settings_from(config_file, **flags)
-    db = server.open_database(settings)
+    db = open_installation(settings, create=init)
     try:
         with db.write() as conn:
             emit(identity.create_user(conn, name, operator, clock.system_now()))
@@ -211,7 +227,7 @@ def users_delete(user_id: str, config_file: str | None, **flags: Any) -> None:
     """Delete a user and their access keys. Their studio and launch profile memberships stay
     until StartStudioSSOConfigurationRepair removes them; their sessions are kept."""
     settings = settings_from(config_file, **flags)
-    db = server.open_database(settings)
+    db = open_installation(settings)
     try:
         with db.write() as conn:
             emit(identity.delete_user(conn, user_id))
@@ -232,7 +248,7 @@ def keys() -> None:
 def keys_create(user_id: str, config_file: str | None, **flags: Any) -> None:
     """Create an access key for a user; prints the secret once."""
     settings = settings_from(config_file, **flags)
-    db = server.open_database(settings)
+    db = open_installation(settings)
     try:
         key = server.cipher(settings, db)
         with db.write() as conn:
@@ -269,7 +285,7 @@ def db() -> None:
 def db_upgrade(config_file: str | None, **flags: Any) -> None:
     """Create or upgrade the schema to the newest version."""
     settings = settings_from(config_file, **flags)
-    server.open_database(settings).dispose()
+    open_installation(settings, create=True).dispose()
     click.echo("database schema is up to date", err=True)
 
 

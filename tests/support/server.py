@@ -174,7 +174,7 @@ class Server(Child):
 
     def user(self, name: str, operator: bool = False) -> User:
         flags = ["--operator"] if operator else []
-        created = cli(self.data_dir, "users", "create", name, *flags, env=self.env)
+        created = cli(self.data_dir, "users", "create", name, "--init", *flags, env=self.env)
         key = cli(self.data_dir, "keys", "create", str(created["userId"]), env=self.env)
         return User(
             name,
