@@ -14,61 +14,18 @@ from typing import Any
 import click
 import uvicorn
 
-from opennimble import clock, config, demo, installation, server
+import opennimble
+from opennimble import admin, config, demo, installation, server
 from opennimble.api import coverage
-from opennimble.domain import identity
+from opennimble.protocol import model
 from opennimble.reconciler import loop
 from opennimble.store import crypto, database
 
-COMMON = [
-    click.option(
-        "--data-dir",
-        type=click.Path(file_okay=False),
-        default=None,
-        help="Directory of the database, keys and desktops [OPENNIMBLE_DATA_DIR].",
-    ),
-    click.option(
-        "--database-url",
-        default=None,
-        help="SQLAlchemy or postgresql:// URL [OPENNIMBLE_DATABASE_URL]; "
-        "default: SQLite in the data directory.",
-    ),
-    click.option(
-        "--config",
-        "config_file",
-        type=click.Path(dir_okay=False),
-        default=None,
-        help="A TOML file of settings [OPENNIMBLE_CONFIG].",
-    ),
-]
-
-
-def common(fn: Any) -> Any:
-    for option in reversed(COMMON):
-        fn = option(fn)
-    return fn
-
-
-def settings_from(config_file: str | None, **flags: Any) -> config.Settings:
-    try:
-        return config.load(config_file, **flags)
-    except config.Invalid as exc:
-        raise click.ClickException(f"invalid settings:\n{exc}") from None
-
-
-def open_installation(settings: config.Settings, *, create: bool = False) -> database.Database:
-    """The installation's database; without ``create`` one that does not exist is refused."""
-    try:
-        return server.open_database(settings, create=create)
-    except installation.Problem as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def emit(document: dict[str, Any]) -> None:
-    click.echo(json.dumps(document, indent=2))
+common, emit, settings_from = admin.common, admin.emit, admin.settings_from
 
 
 @click.group()
+@click.version_option(opennimble.__version__, prog_name="opennimble")
 def main() -> None:
     """opennimble: a self-hosted AWS Nimble Studio streaming-session service."""
 
@@ -103,7 +60,7 @@ def serve(config_file: str | None, with_demo: bool, **flags: Any) -> None:
         sock, settings = server.listen(settings)
     except (RuntimeError, installation.Problem) as exc:
         raise click.ClickException(str(exc)) from None
-    db = open_installation(settings, create=True)
+    db = admin.open_installation(settings, create=True)
     try:
         app = server.Root(settings, db)
     except (crypto.KeyMismatch, LookupError) as exc:
@@ -191,74 +148,10 @@ def _log_setup(settings: config.Settings) -> None:
     )
 
 
-@main.group()
-def users() -> None:
-    """Users of the identity store."""
-
-
-@users.command("create")
-@common
-@click.argument("name")
-@click.option("--operator", is_flag=True, help="The installation's administrator.")
-@click.option(
-    "--init",
-    is_flag=True,
-    help="Create the installation (data directory, database) if there is none yet.",
-)
-def users_create(
-    name: str, operator: bool, init: bool, config_file: str | None, **flags: Any
-) -> None:
-    """Create a user; prints its userId and the identityStoreId."""
-    settings = settings_from(config_file, **flags)
-    db = open_installation(settings, create=init)
-    try:
-        with db.write() as conn:
-            emit(identity.create_user(conn, name, operator, clock.system_now()))
-    except (identity.UserExists, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        db.dispose()
-
-
-@users.command("delete")
-@common
-@click.argument("user_id")
-def users_delete(user_id: str, config_file: str | None, **flags: Any) -> None:
-    """Delete a user and their access keys. Their studio and launch profile memberships stay
-    until StartStudioSSOConfigurationRepair removes them; their sessions are kept."""
-    settings = settings_from(config_file, **flags)
-    db = open_installation(settings)
-    try:
-        with db.write() as conn:
-            emit(identity.delete_user(conn, user_id))
-    except LookupError as exc:
-        raise click.ClickException(str(exc.args[0])) from None
-    finally:
-        db.dispose()
-
-
-@main.group()
-def keys() -> None:
-    """Access keys (SigV4 credentials) of users."""
-
-
-@keys.command("create")
-@common
-@click.argument("user_id")
-def keys_create(user_id: str, config_file: str | None, **flags: Any) -> None:
-    """Create an access key for a user; prints the secret once."""
-    settings = settings_from(config_file, **flags)
-    db = open_installation(settings)
-    try:
-        key = server.cipher(settings, db)
-        with db.write() as conn:
-            emit(identity.create_access_key(conn, key, user_id, clock.system_now()))
-    except LookupError as exc:
-        raise click.ClickException(str(exc.args[0])) from None
-    except crypto.KeyMismatch as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        db.dispose()
+main.add_command(admin.users_group, "users")
+main.add_command(admin.keys_group, "keys")
+main.add_command(admin.studios_group, "studios")
+main.add_command(admin.sessions_group, "sessions")
 
 
 @main.command()
@@ -275,6 +168,14 @@ def operations(tested: Any) -> None:
     click.echo(coverage.table(names), nl=False)
 
 
+@main.command("model")
+def model_command() -> None:
+    """Print the nimble API model this server implements (botocore's JSON), for clients that
+    no longer ship it: `opennimble model > nimble.json && aws configure add-model
+    --service-model file://nimble.json --service-name nimble` makes `aws nimble ...` work."""
+    click.echo(json.dumps(model.service_document(), indent=1))
+
+
 @main.group()
 def db() -> None:
     """The database."""
@@ -285,7 +186,7 @@ def db() -> None:
 def db_upgrade(config_file: str | None, **flags: Any) -> None:
     """Create or upgrade the schema to the newest version."""
     settings = settings_from(config_file, **flags)
-    open_installation(settings, create=True).dispose()
+    admin.open_installation(settings, create=True).dispose()
     click.echo("database schema is up to date", err=True)
 
 
