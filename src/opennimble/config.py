@@ -201,9 +201,18 @@ class Settings(pydantic_settings.BaseSettings):
 
     @property
     def resolved_novnc_dir(self) -> pathlib.Path:
+        """``novnc_dir``; else the copy in the package (wheels), the source tree's
+        node_modules (`make setup`), or Debian's ``novnc`` package, the first that is there."""
         if self.novnc_dir is not None:
             return self.novnc_dir
-        return pathlib.Path(__file__).resolve().parents[2] / "node_modules" / "@novnc" / "novnc"
+        here = pathlib.Path(__file__).resolve().parent
+        candidates = [
+            here / "gateway" / "novnc",
+            here.parents[1] / "node_modules" / "@novnc" / "novnc",
+            pathlib.Path("/usr/share/novnc"),
+        ]
+        found = [path for path in candidates if (path / "core" / "rfb.js").is_file()]
+        return (found or candidates[1:])[0]
 
     @property
     def runtime_dir(self) -> pathlib.Path:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import re
 import signal
 import socket
 import subprocess
@@ -16,7 +15,7 @@ import boto3
 import pytest
 
 from tests.support import databases
-from tests.support.server import REGION, reachable
+from tests.support.server import REGION, announced, reachable
 
 
 def opennimble(
@@ -143,15 +142,3 @@ def start_demo(data: pathlib.Path) -> subprocess.Popen[str]:
         text=True,
         env={**os.environ, **databases.env_for(data), "OPENNIMBLE_DATA_DIR": str(data)},
     )
-
-
-def announced(server: subprocess.Popen[str]) -> tuple[str, str]:
-    """The endpoint the server says it serves, and all it printed until then."""
-    assert server.stdout is not None
-    output = ""
-    while line := server.stdout.readline():
-        output += line
-        found = re.search(r"serving the nimble API at (http://\S+) ", line)
-        if found:
-            return found.group(1), output
-    raise AssertionError(f"the server ended: {output}")

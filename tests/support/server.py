@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import socket
@@ -255,3 +256,16 @@ def running(server: Server) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
+
+
+def announced(server: subprocess.Popen[str]) -> tuple[str, str]:
+    """The endpoint a `serve` started with a piped stdout says it serves (the line it prints
+    at start), and everything it printed until then."""
+    assert server.stdout is not None
+    output = ""
+    while line := server.stdout.readline():
+        output += line
+        found = re.search(r"serving the nimble API at (http://\S+) ", line)
+        if found:
+            return found.group(1), output
+    raise AssertionError(f"the server ended: {output}")
