@@ -1,7 +1,8 @@
 """Assembly of a running installation from its settings: the root ASGI application.
 
 The root application routes the stream paths (``/streams/``, ``/stream-client/``; HTTP and
-websocket) to the stream gateway, ``/healthz`` to a health check and everything else to the
+websocket) to the stream gateway, ``/healthz``, ``/readyz`` and ``/metrics`` to :mod:`health` and
+everything else to the
 Nimble API, and runs the reconciler for the life of the server
 (ASGI lifespan).
 """
@@ -17,10 +18,9 @@ import pathlib
 import socket
 from typing import IO, Any
 
-import orjson
 import sqlalchemy as sa
 
-from opennimble import clock, config, installation
+from opennimble import clock, config, health, installation
 from opennimble.api import app as api_app
 from opennimble.gateway import app as gateway
 from opennimble.reconciler import loop
@@ -144,6 +144,9 @@ class Root:
             novnc_dir=settings.resolved_novnc_dir,
             now=now,
         )
+        self.health = health.Health(
+            db, self.reconciler, lambda: len(self.gateway.connections), now=now
+        )
         self._reconciling: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -153,10 +156,8 @@ class Root:
             await self.gateway(scope, receive, send)
         elif scope["type"] != "http":
             await _refuse_websocket(receive, send)
-        elif scope["path"] == "/healthz":
-            await api_app.respond(
-                send, 200, [(b"content-type", b"application/json")], orjson.dumps({"status": "ok"})
-            )
+        elif scope["path"] in health.PATHS:
+            await self.health(scope, receive, send)
         else:
             await self.api(scope, receive, send)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from opennimble import clock, config, errors
+from opennimble import clock, config, errors, metrics
 from opennimble.api import auth, dispatch, throttle
 from opennimble.api.context import Installation
 from opennimble.domain import eulas, paging, quotas, stream_tokens
@@ -29,6 +29,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 log = logging.getLogger("opennimble.access")
+CALLER = "opennimble.caller"  # the ASGI scope's key of the authenticated caller
 MAX_BODY = 1024 * 1024
 # handlers running at once on a database server (PostgreSQL); see App._invoke
 HANDLER_THREADS = 8
@@ -95,6 +96,7 @@ class App:
         status, headers, body, name, who = await self._api(scope, receive, raw_path, query)
         await respond(send, status, headers, body)
         _log(scope, name, status, who, started)
+        metrics.request(name, status, scope.get(CALLER), time.perf_counter() - started)
 
     async def _api(
         self, scope: Scope, receive: Receive, raw_path: str, query: str
@@ -109,6 +111,7 @@ class App:
                 sigv4.SignedRequest(scope["method"], raw_path, query, headers, body)
             )
             who = caller.name
+            scope[CALLER] = caller  # for the request's metrics
             params = parse.parse_input(
                 match.operation, match.path_params, query, {k.lower(): v for k, v in headers}, body
             )
