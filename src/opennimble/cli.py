@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import signal
 import sys
 from collections.abc import Coroutine
@@ -15,7 +14,7 @@ import click
 import uvicorn
 
 import opennimble
-from opennimble import admin, config, demo, installation, server
+from opennimble import admin, config, demo, installation, logs, server
 from opennimble.api import coverage
 from opennimble.protocol import model
 from opennimble.reconciler import loop
@@ -76,6 +75,7 @@ def serve(config_file: str | None, with_demo: bool, **flags: Any) -> None:
         uvicorn.Config(
             app,
             log_level="warning",
+            log_config=None,  # uvicorn's own lines go through opennimble's format too
             access_log=False,
             lifespan="on",
             # stream websockets carry RFB data its encodings compressed already: deflating it
@@ -143,9 +143,7 @@ async def _until_signalled(work: Coroutine[Any, Any, None]) -> None:
 
 
 def _log_setup(settings: config.Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logs.setup(settings.log_level, settings.log_format)
 
 
 main.add_command(admin.users_group, "users")

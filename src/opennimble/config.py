@@ -134,6 +134,8 @@ class Settings(pydantic_settings.BaseSettings):
     # seconds a reconciler's claim on a session lives without a heartbeat
     claim_timeout: float = pydantic.Field(default=30.0, ge=1)
     log_level: str = "info"
+    # one line per event: plain text, or one JSON document a line
+    log_format: str = pydantic.Field(default="text", pattern=r"^(text|json)$")
     # quotas (ServiceQuotaExceededException when reached); sessions count until DELETED
     max_sessions_per_studio: int = pydantic.Field(default=1000, ge=1)
     max_sessions_per_owner: int = pydantic.Field(default=200, ge=1)

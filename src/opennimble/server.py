@@ -20,13 +20,13 @@ from typing import IO, Any
 
 import sqlalchemy as sa
 
-from opennimble import clock, config, health, installation
+from opennimble import clock, config, health, installation, logs
 from opennimble.api import app as api_app
 from opennimble.gateway import app as gateway
 from opennimble.reconciler import loop
 from opennimble.store import crypto, database
 
-log = logging.getLogger("opennimble.access")
+log = logging.getLogger("opennimble.server")
 reconciler_log = logging.getLogger("opennimble.reconciler")
 
 
@@ -171,6 +171,11 @@ class Root:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                log.info(
+                    "shutting down: ending %d stream connections and the reconciler",
+                    len(self.gateway.connections),
+                    extra=logs.fields(event="shutdown"),
+                )
                 await self.gateway.close()
                 if self._reconciling is not None:
                     self._reconciling.cancel()
@@ -181,6 +186,7 @@ class Root:
                     except Exception:  # it failed earlier (and said so): shut down all the same
                         reconciler_log.debug("the reconciler had stopped with an error")
                 self.db.dispose()
+                log.info("stopped", extra=logs.fields(event="stopped"))
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
