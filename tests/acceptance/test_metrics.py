@@ -3,10 +3,14 @@ and sessions do."""
 
 from __future__ import annotations
 
+import time
+
+import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import expect
+from tests.acceptance import test_stream as stream
+from tests.support import expect, vnc
 from tests.support.server import FAST
 from tests.support.world import World
 
@@ -82,3 +86,25 @@ def test_sessions_desktops_and_provisioning(world: World) -> None:
         before, sessions, studio=sid, state="READY"
     )
     assert value(gone, created, action="delete") == value(before, created, action="delete") + 1
+
+
+@pytest.mark.xvnc
+def test_stream_connections_are_counted_and_logged(world: World) -> None:
+    client = world.artist.client()
+    ids = stream.ready_session(client, world.studio.studio_id, world.studio.launch_profile_id)
+    url = stream.stream_url(client, ids)
+    stream_id = url.split("/streams/")[1].split("/")[0].split("?")[0]
+    socket, cookie = stream.admitted(url)
+    with stream.connect(socket, cookie) as ws:
+        vnc.RfbClient(ws).handshake()
+        assert value(scrape(world), "opennimble_stream_connections") == 1
+    deadline = time.monotonic() + 10
+    while value(scrape(world), "opennimble_stream_connections") != 0:
+        assert time.monotonic() < deadline, "the closed connection is still counted"
+        time.sleep(0.1)
+    with stream.connect(socket, None) as ws:
+        assert stream.close_of(ws)[0] == 4001
+    client.delete_streaming_session(**ids)
+    log = world.server.log()
+    for event in ("stream page opened", "stream connection admitted", "stream connection refused"):
+        assert any(event in line and f"stream_id={stream_id}" in line for line in log.splitlines())
