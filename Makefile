@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NOVNC := node_modules/.package-lock.json
 
-.PHONY: run test setup system-packages test-packages lint format typecheck unit acceptance bench clean
+.PHONY: run test setup aws4-suite system-packages test-packages lint format typecheck unit acceptance bench clean
 
 run: setup
 	$(BIN)/opennimble serve --demo
@@ -24,7 +24,13 @@ test: setup test-packages lint
 	  echo "== no PostgreSQL at $(TEST_DATABASE_URL): its run of the suite is skipped"; \
 	fi
 
-setup: system-packages $(STAMP) $(NOVNC)
+setup: system-packages $(STAMP) $(NOVNC) aws4-suite
+
+# AWS's SigV4 test suite (from the installed botocore's sdist) for the unit tests, fetched once
+# into .cache/ so that test runs need no network; without network, setup goes on and the tests
+# that need it say what is missing.
+aws4-suite: $(STAMP)
+	@$(BIN)/python -m tests.support.aws4_suite || echo "(the SigV4 suite tests will fail until it is fetched)"
 
 # The stream page's in-browser VNC client: noVNC from the npm registry, pinned by
 # package.json and package-lock.json, served from node_modules by the stream gateway.

@@ -5,81 +5,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import signal
 import sys
 from collections.abc import Coroutine
 from typing import Any
 
 import click
-import sqlalchemy as sa
 import uvicorn
 
-from opennimble import clock, config, connections, demo, server
+import opennimble
+from opennimble import admin, config, connections, demo, installation, logs, server
 from opennimble.api import coverage
-from opennimble.domain import identity
+from opennimble.protocol import model
 from opennimble.reconciler import loop
 from opennimble.store import crypto, database
 
-COMMON = [
-    click.option(
-        "--data-dir",
-        type=click.Path(file_okay=False),
-        default=None,
-        help="Directory of the database, keys and desktops [OPENNIMBLE_DATA_DIR].",
-    ),
-    click.option(
-        "--database-url",
-        default=None,
-        help="SQLAlchemy or postgresql:// URL [OPENNIMBLE_DATABASE_URL]; "
-        "default: SQLite in the data directory.",
-    ),
-    click.option(
-        "--config",
-        "config_file",
-        type=click.Path(dir_okay=False),
-        default=None,
-        help="A TOML file of settings [OPENNIMBLE_CONFIG].",
-    ),
-]
-
-
-def common(fn: Any) -> Any:
-    for option in reversed(COMMON):
-        fn = option(fn)
-    return fn
-
-
-def settings_from(config_file: str | None, **flags: Any) -> config.Settings:
-    _refuse_password_in_argv(flags.get("database_url"))
-    try:
-        return config.load(config_file, **flags)
-    except Exception as exc:
-        raise click.UsageError(f"invalid settings: {exc}") from None
-
-
-def _refuse_password_in_argv(url: str | None) -> None:
-    """A command line is readable by every user of the machine (``ps``, ``/proc``): a
-    database password must come from elsewhere."""
-    if url is None:
-        return
-    try:
-        password = sa.engine.make_url(url).password
-    except sa.exc.ArgumentError:
-        return  # the settings say what is wrong with it
-    if password:
-        raise click.UsageError(
-            "--database-url must not carry a password: every user of this machine can read "
-            "command lines. Give the URL in OPENNIMBLE_DATABASE_URL or the config file (mode "
-            "0600), or the password in a libpq password file (~/.pgpass, PGPASSFILE)."
-        )
-
-
-def emit(document: dict[str, Any]) -> None:
-    click.echo(json.dumps(document, indent=2))
+common, emit, settings_from = admin.common, admin.emit, admin.settings_from
 
 
 @click.group()
+@click.version_option(opennimble.__version__, prog_name="opennimble")
 def main() -> None:
     """opennimble: a self-hosted AWS Nimble Studio streaming-session service."""
 
@@ -111,9 +56,10 @@ def serve(config_file: str | None, with_demo: bool, **flags: Any) -> None:
         )
     try:
         lock = server.exclusive_lock(settings, reconciler=settings.reconciler)
-    except RuntimeError as exc:
+        sock, settings = server.listen(settings)
+    except (RuntimeError, installation.Problem) as exc:
         raise click.ClickException(str(exc)) from None
-    db = server.open_database(settings)
+    db = admin.open_installation(settings, create=True)
     try:
         app = server.Root(settings, db)
     except (crypto.KeyMismatch, LookupError) as exc:
@@ -131,19 +77,20 @@ def serve(config_file: str | None, with_demo: bool, **flags: Any) -> None:
         max_connections=connections.raise_file_limit(settings.max_connections),
         max_header_bytes=settings.max_header_bytes,
     )
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        http=connections.BoundedProtocol.bounded(limits),
-        timeout_keep_alive=settings.keep_alive_timeout,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-        # stream websockets carry RFB data its encodings compressed already: deflating it again
-        # would cost the server CPU for next to no gain
-        ws_per_message_deflate=False,
-    )
+    uvicorn.Server(
+        uvicorn.Config(
+            app,
+            http=connections.BoundedProtocol.bounded(limits),
+            timeout_keep_alive=settings.keep_alive_timeout,
+            log_level="warning",
+            log_config=None,  # uvicorn's own lines go through opennimble's format too
+            access_log=False,
+            lifespan="on",
+            # stream websockets carry RFB data its encodings compressed already: deflating it
+            # again would cost the server CPU for next to no gain
+            ws_per_message_deflate=False,
+        )
+    ).run(sockets=[sock])
     if lock is not None:
         lock.close()
 
@@ -173,7 +120,7 @@ def worker(config_file: str | None, **flags: Any) -> None:
         lock = server.exclusive_lock(settings)
         db = server.open_database(settings)
         reconciler = loop.Reconciler.from_settings(db, settings)
-    except (RuntimeError, LookupError, crypto.KeyMismatch) as exc:
+    except (RuntimeError, LookupError, crypto.KeyMismatch, installation.Problem) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(
         f"opennimble worker for host {settings.resolved_host_id} (desktops at "
@@ -204,72 +151,13 @@ async def _until_signalled(work: Coroutine[Any, Any, None]) -> None:
 
 
 def _log_setup(settings: config.Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logs.setup(settings.log_level, settings.log_format)
 
 
-@main.group()
-def users() -> None:
-    """Users of the identity store."""
-
-
-@users.command("create")
-@common
-@click.argument("name")
-@click.option("--operator", is_flag=True, help="The installation's administrator.")
-def users_create(name: str, operator: bool, config_file: str | None, **flags: Any) -> None:
-    """Create a user; prints its userId and the identityStoreId."""
-    settings = settings_from(config_file, **flags)
-    db = server.open_database(settings)
-    try:
-        with db.write() as conn:
-            emit(identity.create_user(conn, name, operator, clock.system_now()))
-    except (identity.UserExists, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        db.dispose()
-
-
-@users.command("delete")
-@common
-@click.argument("user_id")
-def users_delete(user_id: str, config_file: str | None, **flags: Any) -> None:
-    """Delete a user and their access keys. Their studio and launch profile memberships stay
-    until StartStudioSSOConfigurationRepair removes them; their sessions are kept."""
-    settings = settings_from(config_file, **flags)
-    db = server.open_database(settings)
-    try:
-        with db.write() as conn:
-            emit(identity.delete_user(conn, user_id))
-    except LookupError as exc:
-        raise click.ClickException(str(exc.args[0])) from None
-    finally:
-        db.dispose()
-
-
-@main.group()
-def keys() -> None:
-    """Access keys (SigV4 credentials) of users."""
-
-
-@keys.command("create")
-@common
-@click.argument("user_id")
-def keys_create(user_id: str, config_file: str | None, **flags: Any) -> None:
-    """Create an access key for a user; prints the secret once."""
-    settings = settings_from(config_file, **flags)
-    db = server.open_database(settings)
-    try:
-        key = server.cipher(settings, db)
-        with db.write() as conn:
-            emit(identity.create_access_key(conn, key, user_id, clock.system_now()))
-    except LookupError as exc:
-        raise click.ClickException(str(exc.args[0])) from None
-    except crypto.KeyMismatch as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        db.dispose()
+main.add_command(admin.users_group, "users")
+main.add_command(admin.keys_group, "keys")
+main.add_command(admin.studios_group, "studios")
+main.add_command(admin.sessions_group, "sessions")
 
 
 @main.command()
@@ -286,6 +174,14 @@ def operations(tested: Any) -> None:
     click.echo(coverage.table(names), nl=False)
 
 
+@main.command("model")
+def model_command() -> None:
+    """Print the nimble API model this server implements (botocore's JSON), for clients that
+    no longer ship it: `opennimble model > nimble.json && aws configure add-model
+    --service-model file://nimble.json --service-name nimble` makes `aws nimble ...` work."""
+    click.echo(json.dumps(model.service_document(), indent=1))
+
+
 @main.group()
 def db() -> None:
     """The database."""
@@ -296,7 +192,7 @@ def db() -> None:
 def db_upgrade(config_file: str | None, **flags: Any) -> None:
     """Create or upgrade the schema to the newest version."""
     settings = settings_from(config_file, **flags)
-    server.open_database(settings).dispose()
+    admin.open_installation(settings, create=True).dispose()
     click.echo("database schema is up to date", err=True)
 
 

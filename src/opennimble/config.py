@@ -36,6 +36,15 @@ class EulaSetting(pydantic.BaseModel):
         for image in self.images:
             if not EC2_IMAGE_ID.fullmatch(image):
                 raise ValueError(f"{image!r} in `images` is not an ec2ImageId (ami-...)")
+        if self.file is not None:
+            try:
+                self.file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                raise ValueError(
+                    f"cannot read the EULA's `file` {str(self.file)!r}: {reason} "
+                    "(give a readable UTF-8 text file, or the text inline as `content`)"
+                ) from None
         return self
 
     def text(self) -> str:
@@ -43,6 +52,7 @@ class EulaSetting(pydantic.BaseModel):
         return self.file.read_text(encoding="utf-8") if self.file is not None else self.content
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 EULA_ID = re.compile(r"[a-zA-Z0-9_-]{1,22}")
 EC2_IMAGE_ID = re.compile(r"ami-[0-9A-Za-z]+")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -126,6 +136,8 @@ class Settings(pydantic_settings.BaseSettings):
     # seconds a reconciler's claim on a session lives without a heartbeat
     claim_timeout: float = pydantic.Field(default=30.0, ge=1)
     log_level: str = "info"
+    # one line per event: plain text, or one JSON document a line
+    log_format: str = pydantic.Field(default="text", pattern=r"^(text|json)$")
     # quotas (ServiceQuotaExceededException when reached); sessions count until DELETED
     max_sessions_per_studio: int = pydantic.Field(default=1000, ge=1)
     max_sessions_per_owner: int = pydantic.Field(default=200, ge=1)
@@ -144,6 +156,13 @@ class Settings(pydantic_settings.BaseSettings):
     max_header_bytes: int = pydantic.Field(default=65536, ge=1024)
     # the EULA catalogue: eulaId -> name, content or file, images that require it
     eulas: dict[str, EulaSetting] = {}
+
+    @pydantic.field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.lower() not in LOG_LEVELS:
+            raise ValueError(f"{value!r} is not a log level: one of {', '.join(LOG_LEVELS)}")
+        return value.lower()
 
     @pydantic.field_validator("desktop_recipes")
     @classmethod
@@ -194,23 +213,63 @@ class Settings(pydantic_settings.BaseSettings):
 
     @property
     def resolved_novnc_dir(self) -> pathlib.Path:
+        """``novnc_dir``; else the copy in the package (wheels), the source tree's
+        node_modules (`make setup`), or Debian's ``novnc`` package, the first that is there."""
         if self.novnc_dir is not None:
             return self.novnc_dir
-        return pathlib.Path(__file__).resolve().parents[2] / "node_modules" / "@novnc" / "novnc"
+        here = pathlib.Path(__file__).resolve().parent
+        candidates = [
+            here / "gateway" / "novnc",
+            here.parents[1] / "node_modules" / "@novnc" / "novnc",
+            pathlib.Path("/usr/share/novnc"),
+        ]
+        found = [path for path in candidates if (path / "core" / "rfb.js").is_file()]
+        return (found or candidates[1:])[0]
 
     @property
     def runtime_dir(self) -> pathlib.Path:
         return self.data_dir / "desktops"
 
 
+class Invalid(ValueError):
+    """Settings that cannot be used; the message names each setting and what is wrong."""
+
+
 def load(config_file: str | None = None, **overrides: Any) -> Settings:
-    """Build the settings; ``overrides`` are flags given on the command line (None = unset)."""
+    """Build the settings; ``overrides`` are flags given on the command line (None = unset).
+
+    Raises :class:`Invalid` naming every setting that is wrong (and where it came from).
+    """
     values: dict[str, Any] = {}
     path = config_file or os.environ.get("OPENNIMBLE_CONFIG")
     if path:
-        with open(path, "rb") as fh:
-            values.update(tomllib.load(fh))
+        values.update(_read_file(path))
     env_set = {name for name in Settings.model_fields if f"OPENNIMBLE_{name.upper()}" in os.environ}
     values = {k: v for k, v in values.items() if k not in env_set}
     values.update({k: v for k, v in overrides.items() if v is not None})
-    return Settings(**values)
+    try:
+        return Settings(**values)
+    except pydantic.ValidationError as exc:
+        raise Invalid("\n".join(_problem(error, path) for error in exc.errors())) from None
+
+
+def _read_file(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise Invalid(f"cannot read the settings file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise Invalid(f"the settings file {path} is not valid TOML: {exc}") from None
+
+
+def _problem(error: Any, path: str | None) -> str:
+    """One line about one wrong setting: its name, where it came from, what is wrong."""
+    name = ".".join(str(part) for part in error["loc"]) or "settings"
+    top = str(error["loc"][0]) if error["loc"] else ""
+    env = f"OPENNIMBLE_{top.upper()}"
+    where = f" (from {env})" if top and env in os.environ else f" (in {path})" if path else ""
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "not a setting of opennimble (see the configuration table of the README)"
+    return f"setting `{name}`{where}: {message}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 from typing import Any
 
 import click
@@ -26,7 +27,7 @@ def bootstrap(settings: config.Settings, app: api_app.App) -> None:
     with app.db.write() as conn:
         if users.count_users(conn) > 0:
             if path.exists():
-                click.echo(f"demo credentials: {path}", err=True)
+                _repoint(path, settings)
             return
         now = clock.system_now()
         people = {}
@@ -41,10 +42,27 @@ def bootstrap(settings: config.Settings, app: api_app.App) -> None:
         "users": people,
         **ids,
     }
+    _write(path, document)
+    click.echo(_snippet(settings, people["artist"], ids) + f"\n(all credentials: {path})\n")
+
+
+def _repoint(path: pathlib.Path, settings: config.Settings) -> None:
+    """A later start (perhaps on another port): the credentials file and the snippet name the
+    endpoint this server really serves."""
+    document = json.loads(path.read_text(encoding="utf-8"))
+    if document.get("endpointUrl") != settings.endpoint_url:
+        document["endpointUrl"] = settings.endpoint_url
+        _write(path, document)
+    artist = document.get("users", {}).get("artist")
+    if artist and "studioId" in document:
+        click.echo(_snippet(settings, artist, document), err=True)
+    click.echo(f"demo credentials: {path}", err=True)
+
+
+def _write(path: pathlib.Path, document: dict[str, Any]) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(document, fh, indent=2)
-    click.echo(_snippet(settings, people["artist"], ids) + f"\n(all credentials: {path})\n")
 
 
 def _studio(app: api_app.App, settings: config.Settings, people: dict[str, Any]) -> dict[str, str]:
@@ -98,7 +116,7 @@ def _studio(app: api_app.App, settings: config.Settings, people: dict[str, Any])
     }
 
 
-def _snippet(settings: config.Settings, artist: dict[str, Any], ids: dict[str, str]) -> str:
+def _snippet(settings: config.Settings, artist: dict[str, Any], ids: dict[str, Any]) -> str:
     return f"""
 opennimble demo installation created. As the artist, paste into Python:
 

@@ -1,7 +1,8 @@
 """Assembly of a running installation from its settings: the root ASGI application.
 
 The root application routes the stream paths (``/streams/``, ``/stream-client/``; HTTP and
-websocket) to the stream gateway, ``/healthz`` to a health check and everything else to the
+websocket) to the stream gateway, ``/healthz``, ``/readyz`` and ``/metrics`` to :mod:`health` and
+everything else to the
 Nimble API, and runs the reconciler for the life of the server
 (ASGI lifespan).
 """
@@ -9,30 +10,73 @@ Nimble API, and runs the reconciler for the life of the server
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import logging
 import os
 import pathlib
+import socket
 from typing import IO, Any
 
-import orjson
+import sqlalchemy as sa
 
-from opennimble import clock, config
+from opennimble import clock, config, health, installation, logs
 from opennimble.api import app as api_app
 from opennimble.gateway import app as gateway
 from opennimble.reconciler import loop
 from opennimble.store import crypto, database
 
-log = logging.getLogger("opennimble.access")
+log = logging.getLogger("opennimble.server")
 reconciler_log = logging.getLogger("opennimble.reconciler")
 
 
-def open_database(settings: config.Settings) -> database.Database:
-    """The installation's database, with its schema upgraded to the newest migration."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+def open_database(settings: config.Settings, *, create: bool = True) -> database.Database:
+    """The installation's database, with its schema upgraded to the newest migration.
+
+    Without ``create``, a data directory or database that holds no installation yet is
+    refused (:class:`Problem`) instead of becoming a new installation.
+    """
+    sqlite = database.is_sqlite(settings.resolved_database_url)
+    if not create and sqlite:
+        installation.require_sqlite(settings)
+    if create or sqlite:  # (an existing PostgreSQL installation needs no data directory here)
+        installation.prepare_data_dir(settings.data_dir)
     db = database.Database(settings.resolved_database_url)
-    db.upgrade()
+    try:
+        if not create and not sqlite:
+            installation.require_schema(db)
+        db.upgrade()
+    except sa.exc.OperationalError as exc:
+        db.dispose()
+        raise installation.Problem(
+            f"cannot use the database {db.engine.url!r}: {exc.orig or exc} "
+            "(check database_url, OPENNIMBLE_DATABASE_URL or --database-url)"
+        ) from None
+    except BaseException:
+        db.dispose()
+        raise
     return db
+
+
+def listen(settings: config.Settings) -> tuple[socket.socket, config.Settings]:
+    """The server's listening socket, bound before anything announces the endpoint, and the
+    settings with the port it really has (``port = 0`` picks a free one).
+
+    Raises :class:`installation.Problem` when the address cannot be had (a port taken,
+    an address not of this machine), saying which and how to choose another.
+    """
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    try:
+        sock = socket.create_server((settings.host, settings.port), family=family, backlog=2048)
+    except OSError as exc:
+        taken = exc.errno == errno.EADDRINUSE
+        reason = "another program listens there" if taken else exc.strerror
+        raise installation.Problem(
+            f"cannot listen on {settings.host} port {settings.port}: {reason}; choose another "
+            "with --port (or OPENNIMBLE_PORT; 0 picks a free one) or --host"
+        ) from None
+    port = sock.getsockname()[1]
+    return sock, settings.model_copy(update={"port": port})
 
 
 def cipher(settings: config.Settings, db: database.Database | None = None) -> crypto.Cipher:
@@ -51,7 +95,7 @@ def exclusive_lock(settings: config.Settings, *, reconciler: bool = True) -> IO[
     sqlite = database.is_sqlite(settings.resolved_database_url)
     if not (sqlite or reconciler):
         return None
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    installation.prepare_data_dir(settings.data_dir)
     path = pathlib.Path(settings.data_dir) / "serve.lock"
     # "a": a process refused the lock must not truncate the holder's pid away
     handle = open(path, "a")  # noqa: SIM115 - held for the life of the process
@@ -100,6 +144,9 @@ class Root:
             novnc_dir=settings.resolved_novnc_dir,
             now=now,
         )
+        self.health = health.Health(
+            db, self.reconciler, lambda: len(self.gateway.connections), now=now
+        )
         self._reconciling: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -109,10 +156,8 @@ class Root:
             await self.gateway(scope, receive, send)
         elif scope["type"] != "http":
             await _refuse_websocket(receive, send)
-        elif scope["path"] == "/healthz":
-            await api_app.respond(
-                send, 200, [(b"content-type", b"application/json")], orjson.dumps({"status": "ok"})
-            )
+        elif scope["path"] in health.PATHS:
+            await self.health(scope, receive, send)
         else:
             await self.api(scope, receive, send)
 
@@ -126,6 +171,11 @@ class Root:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                log.info(
+                    "shutting down: ending %d stream connections and the reconciler",
+                    len(self.gateway.connections),
+                    extra=logs.fields(event="shutdown"),
+                )
                 await self.gateway.close()
                 if self._reconciling is not None:
                     self._reconciling.cancel()
@@ -136,6 +186,7 @@ class Root:
                     except Exception:  # it failed earlier (and said so): shut down all the same
                         reconciler_log.debug("the reconciler had stopped with an error")
                 self.db.dispose()
+                log.info("stopped", extra=logs.fields(event="stopped"))
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

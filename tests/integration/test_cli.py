@@ -13,7 +13,7 @@ from tests.support.server import cli
 
 def test_users_and_keys(tmp_path: pathlib.Path) -> None:
     data = tmp_path / "data"
-    operator = cli(data, "users", "create", "boss", "--operator")
+    operator = cli(data, "users", "create", "boss", "--operator", "--init")
     assert set(operator) >= {"userId", "name", "operator", "identityStoreId"}
     assert operator["operator"] is True and operator["name"] == "boss"
     artist = cli(data, "users", "create", "artist")
@@ -33,7 +33,7 @@ def test_clear_errors(tmp_path: pathlib.Path) -> None:
     base = [sys.executable, "-m", "opennimble"]
     env = {**os.environ, **databases.env_for(pathlib.Path(data))}
     subprocess.run(
-        [*base, "users", "create", "dup", "--data-dir", data],
+        [*base, "users", "create", "dup", "--init", "--data-dir", data],
         check=True,
         capture_output=True,
         env=env,

@@ -38,7 +38,7 @@ def test_a_server_with_another_installation_key_is_refused(
     tmp_path: pathlib.Path, database_url: str
 ) -> None:
     first = {"OPENNIMBLE_DATABASE_URL": database_url, "OPENNIMBLE_KEY_FILE": str(tmp_path / "a")}
-    user = cli(tmp_path / "one", "users", "create", "someone", env=first)
+    user = cli(tmp_path / "one", "users", "create", "someone", "--init", env=first)
     cli(tmp_path / "one", "keys", "create", str(user["userId"]), env=first)
     other = {**first, "OPENNIMBLE_KEY_FILE": str(tmp_path / "b")}
     refused = opennimble(

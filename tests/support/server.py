@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import socket
@@ -183,7 +184,7 @@ class Server(Child):
 
     def user(self, name: str, operator: bool = False) -> User:
         flags = ["--operator"] if operator else []
-        created = cli(self.data_dir, "users", "create", name, *flags, env=self.env)
+        created = cli(self.data_dir, "users", "create", name, "--init", *flags, env=self.env)
         key = cli(self.data_dir, "keys", "create", str(created["userId"]), env=self.env)
         return User(
             name,
@@ -262,3 +263,16 @@ def running(server: Server) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
+
+
+def announced(server: subprocess.Popen[str]) -> tuple[str, str]:
+    """The endpoint a `serve` started with a piped stdout says it serves (the line it prints
+    at start), and everything it printed until then."""
+    assert server.stdout is not None
+    output = ""
+    while line := server.stdout.readline():
+        output += line
+        found = re.search(r"serving the nimble API at (http://\S+) ", line)
+        if found:
+            return found.group(1), output
+    raise AssertionError(f"the server ended: {output}")

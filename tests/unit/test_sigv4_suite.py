@@ -1,9 +1,9 @@
 """AWS's published Signature Version 4 test suite, run against the SigV4 verifier.
 
 The suite ships in botocore's *source* distribution (``tests/unit/auth/aws4_testsuite/``), not in
-its wheel. It is fetched here at test time with pip, for the botocore version that is installed,
-and cached under ``.cache/aws4_testsuite/`` at the project root. A failed download fails the
-tests: it never skips them.
+its wheel. `make setup` fetches it for the installed botocore version into
+``.cache/aws4_testsuite/`` (``tests/support/aws4_suite.py``); the tests read it there and need no
+network. A missing suite fails the tests, saying how to fetch it: it never skips them.
 
 Each case directory holds the request as sent (``.sreq``: request line, headers, blank line,
 body) and the canonical request AWS expects (``.creq``). For every case the verifier must
@@ -12,22 +12,12 @@ rebuild exactly that canonical request and accept the signed request at the suit
 
 import dataclasses
 import datetime
-import importlib.metadata
-import os
 import pathlib
-import subprocess
-import sys
-import tarfile
-import tempfile
 
 import pytest
 
 from opennimble.protocol.sigv4 import SignatureError, SignedRequest, Verifier
-
-BOTOCORE_VERSION = importlib.metadata.version("botocore")
-PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[2]
-CACHE_DIR = PROJECT_ROOT / ".cache" / "aws4_testsuite"
-SUITE_IN_SDIST = "tests/unit/auth/aws4_testsuite"
+from tests.support import aws4_suite
 
 ACCESS_KEY = "AKIDEXAMPLE"
 SECRET_KEY = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
@@ -92,74 +82,12 @@ class SuiteCase:
     authorization: str
 
 
-def _download_sdist(sdist: pathlib.Path) -> None:
-    """Download botocore's sdist with pip to ``sdist``, failing the test if that fails."""
-    with tempfile.TemporaryDirectory(dir=CACHE_DIR) as tmp:
-        command = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-deps",
-            "--no-binary",
-            ":all:",
-            f"botocore=={BOTOCORE_VERSION}",
-            "-d",
-            tmp,
-        ]
-        try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=240)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"pip download of the botocore {BOTOCORE_VERSION} sdist timed out")
-        downloaded = pathlib.Path(tmp) / sdist.name
-        if result.returncode != 0 or not downloaded.is_file():
-            pytest.fail(
-                f"could not download the botocore {BOTOCORE_VERSION} sdist "
-                f"(exit {result.returncode}):\n{result.stdout}\n{result.stderr}"
-            )
-        os.replace(downloaded, sdist)
-
-
-def _extract_suite(sdist: pathlib.Path, into: pathlib.Path) -> pathlib.Path:
-    """Extract only the test suite directory of ``sdist`` into ``into``; return its path."""
-    prefix = f"{sdist.name.removesuffix('.tar.gz')}/{SUITE_IN_SDIST}/"
-    with tarfile.open(sdist) as tar:
-        members = [
-            member
-            for member in tar.getmembers()
-            if member.name.startswith(prefix) and (member.isfile() or member.isdir())
-        ]
-        if not members:
-            pytest.fail(f"{sdist.name} has no {SUITE_IN_SDIST}/ directory")
-        tar.extractall(into, members=members, filter="data")
-    return into / prefix
-
-
-def _fetch_suite() -> pathlib.Path:
-    """Return the cached test suite directory, downloading and extracting it if needed."""
-    suite = CACHE_DIR / f"botocore-{BOTOCORE_VERSION}-aws4_testsuite"
-    if suite.is_dir():
-        return suite
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    sdist = CACHE_DIR / f"botocore-{BOTOCORE_VERSION}.tar.gz"
-    if not sdist.is_file():
-        _download_sdist(sdist)
-    with tempfile.TemporaryDirectory(dir=CACHE_DIR) as tmp:
-        extracted = _extract_suite(sdist, pathlib.Path(tmp))
-        try:
-            extracted.rename(suite)  # atomic: a complete directory or none
-        except OSError:
-            if not suite.is_dir():  # not just another test run getting there first
-                raise
-    return suite
-
-
 @pytest.fixture(scope="session")
 def suite_dir() -> pathlib.Path:
-    """The extracted aws4_testsuite directory."""
-    return _fetch_suite()
+    """The extracted aws4_testsuite directory, fetched by `make setup` (never at test time)."""
+    if not aws4_suite.SUITE_DIR.is_dir():
+        pytest.fail(aws4_suite.MISSING)
+    return aws4_suite.SUITE_DIR
 
 
 def _load_case(suite: pathlib.Path, name: str) -> SuiteCase:

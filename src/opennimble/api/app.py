@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from opennimble import clock, config, errors
-from opennimble.api import auth, dispatch, throttle
+from opennimble.api import auth, dispatch, telemetry, throttle
 from opennimble.api.context import Installation
 from opennimble.domain import eulas, paging, quotas, stream_tokens
 from opennimble.protocol import model, parse, routing, serialize, sigv4
@@ -97,9 +97,11 @@ class App:
         path = scope.get("raw_path") or scope["path"].encode()
         raw_path = path.decode("utf-8", "surrogateescape")
         query = scope.get("query_string", b"").decode("utf-8", "surrogateescape")
-        status, headers, body, name, who = await self._api(scope, receive, raw_path, query)
+        request_id = telemetry.new_request_id()
+        status, headers, body, name, _ = await self._api(scope, receive, raw_path, query)
+        headers = [*headers, (telemetry.REQUEST_ID_HEADER, request_id.encode())]
         await respond(send, status, headers, body)
-        _log(scope, name, status, who, started)
+        telemetry.finished(scope, request_id, name, status, started)
 
     async def _api(
         self, scope: Scope, receive: Receive, raw_path: str, query: str
@@ -116,6 +118,7 @@ class App:
                 sigv4.SignedRequest(scope["method"], raw_path, query, headers, body)
             )
             who = caller.name
+            scope[telemetry.CALLER] = caller  # for the request's log event and metrics
             params = parse.parse_input(
                 match.operation, match.path_params, query, {k.lower(): v for k, v in headers}, body
             )
@@ -190,8 +193,3 @@ async def respond(send: Send, status: int, headers: serialize.Headers, body: byt
     all_headers = [*headers, (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": all_headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def _log(scope: Scope, name: str, status: int, who: str, started: float) -> None:
-    ms = (time.perf_counter() - started) * 1000
-    log.info("%s %s %s %d %s %.1fms", scope["method"], scope["path"], name, status, who, ms)

@@ -46,7 +46,7 @@ class Authenticator:
             row = users.get_key(conn, access_key_id)
         if row is None:
             return None
-        caller = Caller(row["user_id"], row["name"], bool(row["operator"]))
+        caller = Caller(row["user_id"], row["name"], bool(row["operator"]), access_key_id)
         entry = (self.cipher.decrypt(row["secret"]), caller)
         with self._lock:
             self._known[access_key_id] = entry

@@ -73,11 +73,18 @@ class Dispatcher:
 
 
 def _still_a_user(conn: sa.Connection, caller: Caller) -> None:
-    """A user deleted from the identity store loses access at once, on every server."""
-    if users.get_user(conn, caller.user_id) is None:
+    """A user deleted from the identity store or disabled, or an access key deleted, loses
+    access at once, on every server (whatever a server remembers of the key)."""
+    if caller.access_key_id:
+        valid = users.get_key(conn, caller.access_key_id) is not None
+    else:
+        user = users.get_user(conn, caller.user_id)
+        valid = user is not None and not user["disabled"]
+    if not valid:
         raise errors.UnrecognizedClientException(
-            "The security token included in the request is invalid: user "
-            f"{caller.name} ({caller.user_id}) is no longer in the identity store",
+            f"The security token included in the request is invalid: user {caller.name} "
+            f"({caller.user_id}) or their access key is no longer in the identity store "
+            "(deleted or disabled)",
             context={"principalId": caller.user_id},
         )
 

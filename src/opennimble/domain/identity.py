@@ -21,6 +21,8 @@ class Caller:
     user_id: str
     name: str
     operator: bool
+    # the access key the request was signed with ("" when invoked in-process)
+    access_key_id: str = ""
 
 
 class UserExists(Exception):
@@ -74,6 +76,61 @@ def delete_user(conn: sa.Connection, user_id: str) -> dict[str, object]:
         raise LookupError(f"no user with id {user_id!r}")
     keys = users.delete_user(conn, user_id)
     return {"userId": user_id, "name": user["name"], "accessKeysDeleted": keys}
+
+
+def find_user(conn: sa.Connection, name_or_id: str) -> dict[str, Any]:
+    """A user named by their userId or their name (LookupError if neither)."""
+    user = users.get_user(conn, name_or_id) or users.get_user_by_name(conn, name_or_id)
+    if user is None:
+        raise LookupError(f"no user with id or name {name_or_id!r}")
+    return user
+
+
+def describe_user(conn: sa.Connection, user: dict[str, Any]) -> dict[str, object]:
+    return {
+        "userId": user["user_id"],
+        "name": user["name"],
+        "operator": user["operator"],
+        "disabled": user["disabled"],
+        "identityStoreId": identity_store_id(conn),
+        "createdAt": clock.iso(user["created_at"]),
+    }
+
+
+def list_users(conn: sa.Connection) -> list[dict[str, object]]:
+    return [
+        {**describe_user(conn, user), "accessKeys": user["access_keys"]}
+        for user in users.list_users(conn)
+    ]
+
+
+def set_disabled(conn: sa.Connection, name_or_id: str, disabled: bool) -> dict[str, object]:
+    """Disable a user (their requests are refused as if they were deleted; their keys,
+    memberships and sessions stay) or enable them again."""
+    user = find_user(conn, name_or_id)
+    users.set_disabled(conn, user["user_id"], disabled)
+    return describe_user(conn, {**user, "disabled": disabled})
+
+
+def list_keys(conn: sa.Connection, name_or_id: str | None = None) -> list[dict[str, object]]:
+    user_id = None if name_or_id is None else find_user(conn, name_or_id)["user_id"]
+    return [
+        {
+            "accessKeyId": key["access_key_id"],
+            "userId": key["user_id"],
+            "name": key["name"],
+            "createdAt": clock.iso(key["created_at"]),
+        }
+        for key in users.list_keys(conn, user_id)
+    ]
+
+
+def delete_access_key(conn: sa.Connection, access_key_id: str) -> dict[str, object]:
+    """Revoke one access key: requests signed with it are refused at once, on every server."""
+    key = users.delete_key(conn, access_key_id)
+    if key is None:
+        raise LookupError(f"no access key {access_key_id!r}")
+    return {"accessKeyId": access_key_id, "userId": key["user_id"], "deleted": True}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import Any
 from starlette import requests, responses, routing, staticfiles, websockets
 from starlette.middleware import exceptions
 
-from opennimble import clock
+from opennimble import clock, logs
 from opennimble.domain import stream_tokens
 from opennimble.gateway import credentials, live, pages, relay, streams
 from opennimble.store import crypto, database
@@ -102,9 +102,25 @@ class Gateway:
             return _html(pages.refusal("Stream unavailable", NOVNC_MISSING), 503)
         stream_id = request.path_params["stream_id"]
         answer = self.gate.admit(stream_id, request.url.query)
+        client = request.client.host if request.client else None
         if answer.stream is None or answer.session is None:
+            log.info(
+                "stream page refused: %s",
+                answer.title,
+                extra=logs.fields(event="stream_page_refused", stream_id=stream_id, client=client),
+            )
             return _html(pages.refusal(answer.title, answer.text), answer.status)
         session = answer.session
+        log.info(
+            "stream page opened",
+            extra=logs.fields(
+                event="stream_page_opened",
+                stream_id=stream_id,
+                session_id=session["session_id"],
+                owner=session["owned_by"],
+                client=client,
+            ),
+        )
         clipboard = session["attrs"].get("clipboardMode", "ENABLED") != "DISABLED"
         page = pages.client(stream_id, session["session_id"], clipboard, self.novnc_modules)
         response = _html(page, 200)
@@ -122,10 +138,23 @@ class Gateway:
             await relay.close(ws, streams.Close.INVALID, "Cross-site connection refused.")
             return
         credential = ws.cookies.get(credentials.COOKIE, "")
-        admission = self.gate.admit_connection(ws.path_params["stream_id"], credential)
+        stream_id = ws.path_params["stream_id"]
+        admission = self.gate.admit_connection(stream_id, credential)
+        client = ws.client.host if ws.client else None
         if isinstance(admission, streams.Refusal):
+            log.info(
+                "stream connection refused: %s",
+                admission.reason,
+                extra=logs.fields(
+                    event="stream_refused", stream_id=stream_id, code=admission.code, client=client
+                ),
+            )
             await relay.close(ws, admission.code, admission.reason)
             return
+        log.info(
+            "stream connection admitted",
+            extra=logs.fields(event="stream_admitted", stream_id=stream_id, client=client),
+        )
         await relay.serve(ws, admission, self.connections)
 
 

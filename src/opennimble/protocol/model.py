@@ -111,9 +111,14 @@ EMPTY = Shape(name="Empty", type="structure")
 
 @functools.cache
 def service_model() -> botocore.model.ServiceModel:
+    return botocore.model.ServiceModel(service_document(), service_name=SERVICE)
+
+
+def service_document() -> dict[str, Any]:
+    """The botocore model this server implements, as the JSON document botocore ships."""
     loader = botocore.loaders.Loader()
     data: dict[str, Any] = loader.load_service_model(SERVICE, "service-2", API_VERSION)
-    return botocore.model.ServiceModel(data, service_name=SERVICE)
+    return data
 
 
 @functools.cache

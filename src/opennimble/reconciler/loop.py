@@ -27,12 +27,13 @@ import contextlib
 import logging
 import os
 import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 
-from opennimble import clock, config
+from opennimble import clock, config, metrics
 from opennimble.providers import base, registry
 from opennimble.reconciler import actions, housekeeping
 from opennimble.store import crypto, database, sessions, streams
@@ -83,6 +84,8 @@ class Reconciler:
         self._last_check = 0
         self._last_housekeeping = 0
         self._last_heartbeat = 0
+        # when the last pass began (time.monotonic), for the server's readiness
+        self.last_tick = time.monotonic()
         self._housekeeping_due = True
         self._finished: list[str] = []  # sessions whose work ended, claims not yet released
         self._connection = contextlib.AsyncExitStack()  # the listener's (PostgreSQL)
@@ -264,6 +267,7 @@ class Reconciler:
         """One pass. Each step fails on its own (logged, tried again next pass): a bad row in
         the housekeeping must not stop heartbeats or claims."""
         now = self.now()
+        self.last_tick = time.monotonic()
         steps: list[tuple[str, Callable[[], object]]] = []
         if self._housekeeping_due or now - self._last_housekeeping >= self.interval_micros:
             steps.append(("housekeeping", lambda: self._housekeeping(now)))
@@ -355,8 +359,10 @@ class Reconciler:
         )
 
     async def _work(self, row: dict[str, Any]) -> None:
+        started = time.monotonic()
         try:
             await self.actions.run(row)
+            metrics.provisioned(row["state"], time.monotonic() - started)
         finally:
             # the next pass releases the claim, together with those of other finished work
             self._tasks.pop(row["session_id"], None)

@@ -35,6 +35,8 @@ users = sa.Table(
     sa.Column("name", sa.String(128), nullable=False, unique=True),
     sa.Column("operator", sa.Boolean, nullable=False),
     sa.Column("created_at", Micros, nullable=False),
+    # a disabled user is refused like a deleted one, and keeps their access keys
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 access_keys = sa.Table(

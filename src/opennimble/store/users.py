@@ -39,7 +39,7 @@ def get_key(conn: sa.Connection, access_key_id: str) -> Row | None:
     query = (
         sa.select(k.c.access_key_id, k.c.secret, u.c.user_id, u.c.name, u.c.operator)
         .join(u, u.c.user_id == k.c.user_id)
-        .where(k.c.access_key_id == access_key_id)
+        .where(k.c.access_key_id == access_key_id, u.c.disabled.is_(False))
     )
     row = conn.execute(query).first()
     return dict(row._mapping) if row else None
@@ -67,3 +67,53 @@ def delete_user(conn: sa.Connection, user_id: str) -> int:
     ).rowcount
     conn.execute(schema.users.delete().where(schema.users.c.user_id == user_id))
     return int(keys)
+
+
+def list_users(conn: sa.Connection) -> list[Row]:
+    """Every user with how many access keys they have, by name."""
+    u, k = schema.users, schema.access_keys
+    keys = (
+        sa.select(sa.func.count())
+        .where(k.c.user_id == u.c.user_id)
+        .correlate(u)
+        .scalar_subquery()
+        .label("access_keys")
+    )
+    rows = conn.execute(sa.select(u, keys).order_by(u.c.name))
+    return [dict(row._mapping) for row in rows]
+
+
+def list_keys(conn: sa.Connection, user_id: str | None = None) -> list[Row]:
+    """Access keys (never their secrets) with their user's name, oldest first."""
+    k, u = schema.access_keys, schema.users
+    query = sa.select(k.c.access_key_id, k.c.user_id, u.c.name, k.c.created_at).join(
+        u, u.c.user_id == k.c.user_id
+    )
+    if user_id is not None:
+        query = query.where(k.c.user_id == user_id)
+    rows = conn.execute(query.order_by(k.c.created_at, k.c.access_key_id))
+    return [dict(row._mapping) for row in rows]
+
+
+def set_disabled(conn: sa.Connection, user_id: str, disabled: bool) -> None:
+    conn.execute(
+        schema.users.update().where(schema.users.c.user_id == user_id).values(disabled=disabled)
+    )
+
+
+def delete_key(conn: sa.Connection, access_key_id: str) -> Row | None:
+    """Delete one access key; the deleted key's row (without its secret), or None."""
+    k = schema.access_keys
+    row = conn.execute(
+        k.delete()
+        .where(k.c.access_key_id == access_key_id)
+        .returning(k.c.access_key_id, k.c.user_id, k.c.created_at)
+    ).first()
+    return dict(row._mapping) if row else None
+
+
+def first_operator(conn: sa.Connection) -> Row | None:
+    u = schema.users
+    query = sa.select(u).where(u.c.operator.is_(True), u.c.disabled.is_(False))
+    row = conn.execute(query.order_by(u.c.created_at, u.c.user_id).limit(1)).first()
+    return dict(row._mapping) if row else None

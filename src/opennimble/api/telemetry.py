@@ -1,0 +1,55 @@
+"""What each API request leaves behind: its log event and its metrics."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from opennimble import logs, metrics
+
+log = logging.getLogger("opennimble.access")
+CALLER = "opennimble.caller"  # the ASGI scope's key of the authenticated caller
+REQUEST_ID_HEADER = b"x-amzn-requestid"  # botocore shows it as ResponseMetadata.RequestId
+CREDENTIAL = re.compile(rb"Credential=([A-Za-z0-9]{1,128})/")
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())
+
+
+def finished(scope: Any, request_id: str, operation: str, status: int, started: float) -> None:
+    """Log the request (one event) and count it."""
+    seconds = time.perf_counter() - started
+    caller = scope.get(CALLER)
+    metrics.request(operation, status, caller, seconds)
+    client = scope.get("client")
+    log.info(
+        "%s %s %s %d",
+        scope["method"],
+        scope["path"],
+        operation,
+        status,
+        extra=logs.fields(
+            event="request",
+            request_id=request_id,
+            operation=operation,
+            status=status,
+            caller=getattr(caller, "user_id", None),
+            caller_name=getattr(caller, "name", None),
+            access_key_id=_access_key_id(scope),
+            client=f"{client[0]}:{client[1]}" if client else None,
+            duration_ms=round(seconds * 1000, 2),
+        ),
+    )
+
+
+def _access_key_id(scope: Any) -> str | None:
+    """The access key a request was signed with (also when it was refused)."""
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            found = CREDENTIAL.search(value)
+            return found.group(1).decode() if found else None
+    return None
