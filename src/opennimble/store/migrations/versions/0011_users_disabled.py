@@ -1,7 +1,7 @@
 """users can be disabled (refused like deleted ones, kept with their keys)
 
 Revision ID: 0011_users_disabled
-Revises: 0007_session_backups
+Revises: 0008_sealed_vnc_passwords
 """
 
 from __future__ import annotations
