@@ -16,7 +16,7 @@ import uvicorn
 
 from opennimble import clock, config, demo, server
 from opennimble.api import coverage
-from opennimble.domain import identity
+from opennimble.domain import identity, passwords
 from opennimble.reconciler import loop
 from opennimble.store import crypto, database
 
@@ -191,17 +191,50 @@ def users() -> None:
 @common
 @click.argument("name")
 @click.option("--operator", is_flag=True, help="The installation's administrator.")
-def users_create(name: str, operator: bool, config_file: str | None, **flags: Any) -> None:
+@click.option("--password-stdin", is_flag=True, help="Read a portal password from standard input.")
+def users_create(
+    name: str, operator: bool, password_stdin: bool, config_file: str | None, **flags: Any
+) -> None:
     """Create a user; prints its userId and the identityStoreId."""
+    password = _stdin_password() if password_stdin else None
     settings = settings_from(config_file, **flags)
     db = server.open_database(settings)
     try:
         with db.write() as conn:
-            emit(identity.create_user(conn, name, operator, clock.system_now()))
+            created = identity.create_user(conn, name, operator, clock.system_now())
+            if password is not None:
+                passwords.set_password(conn, name, password)
+        emit(created)
     except (identity.UserExists, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         db.dispose()
+
+
+@users.command("passwd")
+@common
+@click.argument("user")
+def users_passwd(user: str, config_file: str | None, **flags: Any) -> None:
+    """Set USER's (name or id) portal password: prompted for on a terminal, else read from
+    standard input. Lifts a lock-out."""
+    if sys.stdin.isatty():
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = _stdin_password()
+    settings = settings_from(config_file, **flags)
+    db = server.open_database(settings)
+    try:
+        with db.write() as conn:
+            emit({"userId": passwords.set_password(conn, user, password), "passwordSet": True})
+    except (LookupError, ValueError) as exc:
+        raise click.ClickException(str(exc.args[0])) from None
+    finally:
+        db.dispose()
+
+
+def _stdin_password() -> str:
+    """The first line of standard input, without its line end."""
+    return sys.stdin.readline().rstrip("\r\n")
 
 
 @users.command("delete")

@@ -20,6 +20,7 @@ import orjson
 from opennimble import clock, config
 from opennimble.api import app as api_app
 from opennimble.gateway import app as gateway
+from opennimble.portal import app as portal_app
 from opennimble.reconciler import loop
 from opennimble.store import crypto, database
 
@@ -100,6 +101,13 @@ class Root:
             novnc_dir=settings.resolved_novnc_dir,
             now=now,
         )
+        self.portal = portal_app.Portal(
+            db,
+            self.api.dispatcher.invoke,
+            secret=key.key,
+            public_url=settings.resolved_public_url,
+            now=now,
+        )
         self._reconciling: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -109,6 +117,8 @@ class Root:
             await self.gateway(scope, receive, send)
         elif scope["type"] != "http":
             await _refuse_websocket(receive, send)
+        elif scope["path"] == "/portal" or scope["path"].startswith("/portal/"):
+            await self.portal(scope, receive, send)
         elif scope["path"] == "/healthz":
             await api_app.respond(
                 send, 200, [(b"content-type", b"application/json")], orjson.dumps({"status": "ok"})

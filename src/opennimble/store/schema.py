@@ -35,6 +35,10 @@ users = sa.Table(
     sa.Column("name", sa.String(128), nullable=False, unique=True),
     sa.Column("operator", sa.Boolean, nullable=False),
     sa.Column("created_at", Micros, nullable=False),
+    # portal sign-in: an argon2 hash (None: no password set), failures in a row, locked until
+    sa.Column("password_hash", sa.Text, nullable=True),
+    sa.Column("failed_signins", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("locked_until", Micros, nullable=False, server_default="0"),
 )
 
 access_keys = sa.Table(

@@ -67,3 +67,23 @@ def delete_user(conn: sa.Connection, user_id: str) -> int:
     ).rowcount
     conn.execute(schema.users.delete().where(schema.users.c.user_id == user_id))
     return int(keys)
+
+
+def set_password_hash(conn: sa.Connection, user_id: str, password_hash: str | None) -> bool:
+    """Set (or clear) a user's password hash and lift any lock-out; False if no such user."""
+    result = conn.execute(
+        schema.users.update()
+        .where(schema.users.c.user_id == user_id)
+        .values(password_hash=password_hash, failed_signins=0, locked_until=0)
+    )
+    return bool(result.rowcount)
+
+
+def record_signin(
+    conn: sa.Connection, user_id: str, failed_signins: int, locked_until: int
+) -> None:
+    conn.execute(
+        schema.users.update()
+        .where(schema.users.c.user_id == user_id)
+        .values(failed_signins=failed_signins, locked_until=locked_until)
+    )
