@@ -45,7 +45,7 @@ def set_password(world: worlds.World, name: str, password: str) -> None:
 def portal(world: worlds.World) -> Iterator[str]:
     """The portal's URL; the artists have passwords and a launch profile whose sessions may
     be stopped."""
-    for user in (world.artist, world.artist2, world.outsider):
+    for user in (world.artist, world.artist2, world.outsider, world.studio.admin):
         set_password(world, user.name, PASSWORD)
     studio = world.studio
     admin = studio.admin.client()
@@ -187,3 +187,64 @@ def test_wrong_passwords_are_refused_and_lock_the_account(
     set_password(world, name, PASSWORD)  # an operator's reset lifts it
     sign_in(page, portal, name)
     sync_api.expect(page.get_by_text("You are not a member of any studio yet")).to_be_visible()
+
+
+def test_an_admin_adds_a_member_and_launches_a_session_the_member_opens(
+    page: sync_api.Page,
+    browser: sync_api.Browser,
+    portal: str,
+    world: worlds.World,
+    artifacts: pathlib.Path,
+) -> None:
+    expect = sync_api.expect
+    sign_in(page, portal, world.studio.admin.name)
+    page.get_by_role("link", name="Manage members").click()
+    section = page.locator("section.profile[data-profile='workstation']")
+    section.get_by_label("User name").fill("nobody")
+    section.get_by_role("button", name="Add as USER").click()
+    expect(page.locator(".error")).to_contain_text("no user named 'nobody'")
+    section.get_by_label("User name").fill(world.outsider.name)
+    section.get_by_role("button", name="Add as USER").click()
+    expect(section.locator("table.members")).to_contain_text(world.outsider.name)
+    shot(page, artifacts, "studio-members")
+
+    page.get_by_role("link", name="Home").click()
+    form = page.locator("form.launch[data-profile='workstation']")
+    form.get_by_label("For").fill(world.outsider.name)
+    form.get_by_role("button", name="Launch").click()
+    expect(page.get_by_role("heading", name="My sessions")).to_be_visible()
+    expect(page.locator("article.card")).to_have_count(0)  # the admin's own: none
+
+    member = browser.new_context(viewport={"width": 1024, "height": 700}).new_page()
+    try:
+        sign_in(member, portal, world.outsider.name)
+        member.get_by_role("link", name="My sessions").click()
+        card = member.locator("article.card")
+        expect(card).to_have_count(1)
+        expect(card.locator(".state")).to_have_text("READY", timeout=READY_WITHIN)
+        with member.context.expect_page() as opened:
+            card.get_by_role("button", name="Open").click()
+        opened.value.wait_for_selector(
+            "body[data-state='connected']", state="attached", timeout=20_000
+        )
+        opened.value.close()
+        card.get_by_role("button", name="Delete").click()
+        expect(member.locator("article.card")).to_have_count(0, timeout=READY_WITHIN)
+    finally:
+        member.context.close()
+
+    page.goto(portal + f"studios/{world.studio.studio_id}")
+    section.get_by_role("button", name=f"Remove {world.outsider.name}").click()
+    expect(section.locator("table.members")).not_to_contain_text(world.outsider.name)
+
+
+def test_a_member_does_not_see_or_reach_the_studio_admin_page(
+    page: sync_api.Page, portal: str, world: worlds.World
+) -> None:
+    sign_in(page, portal, world.artist.name)
+    sync_api.expect(page.get_by_role("heading", name="Your studios")).to_be_visible()
+    sync_api.expect(page.get_by_role("link", name="Manage members")).to_have_count(0)
+    sync_api.expect(page.get_by_label("For")).to_have_count(0)
+    answer = page.goto(portal + f"studios/{world.studio.studio_id}")
+    assert answer is not None and answer.status == 403
+    sync_api.expect(page.locator(".error")).to_contain_text("Only the operator")

@@ -9,6 +9,7 @@ rules and their error messages are the API's. The signed-in user is kept in a si
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import pathlib
 from collections.abc import AsyncIterator, Callable
@@ -23,7 +24,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from opennimble import clock, errors
 from opennimble.domain import passwords
 from opennimble.domain.identity import Caller
-from opennimble.portal import cards, csrf
+from opennimble.portal import admin, cards, csrf
 from opennimble.protocol import model
 from opennimble.store import database, users
 
@@ -85,6 +86,17 @@ class Portal:
             routing.Route("/launch", self.launch, methods=["POST"], name="launch"),
             routing.Route("/sessions", self.sessions_page, name="sessions"),
             routing.Route("/sessions/events", self.events, name="events"),
+            routing.Route(
+                "/studios/{studio_id}",
+                functools.partial(admin.studio_page, self),
+                name="studio",
+            ),
+            routing.Route(
+                "/studios/{studio_id}/launch-profiles/{launch_profile_id}/members",
+                functools.partial(admin.members, self),
+                methods=["POST"],
+                name="members",
+            ),
             routing.Route(
                 "/sessions/{studio_id}/{session_id}/{action}",
                 self.act,
@@ -169,8 +181,13 @@ class Portal:
             profiles = self.invoke(
                 caller, "ListLaunchProfiles", studioId=studio["studioId"], states=["READY"]
             )["launchProfiles"]
+            offers = [self._offer(caller, studio, p) for p in profiles]
             studios.append(
-                {**studio, "profiles": [self._offer(caller, studio, p) for p in profiles]}
+                {
+                    **studio,
+                    "profiles": offers,
+                    "admin": admin.is_admin(self, caller, studio["studioId"]),
+                }
             )
         error = request.query_params.get("error")
         return self.render(request, "home.html", caller=caller, studios=studios, error=error)
@@ -259,6 +276,7 @@ class Portal:
             for key in ("launchProfileId", "streamingImageId", "ec2InstanceType")
             if form.get(key)
         }
+        params.update(admin.owner(self, form))
         self.invoke(caller, "CreateStreamingSession", studioId=studio_id, **params)
 
     async def act(self, request: requests.Request) -> responses.Response:
@@ -338,7 +356,5 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
 
 def _back(request: requests.Request, page: str, exc: errors.ServiceError) -> responses.Response:
     """Back to ``page`` with the API's refusal shown at its top."""
-    url = request.url_for(page).include_query_params(
-        error=f"{exc.code or type(exc).__name__}: {exc.message}"
-    )
+    url = request.url_for(page).include_query_params(error=admin.refusal(exc))
     return responses.RedirectResponse(url, status_code=303)
