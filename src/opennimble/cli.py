@@ -60,6 +60,9 @@ def emit(document: dict[str, Any]) -> None:
     click.echo(json.dumps(document, indent=2))
 
 
+SHUTDOWN_GRACE = 5  # seconds for open requests to finish when the server is asked to stop
+
+
 @click.group()
 def main() -> None:
     """opennimble: a self-hosted AWS Nimble Studio streaming-session service."""
@@ -116,6 +119,8 @@ def serve(config_file: str | None, with_demo: bool, **flags: Any) -> None:
         # stream websockets carry RFB data its encodings compressed already: deflating it again
         # would cost the server CPU for next to no gain
         ws_per_message_deflate=False,
+        # open live pages (the portal's server-sent events) never end by themselves
+        timeout_graceful_shutdown=SHUTDOWN_GRACE,
     )
     if lock is not None:
         lock.close()

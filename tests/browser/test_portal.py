@@ -7,18 +7,14 @@ Screenshots of each page go to the browser tests' artifacts directory.
 
 from __future__ import annotations
 
-import os
 import pathlib
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 import requests
 from playwright import sync_api
 
-from tests.support import databases
 from tests.support import world as worlds
 from tests.support.server import FAST
 
@@ -28,25 +24,12 @@ PASSWORD = "correct horse battery"
 READY_WITHIN = 60_000  # ms: a desktop start on a busy machine
 
 
-def set_password(world: worlds.World, name: str, password: str) -> None:
-    """``opennimble users passwd NAME``, the password on standard input."""
-    data_dir = world.server.data_dir.resolve()
-    subprocess.run(
-        [sys.executable, "-m", "opennimble", "users", "passwd", name, "--data-dir", str(data_dir)],
-        input=password + "\n",
-        check=True,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **databases.env_for(data_dir), **world.server.env},
-    )
-
-
 @pytest.fixture(scope="module")
 def portal(world: worlds.World) -> Iterator[str]:
     """The portal's URL; the artists have passwords and a launch profile whose sessions may
     be stopped."""
     for user in (world.artist, world.artist2, world.outsider, world.studio.admin):
-        set_password(world, user.name, PASSWORD)
+        world.server.set_password(user.name, PASSWORD)
     studio = world.studio
     admin = studio.admin.client()
     profile = admin.create_launch_profile(
@@ -184,7 +167,7 @@ def test_wrong_passwords_are_refused_and_lock_the_account(
     sign_in(page, portal, name)  # the right password, while locked
     sync_api.expect(page.locator(".error")).to_contain_text("This account is locked")
     shot(page, artifacts, "signin-locked")
-    set_password(world, name, PASSWORD)  # an operator's reset lifts it
+    world.server.set_password(name, PASSWORD)  # an operator's reset lifts it
     sign_in(page, portal, name)
     sync_api.expect(page.get_by_text("You are not a member of any studio yet")).to_be_visible()
 

@@ -33,6 +33,7 @@ Invoke = Callable[[model.Operation, Caller, dict[str, Any]], dict[str, Any]]
 HERE = pathlib.Path(__file__).parent
 USER_KEY = "user_id"
 LIVE_CHECK = 0.5  # seconds between the live page's looks at its sessions
+KEEPALIVE = 15.0  # seconds without an event after which a comment is sent
 
 
 class Portal:
@@ -322,6 +323,7 @@ class Portal:
         changes, ``gone`` when one disappears. The browser does not poll; this server looks at
         the database (one listing per open page) and sends only what changed."""
         seen: dict[str, tuple[Any, ...]] = {}
+        quiet = 0.0
         while not await request.is_disconnected():
             try:
                 sessions = await anyio.to_thread.run_sync(self._my_sessions, caller)
@@ -333,10 +335,15 @@ class Portal:
                 if seen.get(session_id) != mark:
                     seen[session_id] = mark
                     card = self._card(request, session)
+                    quiet = 0.0
                     yield _event("card", {"id": session_id, "html": card})
             for session_id in [s for s in seen if s not in current]:
                 del seen[session_id]
                 yield _event("gone", {"id": session_id})
+            quiet += LIVE_CHECK
+            if quiet >= KEEPALIVE:  # a comment line keeps idle proxies from closing it
+                quiet = 0.0
+                yield b": keepalive\n\n"
             await asyncio.sleep(LIVE_CHECK)
 
     def _card(self, request: requests.Request, session: dict[str, Any]) -> str:
