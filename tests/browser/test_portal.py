@@ -231,3 +231,22 @@ def test_a_member_does_not_see_or_reach_the_studio_admin_page(
     answer = page.goto(portal + f"studios/{world.studio.studio_id}")
     assert answer is not None and answer.status == 403
     sync_api.expect(page.locator(".error")).to_contain_text("Only the operator")
+
+
+def test_the_sign_in_cookie_is_http_only_and_sign_out_ends_it(
+    page: sync_api.Page, portal: str, world: worlds.World
+) -> None:
+    sign_in(page, portal, world.artist.name)
+    sync_api.expect(page.get_by_role("heading", name="Your studios")).to_be_visible()
+    (cookie,) = page.context.cookies()
+    assert cookie["httpOnly"] is True and cookie["sameSite"] == "Lax"
+    assert cookie["secure"] is False  # served over http here; Secure when public_url is https
+    assert page.evaluate("document.cookie") == ""
+    page.get_by_role("button", name="Sign out").click()
+    sync_api.expect(
+        page.get_by_role("heading", name="Sign in to the studio portal")
+    ).to_be_visible()
+    page.goto(portal + "sessions")
+    sync_api.expect(
+        page.get_by_role("heading", name="Sign in to the studio portal")
+    ).to_be_visible()
