@@ -27,12 +27,13 @@ from opennimble.domain.identity import Caller
 from opennimble.portal import admin, cards, csrf
 from opennimble.protocol import model
 from opennimble.store import database, users
+from opennimble.store import sessions as sessions_store
 
 Invoke = Callable[[model.Operation, Caller, dict[str, Any]], dict[str, Any]]
 
 HERE = pathlib.Path(__file__).parent
 USER_KEY = "user_id"
-LIVE_CHECK = 0.5  # seconds between the live page's looks at its sessions
+LIVE_CHECK = 0.2  # seconds between the live page's looks at its sessions
 KEEPALIVE = 15.0  # seconds without an event after which a comment is sent
 
 
@@ -320,31 +321,58 @@ class Portal:
 
     async def _changes(self, request: requests.Request, caller: Caller) -> AsyncIterator[bytes]:
         """Server-sent events: a card's new HTML whenever one of the caller's sessions
-        changes, ``gone`` when one disappears. The browser does not poll; this server looks at
-        the database (one listing per open page) and sends only what changed."""
+        changes, ``gone`` when one disappears. The browser does not poll: this server reads a
+        cheap mark of the caller's sessions (their count and last changes, one indexed query)
+        every LIVE_CHECK seconds, and lists them through the API only when it moved."""
         seen: dict[str, tuple[Any, ...]] = {}
-        quiet = 0.0
+        quiet, mark = 0.0, (-1, -1)
+        try:
+            studios = await anyio.to_thread.run_sync(self._studio_ids, caller)
+        except errors.ServiceError:
+            return  # the user lost access: the page's next load says why
         while not await request.is_disconnected():
-            try:
-                sessions = await anyio.to_thread.run_sync(self._my_sessions, caller)
-            except errors.ServiceError:
-                return  # the user lost access: the page's next load says why
-            current = {s["sessionId"]: s for s in sessions}
-            for session_id, session in current.items():
-                mark = cards.fingerprint(session)
-                if seen.get(session_id) != mark:
-                    seen[session_id] = mark
-                    card = self._card(request, session)
+            moved = await anyio.to_thread.run_sync(self._mark, studios, caller)
+            if moved != mark:
+                mark = moved
+                try:
+                    sessions = await anyio.to_thread.run_sync(self._my_sessions, caller)
+                except errors.ServiceError:
+                    return
+                for event in self._card_events(request, sessions, seen):
                     quiet = 0.0
-                    yield _event("card", {"id": session_id, "html": card})
-            for session_id in [s for s in seen if s not in current]:
-                del seen[session_id]
-                yield _event("gone", {"id": session_id})
+                    yield event
             quiet += LIVE_CHECK
             if quiet >= KEEPALIVE:  # a comment line keeps idle proxies from closing it
                 quiet = 0.0
                 yield b": keepalive\n\n"
             await asyncio.sleep(LIVE_CHECK)
+
+    def _studio_ids(self, caller: Caller) -> list[str]:
+        return [s["studioId"] for s in self.invoke(caller, "ListStudios")["studios"]]
+
+    def _mark(self, studio_ids: list[str], caller: Caller) -> tuple[int, int]:
+        with self.db.read() as conn:
+            return sessions_store.owner_mark(conn, studio_ids, caller.user_id)
+
+    def _card_events(
+        self,
+        request: requests.Request,
+        sessions: list[dict[str, Any]],
+        seen: dict[str, tuple[Any, ...]],
+    ) -> list[bytes]:
+        """Events for the cards that changed since ``seen`` (updated in place)."""
+        events = []
+        current = {s["sessionId"]: s for s in sessions}
+        for session_id, session in current.items():
+            fingerprint = cards.fingerprint(session)
+            if seen.get(session_id) != fingerprint:
+                seen[session_id] = fingerprint
+                card = self._card(request, session)
+                events.append(_event("card", {"id": session_id, "html": card}))
+        for session_id in [s for s in seen if s not in current]:
+            del seen[session_id]
+            events.append(_event("gone", {"id": session_id}))
+        return events
 
     def _card(self, request: requests.Request, session: dict[str, Any]) -> str:
         template = self.templates.get_template("card.html")
