@@ -85,6 +85,7 @@ def test_an_artist_launches_opens_stops_starts_and_deletes_a_desktop(
     expect(card.locator(".state")).to_have_text("READY", timeout=READY_WITHIN)
     assert page.evaluate("window.notReloaded") is True  # it changed live
     expect(card).to_contain_text("g4dn.xlarge")
+    expect(card).to_contain_text("image 0")  # the image's name
     shot(page, artifacts, "sessions-ready")
 
     with page.context.expect_page() as opened:

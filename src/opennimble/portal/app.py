@@ -228,11 +228,17 @@ class Portal:
         """The caller's own sessions in every studio they belong to, newest first."""
         found = []
         for studio in self.invoke(caller, "ListStudios")["studios"]:
+            images = self._image_names(caller, studio["studioId"])
             params: dict[str, Any] = {"studioId": studio["studioId"], "ownedBy": caller.user_id}
             while True:
                 page = self.invoke(caller, "ListStreamingSessions", **params)
                 found += [
-                    {**s, "studioId": studio["studioId"], "studioName": studio["displayName"]}
+                    {
+                        **s,
+                        "studioId": studio["studioId"],
+                        "studioName": studio["displayName"],
+                        "imageName": images.get(s["streamingImageId"], s["streamingImageId"]),
+                    }
                     for s in page["sessions"]
                     if s["state"] != "DELETED"
                 ]
@@ -241,6 +247,17 @@ class Portal:
                 params["nextToken"] = page["nextToken"]
         found.sort(key=lambda s: s["createdAt"], reverse=True)
         return found
+
+    def _image_names(self, caller: Caller, studio_id: str) -> dict[str, str]:
+        """The studio's streaming images' names by id (ids of deleted ones stay as they are)."""
+        names: dict[str, str] = {}
+        params: dict[str, Any] = {"studioId": studio_id}
+        while True:
+            page = self.invoke(caller, "ListStreamingImages", **params)
+            names.update((i["streamingImageId"], i["name"]) for i in page["streamingImages"])
+            if not page.get("nextToken"):
+                return names
+            params["nextToken"] = page["nextToken"]
 
     # ---- actions
 
