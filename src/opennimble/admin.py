@@ -8,6 +8,7 @@ installation (permissions, states and the reconciler's wake-up as for any client
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 
 from opennimble import clock, config, errors, installation, server
 from opennimble.api import context, dispatch, throttle
-from opennimble.domain import identity, paging, stream_tokens
+from opennimble.domain import identity, paging, passwords, stream_tokens
 from opennimble.protocol import model
 from opennimble.store import crypto, database, users
 
@@ -192,12 +193,41 @@ def users_group() -> None:
     is_flag=True,
     help="Create the installation (data directory, database) if there is none yet.",
 )
+@click.option("--password-stdin", is_flag=True, help="Read a portal password from standard input.")
 def users_create(
-    name: str, operator: bool, init: bool, config_file: str | None, **flags: Any
+    name: str,
+    operator: bool,
+    init: bool,
+    password_stdin: bool,
+    config_file: str | None,
+    **flags: Any,
 ) -> None:
     """Create a user; prints its userId and the identityStoreId."""
+    password = _stdin_password() if password_stdin else None
     with Opened(config_file, flags, create=init) as inst, inst.db.write() as conn:
-        emit(identity.create_user(conn, name, operator, clock.system_now()))
+        created = identity.create_user(conn, name, operator, clock.system_now())
+        if password is not None:
+            passwords.set_password(conn, name, password)
+        emit(created)
+
+
+@users_group.command("passwd")
+@common
+@click.argument("user")
+def users_passwd(user: str, config_file: str | None, **flags: Any) -> None:
+    """Set USER's (name or id) portal password: prompted for on a terminal, else read from
+    standard input. Lifts a lock-out."""
+    if sys.stdin.isatty():
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = _stdin_password()
+    with Opened(config_file, flags) as inst, inst.db.write() as conn:
+        emit({"userId": passwords.set_password(conn, user, password), "passwordSet": True})
+
+
+def _stdin_password() -> str:
+    """The first line of standard input, without its line end."""
+    return sys.stdin.readline().rstrip("\r\n")
 
 
 @users_group.command("list")

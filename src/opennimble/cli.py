@@ -23,6 +23,9 @@ from opennimble.store import crypto, database
 common, emit, settings_from = admin.common, admin.emit, admin.settings_from
 
 
+SHUTDOWN_GRACE = 5  # seconds for open requests to finish when the server is asked to stop
+
+
 @click.group()
 @click.version_option(opennimble.__version__, prog_name="opennimble")
 def main() -> None:
@@ -89,6 +92,8 @@ def serve(config_file: str | None, with_demo: bool, **flags: Any) -> None:
             # stream websockets carry RFB data its encodings compressed already: deflating it
             # again would cost the server CPU for next to no gain
             ws_per_message_deflate=False,
+            # open live pages (the portal's server-sent events) never end by themselves
+            timeout_graceful_shutdown=SHUTDOWN_GRACE,
         )
     ).run(sockets=[sock])
     if lock is not None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import secrets
 from typing import Any
 
 import click
 
 from opennimble import clock, config
 from opennimble.api import app as api_app
-from opennimble.domain import identity
+from opennimble.domain import identity, passwords
 from opennimble.protocol import model
 from opennimble.store import users
 
@@ -34,7 +35,9 @@ def bootstrap(settings: config.Settings, app: api_app.App) -> None:
         for name, operator in (("operator", True), ("artist", False)):
             user = identity.create_user(conn, name, operator, now)
             key = identity.create_access_key(conn, app.auth.cipher, str(user["userId"]), now)
-            people[name] = {**user, **key}
+            password = secrets.token_urlsafe(12)  # for the studio portal
+            passwords.set_password(conn, name, password)
+            people[name] = {**user, **key, "portalPassword": password}
     ids = _studio(app, settings, people)
     document = {
         "endpointUrl": settings.endpoint_url,
@@ -118,7 +121,9 @@ def _studio(app: api_app.App, settings: config.Settings, people: dict[str, Any])
 
 def _snippet(settings: config.Settings, artist: dict[str, Any], ids: dict[str, Any]) -> str:
     return f"""
-opennimble demo installation created. As the artist, paste into Python:
+opennimble demo installation created. In a browser: the studio portal at
+{settings.resolved_public_url}/portal/ (user artist, password {artist["portalPassword"]}).
+As the artist, paste into Python:
 
 import boto3
 nimble = boto3.client("nimble", endpoint_url="{settings.endpoint_url}",

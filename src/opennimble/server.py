@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from opennimble import clock, config, health, installation, logs
 from opennimble.api import app as api_app
 from opennimble.gateway import app as gateway
+from opennimble.portal import app as portal_app
 from opennimble.reconciler import loop
 from opennimble.store import crypto, database
 
@@ -147,6 +148,13 @@ class Root:
         self.health = health.Health(
             db, self.reconciler, lambda: len(self.gateway.connections), now=now
         )
+        self.portal = portal_app.Portal(
+            db,
+            self.api.dispatcher.invoke,
+            secret=key.key,
+            public_url=settings.resolved_public_url,
+            now=now,
+        )
         self._reconciling: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -156,6 +164,8 @@ class Root:
             await self.gateway(scope, receive, send)
         elif scope["type"] != "http":
             await _refuse_websocket(receive, send)
+        elif scope["path"] == "/portal" or scope["path"].startswith("/portal/"):
+            await self.portal(scope, receive, send)
         elif scope["path"] in health.PATHS:
             await self.health(scope, receive, send)
         else:

@@ -7,6 +7,7 @@ no desktop left running.
 
 from __future__ import annotations
 
+import os
 import pathlib
 import shutil
 from collections.abc import Iterator
@@ -18,7 +19,11 @@ from tests.support import server as support
 from tests.support import world as worlds
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = pathlib.Path(__file__).resolve().parents[2] / "test-artifacts"
+# screenshots: OPENNIMBLE_TEST_ARTIFACTS, else test-artifacts/ of the checkout (not committed)
+ARTIFACTS = pathlib.Path(
+    os.environ.get("OPENNIMBLE_TEST_ARTIFACTS")
+    or pathlib.Path(__file__).resolve().parents[2] / "test-artifacts"
+)
 
 
 @pytest.fixture(scope="package")

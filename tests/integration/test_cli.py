@@ -68,3 +68,24 @@ def test_a_database_password_on_the_command_line_is_refused(tmp_path: pathlib.Pa
         assert refused.returncode == 2, command
         assert "--database-url must not carry a password" in refused.stderr
         assert "OPENNIMBLE_DATABASE_URL" in refused.stderr
+
+
+def test_portal_passwords(tmp_path: pathlib.Path) -> None:
+    data = str(tmp_path / "data")
+    env = {**os.environ, **databases.env_for(pathlib.Path(data))}
+
+    def run(*args: str, stdin: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "opennimble", *args, "--data-dir", data]
+        return subprocess.run(command, input=stdin, capture_output=True, text=True, env=env)
+
+    short = run("users", "create", "bob", "--password-stdin", stdin="short\n")
+    assert short.returncode != 0 and "password: must be at least 8 characters" in short.stderr
+    # the refused password created no user either
+    created = run("users", "create", "bob", "--password-stdin", stdin="a long password\n")
+    assert created.returncode == 0, created.stderr
+    changed = run("users", "passwd", "bob", stdin="another long one\n")
+    assert changed.returncode == 0 and '"passwordSet": true' in changed.stdout
+    nobody = run("users", "passwd", "nobody", stdin="another long one\n")
+    assert nobody.returncode != 0 and "no user named 'nobody'" in nobody.stderr
+    stored = databases.stored_text(pathlib.Path(data))
+    assert b"a long password" not in stored and b"$argon2id$" in stored

@@ -182,6 +182,27 @@ class Server(Child):
         path = os.pathsep.join(p for p in (str(SOURCE_TREE), os.environ.get("PYTHONPATH")) if p)
         return {"PYTHONPATH": path}
 
+    def set_password(self, name: str, password: str) -> None:
+        """``opennimble users passwd NAME``, the password on standard input (portal sign-in)."""
+        data_dir = self.data_dir.resolve()
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "opennimble",
+                "users",
+                "passwd",
+                name,
+                "--data-dir",
+                str(data_dir),
+            ],
+            input=password + "\n",
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **databases.env_for(data_dir), **self.env},
+        )
+
     def user(self, name: str, operator: bool = False) -> User:
         flags = ["--operator"] if operator else []
         created = cli(self.data_dir, "users", "create", name, "--init", *flags, env=self.env)

@@ -37,6 +37,10 @@ users = sa.Table(
     sa.Column("created_at", Micros, nullable=False),
     # a disabled user is refused like a deleted one, and keeps their access keys
     sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    # portal sign-in: an argon2 hash (None: no password set), failures in a row, locked until
+    sa.Column("password_hash", sa.Text, nullable=True),
+    sa.Column("failed_signins", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("locked_until", Micros, nullable=False, server_default="0"),
 )
 
 access_keys = sa.Table(

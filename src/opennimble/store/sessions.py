@@ -215,3 +215,15 @@ def in_states(conn: sa.Connection, states: Iterable[str], host_id: str | None = 
     if host_id is not None:
         query = query.where(t.c.host_id == host_id)
     return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def owner_mark(conn: sa.Connection, studio_ids: list[str], owned_by: str) -> tuple[int, int]:
+    """(how many, the sum of their updated_at) of the sessions ``owned_by`` owns in these
+    studios: it changes whenever one of them changes state (every state change sets
+    ``updated_at``), appears or is purged. Read by the (studio_id, owned_by) index."""
+    t = schema.sessions
+    query = sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(t.c.updated_at), 0)).where(
+        t.c.studio_id.in_(studio_ids), t.c.owned_by == owned_by
+    )
+    count, total = conn.execute(query).one()
+    return int(count), int(total)

@@ -117,3 +117,23 @@ def first_operator(conn: sa.Connection) -> Row | None:
     query = sa.select(u).where(u.c.operator.is_(True), u.c.disabled.is_(False))
     row = conn.execute(query.order_by(u.c.created_at, u.c.user_id).limit(1)).first()
     return dict(row._mapping) if row else None
+
+
+def set_password_hash(conn: sa.Connection, user_id: str, password_hash: str | None) -> bool:
+    """Set (or clear) a user's password hash and lift any lock-out; False if no such user."""
+    result = conn.execute(
+        schema.users.update()
+        .where(schema.users.c.user_id == user_id)
+        .values(password_hash=password_hash, failed_signins=0, locked_until=0)
+    )
+    return bool(result.rowcount)
+
+
+def record_signin(
+    conn: sa.Connection, user_id: str, failed_signins: int, locked_until: int
+) -> None:
+    conn.execute(
+        schema.users.update()
+        .where(schema.users.c.user_id == user_id)
+        .values(failed_signins=failed_signins, locked_until=locked_until)
+    )

@@ -1,0 +1,412 @@
+"""The portal's ASGI application (Starlette), mounted at ``/portal/`` by the server.
+
+Pages are rendered on the server with Jinja2. Every read and every action is an operation of
+the API run by the API's own dispatcher (``invoke``) for the signed-in user: the personas, the
+rules and their error messages are the API's. The signed-in user is kept in a signed cookie
+(HttpOnly, SameSite=Lax, Secure when the public URL is https); every form carries a CSRF token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import pathlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import anyio.to_thread
+import orjson
+from starlette import applications, requests, responses, routing, staticfiles, templating
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+
+from opennimble import clock, errors
+from opennimble.domain import passwords
+from opennimble.domain.identity import Caller
+from opennimble.portal import admin, cards, csrf
+from opennimble.protocol import model
+from opennimble.store import database, users
+from opennimble.store import sessions as sessions_store
+
+Invoke = Callable[[model.Operation, Caller, dict[str, Any]], dict[str, Any]]
+
+HERE = pathlib.Path(__file__).parent
+USER_KEY = "user_id"
+LIVE_CHECK = 0.2  # seconds between the live page's looks at its sessions
+KEEPALIVE = 15.0  # seconds without an event after which a comment is sent
+
+
+class Portal:
+    """The portal; ``invoke`` runs an API operation for a caller (the API's dispatcher)."""
+
+    def __init__(
+        self,
+        db: database.Database,
+        invoke: Invoke,
+        *,
+        secret: bytes,
+        public_url: str,
+        now: clock.Now = clock.system_now,
+    ) -> None:
+        self.db = db
+        self._invoke = invoke
+        self.now = now
+        self.operations = model.operations()
+        self.templates = templating.Jinja2Templates(directory=HERE / "templates")
+        self.templates.env.globals["csrf_field"] = csrf.FIELD
+        self.templates.env.globals["card_actions"] = cards.actions
+        self.templates.env.filters["when"] = cards.when
+        key = hashlib.sha256(b"opennimble portal session\0" + secret).hexdigest()
+        self.app = applications.Starlette(
+            routes=[routing.Mount("/portal", routes=self._routes())],
+            middleware=[
+                Middleware(
+                    SessionMiddleware,
+                    secret_key=key,
+                    session_cookie="opennimble_portal",
+                    same_site="lax",
+                    https_only=public_url.startswith("https://"),
+                    path="/portal",
+                    max_age=12 * 3600,
+                )
+            ],
+        )
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+    def _routes(self) -> list[routing.BaseRoute]:
+        return [
+            routing.Route("/", self.home, name="home"),
+            routing.Mount(
+                "/static", staticfiles.StaticFiles(directory=HERE / "static"), name="static"
+            ),
+            routing.Route("/signin", self.signin_page, name="signin"),
+            routing.Route("/signin", self.signin, methods=["POST"]),
+            routing.Route("/signout", self.signout, methods=["POST"], name="signout"),
+            routing.Route("/launch", self.launch, methods=["POST"], name="launch"),
+            routing.Route("/sessions", self.sessions_page, name="sessions"),
+            routing.Route("/sessions/events", self.events, name="events"),
+            routing.Route(
+                "/studios/{studio_id}",
+                functools.partial(admin.studio_page, self),
+                name="studio",
+            ),
+            routing.Route(
+                "/studios/{studio_id}/launch-profiles/{launch_profile_id}/members",
+                functools.partial(admin.members, self),
+                methods=["POST"],
+                name="members",
+            ),
+            routing.Route(
+                "/sessions/{studio_id}/{session_id}/{action}",
+                self.act,
+                methods=["POST"],
+                name="act",
+            ),
+        ]
+
+    # ---- helpers
+
+    def invoke(self, caller: Caller, name: str, **params: Any) -> dict[str, Any]:
+        return self._invoke(self.operations[name], caller, params)
+
+    def caller(self, request: requests.Request) -> Caller | None:
+        user_id = request.session.get(USER_KEY)
+        if not user_id:
+            return None
+        with self.db.read() as conn:
+            user = users.get_user(conn, user_id)
+        if user is None:
+            request.session.clear()
+            return None
+        return Caller(user["user_id"], user["name"], bool(user["operator"]))
+
+    def render(
+        self, request: requests.Request, template: str, status: int = 200, **context: Any
+    ) -> responses.Response:
+        context.setdefault("caller", None)
+        context["csrf_token"] = csrf.token(request.session)
+        return self.templates.TemplateResponse(request, template, context, status_code=status)
+
+    def refused_form(self, request: requests.Request) -> responses.Response:
+        return self.render(
+            request,
+            "error.html",
+            status=403,
+            message="This form has expired or did not come from this portal (its CSRF token is "
+            "missing or wrong). Go back, reload the page and try again.",
+        )
+
+    # ---- sign-in
+
+    def signin_page(self, request: requests.Request) -> responses.Response:
+        return self.render(request, "signin.html", error=None, name="")
+
+    async def signin(self, request: requests.Request) -> responses.Response:
+        form = await request.form()
+        if not csrf.valid(request.session, form):
+            return self.refused_form(request)
+        name, password = str(form.get("name", "")), str(form.get("password", ""))
+        try:
+            caller = await anyio.to_thread.run_sync(self._sign_in, name, password)
+        except passwords.SigninRefused as exc:
+            return self.render(request, "signin.html", status=401, error=str(exc), name=name)
+        request.session.clear()  # a new session (and CSRF token) for the signed-in user
+        request.session[USER_KEY] = caller.user_id
+        return responses.RedirectResponse(request.url_for("home"), status_code=303)
+
+    def _sign_in(self, name: str, password: str) -> Caller:
+        with self.db.write() as conn:
+            try:
+                return passwords.sign_in(conn, name, password, self.now())
+            except passwords.SigninRefused as exc:
+                refused = exc
+        raise refused  # the failure count is committed first
+
+    async def signout(self, request: requests.Request) -> responses.Response:
+        form = await request.form()
+        if not csrf.valid(request.session, form):
+            return self.refused_form(request)
+        request.session.clear()
+        return responses.RedirectResponse(request.url_for("signin"), status_code=303)
+
+    # ---- pages
+
+    def home(self, request: requests.Request) -> responses.Response:
+        caller = self.caller(request)
+        if caller is None:
+            return responses.RedirectResponse(request.url_for("signin"), status_code=303)
+        studios = []
+        for studio in self.invoke(caller, "ListStudios")["studios"]:
+            profiles = self.invoke(
+                caller, "ListLaunchProfiles", studioId=studio["studioId"], states=["READY"]
+            )["launchProfiles"]
+            offers = [self._offer(caller, studio, p) for p in profiles]
+            studios.append(
+                {
+                    **studio,
+                    "profiles": offers,
+                    "admin": admin.is_admin(self, caller, studio["studioId"]),
+                }
+            )
+        error = request.query_params.get("error")
+        return self.render(request, "home.html", caller=caller, studios=studios, error=error)
+
+    def _offer(self, caller: Caller, studio: dict[str, Any], profile: dict[str, Any]) -> Any:
+        """A launch profile with its images (and their EULAs not yet accepted by the caller)."""
+        studio_id = studio["studioId"]
+        details = self.invoke(
+            caller,
+            "GetLaunchProfileDetails",
+            studioId=studio_id,
+            launchProfileId=profile["launchProfileId"],
+        )
+        accepted = {
+            a["eulaId"]
+            for a in self.invoke(caller, "ListEulaAcceptances", studioId=studio_id)[
+                "eulaAcceptances"
+            ]
+        }
+        images = []
+        for image in details.get("streamingImages", []):
+            pending = [e for e in image.get("eulaIds", []) if e not in accepted]
+            eulas = self.invoke(caller, "ListEulas", eulaIds=pending)["eulas"] if pending else []
+            images.append({**image, "pendingEulas": eulas})
+        return {**profile, "images": images}
+
+    def sessions_page(self, request: requests.Request) -> responses.Response:
+        caller = self.caller(request)
+        if caller is None:
+            return responses.RedirectResponse(request.url_for("signin"), status_code=303)
+        sessions = self._my_sessions(caller)
+        error = request.query_params.get("error")
+        return self.render(request, "sessions.html", caller=caller, sessions=sessions, error=error)
+
+    def _my_sessions(self, caller: Caller) -> list[dict[str, Any]]:
+        """The caller's own sessions in every studio they belong to, newest first."""
+        found = []
+        for studio in self.invoke(caller, "ListStudios")["studios"]:
+            images = self._image_names(caller, studio["studioId"])
+            params: dict[str, Any] = {"studioId": studio["studioId"], "ownedBy": caller.user_id}
+            while True:
+                page = self.invoke(caller, "ListStreamingSessions", **params)
+                found += [
+                    {
+                        **s,
+                        "studioId": studio["studioId"],
+                        "studioName": studio["displayName"],
+                        "imageName": images.get(s["streamingImageId"], s["streamingImageId"]),
+                    }
+                    for s in page["sessions"]
+                    if s["state"] != "DELETED"
+                ]
+                if not page.get("nextToken"):
+                    break
+                params["nextToken"] = page["nextToken"]
+        found.sort(key=lambda s: s["createdAt"], reverse=True)
+        return found
+
+    def _image_names(self, caller: Caller, studio_id: str) -> dict[str, str]:
+        """The studio's streaming images' names by id (ids of deleted ones stay as they are)."""
+        names: dict[str, str] = {}
+        params: dict[str, Any] = {"studioId": studio_id}
+        while True:
+            page = self.invoke(caller, "ListStreamingImages", **params)
+            names.update((i["streamingImageId"], i["name"]) for i in page["streamingImages"])
+            if not page.get("nextToken"):
+                return names
+            params["nextToken"] = page["nextToken"]
+
+    # ---- actions
+
+    async def checked_form(
+        self, request: requests.Request
+    ) -> tuple[Caller, Any] | responses.Response:
+        """The signed-in caller and the form they posted, or the answer refusing it (not
+        signed in: to the sign-in page; no valid CSRF token: refused)."""
+        caller = await anyio.to_thread.run_sync(self.caller, request)
+        if caller is None:
+            return responses.RedirectResponse(request.url_for("signin"), status_code=303)
+        form = await request.form()
+        if not csrf.valid(request.session, form):
+            return self.refused_form(request)
+        return caller, form
+
+    async def launch(self, request: requests.Request) -> responses.Response:
+        checked = await self.checked_form(request)
+        if isinstance(checked, responses.Response):
+            return checked
+        caller, form = checked
+        studio_id = str(form.get("studioId", ""))
+        try:
+            await anyio.to_thread.run_sync(self._launch, caller, studio_id, form)
+        except errors.ServiceError as exc:
+            return _back(request, "home", exc)
+        return responses.RedirectResponse(request.url_for("sessions"), status_code=303)
+
+    def _launch(self, caller: Caller, studio_id: str, form: Any) -> None:
+        eulas = form.getlist("acceptEula")
+        if eulas:
+            self.invoke(caller, "AcceptEulas", studioId=studio_id, eulaIds=list(eulas))
+        params = {
+            key: str(form[key])
+            for key in ("launchProfileId", "streamingImageId", "ec2InstanceType")
+            if form.get(key)
+        }
+        params.update(admin.owner(self, form))
+        self.invoke(caller, "CreateStreamingSession", studioId=studio_id, **params)
+
+    async def act(self, request: requests.Request) -> responses.Response:
+        checked = await self.checked_form(request)
+        if isinstance(checked, responses.Response):
+            return checked
+        caller = checked[0]
+        studio_id = request.path_params["studio_id"]
+        session_id = request.path_params["session_id"]
+        action = request.path_params["action"]
+        operation = {
+            "stop": "StopStreamingSession",
+            "start": "StartStreamingSession",
+            "delete": "DeleteStreamingSession",
+            "open": "CreateStreamingSessionStream",
+        }.get(action)
+        if operation is None:
+            return responses.PlainTextResponse(f"No action {action!r}", status_code=404)
+        try:
+            result = await anyio.to_thread.run_sync(
+                lambda: self.invoke(caller, operation, studioId=studio_id, sessionId=session_id)
+            )
+        except errors.ServiceError as exc:
+            return _back(request, "sessions", exc)
+        if action == "open":
+            return responses.RedirectResponse(result["stream"]["url"], status_code=303)
+        return responses.RedirectResponse(request.url_for("sessions"), status_code=303)
+
+    # ---- live updates
+
+    async def events(self, request: requests.Request) -> responses.Response:
+        caller = await anyio.to_thread.run_sync(self.caller, request)
+        if caller is None:
+            return responses.PlainTextResponse("Sign in first", status_code=401)
+        return responses.StreamingResponse(
+            self._changes(request, caller),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+        )
+
+    async def _changes(self, request: requests.Request, caller: Caller) -> AsyncIterator[bytes]:
+        """Server-sent events: a card's new HTML whenever one of the caller's sessions
+        changes, ``gone`` when one disappears. The browser does not poll: this server reads a
+        cheap mark of the caller's sessions (their count and last changes, one indexed query)
+        every LIVE_CHECK seconds, and lists them through the API only when it moved."""
+        seen: dict[str, tuple[Any, ...]] = {}
+        quiet, mark = 0.0, (-1, -1)
+        try:
+            studios = await anyio.to_thread.run_sync(self._studio_ids, caller)
+        except errors.ServiceError:
+            return  # the user lost access: the page's next load says why
+        while not await request.is_disconnected():
+            moved = await anyio.to_thread.run_sync(self._mark, studios, caller)
+            if moved != mark:
+                mark = moved
+                try:
+                    sessions = await anyio.to_thread.run_sync(self._my_sessions, caller)
+                except errors.ServiceError:
+                    return
+                for event in self._card_events(request, sessions, seen):
+                    quiet = 0.0
+                    yield event
+            quiet += LIVE_CHECK
+            if quiet >= KEEPALIVE:  # a comment line keeps idle proxies from closing it
+                quiet = 0.0
+                yield b": keepalive\n\n"
+            await asyncio.sleep(LIVE_CHECK)
+
+    def _studio_ids(self, caller: Caller) -> list[str]:
+        return [s["studioId"] for s in self.invoke(caller, "ListStudios")["studios"]]
+
+    def _mark(self, studio_ids: list[str], caller: Caller) -> tuple[int, int]:
+        with self.db.read() as conn:
+            return sessions_store.owner_mark(conn, studio_ids, caller.user_id)
+
+    def _card_events(
+        self,
+        request: requests.Request,
+        sessions: list[dict[str, Any]],
+        seen: dict[str, tuple[Any, ...]],
+    ) -> list[bytes]:
+        """Events for the cards that changed since ``seen`` (updated in place)."""
+        events = []
+        current = {s["sessionId"]: s for s in sessions}
+        for session_id, session in current.items():
+            fingerprint = cards.fingerprint(session)
+            if seen.get(session_id) != fingerprint:
+                seen[session_id] = fingerprint
+                card = self._card(request, session)
+                events.append(_event("card", {"id": session_id, "html": card}))
+        for session_id in [s for s in seen if s not in current]:
+            del seen[session_id]
+            events.append(_event("gone", {"id": session_id}))
+        return events
+
+    def _card(self, request: requests.Request, session: dict[str, Any]) -> str:
+        template = self.templates.get_template("card.html")
+        return template.render(
+            s=session,
+            csrf_token=csrf.token(request.session),
+            url_for=request.url_for,
+            card_actions=cards.actions,
+            csrf_field=csrf.FIELD,
+        )
+
+
+def _event(name: str, data: dict[str, Any]) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def _back(request: requests.Request, page: str, exc: errors.ServiceError) -> responses.Response:
+    """Back to ``page`` with the API's refusal shown at its top."""
+    url = request.url_for(page).include_query_params(error=admin.refusal(exc))
+    return responses.RedirectResponse(url, status_code=303)
