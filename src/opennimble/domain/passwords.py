@@ -70,6 +70,8 @@ def sign_in(conn: sa.Connection, user_name: str, password: str, now: int) -> Cal
             )
         users.record_signin(conn, user["user_id"], failures, 0)
         raise refused
+    if user["disabled"]:
+        raise SigninRefused("This account is disabled; an operator can enable it again.")
     if user["failed_signins"] or user["locked_until"]:
         users.record_signin(conn, user["user_id"], 0, 0)
     return Caller(user["user_id"], user["name"], bool(user["operator"]))
