@@ -106,6 +106,10 @@ class Settings(pydantic_settings.BaseSettings):
     max_concurrent_provisions: int = pydantic.Field(default=8, ge=1)
     # desktops this host runs at most at once (the local provider's capacity)
     max_desktops: int = pydantic.Field(default=16, ge=1)
+    # a desktop's CPU and memory limits: its ec2InstanceType's EC2 figures times this factor
+    desktop_resource_scale: float = pydantic.Field(default=1.0, gt=0, le=64)
+    # processes (and threads) one desktop may have at once
+    desktop_max_processes: int = pydantic.Field(default=1024, ge=16)
     # the local provider's desktop recipes: ec2ImageId (or "default") -> what runs in the display
     desktop_recipes: dict[str, DesktopRecipe] = {}
     page_size: int = pydantic.Field(default=100, ge=1, le=100)

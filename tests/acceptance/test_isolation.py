@@ -64,7 +64,7 @@ def eventually(check: Callable[[], bool], timeout: float = 10) -> bool:
 def program_pids(desktop: dict[str, Any], name: str) -> list[int]:
     return [
         pid
-        for pid in local_process.session_pids(desktop["session_id"])
+        for pid in desktops.session_pids(desktop["session_id"])
         if pathlib.Path(f"/proc/{pid}/comm").read_text().strip() == name
     ]
 

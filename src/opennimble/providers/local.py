@@ -40,10 +40,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from opennimble import config
+from opennimble.domain import instance_types
 from opennimble.providers import (
     base,
     local_accounts,
     local_backups,
+    local_cgroups,
     local_host,
     local_network,
     local_process,
@@ -96,14 +98,30 @@ class LocalProvider(base.Provider):
         advertise_host: str | None = None,
         closed_ports: set[int] | None = None,
         filter_table: str | None = None,
+        resource_scale: float = 1.0,
+        max_processes: int = 1024,
+        groups: local_cgroups.Hierarchy | None = None,
     ) -> None:
         self._runtime_dir = pathlib.Path(runtime_dir).absolute()
+        self._groups = groups or local_cgroups.hierarchy(self._runtime_dir.parent)
+        problem = self._groups.usable()
+        if problem is not None:  # refused at start, not at the first session
+            raise base.PermanentFailure(
+                f"the local provider runs each desktop in a control group of its own, but "
+                f"{problem}: run the server as root on a machine with cgroups mounted "
+                f"(cgroup v2 at {local_cgroups.ROOT}, or the v1 controllers "
+                f"{', '.join(local_cgroups.V1_CONTROLLERS)})"
+            )
+        self._resource_scale = resource_scale
+        self._max_processes = max_processes
         self._homes_dir = pathlib.Path(homes_dir or self._runtime_dir.parent / "homes").absolute()
         self._xvnc = xvnc
         self._geometry = geometry
         self._ready_timeout = ready_timeout
         ending = local_process.Ending(grace=stop_grace)
-        self._host = local_host.Host(self._runtime_dir, max_desktops=max_desktops, ending=ending)
+        self._host = local_host.Host(
+            self._runtime_dir, max_desktops=max_desktops, ending=ending, groups=self._groups
+        )
         self._recipes = dict(recipes or {})
         isolate = local_accounts.can_isolate() if isolate is None else isolate
         self._accounts = local_accounts.Accounts(self._homes_dir, isolate=isolate)
@@ -143,6 +161,8 @@ class LocalProvider(base.Provider):
             advertise_host=settings.resolved_advertise_host,
             closed_ports=local_network.database_ports(settings.resolved_database_url),
             filter_table=local_network.table_name(settings.data_dir),
+            resource_scale=settings.desktop_resource_scale,
+            max_processes=settings.desktop_max_processes,
         )
 
     # ---- the contract -----------------------------------------------------------------------
@@ -169,10 +189,12 @@ class LocalProvider(base.Provider):
         previous = Account.from_state(state) or Account.from_state(record)
         await self._adopt_storage(previous, account, sid)
         self._host.session_dir(sid).mkdir(mode=0o711, parents=True, exist_ok=True)
-        runners = local_session.system_runners(self._host, spec, account, self._ready_timeout)
-        await local_scripts.run_all(spec.init_scripts, base.SYSTEM_INITIALIZATION, *runners)
-        state = await self._start_xvnc(exe, spec, account)
-        try:
+        state = {}
+        try:  # a start that fails leaves nothing running, nor its control group
+            await asyncio.to_thread(self._make_group, spec)
+            runners = local_session.system_runners(self._host, spec, account, self._ready_timeout)
+            await local_scripts.run_all(spec.init_scripts, base.SYSTEM_INITIALIZATION, *runners)
+            state = await self._start_xvnc(exe, spec, account)
             recipe, display = chosen.recipe, state["display"]
             await local_session.start(
                 self._host, spec, account, recipe, display, self._ready_timeout
@@ -300,6 +322,24 @@ class LocalProvider(base.Provider):
         await local_session.discard_storage(previous, sid)
         log.info("moved the storage of session %s from %s to %s", sid, previous.name, account.name)
 
+    def _make_group(self, spec: base.DesktopSpec) -> None:
+        """The desktop's control group, with the limits of its instance type."""
+        group = self._host.groups.group(spec.session_id)
+        group.create()
+        group.limit(self.limits(spec.ec2_instance_type))
+
+    def limits(self, instance_type: str) -> local_cgroups.Limits:
+        """A desktop's limits: its instance type's vCPUs and memory, scaled for this host."""
+        try:
+            resources = instance_types.resources(instance_type, self._resource_scale)
+        except KeyError:
+            raise base.PermanentFailure(f"unknown ec2InstanceType {instance_type!r}") from None
+        return local_cgroups.Limits(
+            cpus=float(resources.vcpus),
+            memory=resources.memory_mib * 1024 * 1024,
+            pids=self._max_processes,
+        )
+
     def _attachable(self, record: dict[str, Any], sid: str) -> bool:
         """Whether ``record`` is a desktop of ``sid`` that came all the way up and still runs."""
         return (
@@ -416,6 +456,7 @@ class LocalProvider(base.Provider):
         sid = state["session_id"]
         try:
             pid, started = self._host.spawn(
+                sid,
                 argv,
                 self._host.session_dir(sid) / local_host.LOG_FILE,
                 env=local_session.environment(self._host, account, sid),
