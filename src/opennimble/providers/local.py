@@ -488,6 +488,11 @@ class LocalProvider(base.Provider):
         pid, started = state.get("pid"), state.get("start_time")
         status = await self._host.exit_status(pid, started) if isinstance(pid, int) else None
         message = f"{local_xvnc.describe_exit(status)}: {self._host.log_tail(sid)}"
+        if await asyncio.to_thread(self._host.groups.group(sid).oom_kills):
+            message = (
+                "The desktop used more memory than its ec2InstanceType allows and the kernel "
+                f"ended it (desktop_resource_scale {self._resource_scale:g}); {message}"
+            )
         same = record.get("pid") == pid and record.get("start_time") == started
         if same and not record.get("ready"):
             raise base.PermanentFailure(message)  # died before it ever became ready
