@@ -106,6 +106,8 @@ class Settings(pydantic_settings.BaseSettings):
     max_concurrent_provisions: int = pydantic.Field(default=8, ge=1)
     # desktops this host runs at most at once (the local provider's capacity)
     max_desktops: int = pydantic.Field(default=16, ge=1)
+    # desktops one owner (a user, in any studio) runs at once on this host
+    max_desktops_per_owner: int = pydantic.Field(default=4, ge=1)
     # a desktop's CPU and memory limits: its ec2InstanceType's EC2 figures times this factor
     desktop_resource_scale: float = pydantic.Field(default=1.0, gt=0, le=64)
     # processes (and threads) one desktop may have at once

@@ -8,7 +8,8 @@ and applications of the image's desktop recipe), all running as the owner's own 
 2. run the ``SYSTEM_INITIALIZATION`` scripts: those an operator wrote as the provider's own
    user (root), all others as the owner's account (:mod:`opennimble.domain.components`);
 3. start Xvnc (VNC password, own ``Xauthority``, clipboard as the launch profile says), unless
-   the host already runs ``max_desktops`` desktops (``INSUFFICIENT_CAPACITY``);
+   the host already runs ``max_desktops`` desktops, or ``max_desktops_per_owner`` of the
+   owner's (``INSUFFICIENT_CAPACITY``);
 4. create the session's storage, ``~/sessions/<session id>`` in the owner's home;
 5. run the ``USER_INITIALIZATION`` scripts as the owner, with the display;
 6. start the session script (steps 4 to 6: :mod:`local_session`, :mod:`local_recipes`).
@@ -92,6 +93,7 @@ class LocalProvider(base.Provider):
         ready_timeout: float = 30.0,
         stop_grace: float = STOP_GRACE,
         max_desktops: int = 16,
+        max_desktops_per_owner: int = 4,
         recipes: Mapping[str, config.DesktopRecipe] | None = None,
         isolate: bool | None = None,
         interface: str = HOST,
@@ -120,7 +122,11 @@ class LocalProvider(base.Provider):
         self._ready_timeout = ready_timeout
         ending = local_process.Ending(grace=stop_grace)
         self._host = local_host.Host(
-            self._runtime_dir, max_desktops=max_desktops, ending=ending, groups=self._groups
+            self._runtime_dir,
+            max_desktops=max_desktops,
+            max_per_owner=max_desktops_per_owner,
+            ending=ending,
+            groups=self._groups,
         )
         self._recipes = dict(recipes or {})
         isolate = local_accounts.can_isolate() if isolate is None else isolate
@@ -156,6 +162,7 @@ class LocalProvider(base.Provider):
             geometry=settings.desktop_geometry,
             ready_timeout=settings.desktop_ready_timeout,
             max_desktops=settings.max_desktops,
+            max_desktops_per_owner=settings.max_desktops_per_owner,
             recipes=settings.desktop_recipes,
             interface=settings.desktop_interface,
             advertise_host=settings.resolved_advertise_host,
@@ -183,7 +190,7 @@ class LocalProvider(base.Provider):
         path = {**local_session.base_environment(), **chosen.recipe.environment}["PATH"]
         local_recipes.check_installed(chosen, spec.clipboard, path)
         self._prepare_directories()
-        self._host.check_capacity(sid)  # early: no scripts for a desktop that cannot start
+        self._host.check_capacity(sid, spec.owned_by)  # early: no scripts then
         account = await asyncio.to_thread(self._account, spec)
         await self._filter(account)
         previous = Account.from_state(state) or Account.from_state(record)
@@ -400,7 +407,7 @@ class LocalProvider(base.Provider):
         password = local_xvnc.new_password()
         state: dict[str, Any] = {"display": None, "port": port, "host": self._advertise_host}
         state.update(password=password, runtime_dir=str(directory), session_id=sid)
-        state.update(account.as_state(), launched=False)
+        state.update(account.as_state(), launched=False, owned_by=spec.owned_by)
         owner = local_session.owner_of(account)
         xauthority, password_file = (
             directory / local_session.XAUTHORITY_FILE,
@@ -411,7 +418,7 @@ class LocalProvider(base.Provider):
         obfuscated = await asyncio.to_thread(local_xvnc.password_file_content, password)
         local_xvnc.write_private(password_file, obfuscated, owner)
         async with self._host.lock():
-            self._host.check_capacity(sid)
+            self._host.check_capacity(sid, spec.owned_by)
             read_fd, write_fd = os.pipe()
             argv = local_xvnc.xvnc_command(
                 exe,

@@ -35,12 +35,14 @@ class Host:
         runtime_dir: pathlib.Path,
         *,
         max_desktops: int,
+        max_per_owner: int = 4,
         ending: local_process.Ending,
         groups: local_cgroups.Hierarchy,
     ) -> None:
         self.runtime_dir = runtime_dir
         self.groups = groups
         self.max_desktops = max_desktops
+        self.max_per_owner = max_per_owner
         self.ending = ending
         # The children of this process (Xvnc, sessions) by (pid, start time); each has a reaper.
         self.children: dict[tuple[int, int | None], subprocess.Popen[bytes]] = {}
@@ -73,12 +75,22 @@ class Host:
     def log_tail(self, sid: str) -> str:
         return local_xvnc.log_tail(self.session_dir(sid) / LOG_FILE)
 
-    def check_capacity(self, sid: str) -> None:
-        """PermanentFailure (INSUFFICIENT_CAPACITY) if ``max_desktops`` others run already."""
-        if len(self.running(but=sid)) >= self.max_desktops:
+    def check_capacity(self, sid: str, owner: str) -> None:
+        """PermanentFailure (INSUFFICIENT_CAPACITY) if ``max_desktops`` others run already, or
+        ``max_per_owner`` others of ``owner`` (a user id, whatever the studio)."""
+        running = self.running(but=sid)
+        if len(running) >= self.max_desktops:
             raise base.PermanentFailure(
                 f"This host already runs its maximum of {self.max_desktops} desktops "
                 "(max_desktops): stop or delete a session and try again",
+                "INSUFFICIENT_CAPACITY",
+            )
+        owned = sum(1 for _, record in running if record.get("owned_by") == owner)
+        if owned >= self.max_per_owner:
+            raise base.PermanentFailure(
+                f"The owner already runs {owned} desktops on this host, its maximum "
+                f"(max_desktops_per_owner {self.max_per_owner}): stop or delete one of their "
+                "sessions and try again",
                 "INSUFFICIENT_CAPACITY",
             )
 
