@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Coroutine
@@ -51,6 +52,9 @@ def common(fn: Any) -> Any:
 
 
 def settings_from(config_file: str | None, **flags: Any) -> config.Settings:
+    # everything a command creates (the data directory, the SQLite database wherever
+    # database_url puts it, logs, keys) is private to the server's user from the start
+    os.umask(0o077)
     _refuse_password_in_argv(flags.get("database_url"))
     try:
         return config.load(config_file, **flags)

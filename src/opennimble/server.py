@@ -13,6 +13,7 @@ import fcntl
 import logging
 import os
 import pathlib
+import stat
 from typing import IO, Any
 
 import orjson
@@ -29,10 +30,20 @@ reconciler_log = logging.getLogger("opennimble.reconciler")
 
 def open_database(settings: config.Settings) -> database.Database:
     """The installation's database, with its schema upgraded to the newest migration."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_data_dir(settings)
     db = database.Database(settings.resolved_database_url)
     db.upgrade()
     return db
+
+
+def private_data_dir(settings: config.Settings) -> None:
+    """Make the data directory (mode 0700 under the commands' umask 077), or take away what
+    other users could read or write in one that exists: only the server reads its files.
+    (Desktop accounts may still need to *search* it: the local provider allows that.)"""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    mode = stat.S_IMODE(settings.data_dir.stat().st_mode)
+    if mode & 0o066:
+        settings.data_dir.chmod(mode & ~0o066)
 
 
 def cipher(settings: config.Settings, db: database.Database | None = None) -> crypto.Cipher:
@@ -51,7 +62,7 @@ def exclusive_lock(settings: config.Settings, *, reconciler: bool = True) -> IO[
     sqlite = database.is_sqlite(settings.resolved_database_url)
     if not (sqlite or reconciler):
         return None
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_data_dir(settings)
     path = pathlib.Path(settings.data_dir) / "serve.lock"
     # "a": a process refused the lock must not truncate the holder's pid away
     handle = open(path, "a")  # noqa: SIM115 - held for the life of the process

@@ -138,7 +138,6 @@ def fresh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         server.stop()
 
 
-@pytest.mark.needs_isolation
 def test_the_data_directory_is_private_before_any_desktop(fresh_server: Server) -> None:
     """Until the first desktop started, the data directory was 0755 and the database 0644
     (finding 3): an artist copied the database. From the start, nothing in it is readable by

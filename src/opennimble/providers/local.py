@@ -195,7 +195,8 @@ class LocalProvider(base.Provider):
         await self._filter(account)
         previous = Account.from_state(state) or Account.from_state(record)
         await self._adopt_storage(previous, account, sid)
-        self._host.session_dir(sid).mkdir(mode=0o711, parents=True, exist_ok=True)
+        self._host.session_dir(sid).mkdir(parents=True, exist_ok=True)
+        self._host.session_dir(sid).chmod(0o711)  # whatever the server's umask (077)
         state = {}
         try:  # a start that fails leaves nothing running, nor its control group
             await asyncio.to_thread(self._make_group, spec)

@@ -305,7 +305,9 @@ def hierarchy(installation: pathlib.Path, root: pathlib.Path = ROOT) -> Hierarch
 
 def popen(into: Group | None, argv: list[str], **options: Any) -> subprocess.Popen[bytes]:
     """``subprocess.Popen(argv, **options)`` with the process in group ``into`` before it runs
-    ``argv`` (its standard input is then ``/dev/null``)."""
+    ``argv`` (its standard input is then ``/dev/null``). Desktop processes get the usual umask
+    (022), not the server's private one."""
+    options.setdefault("umask", 0o022)
     if into is None:
         return subprocess.Popen(argv, **options)
     read_fd, write_fd = os.pipe()
