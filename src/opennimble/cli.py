@@ -19,6 +19,7 @@ import uvicorn
 from opennimble import clock, config, demo, server
 from opennimble.api import coverage
 from opennimble.domain import identity
+from opennimble.providers import base as provider_base
 from opennimble.reconciler import loop
 from opennimble.store import crypto, database
 
@@ -120,7 +121,7 @@ def serve(config_file: str | None, with_demo: bool, **flags: Any) -> None:
     db = server.open_database(settings)
     try:
         app = server.Root(settings, db)
-    except (crypto.KeyMismatch, LookupError) as exc:
+    except (crypto.KeyMismatch, LookupError, provider_base.ProviderFailure) as exc:
         raise click.ClickException(str(exc)) from None
     if with_demo:
         demo.bootstrap(settings, app.api)
@@ -169,7 +170,7 @@ def worker(config_file: str | None, **flags: Any) -> None:
         lock = server.exclusive_lock(settings)
         db = server.open_database(settings)
         reconciler = loop.Reconciler.from_settings(db, settings)
-    except (RuntimeError, LookupError, crypto.KeyMismatch) as exc:
+    except (RuntimeError, LookupError, crypto.KeyMismatch, provider_base.ProviderFailure) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(
         f"opennimble worker for host {settings.resolved_host_id} (desktops at "

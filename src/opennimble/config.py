@@ -6,6 +6,7 @@ variables, a TOML file named by ``OPENNIMBLE_CONFIG`` (or ``--config``), and the
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pathlib
 import re
@@ -125,7 +126,12 @@ class Settings(pydantic_settings.BaseSettings):
     # where this host's desktops listen, and the address API servers use to reach them
     desktop_interface: str = "127.0.0.1"
     advertise_host: str = ""
-    # the owners' homes (default: DATA_DIR/homes); hosts may share one (e.g. over NFS)
+    # what desktop accounts reach, kept out of the (private) data dir: the desktops' runtime
+    # files and, unless homes_dir says otherwise, the owners' homes (default:
+    # /var/lib/opennimble/<hash of the data dir>); other users must be able to search every
+    # directory above it
+    desktops_dir: pathlib.Path | None = None
+    # the owners' homes (default: DESKTOPS_DIR/homes); hosts may share one (e.g. over NFS)
     homes_dir: pathlib.Path | None = None
     # the local provider's session backups (default: DATA_DIR/backups), private to the server
     backups_dir: pathlib.Path | None = None
@@ -197,8 +203,26 @@ class Settings(pydantic_settings.BaseSettings):
         return pathlib.Path(__file__).resolve().parents[2] / "node_modules" / "@novnc" / "novnc"
 
     @property
+    def resolved_desktops_dir(self) -> pathlib.Path:
+        return self.desktops_dir or default_desktops_dir(self.data_dir)
+
+    @property
     def runtime_dir(self) -> pathlib.Path:
-        return self.data_dir / "desktops"
+        return self.resolved_desktops_dir / "desktops"
+
+    @property
+    def resolved_homes_dir(self) -> pathlib.Path:
+        return self.homes_dir or self.resolved_desktops_dir / "homes"
+
+
+DESKTOPS_ROOT = pathlib.Path("/var/lib/opennimble")
+
+
+def default_desktops_dir(data_dir: pathlib.Path) -> pathlib.Path:
+    """Where an installation keeps what its desktop accounts reach, unless ``desktops_dir``
+    says: a directory of its own under /var/lib/opennimble, named after its data directory."""
+    digest = hashlib.sha256(str(pathlib.Path(data_dir).resolve()).encode()).hexdigest()
+    return DESKTOPS_ROOT / digest[:12]
 
 
 def load(config_file: str | None = None, **overrides: Any) -> Settings:

@@ -382,8 +382,8 @@ def test_a_data_directory_closed_to_other_users_is_refused(data_dir: pathlib.Pat
         asyncio.run(provider.start(make_spec(), {}))
     assert failure.value.message == (
         f"desktop accounts cannot reach {closed}/data/desktops: {closed} does not let other "
-        f"users search it (mode 0700); allow it with chmod o+x {closed} or move the data "
-        "directory (data_dir) elsewhere"
+        f"users search it (mode 0700); allow it with chmod o+x {closed} or set desktops_dir "
+        "(and homes_dir) to a directory other users can reach"
     )
 
 

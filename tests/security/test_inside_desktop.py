@@ -100,8 +100,11 @@ LISTINGS: dict[str, tuple[Path, str]] = {
         lambda s: pathlib.Path(s.b["runtime_dir"]),
         "desktops' runtime directories can be searched, not listed (0711)",
     ),
-    "all-homes": (lambda s: s.data_dir / "homes", "no artist lists the accounts (0711)"),
-    "all-desktops": (lambda s: s.data_dir / "desktops", "no artist lists the sessions (0711)"),
+    "all-homes": (lambda s: s.desktops_dir / "homes", "no artist lists the accounts (0711)"),
+    "all-desktops": (
+        lambda s: s.desktops_dir / "desktops",
+        "no artist lists the sessions (0711)",
+    ),
     "backups": (lambda s: s.data_dir / "backups", "the backups are the server's (0700)"),
 }
 

@@ -25,7 +25,7 @@ ROLE_VERSION = "2021-03-31"
 
 def record(server: Server, session_id: str) -> dict[str, Any]:
     """What the local provider recorded of a session's desktop."""
-    path = server.data_dir / "desktops" / session_id / "desktop.json"
+    path = server.desktops_dir / "desktops" / session_id / "desktop.json"
     data: dict[str, Any] = json.loads(path.read_text())
     return data
 

@@ -154,9 +154,15 @@ class LocalProvider(base.Provider):
 
     @classmethod
     def from_settings(cls, settings: config.Settings) -> LocalProvider:
+        provider = cls._from_settings(settings)
+        provider._prepare_directories()  # refused at start, not at the first session
+        return provider
+
+    @classmethod
+    def _from_settings(cls, settings: config.Settings) -> LocalProvider:
         return cls(
             runtime_dir=settings.runtime_dir,
-            homes_dir=settings.homes_dir or settings.data_dir / "homes",
+            homes_dir=settings.resolved_homes_dir,
             backups_dir=settings.backups_dir or settings.data_dir / "backups",
             xvnc=settings.xvnc,
             geometry=settings.desktop_geometry,
@@ -370,7 +376,8 @@ class LocalProvider(base.Provider):
             own = {self._runtime_dir, self._homes_dir}
             closed = local_accounts.open_for_desktops(self._runtime_dir.parent, own)
             if closed:
-                log.warning("closed %s of the data directory to other users", ", ".join(closed))
+                where = self._runtime_dir.parent
+                log.warning("closed %s of %s to other users", ", ".join(closed), where)
             _ensure_x11_sockets()
             self._opened = True
         for directory in (self._runtime_dir, self._homes_dir):
