@@ -35,10 +35,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from tests.support import desktops
 from tests.support import server as support
 from tests.support import world as worlds
 
-from opennimble.providers import local_accounts, local_process, local_xvnc
+from opennimble.providers import local_accounts, local_xvnc
 
 POLL = 0.01
 IDLE = 3.0
@@ -161,6 +162,7 @@ def service(count: int) -> tuple[list[float], list[float], tuple[int, int], int]
     base.chmod(0o711)
     env = {
         "OPENNIMBLE_MAX_DESKTOPS": str(count + 4),
+        "OPENNIMBLE_MAX_DESKTOPS_PER_OWNER": str(count + 4),
         "OPENNIMBLE_MAX_SESSIONS_PER_OWNER": str(count + 4),
         "OPENNIMBLE_LOG_LEVEL": "warning",
     }
@@ -176,8 +178,9 @@ def service(count: int) -> tuple[list[float], list[float], tuple[int, int], int]
             server_side.append(server_seconds)
             ids.append(session_id)
         time.sleep(IDLE)
-        memory = memory_kib(local_process.session_pids(ids[-1]))
-        processes = len(local_process.session_pids(ids[-1]))
+        pids = desktops.session_pids(ids[-1])  # the desktop's control group
+        memory = memory_kib(pids)
+        processes = len(pids)
         worlds.delete_all_sessions(world, timeout=120)
         return client_side, server_side, memory, processes
     finally:

@@ -37,6 +37,7 @@ def timed(env: dict[str, str], count: int) -> list[float]:
     base.chmod(0o711)
     env = {
         "OPENNIMBLE_MAX_DESKTOPS": str(count + 4),
+        "OPENNIMBLE_MAX_DESKTOPS_PER_OWNER": str(count + 4),
         "OPENNIMBLE_MAX_SESSIONS_PER_OWNER": str(count + 4),
         "OPENNIMBLE_LOG_LEVEL": "warning",
         **env,

@@ -8,6 +8,7 @@ installation (permissions, states and the reconciler's wake-up as for any client
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -59,6 +60,9 @@ def common(fn: Any) -> Any:
 
 
 def settings_from(config_file: str | None, **flags: Any) -> config.Settings:
+    # everything a command creates (the data directory, the SQLite database wherever
+    # database_url puts it, logs, keys) is private to the server's user from the start
+    os.umask(0o077)
     _refuse_password_in_argv(flags.get("database_url"))
     try:
         return config.load(config_file, **flags)

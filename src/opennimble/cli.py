@@ -17,6 +17,7 @@ import opennimble
 from opennimble import admin, config, connections, demo, installation, logs, server
 from opennimble.api import coverage
 from opennimble.protocol import model
+from opennimble.providers import base as provider_base
 from opennimble.reconciler import loop
 from opennimble.store import crypto, database
 
@@ -65,7 +66,7 @@ def serve(config_file: str | None, with_demo: bool, **flags: Any) -> None:
     db = admin.open_installation(settings, create=True)
     try:
         app = server.Root(settings, db)
-    except (crypto.KeyMismatch, LookupError) as exc:
+    except (crypto.KeyMismatch, LookupError, provider_base.ProviderFailure) as exc:
         raise click.ClickException(str(exc)) from None
     if with_demo:
         demo.bootstrap(settings, app.api)
@@ -125,7 +126,13 @@ def worker(config_file: str | None, **flags: Any) -> None:
         lock = server.exclusive_lock(settings)
         db = server.open_database(settings)
         reconciler = loop.Reconciler.from_settings(db, settings)
-    except (RuntimeError, LookupError, crypto.KeyMismatch, installation.Problem) as exc:
+    except (
+        RuntimeError,
+        LookupError,
+        crypto.KeyMismatch,
+        installation.Problem,
+        provider_base.ProviderFailure,
+    ) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(
         f"opennimble worker for host {settings.resolved_host_id} (desktops at "

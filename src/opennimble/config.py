@@ -6,6 +6,7 @@ variables, a TOML file named by ``OPENNIMBLE_CONFIG`` (or ``--config``), and the
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pathlib
 import re
@@ -116,6 +117,12 @@ class Settings(pydantic_settings.BaseSettings):
     max_concurrent_provisions: int = pydantic.Field(default=8, ge=1)
     # desktops this host runs at most at once (the local provider's capacity)
     max_desktops: int = pydantic.Field(default=16, ge=1)
+    # desktops one owner (a user, in any studio) runs at once on this host
+    max_desktops_per_owner: int = pydantic.Field(default=4, ge=1)
+    # a desktop's CPU and memory limits: its ec2InstanceType's EC2 figures times this factor
+    desktop_resource_scale: float = pydantic.Field(default=1.0, gt=0, le=64)
+    # processes (and threads) one desktop may have at once
+    desktop_max_processes: int = pydantic.Field(default=1024, ge=16)
     # the local provider's desktop recipes: ec2ImageId (or "default") -> what runs in the display
     desktop_recipes: dict[str, DesktopRecipe] = {}
     page_size: int = pydantic.Field(default=100, ge=1, le=100)
@@ -129,7 +136,12 @@ class Settings(pydantic_settings.BaseSettings):
     # where this host's desktops listen, and the address API servers use to reach them
     desktop_interface: str = "127.0.0.1"
     advertise_host: str = ""
-    # the owners' homes (default: DATA_DIR/homes); hosts may share one (e.g. over NFS)
+    # what desktop accounts reach, kept out of the (private) data dir: the desktops' runtime
+    # files and, unless homes_dir says otherwise, the owners' homes (default:
+    # /var/lib/opennimble/<hash of the data dir>); other users must be able to search every
+    # directory above it
+    desktops_dir: pathlib.Path | None = None
+    # the owners' homes (default: DESKTOPS_DIR/homes); hosts may share one (e.g. over NFS)
     homes_dir: pathlib.Path | None = None
     # the local provider's session backups (default: DATA_DIR/backups), private to the server
     backups_dir: pathlib.Path | None = None
@@ -227,8 +239,26 @@ class Settings(pydantic_settings.BaseSettings):
         return (found or candidates[1:])[0]
 
     @property
+    def resolved_desktops_dir(self) -> pathlib.Path:
+        return self.desktops_dir or default_desktops_dir(self.data_dir)
+
+    @property
     def runtime_dir(self) -> pathlib.Path:
-        return self.data_dir / "desktops"
+        return self.resolved_desktops_dir / "desktops"
+
+    @property
+    def resolved_homes_dir(self) -> pathlib.Path:
+        return self.homes_dir or self.resolved_desktops_dir / "homes"
+
+
+DESKTOPS_ROOT = pathlib.Path("/var/lib/opennimble")
+
+
+def default_desktops_dir(data_dir: pathlib.Path) -> pathlib.Path:
+    """Where an installation keeps what its desktop accounts reach, unless ``desktops_dir``
+    says: a directory of its own under /var/lib/opennimble, named after its data directory."""
+    digest = hashlib.sha256(str(pathlib.Path(data_dir).resolve()).encode()).hexdigest()
+    return DESKTOPS_ROOT / digest[:12]
 
 
 class Invalid(ValueError):

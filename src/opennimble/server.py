@@ -16,6 +16,7 @@ import logging
 import os
 import pathlib
 import socket
+import stat
 from typing import IO, Any
 
 import sqlalchemy as sa
@@ -42,6 +43,7 @@ def open_database(settings: config.Settings, *, create: bool = True) -> database
         installation.require_sqlite(settings)
     if create or sqlite:  # (an existing PostgreSQL installation needs no data directory here)
         installation.prepare_data_dir(settings.data_dir)
+        private_data_dir(settings)
     db = database.Database(settings.resolved_database_url)
     try:
         if not create and not sqlite:
@@ -80,6 +82,16 @@ def listen(settings: config.Settings) -> tuple[socket.socket, config.Settings]:
     return sock, settings.model_copy(update={"port": port})
 
 
+def private_data_dir(settings: config.Settings) -> None:
+    """Make the data directory (mode 0700 under the commands' umask 077), or take away what
+    other users could read or write in one that exists: only the server reads its files.
+    (Desktop accounts may still need to *search* it: the local provider allows that.)"""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    mode = stat.S_IMODE(settings.data_dir.stat().st_mode)
+    if mode & 0o066:
+        settings.data_dir.chmod(mode & ~0o066)
+
+
 def cipher(settings: config.Settings, db: database.Database | None = None) -> crypto.Cipher:
     """The installation key; with ``db``, checked to be the key that database was set up with
     (:class:`crypto.KeyMismatch` otherwise)."""
@@ -97,6 +109,7 @@ def exclusive_lock(settings: config.Settings, *, reconciler: bool = True) -> IO[
     if not (sqlite or reconciler):
         return None
     installation.prepare_data_dir(settings.data_dir)
+    private_data_dir(settings)
     path = pathlib.Path(settings.data_dir) / "serve.lock"
     # "a": a process refused the lock must not truncate the holder's pid away
     handle = open(path, "a")  # noqa: SIM115 - held for the life of the process

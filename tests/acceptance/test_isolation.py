@@ -64,7 +64,7 @@ def eventually(check: Callable[[], bool], timeout: float = 10) -> bool:
 def program_pids(desktop: dict[str, Any], name: str) -> list[int]:
     return [
         pid
-        for pid in local_process.session_pids(desktop["session_id"])
+        for pid in desktops.session_pids(desktop["session_id"])
         if pathlib.Path(f"/proc/{pid}/comm").read_text().strip() == name
     ]
 
@@ -108,7 +108,7 @@ def test_an_owner_can_do_nothing_to_another_owners_desktop(
         "signal a process": ["kill", "-TERM", str(xterm)],
         "read the X cookie": ["cat", f"{mine['runtime_dir']}/Xauthority"],
         "read the VNC password": ["cat", f"{mine['runtime_dir']}/passwd"],
-        "list the desktops": ["ls", str(data / "desktops")],
+        "list the desktops": ["ls", str(world.server.desktops_dir / "desktops")],
     }
     for name in ("opennimble.db", "secret.key"):  # the database file: on SQLite only
         if (data / name).exists():

@@ -23,7 +23,8 @@ pytestmark = pytest.mark.xvnc
 @pytest.fixture
 def fresh(tmp_path: pathlib.Path) -> Iterator[worlds.World]:
     # about durability, not capacity: room for all the desktops a burst of creates asks for
-    srv = support.Server(tmp_path / "data", env={"OPENNIMBLE_MAX_DESKTOPS": "64"})
+    room = {"OPENNIMBLE_MAX_DESKTOPS": "64", "OPENNIMBLE_MAX_DESKTOPS_PER_OWNER": "64"}
+    srv = support.Server(tmp_path / "data", env=room)
     srv.start()
     try:
         built = worlds.build(srv)
@@ -31,13 +32,13 @@ def fresh(tmp_path: pathlib.Path) -> Iterator[worlds.World]:
         worlds.delete_all_sessions(built)
     finally:
         srv.stop()
-        leftovers = support.xvnc_pids(str(srv.data_dir))
+        leftovers = support.xvnc_pids(str(srv.desktops_dir))
         support.kill_all(leftovers)
     assert leftovers == [], "Xvnc processes left behind"
 
 
-def desktop_pid(data_dir: pathlib.Path, session_id: str) -> int | None:
-    record = data_dir / "desktops" / session_id / "desktop.json"
+def desktop_pid(desktops_dir: pathlib.Path, session_id: str) -> int | None:
+    record = desktops_dir / "desktops" / session_id / "desktop.json"
     pid = json.loads(record.read_text()).get("pid") if record.exists() else None
     return int(pid) if pid else None
 
@@ -57,13 +58,13 @@ def test_kill9_and_restart_loses_nothing_and_reattaches(fresh: worlds.World) -> 
         artist.get_waiter("streaming_session_ready").wait(
             studioId=sid, sessionId=session_id, WaiterConfig=FAST
         )
-    pids_before = {s: desktop_pid(srv.data_dir, s) for s in ready}
+    pids_before = {s: desktop_pid(srv.desktops_dir, s) for s in ready}
     doomed = ready.pop()
     artist.delete_streaming_session(studioId=sid, sessionId=doomed)
     just_created = [create(artist, fresh) for _ in range(2)]
 
     srv.kill9()
-    assert support.xvnc_pids(str(srv.data_dir)), "desktops outlive the server process"
+    assert support.xvnc_pids(str(srv.desktops_dir)), "desktops outlive the server process"
     srv.start()
 
     artist = fresh.artist.client()
@@ -75,9 +76,9 @@ def test_kill9_and_restart_loses_nothing_and_reattaches(fresh: worlds.World) -> 
         studioId=sid, sessionId=doomed, WaiterConfig=FAST
     )
     for session_id in ready:  # the running desktops were re-attached, not replaced
-        assert desktop_pid(srv.data_dir, session_id) == pids_before[session_id]
+        assert desktop_pid(srv.desktops_dir, session_id) == pids_before[session_id]
     worlds.delete_all_sessions(fresh)
-    assert support.xvnc_pids(str(srv.data_dir)) == []
+    assert support.xvnc_pids(str(srv.desktops_dir)) == []
 
 
 def test_kill9_during_a_stream_of_creates(fresh: worlds.World) -> None:
@@ -123,7 +124,7 @@ def test_kill9_during_a_stream_of_creates(fresh: worlds.World) -> None:
     listed = {s["sessionId"] for p in paginator.paginate(studioId=sid) for s in p["sessions"]}
     assert set(acknowledged) <= listed
     worlds.delete_all_sessions(fresh)
-    assert support.xvnc_pids(str(srv.data_dir)) == []
+    assert support.xvnc_pids(str(srv.desktops_dir)) == []
 
 
 def test_a_lost_desktop_is_started_again_after_a_restart(fresh: worlds.World) -> None:
@@ -133,14 +134,14 @@ def test_a_lost_desktop_is_started_again_after_a_restart(fresh: worlds.World) ->
     artist.get_waiter("streaming_session_ready").wait(
         studioId=sid, sessionId=session_id, WaiterConfig=FAST
     )
-    lost = desktop_pid(srv.data_dir, session_id)
+    lost = desktop_pid(srv.desktops_dir, session_id)
     assert lost is not None
     srv.stop()
     support.kill_all([lost])  # as if the host had rebooted under the session
     srv.start()
     artist = fresh.artist.client()
     deadline = time.monotonic() + 30
-    while desktop_pid(srv.data_dir, session_id) in (lost, None):
+    while desktop_pid(srv.desktops_dir, session_id) in (lost, None):
         assert time.monotonic() < deadline, "the lost desktop was not started again"
         time.sleep(0.2)
     artist.get_waiter("streaming_session_ready").wait(

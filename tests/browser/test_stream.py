@@ -111,7 +111,7 @@ def wait_canvas(page: sync_api.Page, width: int, height: int, timeout: float = 1
 
 def display_env(world: worlds.World, session_id: str) -> dict[str, str]:
     """DISPLAY and XAUTHORITY of a session's desktop, from its runtime record."""
-    runtime = world.server.data_dir / "desktops" / session_id
+    runtime = world.server.desktops_dir / "desktops" / session_id
     record = json.loads((runtime / "desktop.json").read_text())
     return {
         "PATH": os.environ["PATH"],

@@ -16,7 +16,14 @@ import time
 import uuid
 from collections.abc import Iterator
 
-from opennimble.providers import base, local, local_accounts, local_network, local_process
+from opennimble.providers import (
+    base,
+    local,
+    local_accounts,
+    local_cgroups,
+    local_network,
+    local_process,
+)
 from tests.support import desktops
 
 READY_TIMEOUT = 15.0
@@ -86,6 +93,9 @@ def reachable_data_dir() -> Iterator[pathlib.Path]:
         stray = desktop_processes(directory / "desktops") | account_processes(base_dir)
         for pid in stray:
             os.kill(pid, signal.SIGKILL)
+        groups = local_cgroups.hierarchy(directory)
+        for name in groups.names():
+            groups.group(name).kill()
         local_accounts.remove_accounts(base_dir)
         local_network.Firewall(local_network.table_name(directory)).remove()
         shutil.rmtree(base_dir, ignore_errors=True)

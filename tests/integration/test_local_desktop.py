@@ -21,6 +21,7 @@ from opennimble.providers import base, local, local_process
 from tests.integration import provider_support as support
 from tests.integration.provider_support import as_owner, make_spec, started
 from tests.integration.test_local_provider import rfb_greeting
+from tests.support import desktops
 from tests.support.desktops import vnc_connect
 
 pytestmark = [
@@ -57,7 +58,7 @@ def comm(pid: int) -> str | None:
 def programs(state: base.ProviderState) -> dict[str, int]:
     """The desktop's processes by program name -> their user id."""
     found = {}
-    for pid in local_process.session_pids(state["session_id"]):
+    for pid in desktops.session_pids(state["session_id"]):
         name = comm(pid)
         uid = local_process.uid_of(pid)
         if name is not None and uid is not None:
@@ -66,9 +67,7 @@ def programs(state: base.ProviderState) -> dict[str, int]:
 
 
 def pid_of(state: base.ProviderState, program: str) -> int:
-    return next(
-        pid for pid in local_process.session_pids(state["session_id"]) if comm(pid) == program
-    )
+    return next(pid for pid in desktops.session_pids(state["session_id"]) if comm(pid) == program)
 
 
 def script(
@@ -364,9 +363,7 @@ def test_recipes_choose_what_runs(runtime_dir: pathlib.Path) -> None:
     provider = local.LocalProvider(runtime_dir=runtime_dir, recipes=recipes)
     state = asyncio.run(started(provider, make_spec(ec2_image_id="ami-0render")))
     assert wait_for(lambda: "render-farm" in windows(state))
-    xterm = next(
-        pid for pid in local_process.session_pids(state["session_id"]) if comm(pid) == "xterm"
-    )
+    xterm = next(pid for pid in desktops.session_pids(state["session_id"]) if comm(pid) == "xterm")
     assert b"STUDIO_TOOL=blender" in pathlib.Path(f"/proc/{xterm}/environ").read_bytes()
     asyncio.run(provider.delete(state))
     with pytest.raises(base.PermanentFailure) as failure:
@@ -385,8 +382,8 @@ def test_a_data_directory_closed_to_other_users_is_refused(data_dir: pathlib.Pat
         asyncio.run(provider.start(make_spec(), {}))
     assert failure.value.message == (
         f"desktop accounts cannot reach {closed}/data/desktops: {closed} does not let other "
-        f"users search it (mode 0700); allow it with chmod o+x {closed} or move the data "
-        "directory (data_dir) elsewhere"
+        f"users search it (mode 0700); allow it with chmod o+x {closed} or set desktops_dir "
+        "(and homes_dir) to a directory other users can reach"
     )
 
 

@@ -142,7 +142,8 @@ from opennimble.providers import base, local
 
 async def main():
     provider = local.LocalProvider(runtime_dir=pathlib.Path(sys.argv[1]))
-    spec = base.DesktopSpec(sys.argv[2], "stid-1", sys.argv[4], "alice", "t", "ami-1", "lp-1")
+    owner, kind = sys.argv[4], "g4dn.xlarge"
+    spec = base.DesktopSpec(sys.argv[2], "stid-1", owner, "alice", kind, "ami-1", "lp-1")
     print(json.dumps(await provider.start(spec, {})), flush=True)
 
 asyncio.run(main())

@@ -38,6 +38,10 @@ class Scene:
     def data_dir(self) -> pathlib.Path:
         return self.world.server.data_dir
 
+    @property
+    def desktops_dir(self) -> pathlib.Path:
+        return self.world.server.desktops_dir
+
     def as_a(self, *argv: str, **env: str) -> Any:
         """Run a command in A's desktop: as A's account, on A's display."""
         return desktops.run_as(self.a, *argv, **env)

@@ -100,8 +100,11 @@ LISTINGS: dict[str, tuple[Path, str]] = {
         lambda s: pathlib.Path(s.b["runtime_dir"]),
         "desktops' runtime directories can be searched, not listed (0711)",
     ),
-    "all-homes": (lambda s: s.data_dir / "homes", "no artist lists the accounts (0711)"),
-    "all-desktops": (lambda s: s.data_dir / "desktops", "no artist lists the sessions (0711)"),
+    "all-homes": (lambda s: s.desktops_dir / "homes", "no artist lists the accounts (0711)"),
+    "all-desktops": (
+        lambda s: s.desktops_dir / "desktops",
+        "no artist lists the sessions (0711)",
+    ),
     "backups": (lambda s: s.data_dir / "backups", "the backups are the server's (0700)"),
 }
 
@@ -263,7 +266,7 @@ def test_no_process_on_the_host_shows_a_secret_in_its_command_line(scene: Scene)
 
 
 def b_xterm(scene: Scene) -> int:
-    for pid in local_process.session_pids(scene.b["session_id"]):
+    for pid in desktops.session_pids(scene.b["session_id"]):
         comm = pathlib.Path(f"/proc/{pid}/comm")
         if comm.exists() and comm.read_text().strip() == "xterm":
             return pid
@@ -303,7 +306,7 @@ def test_a_cannot_ptrace_bs_processes(scene: Scene) -> None:
 
 
 def desktop_environment(scene: Scene) -> dict[str, str]:
-    pid = next(iter(local_process.session_pids(scene.a["session_id"])))
+    pid = next(iter(desktops.session_pids(scene.a["session_id"])))
     done = scene.as_a("cat", f"/proc/{pid}/environ")
     assert done.returncode == 0, done.stderr
     pairs = (item.partition("=") for item in done.stdout.split("\0") if item)

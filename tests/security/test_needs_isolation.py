@@ -3,9 +3,9 @@ each desktop in a cgroup of its own (a pids limit, everything killed when the se
 private X sockets per desktop, resource limits, and a data directory that is private from the
 start (umask 077).
 
-These attempts are written against that work and are expected to FAIL until it is merged
-(the ``needs_isolation`` marker selects or deselects them); each says what it tries and why it
-must fail.
+Those attempts still marked ``needs_isolation`` are expected to FAIL until that part of the
+work is merged (the marker selects or deselects them); each says what it tries and why it must
+fail.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from tests.security.conftest import Scene, ready
 from tests.support import desktops
 from tests.support.server import FAST, Server
 
-pytestmark = [pytest.mark.xvnc, pytest.mark.security, pytest.mark.needs_isolation]
+pytestmark = [pytest.mark.xvnc, pytest.mark.security]
 
 
 def a_process(scene: Scene, name: str = "xterm") -> int:
-    for pid in local_process.session_pids(scene.a["session_id"]):
+    for pid in desktops.session_pids(scene.a["session_id"]):
         comm = pathlib.Path(f"/proc/{pid}/comm")
         if comm.exists() and comm.read_text().strip() == name:
             return pid
@@ -51,30 +51,47 @@ def pids_max(pid: int) -> str:
 
 
 def test_nothing_a_starts_outlives_as_session(scene: Scene) -> None:
-    """A starts a process that sheds the session's marker (env -i, setsid) in a second
-    desktop, then deletes that session while the first still runs: the process must end with
-    its session (its cgroup is killed), or A keeps using the host after the session is gone."""
+    """A starts processes that shed everything that ties them to the desktop (a cleared
+    environment, a new session leader, a double fork) in a second desktop, then deletes that
+    session while the first still runs: the processes must end with their session (its cgroup
+    is frozen and killed) and its cgroup is removed, or A keeps using the host after the
+    session is gone."""
     world = scene.world
     session_id = ready(world, world.artist, world.studio.launch_profile_id)
     second = desktops.record(world.server, session_id)
-    pidfile = pathlib.Path(second["home"]) / "stray.pid"
-    started = desktops.run_as(
-        second, "sh", "-c", f"env -i setsid sleep 600 >/dev/null 2>&1 & echo $! > {pidfile}"
-    )
+    escapes = "exec >/dev/null 2>&1; env -i setsid sh -c 'sleep 4242 &'; sh -c '(sleep 4243 &) &'"
+    started = desktops.run_as(second, "sh", "-c", escapes)
     assert started.returncode == 0, started.stderr
-    stray = int(pidfile.read_text())
+    strays = wait_for_sleepers(second["uid"], 2)
+    assert set(strays) <= set(desktops.session_pids(session_id))
     client = world.artist.client()
     client.delete_streaming_session(studioId=world.studio.studio_id, sessionId=session_id)
     client.get_waiter("streaming_session_deleted").wait(
         studioId=world.studio.studio_id, sessionId=session_id, WaiterConfig=FAST
     )
     deadline = time.monotonic() + 10
-    while local_process.start_time_of(stray) is not None and time.monotonic() < deadline:
+    while any(local_process.start_time_of(p) is not None for p in strays):
+        if time.monotonic() > deadline:
+            break
         time.sleep(0.1)
-    alive = local_process.start_time_of(stray) is not None
-    if alive:
-        os.kill(stray, 9)  # leave nothing behind, then fail
+    alive = [p for p in strays if local_process.start_time_of(p) is not None]
+    for pid in alive:
+        os.kill(pid, 9)  # leave nothing behind, then fail
     assert not alive, "a process A started outlived A's deleted session"
+    assert not list(pathlib.Path("/sys/fs/cgroup").glob(f"**/opennimble-*/{session_id}"))
+    assert desktops.session_pids(scene.a["session_id"])  # A's first desktop runs on
+
+
+def wait_for_sleepers(uid: int, count: int) -> list[int]:
+    deadline = time.monotonic() + 10
+    while True:
+        found = [
+            pid
+            for pid in local_process.user_pids(uid)
+            if local_process.cmdline_of(pid)[:2] in (["sleep", "4242"], ["sleep", "4243"])
+        ]
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
 
 
 def test_a_cannot_fill_the_process_table(scene: Scene) -> None:
@@ -84,6 +101,7 @@ def test_a_cannot_fill_the_process_table(scene: Scene) -> None:
     assert limit != "max", "A's desktop may create processes until the host has none left"
 
 
+@pytest.mark.needs_isolation
 def test_a_cannot_fill_the_disk_for_everyone(scene: Scene) -> None:
     """A file written without end in A's desktop must stop at a limit of the desktop (a file
     size limit or a quota), not at a full disk for every artist and the database."""
@@ -92,6 +110,7 @@ def test_a_cannot_fill_the_disk_for_everyone(scene: Scene) -> None:
     assert "unlimited" not in line, "A's desktop may write until the disk is full"
 
 
+@pytest.mark.needs_isolation
 def test_a_cannot_see_or_squat_bs_x_socket(scene: Scene) -> None:
     """B's X socket must not be in the shared /tmp/.X11-unix, where A can see it and take the
     names of displays that later desktops would use (finding 7)."""

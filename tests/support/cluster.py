@@ -12,7 +12,7 @@ import sys
 import time
 
 from tests.support import databases
-from tests.support.server import Child, Server, reachable
+from tests.support.server import Child, Server, reachable, shared_dir
 
 
 @dataclasses.dataclass
@@ -70,7 +70,7 @@ class Cluster:
             **(env or {}),
         }
         # the hosts share this machine's accounts, so they share the homes too
-        common["OPENNIMBLE_HOMES_DIR"] = str(reachable(root / "homes") / "homes")
+        common["OPENNIMBLE_HOMES_DIR"] = str(shared_dir("homes"))
         made = cls(root, [], [])
         for i in range(servers):
             data_dir = reachable(root / f"server{i}")

@@ -6,6 +6,7 @@ owner's account, on its display) to show what an artist can and cannot do there.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
 import socket
@@ -15,6 +16,7 @@ import time
 from typing import Any
 
 from opennimble.gateway import rfb
+from opennimble.providers import local_cgroups
 from tests.support.server import FAST, Server, User
 from tests.support.world import Studio
 
@@ -23,13 +25,14 @@ ROLE_VERSION = "2021-03-31"
 
 def record(server: Server, session_id: str) -> dict[str, Any]:
     """What the local provider recorded of a session's desktop."""
-    path = server.data_dir / "desktops" / session_id / "desktop.json"
+    path = server.desktops_dir / "desktops" / session_id / "desktop.json"
     data: dict[str, Any] = json.loads(path.read_text())
     return data
 
 
 def run_as(desktop: dict[str, Any], *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run a command as the desktop's owner, on its display, as its terminal would."""
+    """Run a command as the desktop's owner, on its display and in its control group, as its
+    terminal would (or as the owner, outside any desktop, once the desktop has ended)."""
     environ = {
         "PATH": "/usr/bin:/bin",
         "HOME": desktop["home"],
@@ -37,18 +40,23 @@ def run_as(desktop: dict[str, Any], *argv: str, **env: str) -> subprocess.Comple
         "XAUTHORITY": str(pathlib.Path(desktop["runtime_dir"]) / "Xauthority"),
         **env,
     }
-    return subprocess.run(
+    data_dir = pathlib.Path(desktop["runtime_dir"]).parent.parent
+    group = local_cgroups.hierarchy(data_dir).group(desktop["session_id"])
+    process = local_cgroups.popen(
+        group if group.exists() else None,
         list(argv),
         env=environ,
         cwd="/",
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=20,
         user=desktop["uid"],
         group=desktop["gid"],
         extra_groups=[],
-        check=False,
     )
+    with process:
+        out, err = process.communicate(timeout=20)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
 def create_launch_profile(
@@ -174,3 +182,15 @@ def vnc_connect(port: int, password: str | None) -> tuple[list[int], socket.sock
     head = recv_exactly(sock, 24)
     recv_exactly(sock, struct.unpack(">I", head[20:24])[0])  # the desktop's name
     return types, sock
+
+
+def session_pids(session_id: str) -> list[int]:
+    """The processes in the control group of the desktop of ``session_id`` (any installation
+    on this machine): every process of that desktop."""
+    machine = local_cgroups.hierarchy(pathlib.Path("/"))
+    base = local_cgroups.ROOT / ("freezer" if machine.version == 1 else "")
+    found: set[int] = set()
+    for procs in base.glob(f"opennimble-*/{session_id}/cgroup.procs"):
+        with contextlib.suppress(FileNotFoundError):
+            found.update(int(pid) for pid in procs.read_text().split())
+    return sorted(found)

@@ -14,8 +14,8 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,8 @@ import boto3
 import botocore.config
 import requests
 
-from opennimble.providers import local_accounts, local_network
+from opennimble import config
+from opennimble.providers import local_accounts, local_cgroups, local_network
 from tests.support import databases
 
 if TYPE_CHECKING:
@@ -57,34 +58,51 @@ def cli(data_dir: pathlib.Path, *args: str, env: dict[str, str] | None = None) -
 
 
 def reachable(data_dir: pathlib.Path) -> pathlib.Path:
-    """A data directory whose desktops' accounts can reach it.
-
-    Run as root, the local provider runs each owner's desktop as the owner's own account, which
-    must be able to search every directory above its home; pytest's temporary directories are
-    private to root. Such a ``data_dir`` becomes a symbolic link to a fresh directory that the
-    accounts can reach, and that directory (with the accounts of its desktops) is removed when
-    the test process ends. Returns the directory to give the server.
-    """
-    if data_dir.is_symlink():
-        return data_dir.resolve()
-    if os.geteuid() != 0:
-        return data_dir
-    if local_accounts.unreachable(data_dir.parent) is None:
-        atexit.register(local_accounts.remove_accounts, data_dir)
-        atexit.register(remove_filter, data_dir)
-        return data_dir
-    base = pathlib.Path(tempfile.mkdtemp(prefix="opennimble-test-"))
-    base.chmod(0o711)
-    atexit.register(_remove_installation, base)
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    data_dir.symlink_to(base / "data", target_is_directory=True)
-    return base / "data"
+    """The data directory, as given (private temporary directories work: what desktop
+    accounts reach lives in the installation's ``desktops_dir``). Run as root, the desktop
+    accounts, network filter and desktops directory of the installation are removed when the
+    test process ends. Returns the directory to give the server."""
+    if os.geteuid() == 0:
+        atexit.register(_remove_installation, data_dir)
+    return data_dir
 
 
-def _remove_installation(base: pathlib.Path) -> None:
-    local_accounts.remove_accounts(base)
-    remove_filter(base / "data")
-    shutil.rmtree(base, ignore_errors=True)
+def desktops_dir(data_dir: pathlib.Path, env: dict[str, str] | None = None) -> pathlib.Path:
+    """The desktops directory of the installation in ``data_dir``."""
+    given = (env or {}).get("OPENNIMBLE_DESKTOPS_DIR")
+    return pathlib.Path(given) if given else config.default_desktops_dir(data_dir)
+
+
+def shared_dir(name: str) -> pathlib.Path:
+    """A directory that desktop accounts can reach, for several hosts of one test (their
+    shared homes): under the provider's system location, removed when the test process ends."""
+    directory = config.DESKTOPS_ROOT / f"test-{name}-{uuid.uuid4().hex[:8]}"
+    directory.mkdir(parents=True)
+    for made in (config.DESKTOPS_ROOT, directory):
+        made.chmod(0o711)
+    atexit.register(_remove_shared, directory)
+    return directory
+
+
+def _remove_shared(directory: pathlib.Path) -> None:
+    local_accounts.remove_accounts(directory)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def _remove_installation(data_dir: pathlib.Path) -> None:
+    desktops = config.default_desktops_dir(data_dir)
+    remove_groups(desktops)
+    local_accounts.remove_accounts(desktops)
+    remove_filter(data_dir)
+    shutil.rmtree(desktops, ignore_errors=True)
+
+
+def remove_groups(desktops: pathlib.Path) -> None:
+    """End and remove the control groups left by an installation whose desktops_dir is
+    ``desktops`` (a test that failed before deleting its sessions)."""
+    groups = local_cgroups.hierarchy(desktops)
+    for name in groups.names():
+        groups.group(name).kill()
 
 
 def remove_filter(data_dir: pathlib.Path) -> None:
@@ -133,6 +151,10 @@ class Server(Child):
 
     def __post_init__(self) -> None:
         self.data_dir = reachable(self.data_dir)
+
+    @property
+    def desktops_dir(self) -> pathlib.Path:
+        return desktops_dir(self.data_dir, self.env)
 
     @property
     def endpoint(self) -> str:
@@ -240,9 +262,9 @@ class User:
 
 
 def live_desktops(data_dir: pathlib.Path) -> list[int]:
-    """Pids of desktop processes recorded under the data directory that are still running."""
+    """Pids of the installation's desktops (in its desktops_dir) that are still running."""
     pids = []
-    for record in data_dir.glob("desktops/*/desktop.json"):
+    for record in desktops_dir(data_dir).glob("desktops/*/desktop.json"):
         with contextlib.suppress(ValueError, OSError):
             pid = json.loads(record.read_text()).get("pid")
             if pid and _running(int(pid), record.parent.name):
@@ -251,7 +273,7 @@ def live_desktops(data_dir: pathlib.Path) -> list[int]:
 
 
 def xvnc_pids(marker: str) -> list[int]:
-    """Pids of every Xvnc whose command line mentions ``marker`` (a data directory path)."""
+    """Pids of every Xvnc whose command line mentions ``marker`` (a desktops_dir path)."""
     found = []
     for proc in pathlib.Path("/proc").iterdir():
         if proc.name.isdigit():

@@ -8,7 +8,8 @@ and applications of the image's desktop recipe), all running as the owner's own 
 2. run the ``SYSTEM_INITIALIZATION`` scripts: those an operator wrote as the provider's own
    user (root), all others as the owner's account (:mod:`opennimble.domain.components`);
 3. start Xvnc (VNC password, own ``Xauthority``, clipboard as the launch profile says), unless
-   the host already runs ``max_desktops`` desktops (``INSUFFICIENT_CAPACITY``);
+   the host already runs ``max_desktops`` desktops, or ``max_desktops_per_owner`` of the
+   owner's (``INSUFFICIENT_CAPACITY``);
 4. create the session's storage, ``~/sessions/<session id>`` in the owner's home;
 5. run the ``USER_INITIALIZATION`` scripts as the owner, with the display;
 6. start the session script (steps 4 to 6: :mod:`local_session`, :mod:`local_recipes`).
@@ -40,10 +41,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from opennimble import config
+from opennimble.domain import instance_types
 from opennimble.providers import (
     base,
     local_accounts,
     local_backups,
+    local_cgroups,
     local_host,
     local_network,
     local_process,
@@ -90,20 +93,41 @@ class LocalProvider(base.Provider):
         ready_timeout: float = 30.0,
         stop_grace: float = STOP_GRACE,
         max_desktops: int = 16,
+        max_desktops_per_owner: int = 4,
         recipes: Mapping[str, config.DesktopRecipe] | None = None,
         isolate: bool | None = None,
         interface: str = HOST,
         advertise_host: str | None = None,
         closed_ports: set[int] | None = None,
         filter_table: str | None = None,
+        resource_scale: float = 1.0,
+        max_processes: int = 1024,
+        groups: local_cgroups.Hierarchy | None = None,
     ) -> None:
         self._runtime_dir = pathlib.Path(runtime_dir).absolute()
+        self._groups = groups or local_cgroups.hierarchy(self._runtime_dir.parent)
+        problem = self._groups.usable()
+        if problem is not None:  # refused at start, not at the first session
+            raise base.PermanentFailure(
+                f"the local provider runs each desktop in a control group of its own, but "
+                f"{problem}: run the server as root on a machine with cgroups mounted "
+                f"(cgroup v2 at {local_cgroups.ROOT}, or the v1 controllers "
+                f"{', '.join(local_cgroups.V1_CONTROLLERS)})"
+            )
+        self._resource_scale = resource_scale
+        self._max_processes = max_processes
         self._homes_dir = pathlib.Path(homes_dir or self._runtime_dir.parent / "homes").absolute()
         self._xvnc = xvnc
         self._geometry = geometry
         self._ready_timeout = ready_timeout
         ending = local_process.Ending(grace=stop_grace)
-        self._host = local_host.Host(self._runtime_dir, max_desktops=max_desktops, ending=ending)
+        self._host = local_host.Host(
+            self._runtime_dir,
+            max_desktops=max_desktops,
+            max_per_owner=max_desktops_per_owner,
+            ending=ending,
+            groups=self._groups,
+        )
         self._recipes = dict(recipes or {})
         isolate = local_accounts.can_isolate() if isolate is None else isolate
         self._accounts = local_accounts.Accounts(self._homes_dir, isolate=isolate)
@@ -130,19 +154,28 @@ class LocalProvider(base.Provider):
 
     @classmethod
     def from_settings(cls, settings: config.Settings) -> LocalProvider:
+        provider = cls._from_settings(settings)
+        provider._prepare_directories()  # refused at start, not at the first session
+        return provider
+
+    @classmethod
+    def _from_settings(cls, settings: config.Settings) -> LocalProvider:
         return cls(
             runtime_dir=settings.runtime_dir,
-            homes_dir=settings.homes_dir or settings.data_dir / "homes",
+            homes_dir=settings.resolved_homes_dir,
             backups_dir=settings.backups_dir or settings.data_dir / "backups",
             xvnc=settings.xvnc,
             geometry=settings.desktop_geometry,
             ready_timeout=settings.desktop_ready_timeout,
             max_desktops=settings.max_desktops,
+            max_desktops_per_owner=settings.max_desktops_per_owner,
             recipes=settings.desktop_recipes,
             interface=settings.desktop_interface,
             advertise_host=settings.resolved_advertise_host,
             closed_ports=local_network.database_ports(settings.resolved_database_url),
             filter_table=local_network.table_name(settings.data_dir),
+            resource_scale=settings.desktop_resource_scale,
+            max_processes=settings.desktop_max_processes,
         )
 
     # ---- the contract -----------------------------------------------------------------------
@@ -163,16 +196,19 @@ class LocalProvider(base.Provider):
         path = {**local_session.base_environment(), **chosen.recipe.environment}["PATH"]
         local_recipes.check_installed(chosen, spec.clipboard, path)
         self._prepare_directories()
-        self._host.check_capacity(sid)  # early: no scripts for a desktop that cannot start
+        self._host.check_capacity(sid, spec.owned_by)  # early: no scripts then
         account = await asyncio.to_thread(self._account, spec)
         await self._filter(account)
         previous = Account.from_state(state) or Account.from_state(record)
         await self._adopt_storage(previous, account, sid)
-        self._host.session_dir(sid).mkdir(mode=0o711, parents=True, exist_ok=True)
-        runners = local_session.system_runners(self._host, spec, account, self._ready_timeout)
-        await local_scripts.run_all(spec.init_scripts, base.SYSTEM_INITIALIZATION, *runners)
-        state = await self._start_xvnc(exe, spec, account)
-        try:
+        self._host.session_dir(sid).mkdir(parents=True, exist_ok=True)
+        self._host.session_dir(sid).chmod(0o711)  # whatever the server's umask (077)
+        state = {}
+        try:  # a start that fails leaves nothing running, nor its control group
+            await asyncio.to_thread(self._make_group, spec)
+            runners = local_session.system_runners(self._host, spec, account, self._ready_timeout)
+            await local_scripts.run_all(spec.init_scripts, base.SYSTEM_INITIALIZATION, *runners)
+            state = await self._start_xvnc(exe, spec, account)
             recipe, display = chosen.recipe, state["display"]
             await local_session.start(
                 self._host, spec, account, recipe, display, self._ready_timeout
@@ -300,6 +336,24 @@ class LocalProvider(base.Provider):
         await local_session.discard_storage(previous, sid)
         log.info("moved the storage of session %s from %s to %s", sid, previous.name, account.name)
 
+    def _make_group(self, spec: base.DesktopSpec) -> None:
+        """The desktop's control group, with the limits of its instance type."""
+        group = self._host.groups.group(spec.session_id)
+        group.create()
+        group.limit(self.limits(spec.ec2_instance_type))
+
+    def limits(self, instance_type: str) -> local_cgroups.Limits:
+        """A desktop's limits: its instance type's vCPUs and memory, scaled for this host."""
+        try:
+            resources = instance_types.resources(instance_type, self._resource_scale)
+        except KeyError:
+            raise base.PermanentFailure(f"unknown ec2InstanceType {instance_type!r}") from None
+        return local_cgroups.Limits(
+            cpus=float(resources.vcpus),
+            memory=resources.memory_mib * 1024 * 1024,
+            pids=self._max_processes,
+        )
+
     def _attachable(self, record: dict[str, Any], sid: str) -> bool:
         """Whether ``record`` is a desktop of ``sid`` that came all the way up and still runs."""
         return (
@@ -322,7 +376,8 @@ class LocalProvider(base.Provider):
             own = {self._runtime_dir, self._homes_dir}
             closed = local_accounts.open_for_desktops(self._runtime_dir.parent, own)
             if closed:
-                log.warning("closed %s of the data directory to other users", ", ".join(closed))
+                where = self._runtime_dir.parent
+                log.warning("closed %s of %s to other users", ", ".join(closed), where)
             _ensure_x11_sockets()
             self._opened = True
         for directory in (self._runtime_dir, self._homes_dir):
@@ -360,7 +415,7 @@ class LocalProvider(base.Provider):
         password = local_xvnc.new_password()
         state: dict[str, Any] = {"display": None, "port": port, "host": self._advertise_host}
         state.update(password=password, runtime_dir=str(directory), session_id=sid)
-        state.update(account.as_state(), launched=False)
+        state.update(account.as_state(), launched=False, owned_by=spec.owned_by)
         owner = local_session.owner_of(account)
         xauthority, password_file = (
             directory / local_session.XAUTHORITY_FILE,
@@ -371,7 +426,7 @@ class LocalProvider(base.Provider):
         obfuscated = await asyncio.to_thread(local_xvnc.password_file_content, password)
         local_xvnc.write_private(password_file, obfuscated, owner)
         async with self._host.lock():
-            self._host.check_capacity(sid)
+            self._host.check_capacity(sid, spec.owned_by)
             read_fd, write_fd = os.pipe()
             argv = local_xvnc.xvnc_command(
                 exe,
@@ -416,6 +471,7 @@ class LocalProvider(base.Provider):
         sid = state["session_id"]
         try:
             pid, started = self._host.spawn(
+                sid,
                 argv,
                 self._host.session_dir(sid) / local_host.LOG_FILE,
                 env=local_session.environment(self._host, account, sid),
@@ -447,6 +503,11 @@ class LocalProvider(base.Provider):
         pid, started = state.get("pid"), state.get("start_time")
         status = await self._host.exit_status(pid, started) if isinstance(pid, int) else None
         message = f"{local_xvnc.describe_exit(status)}: {self._host.log_tail(sid)}"
+        if await asyncio.to_thread(self._host.groups.group(sid).oom_kills):
+            message = (
+                "The desktop used more memory than its ec2InstanceType allows and the kernel "
+                f"ended it (desktop_resource_scale {self._resource_scale:g}); {message}"
+            )
         same = record.get("pid") == pid and record.get("start_time") == started
         if same and not record.get("ready"):
             raise base.PermanentFailure(message)  # died before it ever became ready

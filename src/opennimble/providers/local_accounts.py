@@ -16,9 +16,10 @@ runs every desktop as its own user instead (it logs a warning at start): each ow
 a home of their own, but nothing separates the owners from each other or from the server.
 
 Desktop accounts must be able to *search* (not list) every directory above their home and the
-desktops' runtime files: the provider gives the data directory mode 0711, takes group and other
-permissions away from the other entries in it (the database, the installation key), and refuses
-to start desktops while a directory above the data directory is closed to other users.
+desktops' runtime files. Those live outside the server's private data directory, in the
+provider's ``desktops_dir`` (default ``/var/lib/opennimble/<hash of the data dir>``), which the
+provider makes mode 0711 (missing directories above it too); a server whose ``desktops_dir``
+or ``homes_dir`` other users cannot reach is refused at start, with the fix in the message.
 """
 
 from __future__ import annotations
@@ -222,7 +223,7 @@ def open_for_desktops(data_dir: pathlib.Path, own: set[pathlib.Path]) -> list[st
     Returns the names of the entries it closed."""
     closed = []
     for directory in (data_dir, *own):
-        directory.mkdir(parents=True, exist_ok=True)
+        _make_searchable(directory)
         directory.chmod(0o711)
     for entry in data_dir.iterdir():
         if entry in own:
@@ -235,6 +236,18 @@ def open_for_desktops(data_dir: pathlib.Path, own: set[pathlib.Path]) -> list[st
     return closed
 
 
+def _make_searchable(path: pathlib.Path) -> None:
+    """Make ``path`` and the directories above it that do not exist yet, each mode 0711
+    (whatever the umask): desktop accounts must search them."""
+    path = pathlib.Path(path).absolute()
+    for directory in (*reversed(path.parents), path):
+        try:
+            directory.mkdir()
+        except FileExistsError:
+            continue
+        directory.chmod(0o711)
+
+
 def reachability_problem(path: pathlib.Path) -> str | None:
     """Why desktop accounts cannot reach ``path``, or None if they can."""
     closed = unreachable(path)
@@ -243,7 +256,7 @@ def reachability_problem(path: pathlib.Path) -> str | None:
     return (
         f"desktop accounts cannot reach {path}: {closed} does not let other users search it "
         f"(mode {stat.S_IMODE(os.stat(closed).st_mode):04o}); allow it with chmod o+x {closed} "
-        "or move the data directory (data_dir) elsewhere"
+        "or set desktops_dir (and homes_dir) to a directory other users can reach"
     )
 
 

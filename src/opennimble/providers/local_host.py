@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from opennimble.providers import base, local_process, local_xvnc
+from opennimble.providers import base, local_cgroups, local_process, local_xvnc
 from opennimble.providers.local_accounts import Account
 
 DESKTOP_FILE = "desktop.json"
@@ -31,10 +31,18 @@ LOCK_FILE = ".lock"
 
 class Host:
     def __init__(
-        self, runtime_dir: pathlib.Path, *, max_desktops: int, ending: local_process.Ending
+        self,
+        runtime_dir: pathlib.Path,
+        *,
+        max_desktops: int,
+        max_per_owner: int = 4,
+        ending: local_process.Ending,
+        groups: local_cgroups.Hierarchy,
     ) -> None:
         self.runtime_dir = runtime_dir
+        self.groups = groups
         self.max_desktops = max_desktops
+        self.max_per_owner = max_per_owner
         self.ending = ending
         # The children of this process (Xvnc, sessions) by (pid, start time); each has a reaper.
         self.children: dict[tuple[int, int | None], subprocess.Popen[bytes]] = {}
@@ -67,12 +75,22 @@ class Host:
     def log_tail(self, sid: str) -> str:
         return local_xvnc.log_tail(self.session_dir(sid) / LOG_FILE)
 
-    def check_capacity(self, sid: str) -> None:
-        """PermanentFailure (INSUFFICIENT_CAPACITY) if ``max_desktops`` others run already."""
-        if len(self.running(but=sid)) >= self.max_desktops:
+    def check_capacity(self, sid: str, owner: str) -> None:
+        """PermanentFailure (INSUFFICIENT_CAPACITY) if ``max_desktops`` others run already, or
+        ``max_per_owner`` others of ``owner`` (a user id, whatever the studio)."""
+        running = self.running(but=sid)
+        if len(running) >= self.max_desktops:
             raise base.PermanentFailure(
                 f"This host already runs its maximum of {self.max_desktops} desktops "
                 "(max_desktops): stop or delete a session and try again",
+                "INSUFFICIENT_CAPACITY",
+            )
+        owned = sum(1 for _, record in running if record.get("owned_by") == owner)
+        if owned >= self.max_per_owner:
+            raise base.PermanentFailure(
+                f"The owner already runs {owned} desktops on this host, its maximum "
+                f"(max_desktops_per_owner {self.max_per_owner}): stop or delete one of their "
+                "sessions and try again",
                 "INSUFFICIENT_CAPACITY",
             )
 
@@ -95,6 +113,7 @@ class Host:
 
     def spawn(
         self,
+        sid: str,
         argv: list[str],
         log_path: pathlib.Path,
         *,
@@ -103,16 +122,17 @@ class Host:
         pass_fds: tuple[int, ...] = (),
         remember: bool = True,
     ) -> tuple[int, int | None]:
-        """Start a detached process as ``account``, its output in a private log file, and
-        collect it whenever it exits, so that it never stays a zombie. Returns its pid and
+        """Start a detached process as ``account`` in the control group of the desktop of
+        ``sid``, its output in a private log file, and collect it whenever it exits, so that
+        it never stays a zombie. Returns its pid and
         start time (None if it is gone already). ``remember``: keep it for
         :meth:`exit_status` (Xvnc's, until its desktop ends)."""
         with contextlib.suppress(FileNotFoundError):
             log_path.unlink()
         with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
-            proc = subprocess.Popen(
+            proc = local_cgroups.popen(
+                self.groups.group(sid),
                 argv,
-                stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 pass_fds=pass_fds,
@@ -140,42 +160,22 @@ class Host:
         return None if child is None else child.returncode
 
     async def end(self, state: base.ProviderState, sid: str) -> None:
-        """End every process of the desktop of ``sid``: those carrying its marker and the Xvnc
-        named by ``state`` or the record. When it was the owner's last desktop here, also
-        whatever else runs as the owner's account (processes that shed the marker)."""
+        """End every process of the desktop of ``sid``: all of its control group, which is then
+        removed, and the Xvnc named by ``state`` or the record should it be elsewhere."""
         record = self.read(sid)
         servers = [(d.get("pid"), d.get("start_time")) for d in (state, record)]
+        group = self.groups.group(sid)
+        left = await asyncio.to_thread(group.kill, self.ending.grace)
+        if left:
+            raise base.TemporaryFailure(f"processes of the desktop survived SIGKILL: {left}")
 
         def find() -> set[int]:
-            found = set(local_process.session_pids(sid))
             alive = (p for p, t in servers if local_process.desktop_alive(p, t, sid))
-            return found | {p for p in alive if isinstance(p, int)}
+            return {p for p in alive if isinstance(p, int)}
 
         left = await local_process.end_processes(find, self.ending)
         if left:
             raise base.TemporaryFailure(f"processes of the desktop survived SIGKILL: {left}")
-        account = Account.from_state(state) or Account.from_state(record)
-        if account is not None and account.isolated and account.uid != 0:
-            await self._end_account(account, sid)
         ended = {pid for pid, _ in servers}
         for key in [key for key in self.children if key[0] in ended]:
             self.children.pop(key, None)
-
-    async def _end_account(self, account: Account, sid: str) -> None:
-        async with self.lock():
-            if any(record.get("uid") == account.uid for _, record in self.running(but=sid)):
-                return  # another desktop of the owner runs: its processes stay
-            pids = local_process.user_pids(account.uid)
-            if any(local_process.marker_of(pid) not in (None, sid) for pid in pids):
-                return  # a desktop of the owner that another host on this machine runs
-            await local_process.end_processes(
-                lambda: _strays(account.uid, sid), local_process.Ending(grace=1.0)
-            )
-
-
-def _strays(uid: int, sid: str) -> list[int]:
-    """The owner's processes that belong to no other desktop: those of ``sid`` and unmarked ones.
-    Listed afresh at every round, so a desktop of the owner starting meanwhile is spared."""
-    return [
-        pid for pid in local_process.user_pids(uid) if local_process.marker_of(pid) in (None, sid)
-    ]

@@ -1,10 +1,9 @@
-"""Processes of local desktops, as ``/proc`` shows them: identity, membership and ending.
+"""Processes of local desktops, as ``/proc`` shows them: identity and ending.
 
 A pid alone is never trusted: a desktop's Xvnc is recognised by its start time and its
 ``-desktop opennimble-<session id>`` argument, so a reused pid is never mistaken for (or killed
-as) a desktop. Every process of a desktop (Xvnc, the window manager, the applications, the user
-initialization scripts and whatever the artist starts from them) inherits the environment entry
-``OPENNIMBLE_SESSION_ID=<session id>``: ending a desktop ends every process that carries it.
+as) a desktop. Which processes belong to a desktop is its control group's to say
+(:mod:`local_cgroups`), never anything the processes themselves carry.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import signal
 import time
 from collections.abc import Callable, Iterable
 
-MARKER = "OPENNIMBLE_SESSION_ID"
 PROC = pathlib.Path("/proc")
 
 
@@ -74,29 +72,8 @@ def uid_of(pid: int) -> int | None:
     return None
 
 
-def marker_of(pid: int) -> str | None:
-    """The session id a process carries in ``OPENNIMBLE_SESSION_ID``, if any."""
-    try:
-        environ = (PROC / str(pid) / "environ").read_bytes()
-    except OSError:
-        return None
-    prefix = f"{MARKER}=".encode()
-    found = next((e for e in environ.split(b"\0") if e.startswith(prefix)), None)
-    return found[len(prefix) :].decode(errors="replace") if found else None
-
-
 def all_pids() -> list[int]:
     return [int(entry.name) for entry in PROC.iterdir() if entry.name.isdigit()]
-
-
-def session_pids(session_id: str) -> list[int]:
-    """The live processes of the desktop of ``session_id``."""
-    me = os.getpid()
-    return [
-        pid
-        for pid in all_pids()
-        if pid != me and marker_of(pid) == session_id and start_time_of(pid) is not None
-    ]
 
 
 def user_pids(uid: int) -> list[int]:

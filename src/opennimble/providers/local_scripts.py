@@ -19,7 +19,7 @@ import subprocess
 from collections.abc import Sequence
 from typing import Any
 
-from opennimble.providers import base, local_xvnc
+from opennimble.providers import base, local_cgroups, local_xvnc
 
 TAIL = 300  # characters of a failed script's output quoted in the session's statusMessage
 
@@ -34,6 +34,7 @@ class Runner:
     timeout: float
     popen_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     owner: tuple[int, int] | None = None  # (uid, gid) to give the script files to
+    group: local_cgroups.Group | None = None  # the desktop's control group
 
 
 async def run_all(
@@ -77,9 +78,9 @@ def _start(
     argv: list[str], log_path: pathlib.Path, env: dict[str, str], runner: Runner
 ) -> subprocess.Popen[bytes]:
     with open(_create(log_path, runner.owner), "wb") as log:
-        return subprocess.Popen(
+        return local_cgroups.popen(
+            runner.group,
             argv,
-            stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=runner.cwd,

@@ -1,11 +1,12 @@
 """What runs inside a local desktop's X display, as its owner: the *session*.
 
 Every process of the session gets a minimal environment (nothing of the server's settings or
-secrets), the owner's identity, the display, the recipe's environment, and the session marker
-(:data:`local_process.MARKER`). Before the window manager and the applications start, the
-session's storage ``~/sessions/<session id>`` is made and the ``USER_INITIALIZATION`` scripts
-run. Work in the owner's home is always done as the owner, so that nothing the owner placed
-there (a symbolic link, say) can turn it against someone else's files.
+secrets), the owner's identity, the display and the recipe's environment, and runs in the
+desktop's control group (:mod:`local_cgroups`). Before the window manager and the applications
+start, the session's storage ``~/sessions/<session id>`` is made and the
+``USER_INITIALIZATION`` scripts run. Work in the owner's home is always done as the owner, so
+that nothing the owner placed there (a symbolic link, say) can turn it against someone else's
+files.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from opennimble import config
-from opennimble.providers import base, local_process, local_recipes, local_scripts, local_xvnc
+from opennimble.providers import base, local_recipes, local_scripts, local_xvnc
 from opennimble.providers.local_accounts import Account
 from opennimble.providers.local_host import Host
 
@@ -53,9 +54,8 @@ def environment(
     display: int | None = None,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The environment of every process of the desktop; it carries the session marker."""
+    """The environment of every process of the desktop."""
     env = {**base_environment(), **(extra or {}), **account.environment()}
-    env[local_process.MARKER] = sid
     env["OPENNIMBLE_SESSION_DIR"] = str(storage_dir(account, sid))
     if display is not None:
         env["DISPLAY"] = f":{display}"
@@ -78,10 +78,17 @@ def system_runners(
         "OPENNIMBLE_LAUNCH_PROFILE_ID": spec.launch_profile_id,
     }
     directory = host.session_dir(spec.session_id)
-    privileged = local_scripts.Runner(directory, env, pathlib.Path("/"), timeout)
-    owned_env = {**env, **account.environment(), local_process.MARKER: spec.session_id}
+    group = host.groups.group(spec.session_id)
+    privileged = local_scripts.Runner(directory, env, pathlib.Path("/"), timeout, group=group)
+    owned_env = {**env, **account.environment()}
     unprivileged = local_scripts.Runner(
-        directory, owned_env, account.home, timeout, account.popen_options(), owner_of(account)
+        directory,
+        owned_env,
+        account.home,
+        timeout,
+        account.popen_options(),
+        owner_of(account),
+        group,
     )
     return unprivileged, privileged
 
@@ -99,22 +106,25 @@ async def start(
     sid, directory = spec.session_id, host.session_dir(spec.session_id)
     env = environment(host, account, sid, display, recipe.environment)
     await make_storage(account, sid, env)
+    group = host.groups.group(sid)
     runner = local_scripts.Runner(
-        directory, env, account.home, timeout, account.popen_options(), owner_of(account)
+        directory, env, account.home, timeout, account.popen_options(), owner_of(account), group
     )
     await local_scripts.run_all(spec.init_scripts, base.USER_INITIALIZATION, runner)
     script = directory / SESSION_FILE
     text = local_recipes.session_script(recipe, spec.clipboard)
     local_xvnc.write_private(script, text.encode(), owner_of(account))
     argv, log_path = ["/bin/sh", str(script)], directory / SESSION_LOG
-    await asyncio.to_thread(host.spawn, argv, log_path, env=env, account=account, remember=False)
+    await asyncio.to_thread(
+        host.spawn, sid, argv, log_path, env=env, account=account, remember=False
+    )
 
 
 def owner_environment(account: Account, sid: str) -> dict[str, str]:
     """The environment of the provider's own work as the owner on a session's files (its
-    storage, its backups): marked as the session's, so that ending another desktop of the
-    owner spares it."""
-    return {**base_environment(), **account.environment(), local_process.MARKER: sid}
+    storage, its backups)."""
+    del sid  # the same for every session of the owner
+    return {**base_environment(), **account.environment()}
 
 
 async def discard_storage(account: Account, sid: str) -> None:

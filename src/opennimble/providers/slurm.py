@@ -156,7 +156,7 @@ class SlurmProvider(base.Provider):
             raise ValueError(f"invalid [providers.slurm] settings: {exc}") from None
         return cls(
             own,
-            homes_dir=settings.homes_dir or settings.data_dir / "homes",
+            homes_dir=settings.resolved_homes_dir,
             backups_dir=settings.backups_dir or settings.data_dir / "backups",
             xvnc=settings.xvnc,
             geometry=settings.desktop_geometry,
