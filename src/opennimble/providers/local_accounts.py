@@ -223,7 +223,7 @@ def open_for_desktops(data_dir: pathlib.Path, own: set[pathlib.Path]) -> list[st
     Returns the names of the entries it closed."""
     closed = []
     for directory in (data_dir, *own):
-        _make_searchable(directory)
+        make_searchable(directory)
         directory.chmod(0o711)
     for entry in data_dir.iterdir():
         if entry in own:
@@ -236,7 +236,7 @@ def open_for_desktops(data_dir: pathlib.Path, own: set[pathlib.Path]) -> list[st
     return closed
 
 
-def _make_searchable(path: pathlib.Path) -> None:
+def make_searchable(path: pathlib.Path) -> None:
     """Make ``path`` and the directories above it that do not exist yet, each mode 0711
     (whatever the umask): desktop accounts must search them."""
     path = pathlib.Path(path).absolute()

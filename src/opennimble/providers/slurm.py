@@ -154,6 +154,11 @@ class SlurmProvider(base.Provider):
             own = SlurmSettings.model_validate(table)
         except pydantic.ValidationError as exc:
             raise ValueError(f"invalid [providers.slurm] settings: {exc}") from None
+        homes = settings.resolved_homes_dir
+        local_accounts.make_searchable(homes)  # the owners search it for their homes
+        problem = local_accounts.reachability_problem(homes)
+        if problem is not None:  # refused at start, not at the first session
+            raise base.PermanentFailure(problem)
         return cls(
             own,
             homes_dir=settings.resolved_homes_dir,
