@@ -102,6 +102,10 @@ def test_a_cannot_fill_the_process_table(scene: Scene) -> None:
 
 
 @pytest.mark.needs_isolation
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: no per-desktop file size limit or disk quota yet (issue 12, 'fill the disk')",
+)
 def test_a_cannot_fill_the_disk_for_everyone(scene: Scene) -> None:
     """A file written without end in A's desktop must stop at a limit of the desktop (a file
     size limit or a quota), not at a full disk for every artist and the database."""
@@ -111,6 +115,9 @@ def test_a_cannot_fill_the_disk_for_everyone(scene: Scene) -> None:
 
 
 @pytest.mark.needs_isolation
+@pytest.mark.xfail(
+    strict=True, reason="open: X sockets are still in the shared /tmp/.X11-unix (finding 7)"
+)
 def test_a_cannot_see_or_squat_bs_x_socket(scene: Scene) -> None:
     """B's X socket must not be in the shared /tmp/.X11-unix, where A can see it and take the
     names of displays that later desktops would use (finding 7)."""

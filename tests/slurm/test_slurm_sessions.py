@@ -80,7 +80,9 @@ def session(world: worlds.World, ids: dict[str, str]) -> dict[str, Any]:
 def wait_state(world: worlds.World, ids: dict[str, str], *states: str) -> dict[str, Any]:
     deadline = time.monotonic() + 60
     while (found := session(world, ids))["state"] not in states:
-        lines = [line for line in world.server.log().splitlines() if "GetStreamingSession" not in line]
+        lines = [
+            line for line in world.server.log().splitlines() if "GetStreamingSession" not in line
+        ]
         assert time.monotonic() < deadline, (found["state"], "\n".join(lines[-30:]))
         time.sleep(0.3)
     return found
