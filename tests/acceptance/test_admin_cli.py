@@ -70,8 +70,8 @@ def test_users_list_show_disable_enable(world: World) -> None:
 def test_revoking_one_key(world: World) -> None:
     sid = world.studio.studio_id
     user = world.server.user("twokeys")
-    admin = world.studio.admin.client()
-    admin.put_studio_members(
+    operator = world.operator.client()  # an operator brings a new user into the studio
+    operator.put_studio_members(
         studioId=sid,
         identityStoreId=user.identity_store_id,
         members=[{"principalId": user.user_id, "persona": "ADMINISTRATOR"}],
