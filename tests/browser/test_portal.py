@@ -15,6 +15,7 @@ import pytest
 import requests
 from playwright import sync_api
 
+from tests.support import desktops
 from tests.support import world as worlds
 from tests.support.server import FAST
 
@@ -181,6 +182,9 @@ def test_an_admin_adds_a_member_and_launches_a_session_the_member_opens(
     artifacts: pathlib.Path,
 ) -> None:
     expect = sync_api.expect
+    # an operator brings the newcomer into the studio (a launch profile of their team): only
+    # then may the studio's admin add them to more (the API's standing rule)
+    desktops.create_launch_profile(world.operator, world.studio, [world.outsider])
     sign_in(page, portal, world.studio.admin.name)
     page.get_by_role("link", name="Manage members").click()
     section = page.locator("section.profile[data-profile='workstation']")
