@@ -171,7 +171,7 @@ def test_desktop_in_the_browser_takes_typing_into_its_terminal(
     proof = f"proof-{uuid.uuid4().hex[:8]}"
     page.keyboard.type(f"touch ~/{proof}")
     page.keyboard.press("Enter")
-    made = wait_for_file(desktop.world.server.data_dir, proof)
+    made = wait_for_file(desktop.world.server.desktops_dir, proof)
     time.sleep(0.5)  # let the terminal's next prompt reach the page
     page.screenshot(path=str(artifacts / "stream-desktop.png"))
     assert made.is_file()

@@ -78,7 +78,7 @@ def test_portal_passwords(tmp_path: pathlib.Path) -> None:
         command = [sys.executable, "-m", "opennimble", *args, "--data-dir", data]
         return subprocess.run(command, input=stdin, capture_output=True, text=True, env=env)
 
-    short = run("users", "create", "bob", "--password-stdin", stdin="short\n")
+    short = run("users", "create", "bob", "--password-stdin", "--init", stdin="short\n")
     assert short.returncode != 0 and "password: must be at least 8 characters" in short.stderr
     # the refused password created no user either
     created = run("users", "create", "bob", "--password-stdin", stdin="a long password\n")
