@@ -105,6 +105,9 @@ def _has_type(shape: model.Shape, value: object) -> bool:
 
 
 def _string(shape: model.Shape, value: str, path: str, out: list[Problem]) -> None:
+    if "\x00" in value:  # no text holds one, and PostgreSQL cannot store it
+        _fail(shape, value, path, "Member must not contain a NUL character", out)
+        return
     _length(shape, value, path, out)
     if shape.pattern is not None and not shape.pattern.fullmatch(value):
         _fail(
