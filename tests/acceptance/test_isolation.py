@@ -168,6 +168,7 @@ def test_one_users_desktops_in_two_studios_cannot_reach_each_other(
     assert desktops.run_as(there, "kill", "-0", str(mine["pid"])).returncode != 0
 
 
+@pytest.mark.sqlite  # the PostgreSQL run keeps sealed passwords too (test_stream on PostgreSQL)
 def test_the_database_holds_no_usable_vnc_password(
     world: worlds.World, two: tuple[dict[str, Any], ...]
 ) -> None:
