@@ -18,7 +18,7 @@ import pytest
 
 from tests.support import cluster as clusters
 from tests.support import world as worlds
-from tests.support.server import FAST, kill_all
+from tests.support.server import FAST
 
 pytestmark = [pytest.mark.postgresql, pytest.mark.xvnc]
 LOST = (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionClosedError)
@@ -36,16 +36,8 @@ def cluster(
         "OPENNIMBLE_DESKTOP_GEOMETRY": "640x480",
     }
     made = clusters.Cluster.make(root, servers=3, workers=2, env=env)
-    try:
-        made.start()
-        built = worlds.build(made.servers[0])
+    with clusters.served(made) as built:
         yield made, built
-        worlds.delete_all_sessions(built)
-    finally:
-        made.stop()
-        leftovers = made.desktops()
-        kill_all([pid for pids in leftovers.values() for pid in pids])
-    assert leftovers == {}, f"desktops left running: {leftovers}"
 
 
 def clients(made: clusters.Cluster, user: Any) -> list[Any]:

@@ -10,9 +10,11 @@ import pathlib
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 from tests.support import databases
-from tests.support.server import Child, Server, reachable, shared_dir
+from tests.support import world as worlds
+from tests.support.server import Child, Server, kill_all, reachable, shared_dir
 
 
 @dataclasses.dataclass
@@ -98,6 +100,22 @@ class Cluster:
             for session_id, pids in xvnc_by_session(str(worker.data_dir)).items():
                 found.setdefault(session_id, []).extend(pids)
         return found
+
+
+@contextlib.contextmanager
+def served(made: Cluster) -> Iterator[worlds.World]:
+    """Start the cluster, build a world through its first server; at the end delete every
+    session, stop the processes and check that no desktop was left running."""
+    try:
+        made.start()
+        built = worlds.build(made.servers[0])
+        yield built
+        worlds.delete_all_sessions(built)
+    finally:
+        made.stop()
+        leftovers = made.desktops()
+        kill_all([pid for pids in leftovers.values() for pid in pids])
+    assert leftovers == {}, f"desktops left running: {leftovers}"
 
 
 def xvnc_by_session(marker: str) -> dict[str, list[int]]:

@@ -13,8 +13,8 @@ import sqlalchemy as sa
 
 from opennimble import config, errors
 from opennimble.domain import resources
+from opennimble.store import quota_counters as counters
 from opennimble.store import resources as resource_store
-from opennimble.store import sessions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,24 +74,36 @@ def check_resource(
         raise _exceeded(label, setting, limit, f"studio {studio_id}", count)
 
 
-def check_session(conn: sa.Connection, quotas: Quotas, studio_id: str, owner: str) -> None:
-    """Room for one more session in the studio and for its owner."""
-    resource_store.lock_studio(conn, studio_id)
-    count = sessions.count_live(conn, studio_id)
-    if count >= quotas.sessions_per_studio:
-        raise _exceeded(
+def take_session(conn: sa.Connection, quotas: Quotas, studio_id: str, owner: str) -> None:
+    """Count one more session against the studio's and the owner's quotas, or refuse.
+
+    Each quota is a counter row taken with a conditional UPDATE in the creating transaction
+    (:mod:`opennimble.store.quota_counters`): no count over the studio's sessions, and
+    concurrent creates never both take the last place. A refusal rolls the transaction back,
+    and with it what it took.
+    """
+    checks = (
+        (
+            counters.STUDIO,
             "streaming sessions per studio",
             "max_sessions_per_studio",
             quotas.sessions_per_studio,
             f"studio {studio_id}",
-            count,
-        )
-    mine = sessions.count_live(conn, studio_id, owner)
-    if mine >= quotas.sessions_per_owner:
-        raise _exceeded(
+        ),
+        (
+            owner,
             "streaming sessions per owner in a studio",
             "max_sessions_per_owner",
             quotas.sessions_per_owner,
             f"user {owner}",
-            mine,
-        )
+        ),
+    )
+    for who, label, setting, limit, whose in checks:
+        if not counters.take(conn, studio_id, who, limit):
+            count = counters.used(conn, studio_id, who) or 0
+            raise _exceeded(label, setting, limit, whose, count)
+
+
+def release_session(conn: sa.Connection, studio_id: str, owner: str) -> None:
+    """A session became DELETED: it no longer counts against its studio's and owner's quotas."""
+    counters.give_back(conn, studio_id, owner)

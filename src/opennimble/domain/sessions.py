@@ -102,12 +102,13 @@ def plan(
             [("streamingImageId", f"Streaming image {image_id} is {image['state']}, not READY")]
         )
     eulas.require_accepted(conn, studio_id, owned_by, image)
-    quotas.check_session(conn, limits, studio_id, owned_by)
     attrs = {key: stream[key] for key in COPIED if key in stream}
     attrs["ec2ImageId"] = image["attrs"]["ec2ImageId"]
     backup = stream.get("sessionBackup") or {}
     attrs["backupMode"] = backup.get("mode", "DEACTIVATED")
     attrs["maxBackupsToRetain"] = backup.get("maxBackupsToRetain", 0)
+    # last: the quota counters' rows stay taken only until the creating transaction ends
+    quotas.take_session(conn, limits, studio_id, owned_by)
     return Plan(profile, owned_by, instance_type, image_id, attrs)
 
 
@@ -116,7 +117,10 @@ def _owner_problems(
 ) -> list[validate.Problem]:
     """The owner must have standing in the studio: a member of the launch profile or an
     ADMINISTRATOR of the studio. Being an operator counts only for one's own sessions, so that
-    nobody creates sessions owned by an operator who is not a member."""
+    nobody creates sessions owned by an operator who is not a member. The caller's own session
+    was checked already (a member of the launch profile or an admin, or refused)."""
+    if owned_by == caller.user_id:
+        return []
     owner = users.get_user(conn, owned_by)
     if owner is None:
         return [("ownedBy", f"Value '{owned_by}' at 'ownedBy' is not a user of the identity store")]

@@ -15,7 +15,7 @@ from typing import Any
 
 from opennimble import clock
 from opennimble.domain import backups as backup_rules
-from opennimble.domain import endpoints, lifecycle
+from opennimble.domain import endpoints, lifecycle, quotas
 from opennimble.domain import sessions as rules
 from opennimble.providers import base
 from opennimble.reconciler import backups
@@ -124,6 +124,7 @@ class Actions:
                 stop_at=None,
             ):
                 streams.delete_for_session(conn, row["session_id"])
+                quotas.release_session(conn, row["studio_id"], row["owned_by"])
         log.info("session %s deleted", row["session_id"])
 
     async def stop(self, row: Row) -> None:

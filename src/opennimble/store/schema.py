@@ -173,6 +173,18 @@ streams = sa.Table(
     sa.Column("used_at", Micros),
 )
 
+# Quota counters: the sessions (not DELETED) of a studio (owned_by "") and of each owner in
+# it. CreateStreamingSession takes one with a conditional UPDATE (used < limit) in its own
+# transaction; a session reaching DELETED gives it back. A create costs the same whatever the
+# studio's size, and holds each counter's row only until its transaction ends.
+quota_counters = sa.Table(
+    "quota_counters",
+    metadata,
+    sa.Column("studio_id", Id, primary_key=True),
+    sa.Column("owned_by", Id, primary_key=True),
+    sa.Column("used", sa.Integer, nullable=False),
+)
+
 idempotency = sa.Table(
     "idempotency",
     metadata,
