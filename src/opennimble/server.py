@@ -26,7 +26,7 @@ from opennimble.api import app as api_app
 from opennimble.gateway import app as gateway
 from opennimble.portal import app as portal_app
 from opennimble.reconciler import loop
-from opennimble.store import crypto, database
+from opennimble.store import crypto, database, group_commit
 
 log = logging.getLogger("opennimble.server")
 reconciler_log = logging.getLogger("opennimble.reconciler")
@@ -136,9 +136,14 @@ class Root:
     ) -> None:
         self.db = db
         key = cipher(settings, db)
+        # SQLite: the API's and the reconciler's writes share commits (store/group_commit.py)
+        group = group_commit.GroupCommit(db) if db.is_sqlite else None
+        writes = group_commit.Writes(db, group)
         # `serve --no-reconciler` (PostgreSQL): the workers reconcile; NOTIFY wakes them
         self.reconciler = (
-            loop.Reconciler.from_settings(db, settings, now, key) if settings.reconciler else None
+            loop.Reconciler.from_settings(db, settings, now, key, writes)
+            if settings.reconciler
+            else None
         )
         self.api = api_app.App(
             db=db,
@@ -150,6 +155,7 @@ class Root:
             now=now,
             page_size=settings.page_size,
             settings=settings,
+            group=group,
         )
         self.gateway = gateway.Gateway(
             db,
@@ -208,6 +214,7 @@ class Root:
                         pass
                     except Exception:  # it failed earlier (and said so): shut down all the same
                         reconciler_log.debug("the reconciler had stopped with an error")
+                await asyncio.to_thread(self.api.close)  # the writes under way end first
                 self.db.dispose()
                 log.info("stopped", extra=logs.fields(event="stopped"))
                 await send({"type": "lifespan.shutdown.complete"})

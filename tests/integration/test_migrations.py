@@ -83,3 +83,34 @@ def test_the_clear_vnc_passwords_of_existing_sessions_are_removed(database_url: 
     db.dispose()
     assert found["endpoint"] == {"host": "127.0.0.1", "port": 5901}
     assert found["provider_state"] == {"session_id": "s1", "pid": 42}
+
+
+def test_the_quota_counters_are_filled_from_the_sessions_present(database_url: str) -> None:
+    """Every session but the DELETED ones counts, per studio and per (studio, owner)."""
+    db = database.Database(database_url)
+    with db.engine.begin() as conn:
+        config = database.alembic_config(db.url)
+        config.attributes["connection"] = conn
+        alembic.command.upgrade(config, "0014_portal_passwords")
+        made = [
+            ("s1", "ann", "READY"),
+            ("s1", "ann", "STOPPED"),
+            ("s1", "bob", "CREATE_FAILED"),
+            ("s1", "bob", "DELETED"),
+            ("s2", "ann", "DELETE_IN_PROGRESS"),
+            ("s3", "cid", "DELETED"),
+        ]
+        for studio_id, owner, state in made:
+            row = rows.session(studio_id=studio_id, owned_by=owner, state=state)
+            conn.execute(schema.sessions.insert().values(**row))
+    db.upgrade()
+    with db.read() as conn:
+        found = {tuple(r) for r in conn.execute(sa.select(schema.quota_counters))}
+    db.dispose()
+    assert found == {
+        ("s1", "", 3),
+        ("s1", "ann", 2),
+        ("s1", "bob", 1),
+        ("s2", "", 1),
+        ("s2", "ann", 1),
+    }

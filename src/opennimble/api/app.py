@@ -1,8 +1,9 @@
 """The ASGI application of the Nimble API.
 
 A request to the API goes: route (from the model) -> SigV4 -> parse (by member location) ->
-validate -> handler in a transaction -> serialize (by the output shape). Database work runs on
-the event loop thread: an embedded SQLite read costs microseconds, less than a hop to a thread.
+validate -> handler in a transaction -> serialize (by the output shape). SQLite reads run on the
+event loop thread (an embedded read costs microseconds, less than a hop to a thread); writes, and
+everything on PostgreSQL, run in threads.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from opennimble.api import auth, dispatch, telemetry, throttle
 from opennimble.api.context import Installation
 from opennimble.domain import eulas, paging, quotas, stream_tokens
 from opennimble.protocol import model, parse, routing, serialize, sigv4
-from opennimble.store import crypto, database
+from opennimble.store import crypto, database, group_commit
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -32,6 +33,8 @@ log = logging.getLogger("opennimble.access")
 MAX_BODY = 1024 * 1024
 # handlers running at once on a database server (PostgreSQL); see App._invoke
 HANDLER_THREADS = 8
+# requests waiting for a shared commit at once (SQLite; see store/group_commit.py)
+WRITER_THREADS = 64
 
 
 class BodyTooLarge(Exception):
@@ -56,9 +59,11 @@ class App:
         now: clock.Now = clock.system_now,
         page_size: int = 100,
         settings: config.Settings | None = None,
+        group: group_commit.GroupCommit | None = None,
     ) -> None:
         """``settings``, when given, bring the quotas, the request rate and the EULA catalogue
-        (which is mirrored into the database here, at start)."""
+        (which is mirrored into the database here, at start). ``group``: the process's group
+        commit (SQLite), shared with the reconciler; by default the API makes its own."""
         self.db = db
         settings = settings or config.Settings.model_construct()
         self.router = routing.Router(model.operations())
@@ -74,23 +79,31 @@ class App:
             quotas=quotas.Quotas.from_settings(settings),
         )
         limiter = throttle.Throttle(settings.throttle_rate, settings.throttle_burst)
-        self.dispatcher = dispatch.Dispatcher(db, install, now, limiter)
+        # SQLite: one fsync per commit caps writes at the disk's fsync rate, so concurrent
+        # requests' writes share commits (store/group_commit.py); their callers wait for it in
+        # threads of their own, and reads stay on the event loop.
+        self.group = group or (group_commit.GroupCommit(db) if db.is_sqlite else None)
+        self.dispatcher = dispatch.Dispatcher(db, install, now, limiter, self.group)
         _sync_eulas(db, settings, now())
         self.auth = auth.Authenticator(db, cipher, region, now)
         # On PostgreSQL a handler waits on the network for every query: handlers run in threads
-        # so that the event loop serves other requests meanwhile. SQLite answers in
-        # microseconds, less than a hop to a thread: its handlers run on the loop.
-        self._threads = (
-            None
-            if db.is_sqlite
-            else concurrent.futures.ThreadPoolExecutor(HANDLER_THREADS, "opennimble-handler")
+        # so that the event loop serves other requests meanwhile. SQLite answers a read in
+        # microseconds, less than a hop to a thread: its reads run on the loop.
+        self._threads = concurrent.futures.ThreadPoolExecutor(
+            WRITER_THREADS if db.is_sqlite else HANDLER_THREADS, "opennimble-handler"
         )
 
     async def _invoke(self, op: model.Operation, caller: Any, params: dict[str, Any]) -> Any:
-        if self._threads is None:
+        if self.group is not None and op.method == "GET":
             return self.dispatcher.invoke(op, caller, params)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._threads, self.dispatcher.invoke, op, caller, params)
+
+    def close(self) -> None:
+        """Finish the writes in progress (at shutdown)."""
+        self._threads.shutdown(wait=True)
+        if self.group is not None:
+            self.group.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()

@@ -13,7 +13,7 @@ from opennimble.api import operations, registry, throttle
 from opennimble.api.context import Context, Installation
 from opennimble.domain.identity import Caller
 from opennimble.protocol import model, validate
-from opennimble.store import database, idempotency, users
+from opennimble.store import database, group_commit, idempotency, users
 
 assert operations  # importing the package registers the handlers
 
@@ -27,8 +27,11 @@ class Dispatcher:
         install: Installation,
         now: clock.Now,
         limiter: throttle.Throttle | None = None,
+        group: group_commit.GroupCommit | None = None,
     ) -> None:
+        """``group``: write operations share commits with other requests' (SQLite)."""
         self.db = db
+        self.group = group
         self.install = install
         self.now = now
         self.limiter = limiter or throttle.Throttle(rate=0, burst=1)
@@ -63,13 +66,22 @@ class Dispatcher:
         params: dict[str, Any],
         token: str | None,
     ) -> dict[str, Any]:
-        transaction = self.db.read if op.method == "GET" else self.db.write
-        with transaction() as conn:
+        now = self.now()
+
+        def work(conn: sa.Connection) -> dict[str, Any]:
             _still_a_user(conn, caller)
-            ctx = Context(conn, caller, self.now(), self.install)
+            ctx = Context(conn, caller, now, self.install)
             if token is None:
                 return handler(ctx, params)
             return _idempotent(ctx, op, handler, params, token)
+
+        if op.method == "GET":
+            with self.db.read() as conn:
+                return work(conn)
+        if self.group is not None:
+            return self.group.run(work)
+        with self.db.write() as conn:
+            return work(conn)
 
 
 def _still_a_user(conn: sa.Connection, caller: Caller) -> None:
@@ -110,16 +122,7 @@ def _idempotent(
             },
         )
         result = handler(ctx, params)
-        ctx.conn.execute(
-            sa.update(idempotency.t)
-            .where(
-                idempotency.t.c.operation == key[0],
-                idempotency.t.c.caller == key[1],
-                idempotency.t.c.scope == key[2],
-                idempotency.t.c.token == key[3],
-            )
-            .values(response=result)
-        )
+        idempotency.respond(ctx.conn, *key, result)
         return result
     if record["fingerprint"] != fingerprint:
         raise errors.ValidationException(

@@ -13,13 +13,15 @@ import dataclasses
 import logging
 from typing import Any
 
+import sqlalchemy as sa
+
 from opennimble import clock
 from opennimble.domain import backups as backup_rules
 from opennimble.domain import endpoints, lifecycle, quotas
 from opennimble.domain import sessions as rules
 from opennimble.providers import base
 from opennimble.reconciler import backups
-from opennimble.store import crypto, database, sessions, streams, users
+from opennimble.store import crypto, database, group_commit, sessions, streams, users
 
 log = logging.getLogger("opennimble.reconciler")
 
@@ -48,8 +50,11 @@ class Actions:
         now: clock.Now,
         ready_timeout: float,
         cipher: crypto.Cipher,
+        writes: group_commit.Writes | None = None,
     ) -> None:
+        """``writes``: where write transactions run (shared commits on SQLite)."""
         self.db = db
+        self.writes = writes or group_commit.Writes(db)
         self.provider = provider
         self.now = now
         self.ready_timeout = provider.start_timeout(ready_timeout)
@@ -78,16 +83,14 @@ class Actions:
         if row["state"] == "START_IN_PROGRESS" and row["attrs"].get("restoreBackupId"):
             await self.backups.restore(row, spec, state)
         state = {**await self.provider.start(spec, state), "session_id": row["session_id"]}
-        with self.db.write() as conn:
-            sessions.update(
-                conn, row["session_id"], provider_state=state, provider=self.provider.name
-            )
+        values = {"provider_state": state, "provider": self.provider.name}
+        await self.writes(lambda conn: sessions.update(conn, row["session_id"], **values))
         deadline = row["work_started_at"] + int(self.ready_timeout * clock.SECOND)
         delay, budget = POLL_FIRST, asyncio.get_running_loop().time() + POLL_BUDGET
         while True:
             result = await self.provider.poll(state)
             if result.health is base.Health.READY:
-                self._ready(row, result.endpoint)
+                await self._ready(row, result.endpoint)
                 return
             if result.health is base.Health.ENDED:
                 raise base.PermanentFailure(result.message, result.status_code)
@@ -102,7 +105,7 @@ class Actions:
                     "INTERNAL_ERROR",
                 )
             if asyncio.get_running_loop().time() >= budget:
-                self._requeue(row)
+                await self._requeue(row)
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, POLL_MAX)
@@ -111,7 +114,8 @@ class Actions:
         await self.provider.delete(_state_of(row))
         await self.backups.delete(row, everything=True)  # only this session could use them
         now = self.now()
-        with self.db.write() as conn:
+
+        def deleted(conn: sa.Connection) -> None:
             if sessions.transition(
                 conn,
                 row["session_id"],
@@ -125,6 +129,8 @@ class Actions:
             ):
                 streams.delete_for_session(conn, row["session_id"])
                 quotas.release_session(conn, row["studio_id"], row["owned_by"])
+
+        await self.writes(deleted)
         log.info("session %s deleted", row["session_id"])
 
     async def stop(self, row: Row) -> None:
@@ -137,18 +143,14 @@ class Actions:
             if discard:
                 kept = await self.provider.stop(kept, discard_storage=True)
         now = self.now()
-        with self.db.write() as conn:
-            if sessions.transition(
-                conn,
-                row["session_id"],
-                ("STOP_IN_PROGRESS",),
-                **lifecycle.enter("STOPPED", now),
-                provider_state={**kept, "session_id": row["session_id"]},
-                endpoint={},
-                stop_at=None,
-                terminate_at=lifecycle.stopped_timer(row["attrs"], row["stopped_at"] or now),
-            ):
-                streams.delete_for_session(conn, row["session_id"])
+        values = {
+            **lifecycle.enter("STOPPED", now),
+            "provider_state": {**kept, "session_id": row["session_id"]},
+            "endpoint": {},
+            "stop_at": None,
+            "terminate_at": lifecycle.stopped_timer(row["attrs"], row["stopped_at"] or now),
+        }
+        await self._transition(row, ("STOP_IN_PROGRESS",), values, end_streams=True)
         log.info("session %s stopped", row["session_id"])
 
     async def check_ready(self, row: Row) -> None:
@@ -156,10 +158,10 @@ class Actions:
         desktop ended for good (its job was cancelled outside opennimble) is stopped."""
         result = await self.provider.poll(_state_of(row))
         if result.health is base.Health.ENDED:
-            self._ended(row, result.message)
+            await self._ended(row, result.message)
             return
         if result.health is base.Health.READY and endpoints.SEALED not in row["endpoint"]:
-            self._reseal(row, result.endpoint)  # a session from before passwords were sealed
+            await self._reseal(row, result.endpoint)  # a session from before passwords were sealed
         if result.health is not base.Health.GONE:
             return
         now = self.now()
@@ -171,23 +173,22 @@ class Actions:
             "attempts": 0,
             "next_attempt_at": 0,
         }
-        with self.db.write() as conn:
-            if sessions.transition(conn, row["session_id"], ("READY",), **values):
-                streams.delete_for_session(conn, row["session_id"])
+        await self._transition(row, ("READY",), values, end_streams=True)
         log.warning(
             "session %s: its desktop is gone (%s); starting it again",
             row["session_id"],
             result.message,
         )
 
-    def _requeue(self, row: Row) -> None:
+    async def _requeue(self, row: Row) -> None:
         """Come back to a desktop that is slow to start later, without holding the claim (and
         a place among the concurrent provisions) meanwhile."""
         due = self.now() + int(REQUEUE_DELAY * clock.SECOND)
-        with self.db.write() as conn:
-            sessions.update(conn, row["session_id"], next_attempt_at=due)
+        await self.writes(
+            lambda conn: sessions.update(conn, row["session_id"], next_attempt_at=due)
+        )
 
-    def _ended(self, row: Row, message: str) -> None:
+    async def _ended(self, row: Row, message: str) -> None:
         """STOPPED with the provider's reason: the owner may start it again."""
         now = self.now()
         values = {
@@ -198,21 +199,18 @@ class Actions:
             "stop_at": None,
             "terminate_at": lifecycle.stopped_timer(row["attrs"], now),
         }
-        with self.db.write() as conn:
-            if sessions.transition(conn, row["session_id"], ("READY",), **values):
-                streams.delete_for_session(conn, row["session_id"])
+        await self._transition(row, ("READY",), values, end_streams=True)
         log.warning("session %s: its desktop ended (%s); stopped", row["session_id"], message)
 
     # ---- outcomes ---------------------------------------------------------------------------
 
-    def _reseal(self, row: Row, endpoint: dict[str, Any]) -> None:
+    async def _reseal(self, row: Row, endpoint: dict[str, Any]) -> None:
         """Give a READY session whose stored endpoint has no sealed password (the migration to
         sealed passwords removed the clear ones) its endpoint again, sealed."""
         sealed = endpoints.seal(endpoint, self.cipher)
-        with self.db.write() as conn:
-            sessions.transition(conn, row["session_id"], ("READY",), endpoint=sealed)
+        await self._transition(row, ("READY",), {"endpoint": sealed})
 
-    def _ready(self, row: Row, endpoint: dict[str, Any]) -> None:
+    async def _ready(self, row: Row, endpoint: dict[str, Any]) -> None:
         """READY; a new session counts as started now, by its creator, a restarted one when
         StartStreamingSession was called, by its caller."""
         now = self.now()
@@ -226,8 +224,7 @@ class Actions:
             values.update(started_at=now, started_by=row["created_by"])
         if "restoreBackupId" in row["attrs"]:  # restored: done
             values["attrs"] = {k: v for k, v in row["attrs"].items() if k != "restoreBackupId"}
-        with self.db.write() as conn:
-            sessions.transition(conn, row["session_id"], (row["state"],), **values)
+        await self._transition(row, (row["state"],), values)
         where = f"{endpoint.get('host')}:{endpoint.get('port')}"
         log.info("session %s is READY at %s", row["session_id"], where)
 
@@ -246,14 +243,8 @@ class Actions:
             self.backups.fail_pending(
                 row["session_id"], code, f"The session failed to stop: {message}"
             )
-        with self.db.write() as conn:
-            sessions.transition(
-                conn,
-                row["session_id"],
-                (row["state"],),
-                **lifecycle.fail(target, code, message, self.now()),
-                endpoint={},
-            )
+        values = {**lifecycle.fail(target, code, message, self.now()), "endpoint": {}}
+        await self._transition(row, (row["state"],), values)
 
     async def _clean_up_failed(self, row: Row) -> None:
         """A desktop that failed to come up must not linger (storage is kept for a retry)."""
@@ -286,13 +277,25 @@ class Actions:
             code = exc.status_code if isinstance(exc, base.ProviderFailure) else "INTERNAL_ERROR"
             await self._fail(row, code, f"Gave up after {attempts} attempts: {exc}")
             return
-        with self.db.write() as conn:
-            sessions.update(
-                conn,
-                row["session_id"],
-                attempts=attempts,
-                next_attempt_at=now + int(delay * clock.SECOND),
-            )
+        values = {"attempts": attempts, "next_attempt_at": now + int(delay * clock.SECOND)}
+        await self.writes(lambda conn: sessions.update(conn, row["session_id"], **values))
+
+    async def _transition(
+        self,
+        row: Row,
+        from_states: tuple[str, ...],
+        values: dict[str, Any],
+        end_streams: bool = False,
+    ) -> None:
+        """Compare-and-set the session's state (see ``sessions.transition``); ``end_streams``:
+        when it moved, its streams end too."""
+
+        def move(conn: sa.Connection) -> None:
+            moved = sessions.transition(conn, row["session_id"], from_states, **values)
+            if moved and end_streams:
+                streams.delete_for_session(conn, row["session_id"])
+
+        await self.writes(move)
 
     def _spec(self, row: Row) -> base.DesktopSpec:
         with self.db.read() as conn:

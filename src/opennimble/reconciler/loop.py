@@ -28,7 +28,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,7 +36,7 @@ import sqlalchemy as sa
 from opennimble import clock, config, metrics
 from opennimble.providers import base, registry
 from opennimble.reconciler import actions, housekeeping
-from opennimble.store import crypto, database, sessions, streams
+from opennimble.store import crypto, database, group_commit, sessions, streams
 
 log = logging.getLogger("opennimble.reconciler")
 
@@ -59,8 +59,12 @@ class Reconciler:
         capacity: int = 1_000_000,
         lease: float = 30.0,
         cipher: crypto.Cipher,
+        writes: group_commit.Writes | None = None,
     ) -> None:
+        """``writes``: where write transactions run; on SQLite, the process's group commit,
+        shared with the API (see :mod:`opennimble.store.group_commit`)."""
         self.db = db
+        self.writes = writes or group_commit.Writes(db)
         self.provider = provider
         self.now = now
         self.max_concurrent = max_concurrent
@@ -75,7 +79,7 @@ class Reconciler:
         self.interval_micros = int(self.interval * clock.SECOND)
         self.owner = f"{host_id}/{os.getpid()}/{secrets.token_hex(4)}"
         self.actions = actions.Actions(
-            db, provider, now=now, ready_timeout=ready_timeout, cipher=cipher
+            db, provider, now=now, ready_timeout=ready_timeout, cipher=cipher, writes=self.writes
         )
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._event: asyncio.Event | None = None
@@ -97,6 +101,7 @@ class Reconciler:
         settings: config.Settings,
         now: clock.Now = clock.system_now,
         cipher: crypto.Cipher | None = None,
+        writes: group_commit.Writes | None = None,
     ) -> Reconciler:
         """The reconciler of the settings; it seals desktops' passwords with ``cipher``, by
         default the installation key (``key_file``), checked against the database's."""
@@ -114,6 +119,7 @@ class Reconciler:
             capacity=settings.max_desktops,
             lease=settings.claim_timeout,
             cipher=cipher,
+            writes=writes,
         )
 
     def wake(self, housekeeping: bool = True) -> None:
@@ -238,13 +244,16 @@ class Reconciler:
 
     async def recover(self) -> None:
         """After a restart: drop our dead claims and clean up desktops nobody knows."""
-        with self.db.write() as conn:
+
+        def release(conn: sa.Connection) -> set[str]:
             if self.db.is_sqlite:  # one reconciler per SQLite database: every claim was ours
                 sessions.release_all(conn)
                 sessions.adopt_all(conn, self.host_id)
             else:  # we hold the host's lock: the holders of its claims are dead
                 sessions.release_all(conn, self.host_id)
-            known = sessions.ids_not_deleted(conn, self.host_id)
+            return sessions.ids_not_deleted(conn, self.host_id)
+
+        known = await self.writes(release)
         reaped = await self.provider.reap(known)
         if reaped:
             log.warning("cleaned up %d desktops of unknown sessions: %s", len(reaped), reaped)
@@ -268,7 +277,7 @@ class Reconciler:
         the housekeeping must not stop heartbeats or claims."""
         now = self.now()
         self.last_tick = time.monotonic()
-        steps: list[tuple[str, Callable[[], object]]] = []
+        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = []
         if self._housekeeping_due or now - self._last_housekeeping >= self.interval_micros:
             steps.append(("housekeeping", lambda: self._housekeeping(now)))
         if now - self._last_heartbeat >= self.lease // 4:
@@ -276,7 +285,7 @@ class Reconciler:
         steps.append(("claiming", lambda: self._claim_and_start(now)))
         for name, step in steps:
             try:
-                step()
+                await step()
             except Exception:
                 log.exception("reconciler %s failed; trying again", name)
         if now - self._last_check >= CHECK_DESKTOPS_EVERY:
@@ -285,34 +294,43 @@ class Reconciler:
             except Exception:
                 log.exception("checking the desktops failed; trying again")
 
-    def _housekeeping(self, now: int) -> None:
+    async def _housekeeping(self, now: int) -> None:
         self._housekeeping_due, self._last_housekeeping = False, now
-        with self.db.write() as conn:
+        purge = now - self._last_purge >= PURGE_EVERY
+
+        def chores(conn: sa.Connection) -> tuple[Any, Any]:
             if not database.try_lock(conn, "housekeeping"):
-                return  # another process is at it
+                return None, None  # another process is at it
             moved = housekeeping.advance_resources(conn, now)
             streams.expire(conn, now)
             timed = housekeeping.enforce_timers(conn, now)
-            if now - self._last_purge >= PURGE_EVERY:
+            if purge:
                 housekeeping.purge(conn, now)
-                self._last_purge = now
+            return moved, timed
+
+        moved, timed = await self.writes(chores)
+        if purge:
+            self._last_purge = now
         if moved or timed:
             self.wake()
 
-    def _heartbeat(self, now: int) -> None:
+    async def _heartbeat(self, now: int) -> None:
         self._last_heartbeat = now
         if self._tasks:
-            with self.db.write() as conn:
-                sessions.heartbeat(conn, list(self._tasks), self.owner, now + self.lease)
+            held, until = list(self._tasks), now + self.lease
+            await self.writes(lambda conn: sessions.heartbeat(conn, held, self.owner, until))
 
-    def _claim_and_start(self, now: int) -> None:
+    async def _claim_and_start(self, now: int) -> None:
         """Release the claims of finished work and start the work claimed instead."""
         room = self.max_concurrent - len(self._tasks)
         finished, self._finished = self._finished, []
         if room <= 0 and not finished:
             return
         try:
-            claimed = self._release_and_claim(now, finished, room)
+            busy = list(self._tasks)  # (read here: the transaction runs in another thread)
+            claimed = await self.writes(
+                lambda conn: self._release_and_claim(conn, now, finished, room, busy)
+            )
         except Exception:
             self._finished += finished  # released at the next pass
             raise
@@ -320,27 +338,29 @@ class Reconciler:
             task = asyncio.get_running_loop().create_task(self._work(row))
             self._tasks[row["session_id"]] = task
 
-    def _release_and_claim(self, now: int, finished: list[str], room: int) -> list[dict[str, Any]]:
-        """Release the claims of ``finished`` and claim up to ``room`` due sessions, in one
-        transaction."""
-        with self.db.write() as conn:
-            sessions.release(conn, finished, self.owner)
-            if room <= 0:
-                return []
-            claimed = self._claim(conn, now, new=False, limit=room)
-            room -= len(claimed)
-            free = self.capacity - sessions.count_on_host(conn, self.host_id)
-            if free > 0:
-                claimed += self._claim(conn, now, new=True, limit=min(room, free))
-            else:  # full: only what no host took in time, for the provider to refuse
-                before = now - self.capacity_wait
-                claimed += self._claim(conn, now, new=True, limit=room, created_before=before)
+    def _release_and_claim(
+        self, conn: sa.Connection, now: int, finished: list[str], room: int, busy: list[str]
+    ) -> list[dict[str, Any]]:
+        """Release the claims of ``finished`` and claim up to ``room`` due sessions other than
+        ``busy`` (those being worked on), in one transaction."""
+        sessions.release(conn, finished, self.owner)
+        if room <= 0:
+            return []
+        claimed = self._claim(conn, now, busy, new=False, limit=room)
+        room -= len(claimed)
+        free = self.capacity - sessions.count_on_host(conn, self.host_id)
+        if free > 0:
+            claimed += self._claim(conn, now, busy, new=True, limit=min(room, free))
+        else:  # full: only what no host took in time, for the provider to refuse
+            before = now - self.capacity_wait
+            claimed += self._claim(conn, now, busy, new=True, limit=room, created_before=before)
         return claimed
 
     def _claim(
         self,
         conn: sa.Connection,
         now: int,
+        busy: list[str],
         *,
         new: bool,
         limit: int,
@@ -354,7 +374,7 @@ class Reconciler:
             now=now,
             lease=self.lease,
             limit=limit,
-            exclude=list(self._tasks),
+            exclude=busy,
             created_before=created_before,
         )
 

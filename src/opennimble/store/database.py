@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import hashlib
 import pathlib
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -58,6 +59,11 @@ class Database:
         self.is_sqlite = backend == "sqlite"
         self.is_postgresql = backend == "postgresql"
         self.engine = self._create_engine()
+        # SQLite has one writer at a time: the threads of this process queue here, waking as
+        # soon as the write before them ends, instead of polling in SQLite's busy handler
+        self._write_lock: contextlib.AbstractContextManager[Any] = (
+            threading.RLock() if self.is_sqlite else contextlib.nullcontext()
+        )
         self._reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     def _create_engine(self) -> sa.Engine:
@@ -92,7 +98,7 @@ class Database:
     @contextlib.contextmanager
     def write(self) -> Iterator[sa.Connection]:
         """A transaction for reading and writing; committed on success, rolled back on error."""
-        with self.engine.connect() as conn:
+        with self._write_lock, self.engine.connect() as conn:
             conn = conn.execution_options(opennimble_write=True)
             with conn.begin():
                 yield conn

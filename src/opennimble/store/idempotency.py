@@ -17,16 +17,36 @@ Row = dict[str, Any]
 t = schema.idempotency
 
 
+# built once with bound parameters (an UPDATE's may not take its columns' names)
+_KEY = (
+    t.c.operation == sa.bindparam("k_operation"),
+    t.c.caller == sa.bindparam("k_caller"),
+    t.c.scope == sa.bindparam("k_scope"),
+    t.c.token == sa.bindparam("k_token"),
+)
+_GET = sa.select(t).where(*_KEY)
+_INSERT = t.insert()
+_RESPOND = t.update().where(*_KEY).values(response=sa.bindparam("response"))
+
+
+def _key(operation: str, caller: str, scope: str, token: str) -> dict[str, str]:
+    return {"k_operation": operation, "k_caller": caller, "k_scope": scope, "k_token": token}
+
+
 def get(conn: sa.Connection, operation: str, caller: str, scope: str, token: str) -> Row | None:
-    query = sa.select(t).where(
-        t.c.operation == operation, t.c.caller == caller, t.c.scope == scope, t.c.token == token
-    )
-    row = conn.execute(query).first()
+    row = conn.execute(_GET, _key(operation, caller, scope, token)).first()
     return dict(row._mapping) if row else None
 
 
 def insert(conn: sa.Connection, row: Row) -> None:
-    conn.execute(t.insert().values(row))
+    conn.execute(_INSERT, row)
+
+
+def respond(
+    conn: sa.Connection, operation: str, caller: str, scope: str, token: str, response: Any
+) -> None:
+    """Record the response of the request the record was inserted for."""
+    conn.execute(_RESPOND, {**_key(operation, caller, scope, token), "response": response})
 
 
 def purge(conn: sa.Connection, before: int) -> int:

@@ -20,9 +20,14 @@ def put(conn: sa.Connection, row: Row) -> None:
         conn.execute(t.insert().values(row))
 
 
+_GET = sa.select(t).where(
+    t.c.scope_id == sa.bindparam("scope_id"), t.c.principal_id == sa.bindparam("principal_id")
+)
+
+
 def get(conn: sa.Connection, scope_id: str, principal_id: str) -> Row | None:
-    query = sa.select(t).where(t.c.scope_id == scope_id, t.c.principal_id == principal_id)
-    row = conn.execute(query).first()
+    # built once: building a select per call costs several times running it
+    row = conn.execute(_GET, {"scope_id": scope_id, "principal_id": principal_id}).first()
     return dict(row._mapping) if row else None
 
 

@@ -24,9 +24,11 @@ STUDIO = ""  # the owner under which a studio's total is counted
 _KEY = (t.c.studio_id == sa.bindparam("studio"), t.c.owned_by == sa.bindparam("owner"))
 _INCREMENT = t.update().where(*_KEY, t.c.used < sa.bindparam("limit")).values(used=t.c.used + 1)
 _USED = sa.select(t.c.used).where(*_KEY)
+# (RETURNING says whether the row was made: the driver's rowcount of such an insert is not
+# reliable on every database)
 _FIRST = {
-    "postgresql": postgresql.insert(t).on_conflict_do_nothing(),
-    "sqlite": sqlite.insert(t).on_conflict_do_nothing(),
+    "postgresql": postgresql.insert(t).on_conflict_do_nothing().returning(t.c.used),
+    "sqlite": sqlite.insert(t).on_conflict_do_nothing().returning(t.c.used),
 }
 _GIVE_BACK = (
     t.update()
@@ -44,12 +46,13 @@ def take(conn: sa.Connection, studio_id: str, owned_by: str, limit: int) -> bool
     key = {"studio": studio_id, "owner": owned_by}
     if conn.execute(_INCREMENT, {**key, "limit": limit}).rowcount == 1:
         return True
-    if limit <= 0 or used(conn, studio_id, owned_by) is not None:
+    if limit <= 0:
         return False
-    # the counter's first session: make its row, unless a concurrent transaction just did (on
-    # PostgreSQL the insert waits for that one to end; then its row is there to count on)
+    # no row, or a full one, or one that a concurrent transaction made after this one's update
+    # looked: make the row with this session counted unless it is there (on PostgreSQL the
+    # insert waits for a concurrent maker to end); if it is, count again, on what is committed
     row = {"studio_id": studio_id, "owned_by": owned_by, "used": 1}
-    if conn.execute(_FIRST[conn.dialect.name], row).rowcount == 1:
+    if conn.execute(_FIRST[conn.dialect.name], row).first() is not None:
         return True
     return conn.execute(_INCREMENT, {**key, "limit": limit}).rowcount == 1
 

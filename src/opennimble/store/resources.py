@@ -16,13 +16,19 @@ def insert(conn: sa.Connection, row: Row) -> None:
     conn.execute(t.insert().values(row))
 
 
+# built once: building a select per call costs several times running it
+_GET = sa.select(t).where(t.c.resource_id == sa.bindparam("id"), t.c.kind == sa.bindparam("kind"))
+_GET_IN_STUDIO = _GET.where(t.c.studio_id == sa.bindparam("studio_id"))
+
+
 def get(
     conn: sa.Connection, kind: str, resource_id: str, studio_id: str | None = None
 ) -> Row | None:
-    query = sa.select(t).where(t.c.resource_id == resource_id, t.c.kind == kind)
-    if studio_id is not None:
-        query = query.where(t.c.studio_id == studio_id)
-    row = conn.execute(query).first()
+    if studio_id is None:
+        row = conn.execute(_GET, {"id": resource_id, "kind": kind}).first()
+    else:
+        values = {"id": resource_id, "kind": kind, "studio_id": studio_id}
+        row = conn.execute(_GET_IN_STUDIO, values).first()
     return dict(row._mapping) if row else None
 
 

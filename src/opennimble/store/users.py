@@ -15,8 +15,12 @@ def insert_user(conn: sa.Connection, row: Row) -> None:
     conn.execute(schema.users.insert().values(row))
 
 
+# built once: building a select per call costs several times running it
+_GET_USER = sa.select(schema.users).where(schema.users.c.user_id == sa.bindparam("user_id"))
+
+
 def get_user(conn: sa.Connection, user_id: str) -> Row | None:
-    row = conn.execute(sa.select(schema.users).where(schema.users.c.user_id == user_id)).first()
+    row = conn.execute(_GET_USER, {"user_id": user_id}).first()
     return dict(row._mapping) if row else None
 
 
@@ -33,15 +37,17 @@ def insert_key(conn: sa.Connection, row: Row) -> None:
     conn.execute(schema.access_keys.insert().values(row))
 
 
+_k, _u = schema.access_keys, schema.users
+_GET_KEY = (
+    sa.select(_k.c.access_key_id, _k.c.secret, _u.c.user_id, _u.c.name, _u.c.operator)
+    .join(_u, _u.c.user_id == _k.c.user_id)
+    .where(_k.c.access_key_id == sa.bindparam("access_key_id"), _u.c.disabled.is_(False))
+)
+
+
 def get_key(conn: sa.Connection, access_key_id: str) -> Row | None:
     """The key with its user's fields (user_id, name, operator), or None."""
-    k, u = schema.access_keys, schema.users
-    query = (
-        sa.select(k.c.access_key_id, k.c.secret, u.c.user_id, u.c.name, u.c.operator)
-        .join(u, u.c.user_id == k.c.user_id)
-        .where(k.c.access_key_id == access_key_id, u.c.disabled.is_(False))
-    )
-    row = conn.execute(query).first()
+    row = conn.execute(_GET_KEY, {"access_key_id": access_key_id}).first()
     return dict(row._mapping) if row else None
 
 

@@ -1,0 +1,142 @@
+"""Group commit: the write transactions of concurrent requests share one database commit.
+
+SQLite makes a commit durable with an fsync of its write-ahead log (``synchronous=FULL``), a few
+milliseconds on common disks, and it runs one write transaction at a time: with a transaction
+per request, the disk's fsync rate caps the writes. Here one thread (the database has one
+writer anyway) takes every piece of work that is waiting, runs each in a savepoint of one
+transaction, commits once, and only then answers each caller, with its result or its own
+error. A piece that fails is rolled back to its savepoint and leaves the others untouched, so
+each caller sees what a transaction of its own would have given it: the pieces run one after
+the other, each seeing the ones before it, and nothing is acknowledged before it is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+
+from opennimble.store import database
+
+T = TypeVar("T")
+Work = Callable[[sa.Connection], Any]
+log = logging.getLogger("opennimble.store")
+
+MAX_BATCH = 64  # pieces of work in one transaction at most
+
+
+class GroupCommit:
+    """Runs write work (``work(conn)``) in shared transactions on a thread of its own."""
+
+    def __init__(self, db: database.Database, max_batch: int = MAX_BATCH) -> None:
+        self.db = db
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[tuple[Work, concurrent.futures.Future[Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self.batches = 0  # transactions committed, and the work they held (for measurements)
+        self.pieces = 0
+
+    def run(self, work: Callable[[sa.Connection], T]) -> T:
+        """Run ``work`` in a write transaction shared with other callers' work; return its
+        result once the transaction is committed, or raise its error (its part rolled back)."""
+        result: T = self.submit(work).result()
+        return result
+
+    def submit(self, work: Callable[[sa.Connection], T]) -> concurrent.futures.Future[T]:
+        self._ensure_started()
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._queue.put((work, future))
+        return future
+
+    def close(self) -> None:
+        """Finish the work already submitted and stop the thread."""
+        with self._start_lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join()
+
+    def _ensure_started(self) -> None:
+        if self._thread is not None:
+            return
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._serve, name="opennimble-group-commit", daemon=True
+                )
+                self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self._run_batch(batch)
+            if stop:
+                return
+
+    def _run_batch(self, batch: list[tuple[Work, concurrent.futures.Future[Any]]]) -> None:
+        outcomes: list[tuple[concurrent.futures.Future[Any], Any, BaseException | None]] = []
+        try:
+            with self.db.write() as conn:
+                for work, future in batch:
+                    if not future.set_running_or_notify_cancel():
+                        continue
+                    try:
+                        with conn.begin_nested():
+                            outcomes.append((future, work(conn), None))
+                    except Exception as exc:  # the caller's own error: only its part undone
+                        outcomes.append((future, None, exc))
+        except Exception as exc:  # the transaction itself failed: nothing of it was stored
+            log.warning("a group of %d writes failed to commit: %s", len(batch), exc)
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        self.batches += 1
+        self.pieces += len(outcomes)
+        for future, value, error in outcomes:
+            if error is None:
+                future.set_result(value)
+            else:
+                future.set_exception(error)
+
+
+class Writes:
+    """Where a process's asynchronous code (the reconciler) runs its write transactions: on
+    SQLite through the process's group commit, awaited without blocking the event loop and
+    sharing commits with the API's writes; otherwise a transaction of its own."""
+
+    def __init__(self, db: database.Database, group: GroupCommit | None = None) -> None:
+        self.db = db
+        self.group = group if group is not None or not db.is_sqlite else GroupCommit(db)
+
+    async def __call__(self, work: Callable[[sa.Connection], T]) -> T:
+        if self.group is not None:
+            return await asyncio.wrap_future(self.group.submit(work))
+        with self.db.write() as conn:
+            return work(conn)
+
+    def close(self) -> None:
+        if self.group is not None:
+            self.group.close()
