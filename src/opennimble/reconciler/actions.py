@@ -83,15 +83,23 @@ class Actions:
         if row["state"] == "START_IN_PROGRESS" and row["attrs"].get("restoreBackupId"):
             await self.backups.restore(row, spec, state)
         state = {**await self.provider.start(spec, state), "session_id": row["session_id"]}
-        values = {"provider_state": state, "provider": self.provider.name}
-        await self.writes(lambda conn: sessions.update(conn, row["session_id"], **values))
+        started = {"provider_state": state, "provider": self.provider.name}
+
+        async def save() -> None:
+            await self.writes(lambda conn: sessions.update(conn, row["session_id"], **started))
+
+        try:
+            result = await self.provider.poll(state)
+        except BaseException:
+            await save()
+            raise
+        if result.health is base.Health.READY:  # at once: the state and READY in one write
+            await self._ready(row, result.endpoint, started)
+            return
+        await save()  # before waiting: a restarted reconciler finds the desktop by it
         deadline = row["work_started_at"] + int(self.ready_timeout * clock.SECOND)
         delay, budget = POLL_FIRST, asyncio.get_running_loop().time() + POLL_BUDGET
         while True:
-            result = await self.provider.poll(state)
-            if result.health is base.Health.READY:
-                await self._ready(row, result.endpoint)
-                return
             if result.health is base.Health.ENDED:
                 raise base.PermanentFailure(result.message, result.status_code)
             if result.health is base.Health.GONE:
@@ -109,6 +117,10 @@ class Actions:
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, POLL_MAX)
+            result = await self.provider.poll(state)
+            if result.health is base.Health.READY:
+                await self._ready(row, result.endpoint)
+                return
 
     async def tear_down(self, row: Row) -> None:
         await self.provider.delete(_state_of(row))
@@ -210,9 +222,12 @@ class Actions:
         sealed = endpoints.seal(endpoint, self.cipher)
         await self._transition(row, ("READY",), {"endpoint": sealed})
 
-    async def _ready(self, row: Row, endpoint: dict[str, Any]) -> None:
+    async def _ready(
+        self, row: Row, endpoint: dict[str, Any], started: dict[str, Any] | None = None
+    ) -> None:
         """READY; a new session counts as started now, by its creator, a restarted one when
-        StartStreamingSession was called, by its caller."""
+        StartStreamingSession was called, by its caller. ``started``: the provider's state, to
+        save in the same transaction (whatever the session's state is by then)."""
         now = self.now()
         values = {
             **lifecycle.enter("READY", now),
@@ -224,7 +239,15 @@ class Actions:
             values.update(started_at=now, started_by=row["created_by"])
         if "restoreBackupId" in row["attrs"]:  # restored: done
             values["attrs"] = {k: v for k, v in row["attrs"].items() if k != "restoreBackupId"}
-        await self._transition(row, (row["state"],), values)
+        if started is None:
+            await self._transition(row, (row["state"],), values)
+        else:
+
+            def save_and_move(conn: sa.Connection) -> None:
+                sessions.update(conn, row["session_id"], **started)
+                sessions.transition(conn, row["session_id"], (row["state"],), **values)
+
+            await self.writes(save_and_move)
         where = f"{endpoint.get('host')}:{endpoint.get('port')}"
         log.info("session %s is READY at %s", row["session_id"], where)
 
