@@ -186,7 +186,8 @@ class Server(Child):
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
-            with contextlib.suppress(requests.ConnectionError):
+            # not answering yet, or slowly (a busy machine): the deadline above is the limit
+            with contextlib.suppress(requests.ConnectionError, requests.Timeout):
                 if requests.get(f"{self.endpoint}/healthz", timeout=1).ok:
                     return
             time.sleep(0.05)

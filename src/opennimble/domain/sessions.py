@@ -44,9 +44,9 @@ def plan(
     caller: Caller,
     studio_id: str,
     params: dict[str, Any],
-    limits: quotas.Quotas = quotas.DEFAULTS,
 ) -> Plan:
-    """Check a CreateStreamingSession request against the spec's rules and the quotas."""
+    """Check a CreateStreamingSession request against the spec's rules (the quotas are taken
+    by :func:`count_against_quotas`, once the session is written)."""
     access.studio(conn, caller, studio_id)
     profile = resources.get_live(
         conn, resources.LAUNCH_PROFILE, studio_id, params["launchProfileId"]
@@ -107,9 +107,16 @@ def plan(
     backup = stream.get("sessionBackup") or {}
     attrs["backupMode"] = backup.get("mode", "DEACTIVATED")
     attrs["maxBackupsToRetain"] = backup.get("maxBackupsToRetain", 0)
-    # last: the quota counters' rows stay taken only until the creating transaction ends
-    quotas.take_session(conn, limits, studio_id, owned_by)
     return Plan(profile, owned_by, instance_type, image_id, attrs)
+
+
+def count_against_quotas(
+    conn: sa.Connection, plan: Plan, studio_id: str, limits: quotas.Quotas = quotas.DEFAULTS
+) -> None:
+    """Count the new session against the studio's and the owner's quotas, or refuse (which
+    rolls the transaction back). The last statements of the create: on PostgreSQL the counters'
+    rows stay locked from here until the commit, so concurrent creates wait on them briefly."""
+    quotas.take_session(conn, limits, studio_id, plan.owned_by)
 
 
 def _owner_problems(

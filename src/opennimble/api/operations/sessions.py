@@ -21,7 +21,7 @@ from opennimble.store import sessions as store
 @handler
 def create_streaming_session(ctx: Context, params: Params) -> Result:
     studio_id = params["studioId"]
-    plan = rules.plan(ctx.conn, ctx.caller, studio_id, params, ctx.install.quotas)
+    plan = rules.plan(ctx.conn, ctx.caller, studio_id, params)
     estimate = lifecycle.timers(plan.attrs, ctx.now)
     row = {
         "session_id": ids.resource_id(),
@@ -44,6 +44,7 @@ def create_streaming_session(ctx: Context, params: Params) -> Result:
         **lifecycle.enter("CREATE_IN_PROGRESS", ctx.now, ctx.caller.user_id),
     }
     store.insert(ctx.conn, row)
+    rules.count_against_quotas(ctx.conn, plan, studio_id, ctx.install.quotas)
     ctx.install.wake_reconciler()
     return {"session": views.session(ctx, row)}
 
