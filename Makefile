@@ -116,7 +116,6 @@ bench: setup test-packages
 	$(BIN)/python -m bench.stream_first_frame
 	$(BIN)/python -m bench.session_ready
 	$(BIN)/python -m bench.backup
-	$(BIN)/python -m bench.slurm_ready
 
 clean:
 	rm -rf $(VENV) node_modules .cache .pytest_cache .mypy_cache .ruff_cache

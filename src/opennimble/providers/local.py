@@ -146,6 +146,7 @@ class LocalProvider(base.Provider):
         table = filter_table or local_network.table_name(self._runtime_dir.parent)
         self._firewall = local_network.Firewall(table) if isolate else None
         self._filtered = False
+        self._filtered_uids: set[int] = set()  # accounts this process put in the filter
         if isolate:
             local_network.warn_if_unavailable()
         if not isolate:
@@ -187,7 +188,8 @@ class LocalProvider(base.Provider):
         record = self._host.read(sid)
         if self._attachable(record, sid):
             return _public(record)
-        await self._host.end(state, sid)  # what is left of an earlier attempt must not linger
+        if record or state.get("pid") or self._host.groups.group(sid).exists():
+            await self._host.end(state, sid)  # what is left of an earlier attempt goes
         exe = shutil.which(self._xvnc)
         if exe is None:
             raise base.PermanentFailure(
@@ -316,7 +318,9 @@ class LocalProvider(base.Provider):
             closed = {*self._closed_ports, *ports}
             await asyncio.to_thread(self._firewall.build, {*uids, account.uid}, closed)
             self._filtered = True
-        await asyncio.to_thread(self._firewall.add_account, account.uid)
+        elif account.uid not in self._filtered_uids:  # once per account (an nft run each)
+            await asyncio.to_thread(self._firewall.add_account, account.uid)
+        self._filtered_uids.add(account.uid)
 
     async def _close_port(self, port: int) -> None:
         if self._firewall is not None:

@@ -33,6 +33,8 @@ from Xlib.xobject.drawable import Window
 
 WM_STATE_NORMAL = 1
 ROOT_EVENTS = X.SubstructureNotifyMask | X.PropertyChangeMask | X.FocusChangeMask
+WINDOW_EVENTS = X.SubstructureNotifyMask | X.FocusChangeMask | X.PropertyChangeMask
+LOOK_AGAIN = 0.05  # seconds between looks at the display when no event comes
 AUTH_FILE = "provider.xauth"
 X11_SOCKETS = pathlib.Path("/tmp/.X11-unix")
 FAMILY_LOCAL = 256
@@ -126,15 +128,17 @@ def wait_window_manager(display: int, xauthority: pathlib.Path, timeout: float) 
 
 
 def _next_events(conn: Display, timeout: float) -> None:
-    """Block until the display sends something (or ``timeout``), then drain what came; the
-    caller looks at the display again. Windows created by others are watched for mapping."""
+    """Block until the display sends something (or ``timeout``, at most LOOK_AGAIN), then
+    drain what came; the caller looks at the display again. Windows created by others are
+    watched too. (Not every change that matters reaches the root window as an event: focus
+    passing between two of its descendants does not, hence LOOK_AGAIN.)"""
     if not conn.pending_events():
-        select.select([conn.fileno()], [], [], timeout)
+        select.select([conn.fileno()], [], [], min(timeout, LOOK_AGAIN))
     for _ in range(conn.pending_events()):
         event = conn.next_event()
         if event.type == X.CreateNotify:  # its children (a window manager's frame) matter too
             with contextlib.suppress(error.XError):
-                event.window.change_attributes(event_mask=X.SubstructureNotifyMask)
+                event.window.change_attributes(event_mask=WINDOW_EVENTS)
 
 
 def _window_manager(conn: Display, root: Window, screen: int) -> bool:
