@@ -29,12 +29,14 @@ from collections.abc import Iterator
 
 from Xlib import X, Xatom, error
 from Xlib.display import Display
+from Xlib.protocol import display as protocol_display
 from Xlib.xobject.drawable import Window
 
 WM_STATE_NORMAL = 1
 ROOT_EVENTS = X.SubstructureNotifyMask | X.PropertyChangeMask | X.FocusChangeMask
 WINDOW_EVENTS = X.SubstructureNotifyMask | X.FocusChangeMask | X.PropertyChangeMask
 LOOK_AGAIN = 0.05  # seconds between looks at the display when no event comes
+ASK_AGAIN = 0.1  # seconds before asking a window manager that does not answer again
 AUTH_FILE = "provider.xauth"
 X11_SOCKETS = pathlib.Path("/tmp/.X11-unix")
 FAMILY_LOCAL = 256
@@ -69,7 +71,8 @@ def connect(display: int, xauthority: pathlib.Path) -> Iterator[Display]:
         try:
             conn = Display(f"unix:{display}")  # its socket, never TCP
         except (error.DisplayError, error.ConnectionClosedError, OSError) as exc:
-            raise Unreachable(str(exc)) from exc
+            _close_sockets(exc)
+            raise Unreachable(str(exc)) from None
         finally:
             if saved is None:
                 os.environ.pop("XAUTHORITY", None)
@@ -80,6 +83,18 @@ def connect(display: int, xauthority: pathlib.Path) -> Iterator[Display]:
     finally:
         with contextlib.suppress(Exception):
             conn.close()
+
+
+def _close_sockets(exc: BaseException) -> None:
+    """Close the socket python-xlib opened before it failed (the display refused the cookie:
+    a display number taken over by another server), which it leaves to the collector."""
+    frame = exc.__traceback__
+    while frame is not None:
+        owner = frame.tb_frame.f_locals.get("self")
+        sock = vars(owner).get("socket") if isinstance(owner, protocol_display.Display) else None
+        if isinstance(sock, socket.socket):
+            sock.close()
+        frame = frame.tb_next
 
 
 def missing(conn: Display, want_window: bool) -> str | None:
@@ -123,8 +138,50 @@ def wait_usable(
 
 
 def wait_window_manager(display: int, xauthority: pathlib.Path, timeout: float) -> str | None:
-    """Wait up to ``timeout`` seconds until a window manager runs on the display."""
-    return wait_usable(display, xauthority, want_window=False, timeout=timeout)
+    """Wait up to ``timeout`` seconds until a window manager runs on the display and answers:
+    owning the screen is not enough, a window manager still starting up handles no request (an
+    xterm that asks to be resized then waits 5 s for an answer). So a window of our own asks
+    to be resized, through the window manager, until the answer comes."""
+    deadline = time.monotonic() + timeout
+    lacking = wait_usable(display, xauthority, want_window=False, timeout=timeout)
+    if lacking is not None:
+        return lacking
+    try:
+        with connect(display, xauthority) as conn:
+            if _answers(conn, deadline):
+                return None
+            return "the window manager does not answer yet"
+    except Unreachable as exc:
+        return f"the X display is not reachable yet ({exc})"
+    except (error.XError, error.ConnectionClosedError, OSError) as exc:
+        return f"the X display went away ({exc})"
+
+
+def _answers(conn: Display, deadline: float) -> bool:
+    """Whether the window manager passes on a resize of an unmapped window of ours (ICCCM: it
+    must, for windows it does not manage) before ``deadline``."""
+    root = conn.screen().root
+    probe = root.create_window(
+        -10, -10, 1, 1, 0, 0, X.InputOnly, X.CopyFromParent, event_mask=X.StructureNotifyMask
+    )
+    try:
+        for attempt in range(1_000_000):
+            probe.configure(width=2 + attempt % 2)  # a real change each time
+            conn.flush()
+            wait_until = min(deadline, time.monotonic() + ASK_AGAIN)
+            while time.monotonic() < wait_until:
+                if not conn.pending_events():
+                    select.select([conn.fileno()], [], [], wait_until - time.monotonic())
+                for _ in range(conn.pending_events()):
+                    event = conn.next_event()
+                    if event.type == X.ConfigureNotify and event.window.id == probe.id:
+                        return True
+            if time.monotonic() >= deadline:
+                break
+        return False
+    finally:
+        probe.destroy()
+        conn.sync()
 
 
 def _next_events(conn: Display, timeout: float) -> None:
