@@ -39,14 +39,14 @@ def finished(scope: Any, request_id: str, operation: str, status: int, started: 
             status=status,
             caller=getattr(caller, "user_id", None),
             caller_name=getattr(caller, "name", None),
-            access_key_id=_access_key_id(scope),
+            access_key_id=access_key_id(scope),
             client=f"{client[0]}:{client[1]}" if client else None,
             duration_ms=round(seconds * 1000, 2),
         ),
     )
 
 
-def _access_key_id(scope: Any) -> str | None:
+def access_key_id(scope: Any) -> str | None:
     """The access key a request was signed with (also when it was refused)."""
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
