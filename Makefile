@@ -70,10 +70,11 @@ test-packages:
 # The local provider's desktops: TigerVNC's Xvnc, vncpasswd and vncconfig, and the built-in
 # desktop (Openbox, xterm, xsetroot; xwininfo to look at a display; the X core fonts); nft
 # for the desktops' network filter.
+# pg_dump and pg_restore for `opennimble backup` and `restore` of PostgreSQL installations.
 # Installed from Debian's packages when run as root.
 DESKTOP_COMMANDS := Xvnc:tigervnc-standalone-server vncpasswd:tigervnc-tools \
   vncconfig:tigervnc-tools openbox:openbox xterm:xterm xsetroot:x11-xserver-utils \
-  xwininfo:x11-utils nft:nftables
+  xwininfo:x11-utils nft:nftables pg_dump:postgresql-client pg_restore:postgresql-client
 system-packages:
 	@missing=""; for pair in $(DESKTOP_COMMANDS); do \
 	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; done; \
