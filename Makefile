@@ -54,7 +54,7 @@ $(NOVNC): package.json package-lock.json
 # vncpasswd (a password-protected Xvnc), xdotool (finds windows on a test desktop), Slurm and
 # munge (the Slurm provider's tests start a single-node cluster of their own).
 TEST_COMMANDS := chromium:chromium vncpasswd:tigervnc-tools xdotool:xdotool \
-  slurmctld:slurm-wlm munged:munge
+  slurmctld:slurm-wlm munged:munge nginx:nginx-light
 test-packages:
 	@missing=""; for pair in $(TEST_COMMANDS); do \
 	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; done; \
