@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NOVNC := node_modules/.package-lock.json
 
-.PHONY: run test setup aws4-suite system-packages test-packages lint format typecheck unit acceptance bench clean
+.PHONY: run test check-minimums setup aws4-suite system-packages test-packages lint format typecheck unit acceptance bench clean
 
 run: setup
 	$(BIN)/opennimble serve --demo
@@ -18,7 +18,7 @@ TEST_LOGS := .test-logs
 # The two runs are independent (own servers, ports, data directories, accounts, control groups
 # and Slurm clusters), and mostly wait on desktops and sockets: they run side by side, each
 # into its own log, printed whole when both have ended.
-test: setup test-packages lint
+test: setup test-packages lint check-minimums
 	@mkdir -p $(TEST_LOGS); rm -f $(TEST_LOGS)/*.log
 	@if $(BIN)/python -c "import psycopg, sys; psycopg.connect(sys.argv[1], connect_timeout=3).close()" \
 	    '$(TEST_DATABASE_URL)' 2>/dev/null; then \
@@ -105,6 +105,12 @@ format: setup
 
 unit: setup
 	$(BIN)/pytest tests/unit
+
+# The dependency minimums of pyproject.toml: the unit tests in a virtual environment with every
+# direct dependency at its lowest allowed version (uv's lowest-direct resolution, from PyPI;
+# skipped, saying so, when PyPI cannot be reached). About a minute.
+check-minimums: setup
+	$(BIN)/python -m tests.support.minimums
 
 acceptance: setup
 	$(BIN)/pytest tests/acceptance
