@@ -163,7 +163,11 @@ class Root:
             trail=self.trail,
         )
         self.health = health.Health(
-            db, self.reconciler, lambda: len(self.gateway.connections), now=now
+            db,
+            self.reconciler,
+            lambda: len(self.gateway.connections),
+            now=now,
+            serve_metrics=settings.metrics,
         )
         self.portal = portal_app.Portal(
             db,

@@ -77,6 +77,7 @@ class App:
             wake_reconciler=wake_reconciler,
             quotas=quotas.Quotas.from_settings(settings),
         )
+        self.count = settings.metrics  # whether requests are counted in the metrics
         limiter = throttle.Throttle(settings.throttle_rate, settings.throttle_burst)
         self.dispatcher = dispatch.Dispatcher(db, install, now, limiter, trail)
         _sync_eulas(db, settings, now())
@@ -105,7 +106,7 @@ class App:
         status, headers, body, name, _ = await self._api(scope, receive, raw_path, query)
         headers = [*headers, (telemetry.REQUEST_ID_HEADER, request_id.encode())]
         await respond(send, status, headers, body)
-        telemetry.finished(scope, request_id, name, status, started)
+        telemetry.finished(scope, request_id, name, status, started, count=self.count)
 
     async def _api(
         self, scope: Scope, receive: Receive, raw_path: str, query: str

@@ -20,11 +20,14 @@ def new_request_id() -> str:
     return str(uuid.uuid4())
 
 
-def finished(scope: Any, request_id: str, operation: str, status: int, started: float) -> None:
-    """Log the request (one event) and count it."""
+def finished(
+    scope: Any, request_id: str, operation: str, status: int, started: float, count: bool = True
+) -> None:
+    """Log the request (one event) and, with ``count``, count it in the metrics."""
     seconds = time.perf_counter() - started
     caller = scope.get(CALLER)
-    metrics.request(operation, status, caller, seconds)
+    if count:
+        metrics.request(operation, status, caller, seconds)
     client = scope.get("client")
     log.info(
         "%s %s %s %d",
