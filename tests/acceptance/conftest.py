@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import called, slurm
+from tests.support import called, clocked, slurm
 from tests.support import server as support
 from tests.support import world as worlds
 
@@ -25,6 +25,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[worlds.World]:
         server = support.Server(data_dir, env={**env, **provider})
         with worlds.served(server) as built:
             yield built
+
+
+@pytest.fixture(scope="module")
+def clock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[clocked.ControlledClock]:
+    """A clock for the module's server (``Server(clock=...)``); boto3 in this process signs
+    with it while the module runs."""
+    with clocked.signing(tmp_path_factory.mktemp("clock")) as controlled:
+        yield controlled
 
 
 @pytest.fixture(scope="session", autouse=True)
