@@ -63,6 +63,7 @@ class Gateway:
         now: clock.Now = clock.system_now,
         watch_interval: float = 1.0,
     ) -> None:
+        self.db = db
         self.credentials = credentials.StreamCredentials(key)
         tokens = stream_tokens.StreamTokens(key)
         self.gate = streams.StreamGate(db, tokens, self.credentials, now, crypto.Cipher(key))
@@ -101,7 +102,7 @@ class Gateway:
         if not novnc_installed(self.novnc_dir):
             return _html(pages.refusal("Stream unavailable", NOVNC_MISSING), 503)
         stream_id = request.path_params["stream_id"]
-        answer = self.gate.admit(stream_id, request.url.query)
+        answer = await self.db.run(self.gate.admit, stream_id, request.url.query)
         client = request.client.host if request.client else None
         if answer.stream is None or answer.session is None:
             log.info(
@@ -139,7 +140,7 @@ class Gateway:
             return
         credential = ws.cookies.get(credentials.COOKIE, "")
         stream_id = ws.path_params["stream_id"]
-        admission = self.gate.admit_connection(stream_id, credential)
+        admission = await self.db.run(self.gate.admit_connection, stream_id, credential)
         client = ws.client.host if ws.client else None
         if isinstance(admission, streams.Refusal):
             log.info(
