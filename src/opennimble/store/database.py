@@ -70,6 +70,8 @@ class Database:
         self._reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._threads: concurrent.futures.ThreadPoolExecutor | None = None
         self._threads_lock = threading.Lock()
+        # SQLite's store thread keeps its connection (no pool checkout and reset per transaction)
+        self._kept = threading.local()
 
     async def run(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``work`` (which opens its own transactions) off the event loop, in the
@@ -85,8 +87,36 @@ class Database:
         with self._threads_lock:
             if self._threads is None:
                 count = 1 if self.is_sqlite else POOL_THREADS
-                self._threads = concurrent.futures.ThreadPoolExecutor(count, "opennimble-store")
+                self._threads = concurrent.futures.ThreadPoolExecutor(
+                    count, "opennimble-store", initializer=self._store_thread
+                )
             return self._threads
+
+    def _store_thread(self) -> None:
+        self._kept.keep = self.is_sqlite
+
+    def _close_kept(self) -> None:
+        conn = getattr(self._kept, "conn", None)
+        if conn is not None:
+            self._kept.conn = None
+            conn.close()
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sa.Connection]:
+        """A connection: on SQLite's store thread the one it keeps, otherwise from the pool."""
+        if not getattr(self._kept, "keep", False):
+            with self.engine.connect() as pooled:
+                yield pooled
+            return
+        kept: sa.Connection | None = getattr(self._kept, "conn", None)
+        if kept is None or kept.closed or kept.invalidated:
+            kept = self._kept.conn = self.engine.connect()
+        try:
+            yield kept
+        except BaseException:
+            if kept.invalidated:
+                self._close_kept()
+            raise
 
     def _create_engine(self) -> sa.Engine:
         if not self.is_sqlite:
@@ -114,16 +144,19 @@ class Database:
             with self._reader.connect() as conn:
                 yield conn
             return
-        with self.engine.connect() as conn, conn.begin():
+        with self._connect() as conn, conn.begin():
             yield conn
 
     @contextlib.contextmanager
     def write(self) -> Iterator[sa.Connection]:
         """A transaction for reading and writing; committed on success, rolled back on error."""
-        with self.engine.connect() as conn:
-            conn = conn.execution_options(opennimble_write=True)
-            with conn.begin():
-                yield conn
+        with self._connect() as conn:
+            conn.execution_options(opennimble_write=True)
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                conn.execution_options(opennimble_write=False)
 
     def upgrade(self) -> None:
         """Create or upgrade the schema to the newest migration.
@@ -158,6 +191,8 @@ class Database:
 
     def dispose(self) -> None:
         if self._threads is not None:
+            if self.is_sqlite:  # its one thread closes the connection it keeps
+                self._threads.submit(self._close_kept).result()
             self._threads.shutdown(wait=True)
             self._threads = None
         self.engine.dispose()
