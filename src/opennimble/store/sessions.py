@@ -7,6 +7,7 @@ host that runs its desktop (``host_id``), so that only that host's reconciler wo
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,10 +18,34 @@ from opennimble.store import hot, paging, schema
 Row = dict[str, Any]
 t = schema.sessions
 
+
+class SessionState(enum.StrEnum):
+    """A streaming session's state: the model's ``StreamingSessionState`` (a unit test holds
+    them equal). Members are strings: rows keep plain strings and compare equal to them."""
+
+    CREATE_IN_PROGRESS = "CREATE_IN_PROGRESS"
+    READY = "READY"
+    DELETE_IN_PROGRESS = "DELETE_IN_PROGRESS"
+    DELETED = "DELETED"
+    STOP_IN_PROGRESS = "STOP_IN_PROGRESS"
+    STOPPED = "STOPPED"
+    START_IN_PROGRESS = "START_IN_PROGRESS"
+    CREATE_FAILED = "CREATE_FAILED"
+    DELETE_FAILED = "DELETE_FAILED"
+    STOP_FAILED = "STOP_FAILED"
+    START_FAILED = "START_FAILED"
+
+
+S = SessionState
 # states in which the reconciler has something to do
-WORK_STATES = ("CREATE_IN_PROGRESS", "DELETE_IN_PROGRESS", "STOP_IN_PROGRESS", "START_IN_PROGRESS")
+WORK_STATES = (
+    S.CREATE_IN_PROGRESS.value,
+    S.DELETE_IN_PROGRESS.value,
+    S.STOP_IN_PROGRESS.value,
+    S.START_IN_PROGRESS.value,
+)
 # states in which a session's desktop occupies its host (counted against the host's capacity)
-HOLDING_STATES = (*WORK_STATES, "READY")
+HOLDING_STATES = (*WORK_STATES, S.READY.value)
 # the reconciler's bookkeeping: never shown by the API, so listings do not read (or decode) it
 BOOKKEEPING = frozenset(
     {
