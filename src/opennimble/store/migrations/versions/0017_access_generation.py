@@ -1,7 +1,7 @@
 """the access generation: a counter bumped with every change the access rules read
 
-Revision ID: 0015_access_generation
-Revises: 0014_portal_passwords
+Revision ID: 0017_access_generation
+Revises: 0016_audit_trail
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015_access_generation"
-down_revision = "0014_portal_passwords"
+revision = "0017_access_generation"
+down_revision = "0016_audit_trail"
 branch_labels = None
 depends_on = None
 
