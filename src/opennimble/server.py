@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from opennimble import clock, config, health, installation, logs
 from opennimble.api import app as api_app
+from opennimble.domain import audit
 from opennimble.gateway import app as gateway
 from opennimble.portal import app as portal_app
 from opennimble.reconciler import loop
@@ -139,6 +140,7 @@ class Root:
         # SQLite: the API's and the reconciler's writes share commits (store/group_commit.py)
         group = group_commit.GroupCommit(db) if db.is_sqlite else None
         writes = group_commit.Writes(db, group)
+        self.trail = audit.Trail(db, now) if settings.audit else None
         # `serve --no-reconciler` (PostgreSQL): the workers reconcile; NOTIFY wakes them
         self.reconciler = (
             loop.Reconciler.from_settings(db, settings, now, key, writes)
@@ -155,6 +157,7 @@ class Root:
             now=now,
             page_size=settings.page_size,
             settings=settings,
+            trail=self.trail,
             group=group,
         )
         self.gateway = gateway.Gateway(
@@ -163,9 +166,14 @@ class Root:
             public_url=settings.resolved_public_url,
             novnc_dir=settings.resolved_novnc_dir,
             now=now,
+            trail=self.trail,
         )
         self.health = health.Health(
-            db, self.reconciler, lambda: len(self.gateway.connections), now=now
+            db,
+            self.reconciler,
+            lambda: len(self.gateway.connections),
+            now=now,
+            serve_metrics=settings.metrics,
         )
         self.portal = portal_app.Portal(
             db,
@@ -215,6 +223,8 @@ class Root:
                     except Exception:  # it failed earlier (and said so): shut down all the same
                         reconciler_log.debug("the reconciler had stopped with an error")
                 await asyncio.to_thread(self.api.close)  # the writes under way end first
+                if self.trail is not None:
+                    self.trail.close()
                 self.db.dispose()
                 log.info("stopped", extra=logs.fields(event="stopped"))
                 await send({"type": "lifespan.shutdown.complete"})

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from tests.support import databases
 from tests.support import world as worlds
-from tests.support.server import Child, Server, kill_all, reachable, shared_dir
+from tests.support.server import Child, Server, desktops_dir, kill_all, reachable, shared_dir
 
 
 @dataclasses.dataclass
@@ -97,7 +97,8 @@ class Cluster:
         """Session id -> pids of the Xvnc processes of this cluster's hosts."""
         found: dict[str, list[int]] = {}
         for worker in self.workers:
-            for session_id, pids in xvnc_by_session(str(worker.data_dir)).items():
+            marker = str(desktops_dir(worker.data_dir, worker.env))  # in Xvnc's -auth path
+            for session_id, pids in xvnc_by_session(marker).items():
                 found.setdefault(session_id, []).extend(pids)
         return found
 

@@ -34,6 +34,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from opennimble import clock, config, metrics
+from opennimble.domain import audit
 from opennimble.providers import base, registry
 from opennimble.reconciler import actions, housekeeping
 from opennimble.store import crypto, database, group_commit, sessions, streams
@@ -59,12 +60,13 @@ class Reconciler:
         capacity: int = 1_000_000,
         lease: float = 30.0,
         cipher: crypto.Cipher,
+        audit_retention_days: float = 90.0,
         writes: group_commit.Writes | None = None,
     ) -> None:
-        """``writes``: where write transactions run; on SQLite, the process's group commit,
-        shared with the API (see :mod:`opennimble.store.group_commit`)."""
+        """``writes``: where the actions' write transactions run; on SQLite the process's
+        group commit, shared with the API (see :mod:`opennimble.store.group_commit`)."""
         self.db = db
-        self.writes = writes or group_commit.Writes(db)
+        self.audit_retention_days = audit_retention_days
         self.provider = provider
         self.now = now
         self.max_concurrent = max_concurrent
@@ -79,7 +81,7 @@ class Reconciler:
         self.interval_micros = int(self.interval * clock.SECOND)
         self.owner = f"{host_id}/{os.getpid()}/{secrets.token_hex(4)}"
         self.actions = actions.Actions(
-            db, provider, now=now, ready_timeout=ready_timeout, cipher=cipher, writes=self.writes
+            db, provider, now=now, ready_timeout=ready_timeout, cipher=cipher, writes=writes
         )
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._event: asyncio.Event | None = None
@@ -119,6 +121,7 @@ class Reconciler:
             capacity=settings.max_desktops,
             lease=settings.claim_timeout,
             cipher=cipher,
+            audit_retention_days=settings.audit_retention_days,
             writes=writes,
         )
 
@@ -244,8 +247,14 @@ class Reconciler:
 
     async def recover(self) -> None:
         """After a restart: drop our dead claims and clean up desktops nobody knows."""
+        known = await self.db.run(self._release_dead_claims)
+        reaped = await self.provider.reap(known)
+        if reaped:
+            log.warning("cleaned up %d desktops of unknown sessions: %s", len(reaped), reaped)
+        await self.check_desktops()
 
-        def release(conn: sa.Connection) -> set[str]:
+    def _release_dead_claims(self) -> set[str]:
+        with self.db.write() as conn:
             if self.db.is_sqlite:  # one reconciler per SQLite database: every claim was ours
                 sessions.release_all(conn)
                 sessions.adopt_all(conn, self.host_id)
@@ -253,17 +262,10 @@ class Reconciler:
                 sessions.release_all(conn, self.host_id)
             return sessions.ids_not_deleted(conn, self.host_id)
 
-        known = await self.writes(release)
-        reaped = await self.provider.reap(known)
-        if reaped:
-            log.warning("cleaned up %d desktops of unknown sessions: %s", len(reaped), reaped)
-        await self.check_desktops()
-
     async def check_desktops(self) -> None:
         """Make sure the desktops of this host's READY sessions still run (after a restart,
         and now and then): a lost one is started again."""
-        with self.db.read() as conn:
-            ready = sessions.in_states(conn, ("READY",), self.host_id)
+        ready = await self.db.run(self._ready_here)
         for row in ready:
             if row["session_id"] not in self._tasks:
                 try:
@@ -272,6 +274,10 @@ class Reconciler:
                     log.exception("checking the desktop of %s failed", row["session_id"])
         self._last_check = self.now()
 
+    def _ready_here(self) -> list[dict[str, Any]]:
+        with self.db.read() as conn:
+            return sessions.in_states(conn, ("READY",), self.host_id)
+
     async def tick(self) -> None:
         """One pass. Each step fails on its own (logged, tried again next pass): a bad row in
         the housekeeping must not stop heartbeats or claims."""
@@ -279,9 +285,9 @@ class Reconciler:
         self.last_tick = time.monotonic()
         steps: list[tuple[str, Callable[[], Awaitable[object]]]] = []
         if self._housekeeping_due or now - self._last_housekeeping >= self.interval_micros:
-            steps.append(("housekeeping", lambda: self._housekeeping(now)))
+            steps.append(("housekeeping", lambda: self.db.run(self._housekeeping, now)))
         if now - self._last_heartbeat >= self.lease // 4:
-            steps.append(("heartbeat", lambda: self._heartbeat(now)))
+            steps.append(("heartbeat", lambda: self.db.run(self._heartbeat, now)))
         steps.append(("claiming", lambda: self._claim_and_start(now)))
         for name, step in steps:
             try:
@@ -294,31 +300,28 @@ class Reconciler:
             except Exception:
                 log.exception("checking the desktops failed; trying again")
 
-    async def _housekeeping(self, now: int) -> None:
+    def _housekeeping(self, now: int) -> None:
         self._housekeeping_due, self._last_housekeeping = False, now
-        purge = now - self._last_purge >= PURGE_EVERY
-
-        def chores(conn: sa.Connection) -> tuple[Any, Any]:
+        with self.db.write() as conn:
             if not database.try_lock(conn, "housekeeping"):
-                return None, None  # another process is at it
+                return  # another process is at it
             moved = housekeeping.advance_resources(conn, now)
             streams.expire(conn, now)
             timed = housekeeping.enforce_timers(conn, now)
-            if purge:
+            if now - self._last_purge >= PURGE_EVERY:
                 housekeeping.purge(conn, now)
-            return moved, timed
-
-        moved, timed = await self.writes(chores)
-        if purge:
-            self._last_purge = now
+                pruned = audit.prune(conn, now, self.audit_retention_days)
+                if pruned:
+                    log.info("pruned %d audit trail entries past their retention", pruned)
+                self._last_purge = now
         if moved or timed:
             self.wake()
 
-    async def _heartbeat(self, now: int) -> None:
+    def _heartbeat(self, now: int) -> None:
         self._last_heartbeat = now
         if self._tasks:
-            held, until = list(self._tasks), now + self.lease
-            await self.writes(lambda conn: sessions.heartbeat(conn, held, self.owner, until))
+            with self.db.write() as conn:
+                sessions.heartbeat(conn, list(self._tasks), self.owner, now + self.lease)
 
     async def _claim_and_start(self, now: int) -> None:
         """Release the claims of finished work and start the work claimed instead."""
@@ -327,10 +330,7 @@ class Reconciler:
         if room <= 0 and not finished:
             return
         try:
-            busy = list(self._tasks)  # (read here: the transaction runs in another thread)
-            claimed = await self.writes(
-                lambda conn: self._release_and_claim(conn, now, finished, room, busy)
-            )
+            claimed = await self.db.run(self._release_and_claim, now, finished, room)
         except Exception:
             self._finished += finished  # released at the next pass
             raise
@@ -338,29 +338,27 @@ class Reconciler:
             task = asyncio.get_running_loop().create_task(self._work(row))
             self._tasks[row["session_id"]] = task
 
-    def _release_and_claim(
-        self, conn: sa.Connection, now: int, finished: list[str], room: int, busy: list[str]
-    ) -> list[dict[str, Any]]:
-        """Release the claims of ``finished`` and claim up to ``room`` due sessions other than
-        ``busy`` (those being worked on), in one transaction."""
-        sessions.release(conn, finished, self.owner)
-        if room <= 0:
-            return []
-        claimed = self._claim(conn, now, busy, new=False, limit=room)
-        room -= len(claimed)
-        free = self.capacity - sessions.count_on_host(conn, self.host_id)
-        if free > 0:
-            claimed += self._claim(conn, now, busy, new=True, limit=min(room, free))
-        else:  # full: only what no host took in time, for the provider to refuse
-            before = now - self.capacity_wait
-            claimed += self._claim(conn, now, busy, new=True, limit=room, created_before=before)
+    def _release_and_claim(self, now: int, finished: list[str], room: int) -> list[dict[str, Any]]:
+        """Release the claims of ``finished`` and claim up to ``room`` due sessions, in one
+        transaction."""
+        with self.db.write() as conn:
+            sessions.release(conn, finished, self.owner)
+            if room <= 0:
+                return []
+            claimed = self._claim(conn, now, new=False, limit=room)
+            room -= len(claimed)
+            free = self.capacity - sessions.count_on_host(conn, self.host_id)
+            if free > 0:
+                claimed += self._claim(conn, now, new=True, limit=min(room, free))
+            else:  # full: only what no host took in time, for the provider to refuse
+                before = now - self.capacity_wait
+                claimed += self._claim(conn, now, new=True, limit=room, created_before=before)
         return claimed
 
     def _claim(
         self,
         conn: sa.Connection,
         now: int,
-        busy: list[str],
         *,
         new: bool,
         limit: int,
@@ -374,7 +372,7 @@ class Reconciler:
             now=now,
             lease=self.lease,
             limit=limit,
-            exclude=busy,
+            exclude=list(self._tasks),
             created_before=created_before,
         )
 

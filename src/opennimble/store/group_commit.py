@@ -123,27 +123,20 @@ class GroupCommit:
 
 
 class Writes:
-    """Where a process's asynchronous code (the reconciler) runs its write transactions,
-    awaited without blocking the event loop: on SQLite through the process's group commit,
-    sharing commits with the API's writes; on PostgreSQL each in a transaction of its own, in a
-    pool of threads as large as the connection pool, so that concurrent transactions overlap
-    their round trips and the server groups their commits' flushes."""
+    """Where a process's asynchronous code (the reconciler's actions) runs its write
+    transactions, awaited without blocking the event loop: on SQLite through the process's
+    group commit, sharing commits with the API's writes; otherwise each in a transaction of its
+    own in the store's threads (``Database.run``), where concurrent transactions overlap their
+    round trips and the server flushes their commits together."""
 
     def __init__(self, db: database.Database, group: GroupCommit | None = None) -> None:
         self.db = db
         self.group = group if group is not None or not db.is_sqlite else GroupCommit(db)
-        self._threads = (
-            None
-            if self.group is not None
-            else concurrent.futures.ThreadPoolExecutor(database.POOL_SIZE, "opennimble-writes")
-        )
 
     async def __call__(self, work: Callable[[sa.Connection], T]) -> T:
         if self.group is not None:
             return await asyncio.wrap_future(self.group.submit(work))
-        assert self._threads is not None
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._threads, self._transaction, work)
+        return await self.db.run(self._transaction, work)
 
     def _transaction(self, work: Callable[[sa.Connection], T]) -> T:
         with self.db.write() as conn:
@@ -152,5 +145,3 @@ class Writes:
     def close(self) -> None:
         if self.group is not None:
             self.group.close()
-        if self._threads is not None:
-            self._threads.shutdown(wait=True)
