@@ -123,6 +123,8 @@ class Settings(pydantic_settings.BaseSettings):
     desktop_resource_scale: float = pydantic.Field(default=1.0, gt=0, le=64)
     # processes (and threads) one desktop may have at once
     desktop_max_processes: int = pydantic.Field(default=1024, ge=16)
+    # MiB one file written from a desktop may reach at most (RLIMIT_FSIZE); 0: no limit
+    desktop_max_file_size: int = pydantic.Field(default=16384, ge=0)
     # the local provider's desktop recipes: ec2ImageId (or "default") -> what runs in the display
     desktop_recipes: dict[str, DesktopRecipe] = {}
     page_size: int = pydantic.Field(default=100, ge=1, le=100)
