@@ -161,8 +161,8 @@ def service(count: int) -> tuple[list[float], list[float], tuple[int, int], int]
     base = pathlib.Path(tempfile.mkdtemp(prefix="opennimble-bench-"))
     base.chmod(0o711)
     env = {
-        "OPENNIMBLE_MAX_DESKTOPS": str(count + 4),
-        "OPENNIMBLE_MAX_DESKTOPS_PER_OWNER": str(count + 4),
+        "OPENNIMBLE_PROVIDERS__LOCAL__MAX_DESKTOPS": str(count + 4),
+        "OPENNIMBLE_PROVIDERS__LOCAL__MAX_DESKTOPS_PER_OWNER": str(count + 4),
         "OPENNIMBLE_MAX_SESSIONS_PER_OWNER": str(count + 4),
         "OPENNIMBLE_LOG_LEVEL": "warning",
     }

@@ -36,8 +36,8 @@ def timed(env: dict[str, str], count: int) -> list[float]:
     base = pathlib.Path(tempfile.mkdtemp(prefix="opennimble-bench-"))
     base.chmod(0o711)
     env = {
-        "OPENNIMBLE_MAX_DESKTOPS": str(count + 4),
-        "OPENNIMBLE_MAX_DESKTOPS_PER_OWNER": str(count + 4),
+        "OPENNIMBLE_PROVIDERS__LOCAL__MAX_DESKTOPS": str(count + 4),
+        "OPENNIMBLE_PROVIDERS__LOCAL__MAX_DESKTOPS_PER_OWNER": str(count + 4),
         "OPENNIMBLE_MAX_SESSIONS_PER_OWNER": str(count + 4),
         "OPENNIMBLE_LOG_LEVEL": "warning",
         **env,

@@ -66,7 +66,12 @@ def serve(config_file: str | None, with_demo: bool, **flags: Any) -> None:
     db = admin.open_installation(settings, create=True)
     try:
         app = server.Root(settings, db)
-    except (crypto.KeyMismatch, LookupError, provider_base.ProviderFailure) as exc:
+    except (
+        crypto.KeyMismatch,
+        LookupError,
+        provider_base.ProviderFailure,
+        config.Invalid,  # the provider's own settings ([providers.NAME])
+    ) as exc:
         raise click.ClickException(str(exc)) from None
     if with_demo:
         demo.bootstrap(settings, app.api)
@@ -107,7 +112,8 @@ def serve(config_file: str | None, with_demo: bool, **flags: Any) -> None:
 @click.option(
     "--advertise-host",
     default=None,
-    help="The address API servers reach this host's desktops at [OPENNIMBLE_ADVERTISE_HOST].",
+    help="The address API servers reach this host's desktops at (the local provider's "
+    "advertise_host) [OPENNIMBLE_PROVIDERS__LOCAL__ADVERTISE_HOST].",
 )
 def worker(config_file: str | None, **flags: Any) -> None:
     """Run a reconciler only: this machine is a workstation host of a PostgreSQL installation.
@@ -115,7 +121,12 @@ def worker(config_file: str | None, **flags: Any) -> None:
     It claims new sessions while it has capacity (max_desktops), runs their desktops, and
     drives the sessions bound to it. Stops on SIGTERM or SIGINT; desktops keep running.
     """
+    advertise_host = flags.pop("advertise_host", None)
     settings = settings_from(config_file, **flags)
+    if advertise_host is not None:  # a key of the provider's table
+        tables = {name: dict(table) for name, table in settings.providers.items()}
+        tables.setdefault(settings.provider, {})["advertise_host"] = advertise_host
+        settings = settings.model_copy(update={"providers": tables})
     _log_setup(settings)
     if database.is_sqlite(settings.resolved_database_url):
         raise click.UsageError(
@@ -132,11 +143,12 @@ def worker(config_file: str | None, **flags: Any) -> None:
         crypto.KeyMismatch,
         installation.Problem,
         provider_base.ProviderFailure,
+        config.Invalid,
     ) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(
-        f"opennimble worker for host {settings.resolved_host_id} (desktops at "
-        f"{settings.resolved_advertise_host}, at most {settings.max_desktops}); "
+        f"opennimble worker for host {settings.resolved_host_id} ({settings.provider} "
+        f"provider, at most {reconciler.capacity} desktops); "
         f"database: {db.engine.url!r}",
         err=True,
     )

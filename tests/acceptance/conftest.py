@@ -18,7 +18,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[worlds.World]:
     the API. At the end every session is deleted and no desktop may be left running."""
     data_dir: pathlib.Path = tmp_path_factory.mktemp("acceptance") / "data"
     # modules run many sessions of one artist at once: the per-owner cap is tested on its own
-    env = {"OPENNIMBLE_PAGE_SIZE": "3", "OPENNIMBLE_MAX_DESKTOPS_PER_OWNER": "16"}
+    env = {"OPENNIMBLE_PAGE_SIZE": "3", "OPENNIMBLE_PROVIDERS__LOCAL__MAX_DESKTOPS_PER_OWNER": "16"}
     with worlds.served(support.Server(data_dir, env=env)) as built:
         yield built
 

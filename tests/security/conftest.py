@@ -25,7 +25,7 @@ from tests.support.server import FAST
 
 B_SECRET = "b-private-work"
 # desktops of the scene may write files of 64 MiB at most (tests/security/test_needs_isolation)
-FILE_SIZE_LIMIT = {"OPENNIMBLE_DESKTOP_MAX_FILE_SIZE": "64"}
+FILE_SIZE_LIMIT = {"OPENNIMBLE_PROVIDERS__LOCAL__MAX_FILE_SIZE": "64"}
 B_SCRIPT = ("USER_INITIALIZATION", 'echo "b-init $GREETING"\n')
 
 

@@ -69,7 +69,8 @@ def reachable(data_dir: pathlib.Path) -> pathlib.Path:
 
 def desktops_dir(data_dir: pathlib.Path, env: dict[str, str] | None = None) -> pathlib.Path:
     """The desktops directory of the installation in ``data_dir``."""
-    given = (env or {}).get("OPENNIMBLE_DESKTOPS_DIR")
+    env = env or {}
+    given = env.get("OPENNIMBLE_PROVIDERS__LOCAL__DESKTOPS_DIR", env.get("OPENNIMBLE_DESKTOPS_DIR"))
     return pathlib.Path(given) if given else config.default_desktops_dir(data_dir)
 
 

@@ -54,6 +54,7 @@ from opennimble.providers import (
     local_recipes,
     local_scripts,
     local_session,
+    local_settings,
     local_xvnc,
 )
 from opennimble.providers.local_accounts import Account
@@ -122,7 +123,8 @@ class LocalProvider(base.Provider):
         self._homes_dir = pathlib.Path(homes_dir or self._runtime_dir.parent / "homes").absolute()
         self._xvnc = xvnc
         self._geometry = geometry
-        self._ready_timeout = ready_timeout
+        self._ready_timeout = self.ready_timeout = ready_timeout
+        self.capacity = max_desktops
         ending = local_process.Ending(grace=stop_grace)
         self._host = local_host.Host(
             self._runtime_dir,
@@ -165,23 +167,20 @@ class LocalProvider(base.Provider):
 
     @classmethod
     def _from_settings(cls, settings: config.Settings) -> LocalProvider:
+        own = local_settings.table(
+            settings, cls.name, local_settings.LocalSettings, local_settings.LOCAL_KEYS
+        )
         return cls(
-            runtime_dir=settings.runtime_dir,
-            homes_dir=settings.resolved_homes_dir,
-            backups_dir=settings.backups_dir or settings.data_dir / "backups",
-            xvnc=settings.xvnc,
-            geometry=settings.desktop_geometry,
-            ready_timeout=settings.desktop_ready_timeout,
-            max_desktops=settings.max_desktops,
-            max_desktops_per_owner=settings.max_desktops_per_owner,
-            recipes=settings.desktop_recipes,
-            interface=settings.desktop_interface,
-            advertise_host=settings.resolved_advertise_host,
+            runtime_dir=own.runtime_dir(settings),
+            **own.launcher_options(settings),
+            max_desktops=own.max_desktops,
+            max_desktops_per_owner=own.max_desktops_per_owner,
+            advertise_host=own.resolved_advertise_host(),
             closed_ports=local_network.database_ports(settings.resolved_database_url),
             filter_table=local_network.table_name(settings.data_dir),
-            resource_scale=settings.desktop_resource_scale,
-            max_processes=settings.desktop_max_processes,
-            max_file_size=settings.desktop_max_file_size * 1024 * 1024 or None,
+            resource_scale=own.resource_scale,
+            max_processes=own.max_processes,
+            max_file_size=own.max_file_size * 1024 * 1024 or None,
         )
 
     # ---- the contract -----------------------------------------------------------------------

@@ -103,15 +103,16 @@ class Reconciler:
         if cipher is None:
             cipher = crypto.Cipher.from_file(settings.resolved_key_file)
             crypto.check_key(db, cipher, settings.resolved_key_file)
+        provider = registry.load(settings)
         return cls(
             db,
-            registry.load(settings),
+            provider,
             now=now,
             interval=settings.reconcile_interval,
-            ready_timeout=settings.desktop_ready_timeout,
+            ready_timeout=provider.ready_timeout,
             max_concurrent=settings.max_concurrent_provisions,
             host_id=settings.resolved_host_id,
-            capacity=settings.max_desktops,
+            capacity=provider.capacity,
             lease=settings.claim_timeout,
             cipher=cipher,
         )
