@@ -47,10 +47,12 @@ def run_as(desktop: dict[str, Any], *argv: str, **env: str) -> subprocess.Comple
     confinement = local_confine.Confinement(
         private_sockets(desktop["runtime_dir"]), file_size_limit(desktop), owner
     )
-    process = local_confine.popen(
+    command = confinement.command(list(argv))
+    if desktop.get("namespace_of"):  # a desktop in a mount namespace of its own (a Slurm job's)
+        command = ["nsenter", f"--target={desktop['namespace_of']}", "--mount", "--", *command]
+    process = local_cgroups.popen(
         group if group.exists() else None,
-        confinement,
-        list(argv),
+        command,
         env=environ,
         cwd="/",
         stdout=subprocess.PIPE,

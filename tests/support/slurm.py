@@ -84,6 +84,15 @@ class Cluster:
     def provider_settings(self, **extra: Any) -> dict[str, Any]:
         return {"slurm_conf": str(self.conf), **extra}
 
+    def server_env(self, **extra: Any) -> dict[str, str]:
+        """The environment of a server whose provider is this cluster (``extra``: more keys of
+        its [providers.slurm] table)."""
+        table = self.provider_settings(**extra)
+        return {
+            "OPENNIMBLE_PROVIDER": "slurm",
+            "OPENNIMBLE_PROVIDERS": json.dumps({"slurm": table}),
+        }
+
 
 def _config(base: pathlib.Path, node: str, cpus: int, memory_mib: int) -> str:
     return "\n".join(
@@ -104,6 +113,9 @@ def _config(base: pathlib.Path, node: str, cpus: int, memory_mib: int) -> str:
             f"SlurmdLogFile={base / 'slurmd.log'}",
             "ProctrackType=proctrack/linuxproc",
             "TaskPlugin=task/none",
+            # every job gets a /tmp (and /dev/shm) of its own: X sockets of desktops too
+            "JobContainerType=job_container/tmpfs",
+            "PrologFlags=Contain",
             "SchedulerType=sched/backfill",
             "SelectType=select/cons_tres",
             "SelectTypeParameters=CR_Core_Memory",
@@ -129,7 +141,9 @@ def _memory_mib() -> int:
 
 @contextlib.contextmanager
 def cluster() -> Iterator[Cluster]:
-    base = pathlib.Path(tempfile.mkdtemp(prefix="opennimble-slurm-"))
+    # not under /tmp: every job has a /tmp of its own (job_container/tmpfs), where the spool
+    # (the job scripts) would not be
+    base = pathlib.Path(tempfile.mkdtemp(prefix="opennimble-slurm-", dir="/var/tmp"))
     # a cluster's spool is searchable by the users whose job scripts it holds
     base.chmod(0o755)
     node = socket.gethostname().split(".")[0]
@@ -140,6 +154,7 @@ def cluster() -> Iterator[Cluster]:
     key.write_bytes(os.urandom(1024))
     key.chmod(0o400)
     found.conf.write_text(_config(base, node, found.cpus, found.memory_mib))
+    (base / "job_container.conf").write_text(f"AutoBasePath=true\nBasePath={base / 'jobs'}\n")
     try:
         _start(found)
         found.wait_idle()

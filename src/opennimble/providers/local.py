@@ -63,7 +63,7 @@ log = logging.getLogger("opennimble.providers.local")
 
 HOST = "127.0.0.1"
 PASSWORD_FILE = "passwd"
-MAX_FILE_SIZE = 16 * 1024**3  # bytes, the default of desktop_max_file_size
+MAX_FILE_SIZE = 16 * 1024**3  # bytes, the default of max_file_size
 PORT_ATTEMPTS = 5
 STOP_GRACE = 5.0
 _SESSION_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
@@ -180,7 +180,6 @@ class LocalProvider(base.Provider):
             filter_table=local_network.table_name(settings.data_dir),
             resource_scale=own.resource_scale,
             max_processes=own.max_processes,
-            max_file_size=own.max_file_size * 1024 * 1024 or None,
         )
 
     # ---- the contract -----------------------------------------------------------------------

@@ -10,7 +10,7 @@ Every process of a desktop starts as root behind the control group's gate
    or takes its name; the directory is ``<runtime dir>/x11/.X11-unix`` (root's, mode 1777, as X
    servers expect it) in a directory of the owner's (mode 0700), out of other artists' reach;
 2. gets ``RLIMIT_FSIZE`` (soft and hard, so the artist cannot raise it) of
-   ``desktop_max_file_size``: no file written from a desktop grows past it;
+   ``max_file_size``: no file written from a desktop grows past it;
 3. becomes the owner's account (``setpriv``, no supplementary groups).
 
 X clients (libxcb) try the display's *abstract* socket, ``@/tmp/.X11-unix/X<n>``, before the

@@ -40,6 +40,8 @@ class DesktopSettings(pydantic.BaseModel):
     recipes: dict[str, config.DesktopRecipe] = {}
     # where desktops listen (VNC)
     interface: str = "127.0.0.1"
+    # MiB one file written from a desktop may reach (RLIMIT_FSIZE); 0: no limit
+    max_file_size: int = pydantic.Field(default=16384, ge=0)
     # the owners' homes (default: DESKTOPS_DIR/homes); hosts may share one (e.g. over NFS)
     homes_dir: pathlib.Path | None = None
     # session backups (default: DATA_DIR/backups), private to the server
@@ -79,6 +81,7 @@ class DesktopSettings(pydantic.BaseModel):
             "ready_timeout": self.ready_timeout,
             "recipes": self.recipes,
             "interface": self.interface,
+            "max_file_size": self.max_file_size * 1024 * 1024 or None,
         }
 
 
@@ -91,8 +94,6 @@ class LocalSettings(DesktopSettings):
     resource_scale: float = pydantic.Field(default=1.0, gt=0, le=64)
     # processes (and threads) one desktop may have at once
     max_processes: int = pydantic.Field(default=1024, ge=16)
-    # MiB one file written from a desktop may reach (RLIMIT_FSIZE); 0: no limit
-    max_file_size: int = pydantic.Field(default=16384, ge=0)
     # the address API servers reach this host's desktops at (default: the interface, or the
     # hostname when the interface is a wildcard)
     advertise_host: str = ""

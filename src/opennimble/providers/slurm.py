@@ -127,6 +127,7 @@ class SlurmProvider(base.Provider):
         interface: str = "127.0.0.1",
         ready_timeout: float = 60.0,
         recipes: Mapping[str, config.DesktopRecipe] | None = None,
+        max_file_size: int | None = None,
         now: Any = time.time,
     ) -> None:
         if not local_accounts.can_isolate():
@@ -146,6 +147,7 @@ class SlurmProvider(base.Provider):
         self._ready_timeout = self.ready_timeout = ready_timeout
         self.capacity = settings.max_desktops
         self._recipes = dict(recipes or {})
+        self._max_file_size = max_file_size
         self._now = now
 
     @classmethod
@@ -330,6 +332,7 @@ class SlurmProvider(base.Provider):
             ).decode(),
             "session_script": local_recipes.session_script(recipe, spec.clipboard),
             "timeout": self._ready_timeout,
+            "max_file_size": self._max_file_size,
             "scripts": [
                 {
                     "component": s.component,
