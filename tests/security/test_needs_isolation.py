@@ -1,11 +1,8 @@
-"""Attacks from inside a desktop that only the desktop isolation of the cluster work stops:
-each desktop in a cgroup of its own (a pids limit, everything killed when the session ends),
-private X sockets per desktop, resource limits, and a data directory that is private from the
-start (umask 077).
-
-Those attempts still marked ``needs_isolation`` are expected to FAIL until that part of the
-work is merged (the marker selects or deselects them); each says what it tries and why it must
-fail.
+"""Attacks from inside a desktop that the desktop isolation stops: each desktop in a cgroup
+of its own (a pids limit, everything killed when the session ends), an X socket directory of
+its own (no squatting of display names), a file size limit, and a data directory that is
+private from the start (umask 077). Every attempt fails; each says what it tries and why it
+must fail. tests/slurm/test_slurm_security.py makes those that apply to a Slurm job there.
 """
 
 from __future__ import annotations

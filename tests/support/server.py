@@ -187,7 +187,8 @@ class Server(Child):
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
-            with contextlib.suppress(requests.ConnectionError):
+            # a server starting on a busy machine may take more than a second to answer
+            with contextlib.suppress(requests.ConnectionError, requests.Timeout):
                 if requests.get(f"{self.endpoint}/healthz", timeout=1).ok:
                     return
             time.sleep(0.05)
