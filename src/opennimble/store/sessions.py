@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from opennimble.store import paging, schema
+from opennimble.store import events, paging, schema
 
 Row = dict[str, Any]
 t = schema.sessions
@@ -24,7 +24,10 @@ HOLDING_STATES = (*WORK_STATES, "READY")
 
 
 def insert(conn: sa.Connection, row: Row) -> None:
+    """Insert a new session, and record the event of its first state."""
+    events.serialize(conn)
     conn.execute(t.insert().values(row))
+    events.session_changed(conn, row, None, row)
 
 
 def get(conn: sa.Connection, session_id: str, studio_id: str | None = None) -> Row | None:
@@ -58,13 +61,23 @@ def page(
 def transition(
     conn: sa.Connection, session_id: str, from_states: Iterable[str], **values: Any
 ) -> bool:
-    """Set ``values`` if the session is in one of ``from_states`` (compare and set)."""
-    query = (
-        t.update()
-        .where(t.c.session_id == session_id, t.c.state.in_(tuple(from_states)))
-        .values(**values)
-    )
-    return conn.execute(query).rowcount == 1
+    """Set ``values`` if the session is in one of ``from_states`` (compare and set); a change
+    of ``state`` records its event (:mod:`opennimble.store.events`) in the same transaction."""
+    from_states = tuple(from_states)
+    where = (t.c.session_id == session_id, t.c.state.in_(from_states))
+    if "state" not in values:
+        return conn.execute(t.update().where(*where).values(**values)).rowcount == 1
+    events.serialize(conn)
+    found = conn.execute(
+        sa.select(t.c.state, t.c.studio_id, t.c.owned_by, t.c.launch_profile_id, t.c.updated_at)
+        .where(*where)
+        .with_for_update()
+    ).first()
+    if found is None:
+        return False
+    conn.execute(t.update().where(*where).values(**values))
+    events.session_changed(conn, {**found._mapping, "session_id": session_id}, found.state, values)
+    return True
 
 
 def update(conn: sa.Connection, session_id: str, **values: Any) -> None:

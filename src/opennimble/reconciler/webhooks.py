@@ -1,0 +1,130 @@
+"""The webhook delivery worker: runs with every reconciler (``serve``, ``worker``).
+
+Each round it claims the due deliveries (each the oldest pending one of its webhook and
+session, :func:`opennimble.store.webhooks.claim`), POSTs them at once with httpx, signed, and
+records each outcome: DELIVERED on a 2xx answer; otherwise the error, and a next attempt after
+an exponential back-off (:func:`opennimble.domain.webhooks.retry_delay`), until the delivery
+is :data:`~opennimble.domain.webhooks.GIVE_UP_AFTER` old (FAILED). A session's next event waits
+for its previous one, so each webhook receives a session's events in order, at least once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+from typing import Any
+
+import httpx
+
+from opennimble import clock
+from opennimble.domain import webhooks as rules
+from opennimble.store import crypto, database
+from opennimble.store import webhooks as store
+
+log = logging.getLogger("opennimble.webhooks")
+
+BATCH = 32  # deliveries claimed at once (at most one per webhook and session)
+POLL = 0.5  # seconds between looks for due deliveries when there were none
+LEASE = 60 * clock.SECOND  # a claim outlives the request's time limit
+TIMEOUT = 10.0  # seconds a receiver may take to answer
+ERROR_CHARS = 500  # of a failure's description kept in the log
+
+
+class Deliverer:
+    def __init__(
+        self,
+        db: database.Database,
+        cipher: crypto.Cipher,
+        *,
+        now: clock.Now,
+        host_id: str,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.db = db
+        self.cipher = cipher
+        self.now = now
+        self.owner = f"{host_id}/{os.getpid()}/{secrets.token_hex(4)}/webhooks"
+        self.transport = transport
+        self._secrets: dict[str, str] = {}
+
+    async def run(self) -> None:
+        """Deliver until cancelled; a failing round is logged and the next one follows."""
+        async with httpx.AsyncClient(
+            timeout=TIMEOUT, follow_redirects=False, transport=self.transport
+        ) as client:
+            while True:
+                try:
+                    delivered = await self.round(client)
+                except Exception:
+                    log.exception("a round of webhook deliveries failed")
+                    delivered = 0
+                if not delivered:
+                    await asyncio.sleep(POLL)
+
+    async def round(self, client: httpx.AsyncClient) -> int:
+        """Claim the due deliveries and attempt each; how many were attempted."""
+        now = self.now()
+        with self.db.read() as conn:
+            if not store.due(conn, now):
+                return 0
+        with self.db.write() as conn:
+            claimed = store.claim(conn, owner=self.owner, now=now, lease=LEASE, limit=BATCH)
+            hooks = store.of_ids(conn, {c["webhook_id"] for c in claimed}) if claimed else {}
+        await asyncio.gather(
+            *(self._attempt(client, c, hooks.get(c["webhook_id"])) for c in claimed)
+        )
+        return len(claimed)
+
+    async def _attempt(
+        self, client: httpx.AsyncClient, delivery: dict[str, Any], hook: dict[str, Any] | None
+    ) -> None:
+        status: int | None = None
+        if hook is None:  # deleted meanwhile (its deliveries went with it)
+            return
+        body = delivery["body"].encode()
+        timestamp = self.now() // clock.SECOND
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "opennimble-webhooks",
+            "X-Opennimble-Event": delivery["type"],
+            "X-Opennimble-Event-Id": str(delivery["seq"]),
+            "X-Opennimble-Delivery": str(delivery["delivery_id"]),
+            rules.SIGNATURE_HEADER: rules.signature(self._secret(hook), timestamp, body),
+        }
+        try:
+            answer = await client.post(hook["url"], content=body, headers=headers)
+            status = answer.status_code
+            error = None if answer.is_success else f"HTTP {status}: {answer.text[:200]}"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        self._record(delivery, status, error)
+
+    def _record(self, delivery: dict[str, Any], status: int | None, error: str | None) -> None:
+        now = self.now()
+        attempts = int(delivery["attempts"]) + 1
+        values: dict[str, Any] = {"attempts": attempts, "last_status": status, "updated_at": now}
+        if error is None:
+            values.update(state="DELIVERED", last_error=None)
+        else:
+            values["last_error"] = error[:ERROR_CHARS]
+            if now - int(delivery["created_at"]) >= rules.GIVE_UP_AFTER:
+                values["state"] = "FAILED"
+            else:
+                values["next_attempt_at"] = now + rules.retry_delay(attempts)
+            log.warning(
+                "webhook %s: delivery %s of event %s failed (attempt %d): %s",
+                delivery["webhook_id"],
+                delivery["delivery_id"],
+                delivery["seq"],
+                attempts,
+                error,
+            )
+        with self.db.write() as conn:
+            store.finish(conn, delivery["delivery_id"], self.owner, **values)
+
+    def _secret(self, hook: dict[str, Any]) -> str:
+        if hook["webhook_id"] not in self._secrets:
+            self._secrets[hook["webhook_id"]] = self.cipher.decrypt(hook["secret"])
+        return self._secrets[hook["webhook_id"]]
