@@ -12,26 +12,15 @@ from typing import Any
 
 import pytest
 
-from tests.support import databases, desktops
+from tests.support import databases, desktops, lifecycle
 from tests.support import receiver as receivers
 from tests.support import server as support
 from tests.support import world as worlds
-from tests.support.server import FAST
+from tests.support.lifecycle import LIFE
 
 pytestmark = pytest.mark.xvnc
 
 SECRET = "a-receiver's-shared-secret-0123456789"
-LIFE = [
-    "session.create_in_progress",
-    "session.ready",
-    "stream.created",
-    "session.stop_in_progress",
-    "session.stopped",
-    "session.start_in_progress",
-    "session.ready",
-    "session.delete_in_progress",
-    "session.deleted",
-]
 
 
 @pytest.fixture(scope="module")
@@ -56,17 +45,8 @@ def hook(world: worlds.World, tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 def live(world: worlds.World, profile: str) -> str:
     """A session's whole life: create, READY, a stream, stop, start, delete."""
-    client, studio = world.artist.client(), world.studio.studio_id
-    session_id = desktops.create_session(world.artist, world.studio, profile)
-    ids = {"studioId": studio, "sessionId": session_id, "WaiterConfig": FAST}
-    client.get_waiter("streaming_session_ready").wait(**ids)
-    client.create_streaming_session_stream(studioId=studio, sessionId=session_id)
-    client.stop_streaming_session(studioId=studio, sessionId=session_id)
-    client.get_waiter("streaming_session_stopped").wait(**ids)
-    client.start_streaming_session(studioId=studio, sessionId=session_id)
-    client.get_waiter("streaming_session_ready").wait(**ids)
-    client.delete_streaming_session(studioId=studio, sessionId=session_id)
-    client.get_waiter("streaming_session_deleted").wait(**ids)
+    session_id = lifecycle.begin(world.artist, world.studio, profile)
+    lifecycle.finish(world.artist, world.studio, session_id)
     return session_id
 
 

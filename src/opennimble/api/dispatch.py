@@ -65,14 +65,14 @@ class Dispatcher:
     ) -> dict[str, Any]:
         transaction = self.db.read if op.method == "GET" else self.db.write
         with transaction() as conn:
-            _still_a_user(conn, caller)
+            still_a_user(conn, caller)
             ctx = Context(conn, caller, self.now(), self.install)
             if token is None:
                 return handler(ctx, params)
             return _idempotent(ctx, op, handler, params, token)
 
 
-def _still_a_user(conn: sa.Connection, caller: Caller) -> None:
+def still_a_user(conn: sa.Connection, caller: Caller) -> None:
     """A user deleted from the identity store or disabled, or an access key deleted, loses
     access at once, on every server (whatever a server remembers of the key)."""
     if caller.access_key_id:
