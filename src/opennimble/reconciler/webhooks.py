@@ -40,20 +40,16 @@ class Deliverer:
         *,
         now: clock.Now,
         host_id: str,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.db = db
         self.cipher = cipher
         self.now = now
         self.owner = f"{host_id}/{os.getpid()}/{secrets.token_hex(4)}/webhooks"
-        self.transport = transport
         self._secrets: dict[str, str] = {}
 
     async def run(self) -> None:
         """Deliver until cancelled; a failing round is logged and the next one follows."""
-        async with httpx.AsyncClient(
-            timeout=TIMEOUT, follow_redirects=False, transport=self.transport
-        ) as client:
+        async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False) as client:
             while True:
                 try:
                     delivered = await self.round(client)
