@@ -15,7 +15,11 @@ rotating from round to round):
 
 Sessions are provisioned by the instant provider (bench/instant.py), so the figure is the API,
 the database and the reconciler's transitions; creates are counted in the database
-(bench.scale_throughput.creates). PostgreSQL is measured when its server answers.
+(bench.scale_throughput.creates). Two figures: sessions created per second (the machine's
+other load moves it a lot), and the server process's CPU time per session created (user +
+system, from /proc: steadier on a shared machine; it includes the reconciler's work and the
+webhook deliveries, which run in ``serve``, not PostgreSQL's own processes). PostgreSQL is
+measured when its server answers.
 """
 
 from __future__ import annotations
@@ -33,8 +37,8 @@ from collections.abc import Iterator
 from tests.support import receiver as receivers
 from tests.support import server as support
 
+from bench import api_latency, scale_throughput
 from bench import scale_common as common
-from bench import scale_throughput
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EVENTS_MODULE = "src/opennimble/store/events.py"
@@ -91,9 +95,10 @@ def variant(
 
 def bench(
     backend: str, seconds: float, rounds: int, workdir: pathlib.Path, base_src: pathlib.Path
-) -> dict[str, list[float]]:
+) -> dict[str, list[tuple[float, float]]]:
+    """Per variant, per round: (sessions created/s, server CPU ms per session created)."""
     secret = "bench-webhook-secret-0123456789"
-    figures: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    figures: dict[str, list[tuple[float, float]]] = {name: [] for name in VARIANTS}
     with contextlib.ExitStack() as stack:
         receiver = stack.enter_context(receivers.running(secret))
         made = {
@@ -105,11 +110,17 @@ def bench(
         for round_ in range(rounds):
             order = VARIANTS[round_ % 3 :] + VARIANTS[: round_ % 3]  # no variant always first
             for name in order:
-                _answers, created = scale_throughput.creates(
-                    made[name], made[name].servers, seconds
+                server = made[name].servers[0]
+                assert server.process is not None
+                cpu, before = api_latency.cpu_seconds(server.process.pid), made[name].count()
+                _answers, rate = scale_throughput.creates(made[name], made[name].servers, seconds)
+                created = made[name].count() - before
+                cpu = api_latency.cpu_seconds(server.process.pid) - cpu
+                figures[name].append((rate, cpu * 1000 / max(created, 1)))
+                common.log(
+                    f"{backend}, round {round_ + 1}, {name}: Create {rate:,.0f}/s, "
+                    f"server CPU {figures[name][-1][1]:.2f} ms per create"
                 )
-                figures[name].append(created)
-                common.log(f"{backend}, round {round_ + 1}, {name}: Create {created:,.0f}/s")
         common.log(f"{backend}: the receiver got {len(receiver.received):,} deliveries")
     return figures
 
@@ -123,17 +134,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     base = args.base or base_revision()
     lines = [
-        "| database | variant | CreateStreamingSession /s (median) | vs without events |",
-        "|---|---|---|---|",
+        "| database | variant | Create /s | vs without | server CPU ms per create | vs without |",
+        "|---|---|---|---|---|---|",
     ]
     with tempfile.TemporaryDirectory(prefix="opennimble-bench-") as tmp:
         base_src = extract(base, pathlib.Path(tmp) / "base")
         for backend in common.backends(args.backends):
             figures = bench(backend, args.seconds, args.rounds, pathlib.Path(tmp), base_src)
-            without = statistics.median(figures[VARIANTS[0]])
+            rate0, cpu0 = (statistics.median(f) for f in zip(*figures[VARIANTS[0]], strict=True))
             for name in VARIANTS:
-                value = statistics.median(figures[name])
-                lines.append(f"| {backend} | {name} | {value:,.0f} | {value / without:.1%} |")
+                rate, cpu = (statistics.median(f) for f in zip(*figures[name], strict=True))
+                lines.append(
+                    f"| {backend} | {name} | {rate:,.0f} | {rate / rate0:.0%} | {cpu:.2f} "
+                    f"| {cpu / cpu0:.0%} |"
+                )
     print(
         f"\nwrk, {scale_throughput.CONNECTIONS} connections, {args.seconds:g} s rounds, "
         f"median of {args.rounds}, interleaved; without events = {base}:"

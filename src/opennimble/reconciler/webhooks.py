@@ -68,17 +68,28 @@ class Deliverer:
         with self.db.write() as conn:
             claimed = store.claim(conn, owner=self.owner, now=now, lease=LEASE, limit=BATCH)
             hooks = store.of_ids(conn, {c["webhook_id"] for c in claimed}) if claimed else {}
-        await asyncio.gather(
-            *(self._attempt(client, c, hooks.get(c["webhook_id"])) for c in claimed)
+        outcomes = await asyncio.gather(
+            *(
+                self._attempt(client, c, hooks[c["webhook_id"]])
+                for c in claimed
+                if c["webhook_id"] in hooks
+            )
         )
+        now = self.now()
+        with self.db.write() as conn:  # one transaction for the whole round's outcomes
+            for delivery, status, error in outcomes:
+                store.finish(
+                    conn,
+                    delivery["delivery_id"],
+                    self.owner,
+                    **_outcome(delivery, status, error, now),
+                )
         return len(claimed)
 
     async def _attempt(
-        self, client: httpx.AsyncClient, delivery: dict[str, Any], hook: dict[str, Any] | None
-    ) -> None:
-        status: int | None = None
-        if hook is None:  # deleted meanwhile (its deliveries went with it)
-            return
+        self, client: httpx.AsyncClient, delivery: dict[str, Any], hook: dict[str, Any]
+    ) -> tuple[dict[str, Any], int | None, str | None]:
+        """POST the delivery; (it, the HTTP status if any, what went wrong if anything)."""
         body = delivery["body"].encode()
         timestamp = self.now() // clock.SECOND
         headers = {
@@ -91,36 +102,39 @@ class Deliverer:
         }
         try:
             answer = await client.post(hook["url"], content=body, headers=headers)
-            status = answer.status_code
-            error = None if answer.is_success else f"HTTP {status}: {answer.text[:200]}"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        self._record(delivery, status, error)
-
-    def _record(self, delivery: dict[str, Any], status: int | None, error: str | None) -> None:
-        now = self.now()
-        attempts = int(delivery["attempts"]) + 1
-        values: dict[str, Any] = {"attempts": attempts, "last_status": status, "updated_at": now}
-        if error is None:
-            values.update(state="DELIVERED", last_error=None)
-        else:
-            values["last_error"] = error[:ERROR_CHARS]
-            if now - int(delivery["created_at"]) >= rules.GIVE_UP_AFTER:
-                values["state"] = "FAILED"
-            else:
-                values["next_attempt_at"] = now + rules.retry_delay(attempts)
-            log.warning(
-                "webhook %s: delivery %s of event %s failed (attempt %d): %s",
-                delivery["webhook_id"],
-                delivery["delivery_id"],
-                delivery["seq"],
-                attempts,
-                error,
-            )
-        with self.db.write() as conn:
-            store.finish(conn, delivery["delivery_id"], self.owner, **values)
+            return delivery, None, error
+        if answer.is_success:
+            return delivery, answer.status_code, None
+        return delivery, answer.status_code, f"HTTP {answer.status_code}: {answer.text[:200]}"
 
     def _secret(self, hook: dict[str, Any]) -> str:
         if hook["webhook_id"] not in self._secrets:
             self._secrets[hook["webhook_id"]] = self.cipher.decrypt(hook["secret"])
         return self._secrets[hook["webhook_id"]]
+
+
+def _outcome(
+    delivery: dict[str, Any], status: int | None, error: str | None, now: int
+) -> dict[str, Any]:
+    """The delivery's columns after an attempt: DELIVERED, or the error and the next attempt
+    (FAILED once it is too old)."""
+    attempts = int(delivery["attempts"]) + 1
+    values: dict[str, Any] = {"attempts": attempts, "last_status": status, "updated_at": now}
+    if error is None:
+        return {**values, "state": "DELIVERED", "last_error": None}
+    values["last_error"] = error[:ERROR_CHARS]
+    if now - int(delivery["created_at"]) >= rules.GIVE_UP_AFTER:
+        values["state"] = "FAILED"
+    else:
+        values["next_attempt_at"] = now + rules.retry_delay(attempts)
+    log.warning(
+        "webhook %s: delivery %s of event %s failed (attempt %d): %s",
+        delivery["webhook_id"],
+        delivery["delivery_id"],
+        delivery["seq"],
+        attempts,
+        error,
+    )
+    return values

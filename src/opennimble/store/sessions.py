@@ -68,15 +68,18 @@ def transition(
     if "state" not in values:
         return conn.execute(t.update().where(*where).values(**values)).rowcount == 1
     events.serialize(conn)
-    found = conn.execute(
-        sa.select(t.c.state, t.c.studio_id, t.c.owned_by, t.c.launch_profile_id, t.c.updated_at)
-        .where(*where)
-        .with_for_update()
-    ).first()
+    about = (t.c.studio_id, t.c.owned_by, t.c.launch_profile_id, t.c.updated_at)
+    if len(from_states) == 1:  # one statement: the previous state is known
+        found = conn.execute(t.update().where(*where).values(**values).returning(*about)).first()
+        previous = from_states[0]
+    else:  # lock and read the row first, for its previous state
+        found = conn.execute(sa.select(t.c.state, *about).where(*where).with_for_update()).first()
+        if found is not None:
+            conn.execute(t.update().where(*where).values(**values))
+            previous = found.state
     if found is None:
         return False
-    conn.execute(t.update().where(*where).values(**values))
-    events.session_changed(conn, {**found._mapping, "session_id": session_id}, found.state, values)
+    events.session_changed(conn, {**found._mapping, "session_id": session_id}, previous, values)
     return True
 
 
