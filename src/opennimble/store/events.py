@@ -32,6 +32,7 @@ hooks = schema.webhooks
 deliveries = schema.webhook_deliveries
 
 LOCK = "events"
+INSERT = t.insert().returning(t.c.seq)  # built once: its compiled form is cached
 
 
 def serialize(conn: sa.Connection) -> None:
@@ -60,7 +61,7 @@ def record(
         "owned_by": owned_by,
         "detail": detail,
     }
-    seq = int(conn.execute(t.insert().values(values).returning(t.c.seq)).scalar_one())
+    seq = int(conn.execute(INSERT, values).scalar_one())
     wanted = [
         r.webhook_id
         for r in conn.execute(
