@@ -6,8 +6,8 @@ wrk and git.
 Three installations per database, measured in the same run, rounds interleaved (the order
 rotating from round to round):
 
-- **without events**: the code of ``--base`` (default: the last commit before events, found
-  by the commit that added store/events.py), extracted with ``git archive`` and put first on the
+- **without events**: the code of ``--base`` (default: the newest commit on HEAD's
+  first-parent line without store/events.py), extracted with ``git archive`` and put first on the
   processes' PYTHONPATH;
 - **events**: this tree; every create records its events (create, READY...);
 - **events + 2 webhooks**: this tree, with two webhooks of the studio taking every event type,
@@ -46,17 +46,22 @@ VARIANTS = ("without events", "events", "events + 2 webhooks")
 
 
 def base_revision() -> str:
-    """The parent of the commit that added store/events.py."""
-    added = subprocess.run(
-        ["git", "log", "--diff-filter=A", "--format=%H", "--", EVENTS_MODULE],
+    """The newest commit on HEAD's first-parent line without store/events.py: on a branch
+    that added events, where it started; on main after the merge, main before it."""
+    line = subprocess.run(
+        ["git", "rev-list", "--first-parent", "HEAD"],
         cwd=ROOT,
         check=True,
         capture_output=True,
         text=True,
     ).stdout.split()
-    if not added:
-        raise SystemExit(f"cannot find the commit that added {EVENTS_MODULE}: give --base")
-    return f"{added[-1]}^"
+    for commit in line:
+        found = subprocess.run(
+            ["git", "cat-file", "-e", f"{commit}:{EVENTS_MODULE}"], cwd=ROOT, capture_output=True
+        )
+        if found.returncode != 0:
+            return commit
+    raise SystemExit(f"every commit has {EVENTS_MODULE}: give --base")
 
 
 def extract(revision: str, into: pathlib.Path) -> pathlib.Path:

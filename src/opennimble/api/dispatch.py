@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from opennimble import clock, errors
 from opennimble.api import operations, registry, throttle
 from opennimble.api.context import Context, Installation
+from opennimble.domain import access, audit
 from opennimble.domain.identity import Caller
 from opennimble.protocol import model, validate
 from opennimble.store import database, idempotency, users
@@ -27,14 +28,32 @@ class Dispatcher:
         install: Installation,
         now: clock.Now,
         limiter: throttle.Throttle | None = None,
+        trail: audit.Trail | None = None,
     ) -> None:
+        """``trail``: where state-changing operations are recorded (None: nowhere)."""
         self.db = db
+        self.trail = trail
         self.install = install
         self.now = now
         self.limiter = limiter or throttle.Throttle(rate=0, burst=1)
+        self.remembered = access.Remembered()
 
     def invoke(self, op: model.Operation, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
         """Run ``op`` for ``caller``; return the handler's result or raise a ServiceError."""
+        if self.trail is None or op.method == "GET":
+            return self._invoke(op, caller, params)
+        try:
+            return self._invoke(op, caller, params)
+        except errors.ServiceError as exc:
+            who = audit.Who.of(caller)
+            self.trail.refused_request(
+                op.name, who, params, exc.status, exc.error_type, exc.message
+            )
+            raise
+
+    def _invoke(
+        self, op: model.Operation, caller: Caller, params: dict[str, Any]
+    ) -> dict[str, Any]:
         self.limiter.admit(caller)
         validate.validate(op.input, params)
         handler = registry.HANDLERS.get(op.name)
@@ -64,22 +83,38 @@ class Dispatcher:
         token: str | None,
     ) -> dict[str, Any]:
         transaction = self.db.read if op.method == "GET" else self.db.write
-        with transaction() as conn:
+        with transaction() as conn, self.remembered.using(conn):
             still_a_user(conn, caller)
             ctx = Context(conn, caller, self.now(), self.install)
-            if token is None:
-                return handler(ctx, params)
-            return _idempotent(ctx, op, handler, params, token)
+            if self.trail is None or op.method == "GET":
+                return _call(ctx, op, handler, params, token)
+            who = audit.Who.of(caller)
+            role = audit.persona(conn, who, params.get("studioId"))
+            result = _call(ctx, op, handler, params, token)
+            audit.accepted(conn, ctx.now, op.name, who, role, params, result)
+            return result
+
+
+def _call(
+    ctx: Context,
+    op: model.Operation,
+    handler: registry.Handler,
+    params: dict[str, Any],
+    token: str | None,
+) -> dict[str, Any]:
+    if token is None:
+        return handler(ctx, params)
+    return _idempotent(ctx, op, handler, params, token)
 
 
 def still_a_user(conn: sa.Connection, caller: Caller) -> None:
     """A user deleted from the identity store or disabled, or an access key deleted, loses
     access at once, on every server (whatever a server remembers of the key)."""
     if caller.access_key_id:
-        valid = users.get_key(conn, caller.access_key_id) is not None
+        key = caller.access_key_id
+        valid = access.remembered(conn, ("key", key), lambda: _key_valid(conn, key))
     else:
-        user = users.get_user(conn, caller.user_id)
-        valid = user is not None and not user["disabled"]
+        valid = access.remembered(conn, ("user", caller.user_id), lambda: _user_valid(conn, caller))
     if not valid:
         raise errors.UnrecognizedClientException(
             f"The security token included in the request is invalid: user {caller.name} "
@@ -87,6 +122,15 @@ def still_a_user(conn: sa.Connection, caller: Caller) -> None:
             "(deleted or disabled)",
             context={"principalId": caller.user_id},
         )
+
+
+def _key_valid(conn: sa.Connection, access_key_id: str) -> bool | None:
+    return users.get_key(conn, access_key_id) is not None or None  # None: not remembered
+
+
+def _user_valid(conn: sa.Connection, caller: Caller) -> bool | None:
+    user = users.get_user(conn, caller.user_id)
+    return (user is not None and not user["disabled"]) or None
 
 
 def _idempotent(

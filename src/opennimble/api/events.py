@@ -51,6 +51,7 @@ class EventStream:
         id_header = (telemetry.REQUEST_ID_HEADER, request_id.encode())
         try:
             caller, studio_id, after = self._admit(scope)
+            after = await self.db.run(self._start, caller, studio_id, after)
         except Exception as exc:
             status, headers, body = serialize.error_response(self.as_error(exc))
             await _respond(send, status, [*headers, id_header], body)
@@ -74,7 +75,7 @@ class EventStream:
                 await watcher
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    def _admit(self, scope: Scope) -> tuple[Caller, str | None, int]:
+    def _admit(self, scope: Scope) -> tuple[Caller, str | None, int | None]:
         raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("utf-8", "replace")
         query = scope.get("query_string", b"").decode("utf-8", "surrogateescape")
         headers = [(k.decode("latin-1"), v.decode("utf-8", "replace")) for k, v in scope["headers"]]
@@ -99,12 +100,15 @@ class EventStream:
         studio_id = params.get("studioId") or None
         if problems:
             raise validate.exception(problems)
+        return caller, studio_id, after
+
+    def _start(self, caller: Caller, studio_id: str | None, after: int | None) -> int:
+        """Whether the caller may follow (the studio's) events, and from which number."""
         with self.db.read() as conn:
             dispatch.still_a_user(conn, caller)
             if studio_id is not None:
                 access.studio(conn, caller, studio_id)
-            begin = event_feed.start(conn, after)
-        return caller, studio_id, begin
+            return event_feed.start(conn, after)
 
     async def _stream(
         self, send: Send, caller: Caller, studio_id: str | None, after: int, gone: asyncio.Event
@@ -138,7 +142,7 @@ class EventStream:
                     return None
                 return event_feed.audience(conn, caller)
 
-        return read() if self.db.is_sqlite else await asyncio.to_thread(read)
+        return await self.db.run(read)
 
 
 def _message(event: dict[str, Any]) -> bytes:

@@ -65,14 +65,15 @@ async def follow(
 ) -> AsyncIterator[list[Row]]:
     """The events recorded after ``after`` (of one studio if given), in order, in batches;
     an empty batch every ``poll`` seconds while nothing happens (a chance to send a keep-alive
-    or to notice that the client went away). Never ends by itself."""
+    or to notice that the client went away). Never ends by itself. The reads run in the
+    store's threads (:meth:`~opennimble.store.database.Database.run`)."""
 
     def read(seq: int) -> list[Row]:
         with db.read() as conn:
             return events.after(conn, seq, BATCH, studio_id)
 
     while True:
-        batch = read(after) if db.is_sqlite else await asyncio.to_thread(read, after)
+        batch = await db.run(read, after)
         if batch:
             after = int(batch[-1]["seq"])
         yield batch

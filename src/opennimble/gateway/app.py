@@ -23,7 +23,7 @@ from starlette import requests, responses, routing, staticfiles, websockets
 from starlette.middleware import exceptions
 
 from opennimble import clock, logs
-from opennimble.domain import stream_tokens
+from opennimble.domain import audit, stream_tokens
 from opennimble.gateway import credentials, live, pages, relay, streams
 from opennimble.store import crypto, database
 
@@ -62,10 +62,12 @@ class Gateway:
         novnc_dir: pathlib.Path | None,
         now: clock.Now = clock.system_now,
         watch_interval: float = 1.0,
+        trail: audit.Trail | None = None,
     ) -> None:
+        self.db = db
         self.credentials = credentials.StreamCredentials(key)
         tokens = stream_tokens.StreamTokens(key)
-        self.gate = streams.StreamGate(db, tokens, self.credentials, now, crypto.Cipher(key))
+        self.gate = streams.StreamGate(db, tokens, self.credentials, now, crypto.Cipher(key), trail)
         self.connections = live.LiveConnections(db, watch_interval)
         self.novnc_dir = novnc_dir
         base = urllib.parse.urlsplit(public_url)
@@ -101,8 +103,8 @@ class Gateway:
         if not novnc_installed(self.novnc_dir):
             return _html(pages.refusal("Stream unavailable", NOVNC_MISSING), 503)
         stream_id = request.path_params["stream_id"]
-        answer = self.gate.admit(stream_id, request.url.query)
         client = request.client.host if request.client else None
+        answer = await self.db.run(self.gate.admit, stream_id, request.url.query, client)
         if answer.stream is None or answer.session is None:
             log.info(
                 "stream page refused: %s",
@@ -139,7 +141,7 @@ class Gateway:
             return
         credential = ws.cookies.get(credentials.COOKIE, "")
         stream_id = ws.path_params["stream_id"]
-        admission = self.gate.admit_connection(stream_id, credential)
+        admission = await self.db.run(self.gate.admit_connection, stream_id, credential)
         client = ws.client.host if ws.client else None
         if isinstance(admission, streams.Refusal):
             log.info(

@@ -24,6 +24,7 @@ from opennimble.store import crypto, database
 from opennimble.store import webhooks as store
 
 log = logging.getLogger("opennimble.webhooks")
+Outcome = tuple[dict[str, Any], int | None, str | None]  # a delivery, its status, its error
 
 BATCH = 32  # deliveries claimed at once (at most one per webhook and session)
 POLL = 0.5  # seconds between looks for due deliveries when there were none
@@ -62,13 +63,7 @@ class Deliverer:
 
     async def round(self, client: httpx.AsyncClient) -> int:
         """Claim the due deliveries and attempt each; how many were attempted."""
-        now = self.now()
-        with self.db.read() as conn:
-            if not store.due(conn, now):
-                return 0
-        with self.db.write() as conn:
-            claimed = store.claim(conn, owner=self.owner, now=now, lease=LEASE, limit=BATCH)
-            hooks = store.of_ids(conn, {c["webhook_id"] for c in claimed}) if claimed else {}
+        claimed, hooks = await self.db.run(self._claim, self.now())
         outcomes = await asyncio.gather(
             *(
                 self._attempt(client, c, hooks[c["webhook_id"]])
@@ -76,20 +71,28 @@ class Deliverer:
                 if c["webhook_id"] in hooks
             )
         )
-        now = self.now()
+        if outcomes:
+            await self.db.run(self._record, outcomes, self.now())
+        return len(claimed)
+
+    def _claim(self, now: int) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+        with self.db.read() as conn:
+            if not store.due(conn, now):
+                return [], {}
+        with self.db.write() as conn:
+            claimed = store.claim(conn, owner=self.owner, now=now, lease=LEASE, limit=BATCH)
+            hooks = store.of_ids(conn, {c["webhook_id"] for c in claimed}) if claimed else {}
+        return claimed, hooks
+
+    def _record(self, outcomes: list[Outcome], now: int) -> None:
         with self.db.write() as conn:  # one transaction for the whole round's outcomes
             for delivery, status, error in outcomes:
-                store.finish(
-                    conn,
-                    delivery["delivery_id"],
-                    self.owner,
-                    **_outcome(delivery, status, error, now),
-                )
-        return len(claimed)
+                values = _outcome(delivery, status, error, now)
+                store.finish(conn, delivery["delivery_id"], self.owner, **values)
 
     async def _attempt(
         self, client: httpx.AsyncClient, delivery: dict[str, Any], hook: dict[str, Any]
-    ) -> tuple[dict[str, Any], int | None, str | None]:
+    ) -> Outcome:
         """POST the delivery; (it, the HTTP status if any, what went wrong if anything)."""
         body = delivery["body"].encode()
         timestamp = self.now() // clock.SECOND

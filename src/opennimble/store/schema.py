@@ -28,6 +28,16 @@ meta = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
 )
 
+# Counters that servers read on every request to know whether what they remember is still
+# true. ``access``: bumped in the same transaction as every change to what the access rules read
+# (users, access keys, memberships, a studio's state and attributes), see store/generations.py.
+generations = sa.Table(
+    "generations",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
+
 users = sa.Table(
     "users",
     metadata,
@@ -183,6 +193,35 @@ idempotency = sa.Table(
     sa.Column("fingerprint", sa.String(64), nullable=False),
     sa.Column("response", sa.JSON, nullable=False),
     sa.Column("created_at", Micros, nullable=False, index=True),
+)
+
+
+# The audit trail: who did what to which resource, from where, with what outcome. Accepted
+# changes are written in the transaction of the change; refusals on their own. ``entry_id``
+# orders entries (an integer that grows); ``at`` is when (microseconds).
+audit = sa.Table(
+    "audit",
+    metadata,
+    sa.Column(
+        "entry_id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("at", Micros, nullable=False, index=True),
+    sa.Column("operation", sa.String(64), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),  # accepted or refused
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("error_code", sa.String(128)),
+    sa.Column("user_id", Id),
+    sa.Column("user_name", sa.String(128)),
+    sa.Column("persona", sa.String(32), nullable=False),
+    sa.Column("access_key_id", sa.String(128)),
+    sa.Column("client", sa.String(128)),
+    sa.Column("studio_id", sa.String(256)),
+    sa.Column("resource_id", sa.String(2048)),
+    sa.Column("message", sa.Text),
+    sa.Index(None, "studio_id", "at"),
 )
 
 

@@ -1,7 +1,7 @@
 """lifecycle events, webhooks and their deliveries
 
-Revision ID: 0017_lifecycle_events
-Revises: 0014_portal_passwords
+Revision ID: 0018_lifecycle_events
+Revises: 0017_access_generation
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0017_lifecycle_events"
-down_revision = "0014_portal_passwords"
+revision = "0018_lifecycle_events"
+down_revision = "0017_access_generation"
 branch_labels = None
 depends_on = None
 
