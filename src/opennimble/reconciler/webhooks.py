@@ -51,7 +51,9 @@ class Deliverer:
 
     async def run(self) -> None:
         """Deliver until cancelled; a failing round is logged and the next one follows."""
-        async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False) as client:
+        # making a client loads the TLS trust store (tens of ms): not on the event loop
+        client = await asyncio.to_thread(httpx.AsyncClient, timeout=TIMEOUT, follow_redirects=False)
+        async with client:
             while True:
                 try:
                     delivered = await self.round(client)
