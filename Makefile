@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NOVNC := node_modules/.package-lock.json
 
-.PHONY: run test check-minimums setup aws4-suite system-packages test-packages lint format typecheck unit acceptance bench clean
+.PHONY: run test check-minimums setup aws4-suite system-packages test-packages lint format typecheck unit acceptance test-slurm-sessions bench clean
 
 run: setup
 	$(BIN)/opennimble serve --demo
@@ -115,6 +115,11 @@ check-minimums: setup
 acceptance: setup
 	$(BIN)/pytest tests/acceptance
 
+# The session acceptance tests, streams in Chromium included, with provider = "slurm" (as root).
+test-slurm-sessions: setup test-packages
+	OPENNIMBLE_TEST_PROVIDER=slurm $(BIN)/pytest tests/acceptance/test_sessions.py \
+	  tests/acceptance/test_stream.py tests/acceptance/test_stop_start.py tests/browser/test_stream.py
+
 # Benchmarks need wrk (Debian's wrk package, installed here when run as root).
 bench: setup test-packages
 	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
@@ -123,7 +128,6 @@ bench: setup test-packages
 	$(BIN)/python -m bench.stream_first_frame
 	$(BIN)/python -m bench.session_ready
 	$(BIN)/python -m bench.backup
-	$(BIN)/python -m bench.slurm_ready
 
 clean:
 	rm -rf $(VENV) node_modules .cache .pytest_cache .mypy_cache .ruff_cache

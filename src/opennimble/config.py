@@ -75,6 +75,9 @@ class DesktopRecipe(pydantic.BaseModel):
     environment: dict[str, str] = {}
     # started only when the launch profile's clipboardMode is ENABLED
     clipboard_manager: str = ""
+    # READY waits until an application window is mapped and has the keyboard focus; false for
+    # a recipe whose applications open no window (READY once the window manager runs)
+    wait_for_window: bool = True
 
     @pydantic.field_validator("environment")
     @classmethod

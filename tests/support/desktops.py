@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import pathlib
 import socket
 import struct
@@ -15,8 +16,11 @@ import subprocess
 import time
 from typing import Any
 
+import pytest
+
 from opennimble.gateway import rfb
 from opennimble.providers import local_cgroups
+from tests.support import slurm
 from tests.support.server import FAST, Server, User
 from tests.support.world import Studio
 
@@ -24,7 +28,10 @@ ROLE_VERSION = "2021-03-31"
 
 
 def record(server: Server, session_id: str) -> dict[str, Any]:
-    """What the local provider recorded of a session's desktop."""
+    """What the local provider recorded of a session's desktop (a test that acts inside the
+    desktop through it is skipped when the run tests another provider)."""
+    if os.environ.get(slurm.PROVIDER_ENV, "local") != "local":
+        pytest.skip("acts inside the desktop through the local provider's record")
     path = server.desktops_dir / "desktops" / session_id / "desktop.json"
     data: dict[str, Any] = json.loads(path.read_text())
     return data
@@ -194,3 +201,15 @@ def session_pids(session_id: str) -> list[int]:
         with contextlib.suppress(FileNotFoundError):
             found.update(int(pid) for pid in procs.read_text().split())
     return sorted(found)
+
+
+def wait_for_file(root: pathlib.Path, name: str, timeout: float = 15) -> pathlib.Path:
+    """The file ``name`` once it appears in an owner's home under the desktops directory
+    ``root`` (made there by typing in a desktop's terminal)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = list(root.glob(f"homes/*/{name}"))
+        if found:
+            return found[0]
+        time.sleep(0.2)
+    raise AssertionError(f"{name} did not appear in an owner's home under {root}/homes")

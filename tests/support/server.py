@@ -186,8 +186,7 @@ class Server(Child):
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
-            # the socket listens before the server answers (migrations, start-up): a read that
-            # times out means "not yet", like a refused connection
+            # a busy machine may answer the first look slowly: ask again until the deadline
             with contextlib.suppress(requests.ConnectionError, requests.Timeout):
                 if requests.get(f"{self.endpoint}/healthz", timeout=1).ok:
                     return
