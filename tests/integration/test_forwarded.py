@@ -4,18 +4,13 @@
 
 from __future__ import annotations
 
-import json
-import os
 import pathlib
-import subprocess
-import sys
 import time
 
 import pytest
 import requests
 
-from tests.support import databases
-from tests.support.server import Server, running
+from tests.support.server import Server, cli_lines, running
 
 CLAIMED = "203.0.113.9"
 
@@ -34,17 +29,9 @@ def test_x_forwarded_for_is_believed_only_from_trusted_proxies(
             timeout=10,
         )
         assert answer.status_code == 403  # not signed
-        data_dir = srv.data_dir.resolve()
         deadline, entries = time.monotonic() + 10, []
         while not entries and time.monotonic() < deadline:
-            out = subprocess.run(
-                [sys.executable, "-m", "opennimble", "audit", "--data-dir", str(data_dir)],
-                capture_output=True,
-                text=True,
-                check=True,
-                env={**os.environ, **databases.env_for(data_dir), **env},
-            ).stdout
-            entries = [json.loads(line) for line in out.splitlines()]
+            entries = cli_lines(srv.data_dir, "audit", env=env)
             time.sleep(0.2)
     assert [(e["operation"], e["outcome"], e["client"]) for e in entries] == [
         ("CreateStudio", "refused", recorded)
