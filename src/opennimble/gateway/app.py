@@ -64,6 +64,7 @@ class Gateway:
         watch_interval: float = 1.0,
         trail: audit.Trail | None = None,
     ) -> None:
+        self.db = db
         self.credentials = credentials.StreamCredentials(key)
         tokens = stream_tokens.StreamTokens(key)
         self.gate = streams.StreamGate(db, tokens, self.credentials, now, crypto.Cipher(key), trail)
@@ -103,7 +104,7 @@ class Gateway:
             return _html(pages.refusal("Stream unavailable", NOVNC_MISSING), 503)
         stream_id = request.path_params["stream_id"]
         client = request.client.host if request.client else None
-        answer = self.gate.admit(stream_id, request.url.query, client)
+        answer = await self.db.run(self.gate.admit, stream_id, request.url.query, client)
         if answer.stream is None or answer.session is None:
             log.info(
                 "stream page refused: %s",
@@ -140,7 +141,7 @@ class Gateway:
             return
         credential = ws.cookies.get(credentials.COOKIE, "")
         stream_id = ws.path_params["stream_id"]
-        admission = self.gate.admit_connection(stream_id, credential)
+        admission = await self.db.run(self.gate.admit_connection, stream_id, credential)
         client = ws.client.host if ws.client else None
         if isinstance(admission, streams.Refusal):
             log.info(
