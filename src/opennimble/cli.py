@@ -97,6 +97,8 @@ def serve(config_file: str | None, with_demo: bool, **flags: Any) -> None:
             http=connections.BoundedProtocol.bounded(limits),
             timeout_keep_alive=settings.keep_alive_timeout,
             log_level="warning",
+            proxy_headers=bool(settings.forwarded_allow_ips),
+            forwarded_allow_ips=settings.forwarded_allow_ips or None,
             log_config=None,  # uvicorn's own lines go through opennimble's format too
             access_log=False,
             lifespan="on",
