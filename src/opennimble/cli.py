@@ -14,7 +14,17 @@ import click
 import uvicorn
 
 import opennimble
-from opennimble import admin, config, connections, demo, installation, logs, server, upkeep
+from opennimble import (
+    admin,
+    config,
+    connections,
+    demo,
+    installation,
+    logs,
+    server,
+    upkeep,
+    webhooks_cli,
+)
 from opennimble.api import coverage
 from opennimble.protocol import model
 from opennimble.providers import base as provider_base
@@ -92,6 +102,8 @@ def serve(config_file: str | None, with_demo: bool, **flags: Any) -> None:
             http=connections.BoundedProtocol.bounded(limits),
             timeout_keep_alive=settings.keep_alive_timeout,
             log_level="warning",
+            proxy_headers=bool(settings.forwarded_allow_ips),
+            forwarded_allow_ips=settings.forwarded_allow_ips or None,
             log_config=None,  # uvicorn's own lines go through opennimble's format too
             access_log=False,
             lifespan="on",
@@ -185,6 +197,7 @@ main.add_command(admin.sessions_group, "sessions")
 main.add_command(upkeep.audit_command, "audit")
 main.add_command(upkeep.backup_command, "backup")
 main.add_command(upkeep.restore_command, "restore")
+main.add_command(webhooks_cli.webhooks_group, "webhooks")
 
 
 @main.command()

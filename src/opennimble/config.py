@@ -132,6 +132,10 @@ class Settings(pydantic_settings.BaseSettings):
     log_level: str = "info"
     # one line per event: plain text, or one JSON document a line
     log_format: str = pydantic.Field(default="text", pattern=r"^(text|json)$")
+    # addresses of reverse proxies whose X-Forwarded-For / -Proto are believed (comma-separated
+    # IPs or networks, "*" for any); none by default: anyone who reaches the port (desktop
+    # accounts on this host too) could otherwise name any client address in logs and audit
+    forwarded_allow_ips: str = ""
     # Prometheus metrics: counted per request and served at /metrics (false: neither)
     metrics: bool = True
     # the audit trail: record state-changing requests and stream opens; days entries are kept
