@@ -437,10 +437,16 @@ def run_target(
     )
 
 
-def bare_target(port: int, pid: int, template: Template) -> Measured:
-    """The bare baseline, as a target: it answers the same requests with a fixed body."""
+def bare_target(backend: str, port: int, pid: int, template: Template) -> Measured:
+    """The bare baseline, as a target: it answers the same requests with a fixed body. Its
+    rounds run between those of ``backend``'s targets, whose ratios are taken to them."""
     credentials = botocore.credentials.Credentials("AKIDBARE", "bare")
-    return Measured("bare", template, credentials, [(port, pid)], 0.0, " (same requests as Get)")
+    name = f"{backend}: bare"
+    return Measured(name, template, credentials, [(port, pid)], 0.0, " (same requests as Get)")
+
+
+def baseline_of(name: str) -> str:
+    return name.split(":", 1)[0] + ": bare"
 
 
 # --- report ----------------------------------------------------------------------------------
@@ -478,13 +484,14 @@ def table(results: dict[str, list[Run]], measured: list[Measured]) -> str:
     def median(name: str, value: Any) -> float:
         return statistics.median(value(r) for r in results[name])
 
-    base_rps = median("bare", lambda r: r.rps)
-    base_p50 = median("bare", lambda r: r.p50_us)
     lines = [
         "| request | req/s | p50 ms | p99 ms | req/s vs bare | target | p50 vs bare |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for m in measured:
+        base = baseline_of(m.name)
+        base_rps = median(base, lambda r: r.rps)
+        base_p50 = median(base, lambda r: r.p50_us)
         rps, p50 = median(m.name, lambda r: r.rps), median(m.name, lambda r: r.p50_us)
         p99 = median(m.name, lambda r: r.p99_us)
         ratio = rps / base_rps
@@ -555,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.monotonic() - started:6.1f}s] {message}", flush=True)
 
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="opennimble-bench-"))
-    results: dict[str, list[Run]] = {"bare": []}
+    results: dict[str, list[Run]] = {}
     measured: list[Measured] = []
     idle_load = background_load()
     try:
@@ -569,9 +576,9 @@ def main(argv: list[str] | None = None) -> int:
                     common.build_world(made)
                     session_id = populate(made, args.sessions, progress)
                     targets = targets_of(made, session_id, args.sessions)
-                    bare = bare_target(bare_port, bare_pid, targets[0].template)
+                    bare = bare_target(backend, bare_port, bare_pid, targets[0].template)
                     measure(args, [bare, *targets], results, workdir, progress)
-                    measured += targets
+                    measured += [bare, *targets]
                     made.world.artist.client().delete_streaming_session(  # type: ignore[union-attr]
                         studioId=made.studio_id, sessionId=session_id
                     )

@@ -91,7 +91,7 @@ def test_the_quota_counters_are_filled_from_the_sessions_present(database_url: s
     with db.engine.begin() as conn:
         config = database.alembic_config(db.url)
         config.attributes["connection"] = conn
-        alembic.command.upgrade(config, "0017_access_generation")
+        alembic.command.upgrade(config, "0018_lifecycle_events")
         made = [
             ("s1", "ann", "READY"),
             ("s1", "ann", "STOPPED"),

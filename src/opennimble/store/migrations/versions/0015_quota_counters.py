@@ -1,7 +1,7 @@
 """quota counters: sessions per studio and per (studio, owner), counted from the sessions
 
 Revision ID: 0015_quota_counters
-Revises: 0017_access_generation
+Revises: 0018_lifecycle_events
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0015_quota_counters"
-down_revision = "0017_access_generation"
+down_revision = "0018_lifecycle_events"
 branch_labels = None
 depends_on = None
 
