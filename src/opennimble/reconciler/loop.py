@@ -298,7 +298,8 @@ class Reconciler:
         if self._housekeeping_due or now - self._last_housekeeping >= self.interval_micros:
             steps.append(("housekeeping", lambda: self.db.run(self._housekeeping, now)))
         if now - self._last_heartbeat >= self.lease // 4:
-            steps.append(("heartbeat", lambda: self.db.run(self._heartbeat, now)))
+            busy = list(self._tasks)  # read on the loop that changes it, not in the store's thread
+            steps.append(("heartbeat", lambda: self.db.run(self._heartbeat, now, busy)))
         steps.append(("claiming", lambda: self._claim_and_start(now)))
         for name, step in steps:
             try:
@@ -328,11 +329,11 @@ class Reconciler:
         if moved or timed:
             self.wake()
 
-    def _heartbeat(self, now: int) -> None:
+    def _heartbeat(self, now: int, busy: list[str]) -> None:
         self._last_heartbeat = now
-        if self._tasks:
+        if busy:
             with self.db.write() as conn:
-                sessions.heartbeat(conn, list(self._tasks), self.owner, now + self.lease)
+                sessions.heartbeat(conn, busy, self.owner, now + self.lease)
 
     async def _claim_and_start(self, now: int) -> None:
         """Release the claims of finished work and start the work claimed instead."""
@@ -341,7 +342,9 @@ class Reconciler:
         if room <= 0 and not finished:
             return
         try:
-            claimed = await self.db.run(self._release_and_claim, now, finished, room)
+            # read on the loop that changes them, not in the store's thread
+            busy = list(self._tasks)
+            claimed = await self.db.run(self._release_and_claim, now, finished, room, busy)
         except Exception:
             self._finished += finished  # released at the next pass
             raise
@@ -349,27 +352,30 @@ class Reconciler:
             task = asyncio.get_running_loop().create_task(self._work(row))
             self._tasks[row["session_id"]] = task
 
-    def _release_and_claim(self, now: int, finished: list[str], room: int) -> list[dict[str, Any]]:
-        """Release the claims of ``finished`` and claim up to ``room`` due sessions, in one
-        transaction."""
+    def _release_and_claim(
+        self, now: int, finished: list[str], room: int, busy: list[str]
+    ) -> list[dict[str, Any]]:
+        """Release the claims of ``finished`` and claim up to ``room`` due sessions other than
+        ``busy`` (those at work here), in one transaction."""
         with self.db.write() as conn:
             sessions.release(conn, finished, self.owner)
             if room <= 0:
                 return []
-            claimed = self._claim(conn, now, new=False, limit=room)
+            claimed = self._claim(conn, now, busy, new=False, limit=room)
             room -= len(claimed)
             free = self.capacity - sessions.count_on_host(conn, self.host_id)
             if free > 0:
-                claimed += self._claim(conn, now, new=True, limit=min(room, free))
+                claimed += self._claim(conn, now, busy, new=True, limit=min(room, free))
             else:  # full: only what no host took in time, for the provider to refuse
                 before = now - self.capacity_wait
-                claimed += self._claim(conn, now, new=True, limit=room, created_before=before)
+                claimed += self._claim(conn, now, busy, new=True, limit=room, created_before=before)
         return claimed
 
     def _claim(
         self,
         conn: sa.Connection,
         now: int,
+        busy: list[str],
         *,
         new: bool,
         limit: int,
@@ -383,7 +389,7 @@ class Reconciler:
             now=now,
             lease=self.lease,
             limit=limit,
-            exclude=list(self._tasks),
+            exclude=busy,
             created_before=created_before,
         )
 
