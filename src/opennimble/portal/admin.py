@@ -41,7 +41,11 @@ def user_id_of(portal: Portal, name: str) -> str:
     return str(user["user_id"])
 
 
-def studio_page(portal: Portal, request: requests.Request) -> responses.Response:
+def guard(
+    portal: Portal, request: requests.Request
+) -> tuple[Caller, dict[str, Any]] | responses.Response:
+    """The signed-in caller and the studio of the URL if the caller administers it (the API's
+    rule, ``access.is_admin``); otherwise the answer refusing the page."""
     caller = portal.caller(request)
     if caller is None:
         return responses.RedirectResponse(request.url_for("signin"), status_code=303)
@@ -60,6 +64,15 @@ def studio_page(portal: Portal, request: requests.Request) -> responses.Response
             caller=caller,
             message="Only the operator and the studio's administrators may manage this studio.",
         )
+    return caller, studio
+
+
+def studio_page(portal: Portal, request: requests.Request) -> responses.Response:
+    guarded = guard(portal, request)
+    if isinstance(guarded, responses.Response):
+        return guarded
+    caller, studio = guarded
+    studio_id = studio["studioId"]
     profiles = portal.invoke(caller, "ListLaunchProfiles", studioId=studio_id)["launchProfiles"]
     for profile in profiles:
         found = portal.invoke(

@@ -17,14 +17,22 @@ from typing import Any
 
 import anyio.to_thread
 import orjson
-from starlette import applications, requests, responses, routing, staticfiles, templating
+from starlette import (
+    applications,
+    datastructures,
+    requests,
+    responses,
+    routing,
+    staticfiles,
+    templating,
+)
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 
 from opennimble import clock, errors
 from opennimble.domain import passwords
 from opennimble.domain.identity import Caller
-from opennimble.portal import admin, cards, csrf
+from opennimble.portal import admin, cards, csrf, operator, resources, studio_sessions
 from opennimble.protocol import model
 from opennimble.store import database, users
 from opennimble.store import sessions as sessions_store
@@ -50,6 +58,7 @@ class Portal:
         now: clock.Now = clock.system_now,
     ) -> None:
         self.db = db
+        self.secret = secret  # the installation key (access keys' secrets are sealed with it)
         self._invoke = invoke
         self.now = now
         self.operations = model.operations()
@@ -99,6 +108,56 @@ class Portal:
                 methods=["POST"],
                 name="members",
             ),
+            routing.Route("/users", functools.partial(operator.users_page, self), name="users"),
+            routing.Route(
+                "/users",
+                functools.partial(operator.create_user, self),
+                methods=["POST"],
+                name="create_user",
+            ),
+            routing.Route(
+                "/users/{user_id}", functools.partial(operator.user_page, self), name="user"
+            ),
+            routing.Route(
+                "/users/{user_id}/{action}",
+                functools.partial(operator.user_action, self),
+                methods=["POST"],
+                name="user_action",
+            ),
+            routing.Route(
+                "/studios",
+                functools.partial(operator.studios_page, self),
+                methods=["GET", "POST"],
+                name="studios",
+            ),
+            routing.Route(
+                "/studios/{studio_id}/sessions",
+                functools.partial(studio_sessions.page, self),
+                name="studio_sessions",
+            ),
+            routing.Route(
+                "/studios/{studio_id}/{kind}",
+                functools.partial(resources.listing, self),
+                name="resources",
+            ),
+            routing.Route(
+                "/studios/{studio_id}/{kind}/new",
+                functools.partial(resources.form_page, self),
+                methods=["GET", "POST"],
+                name="resource_new",
+            ),
+            routing.Route(
+                "/studios/{studio_id}/{kind}/{resource_id}",
+                functools.partial(resources.form_page, self),
+                methods=["GET", "POST"],
+                name="resource",
+            ),
+            routing.Route(
+                "/studios/{studio_id}/{kind}/{resource_id}/delete",
+                functools.partial(resources.delete, self),
+                methods=["POST"],
+                name="resource_delete",
+            ),
             routing.Route(
                 "/sessions/{studio_id}/{session_id}/{action}",
                 self.act,
@@ -109,7 +168,7 @@ class Portal:
 
     # ---- helpers
 
-    def invoke(self, caller: Caller, name: str, **params: Any) -> dict[str, Any]:
+    def invoke(self, caller: Caller, name: str, /, **params: Any) -> dict[str, Any]:
         return self._invoke(self.operations[name], caller, params)
 
     def caller(self, request: requests.Request) -> Caller | None:
@@ -250,13 +309,17 @@ class Portal:
 
     def _image_names(self, caller: Caller, studio_id: str) -> dict[str, str]:
         """The studio's streaming images' names by id (ids of deleted ones stay as they are)."""
-        names: dict[str, str] = {}
-        params: dict[str, Any] = {"studioId": studio_id}
+        images = self.listed(caller, "ListStreamingImages", "streamingImages", studioId=studio_id)
+        return {i["streamingImageId"]: i["name"] for i in images}
+
+    def listed(self, caller: Caller, operation: str, key: str, /, **params: Any) -> list[Any]:
+        """Every item of a paged listing operation (its pages followed through nextToken)."""
+        items: list[Any] = []
         while True:
-            page = self.invoke(caller, "ListStreamingImages", **params)
-            names.update((i["streamingImageId"], i["name"]) for i in page["streamingImages"])
+            page = self.invoke(caller, operation, **params)
+            items += page[key]
             if not page.get("nextToken"):
-                return names
+                return items
             params["nextToken"] = page["nextToken"]
 
     # ---- actions
@@ -302,7 +365,7 @@ class Portal:
         checked = await self.checked_form(request)
         if isinstance(checked, responses.Response):
             return checked
-        caller = checked[0]
+        caller, form = checked
         studio_id = request.path_params["studio_id"]
         session_id = request.path_params["session_id"]
         action = request.path_params["action"]
@@ -319,10 +382,10 @@ class Portal:
                 lambda: self.invoke(caller, operation, studioId=studio_id, sessionId=session_id)
             )
         except errors.ServiceError as exc:
-            return _back(request, "sessions", exc)
+            return _back(request, "sessions", exc, form.get("next"))
         if action == "open":
             return responses.RedirectResponse(result["stream"]["url"], status_code=303)
-        return responses.RedirectResponse(request.url_for("sessions"), status_code=303)
+        return responses.RedirectResponse(_next(request, "sessions", form.get("next")), 303)
 
     # ---- live updates
 
@@ -406,7 +469,16 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-def _back(request: requests.Request, page: str, exc: errors.ServiceError) -> responses.Response:
-    """Back to ``page`` with the API's refusal shown at its top."""
-    url = request.url_for(page).include_query_params(error=admin.refusal(exc))
+def _next(request: requests.Request, page: str, given: Any = None) -> datastructures.URL:
+    """Where a form goes back to: the portal page it names in ``next``, else ``page``."""
+    if isinstance(given, str) and given.startswith("/portal/") and "//" not in given:
+        return request.url.replace(path=given.partition("?")[0], query=given.partition("?")[2])
+    return request.url_for(page)
+
+
+def _back(
+    request: requests.Request, page: str, exc: errors.ServiceError, given: Any = None
+) -> responses.Response:
+    """Back to ``page`` (or the portal page ``given``) with the API's refusal at its top."""
+    url = _next(request, page, given).include_query_params(error=admin.refusal(exc))
     return responses.RedirectResponse(url, status_code=303)

@@ -28,14 +28,17 @@ def fetch(
     where: list[sa.ColumnElement[bool]],
     after: Key | None,
     limit: int,
+    *,
+    newest_first: bool = False,
 ) -> Page:
     created, ident = table.c.created_at, table.c[id_column]
     conditions = list(where)
     if after is not None:
-        conditions.append(
-            sa.tuple_(created, ident) > sa.tuple_(sa.literal(after[0]), sa.literal(after[1]))
-        )
-    query = sa.select(table).where(*conditions).order_by(created, ident).limit(limit + 1)
+        key = sa.tuple_(created, ident)
+        seen = sa.tuple_(sa.literal(after[0]), sa.literal(after[1]))
+        conditions.append(key < seen if newest_first else key > seen)
+    order = (created.desc(), ident.desc()) if newest_first else (created, ident)
+    query = sa.select(table).where(*conditions).order_by(*order).limit(limit + 1)
     rows = [dict(r._mapping) for r in conn.execute(query)]
     if len(rows) <= limit:
         return Page(rows, None)

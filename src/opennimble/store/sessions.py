@@ -44,6 +44,9 @@ def page(
     session_ids: list[str] | None,
     after: paging.Key | None,
     limit: int,
+    states: Iterable[str] | None = None,
+    launch_profile_id: str | None = None,
+    newest_first: bool = False,
 ) -> paging.Page:
     where = [t.c.studio_id == studio_id]
     if owned_by is not None:
@@ -52,7 +55,11 @@ def page(
         where.append(t.c.created_by == created_by)
     if session_ids is not None:
         where.append(t.c.session_id.in_(session_ids))
-    return paging.fetch(conn, t, "session_id", where, after, limit)
+    if states is not None:
+        where.append(t.c.state.in_(list(states)))
+    if launch_profile_id is not None:
+        where.append(t.c.launch_profile_id == launch_profile_id)
+    return paging.fetch(conn, t, "session_id", where, after, limit, newest_first=newest_first)
 
 
 def transition(
