@@ -84,12 +84,26 @@ def test_an_artist_launches_opens_stops_starts_and_deletes_a_desktop(
     shot(page, artifacts, "sessions-ready")
 
     stream = open_stream(card)
-    assert re.search(r"/streams/", stream.url)
+    assert re.search(r"/streams/[^?]+$", stream.url)  # the used token is out of the address
+    expect(stream).not_to_have_title(re.compile("^Desktop "))  # the desktop's own name
+    desktop = stream.title()
     shot(stream, artifacts, "stream")
-    stream.close()
+    # a reload comes back to the same desktop (no "link not valid")
+    stream.reload()
+    stream.wait_for_selector("body[data-state='connected']", state="attached", timeout=20_000)
+    expect(stream).to_have_title(desktop)
 
     card.get_by_role("button", name="Stop").click()
     expect(card.locator(".state")).to_have_text("STOPPED", timeout=READY_WITHIN)
+    # the stream's tab says why it ended and offers the way to a new stream: the portal's
+    # page of the session (a Start here, as it is stopped)
+    expect(stream.locator("#status")).to_contain_text("stopped")
+    stream.locator("#renew").click()
+    expect(stream.get_by_role("heading", name="Open this session again")).to_be_visible()
+    expect(stream.locator("article.card .state")).to_have_text("STOPPED")
+    expect(stream.locator("article.card").get_by_role("button", name="Start")).to_be_visible()
+    shot(stream, artifacts, "stream-renew")
+    stream.close()
     expect(card.get_by_role("button", name="Open")).to_have_count(0)
     shot(page, artifacts, "sessions-stopped")
     card.get_by_role("button", name="Start").click()

@@ -36,6 +36,7 @@ from opennimble.portal import admin, cards, csrf, operator, resources, studio_se
 from opennimble.protocol import model
 from opennimble.store import database, users
 from opennimble.store import sessions as sessions_store
+from opennimble.store import streams as streams_store
 
 Invoke = Callable[[model.Operation, Caller, dict[str, Any]], dict[str, Any]]
 
@@ -158,6 +159,7 @@ class Portal:
                 methods=["POST"],
                 name="resource_delete",
             ),
+            routing.Route("/streams/{stream_id}", self.renew_page, name="renew"),
             routing.Route(
                 "/sessions/{studio_id}/{session_id}/{action}",
                 self.act,
@@ -201,7 +203,8 @@ class Portal:
     # ---- sign-in
 
     def signin_page(self, request: requests.Request) -> responses.Response:
-        return self.render(request, "signin.html", error=None, name="")
+        then = request.query_params.get("next", "")
+        return self.render(request, "signin.html", error=None, name="", then=then)
 
     async def signin(self, request: requests.Request) -> responses.Response:
         form = await request.form()
@@ -211,10 +214,13 @@ class Portal:
         try:
             caller = await anyio.to_thread.run_sync(self._sign_in, name, password)
         except passwords.SigninRefused as exc:
-            return self.render(request, "signin.html", status=401, error=str(exc), name=name)
+            then = str(form.get("next", ""))
+            return self.render(
+                request, "signin.html", status=401, error=str(exc), name=name, then=then
+            )
         request.session.clear()  # a new session (and CSRF token) for the signed-in user
         request.session[USER_KEY] = caller.user_id
-        return responses.RedirectResponse(request.url_for("home"), status_code=303)
+        return responses.RedirectResponse(_next(request, "home", form.get("next")), 303)
 
     def _sign_in(self, name: str, password: str) -> Caller:
         with self.db.write() as conn:
@@ -321,6 +327,37 @@ class Portal:
             if not page.get("nextToken"):
                 return items
             params["nextToken"] = page["nextToken"]
+
+    def renew_page(self, request: requests.Request) -> responses.Response:
+        """Where a stream page that admits no more sends its owner: the card of the stream's
+        session, with Open (a new stream) while it is READY. Who may see it is the API's
+        GetStreamingSession's rule; a stream id alone tells nobody else anything."""
+        caller = self.caller(request)
+        if caller is None:
+            url = request.url_for("signin").include_query_params(next=request.url.path)
+            return responses.RedirectResponse(url, status_code=303)
+        with self.db.read() as conn:
+            stream = streams_store.get(conn, request.path_params["stream_id"])
+        try:
+            if stream is None:
+                raise errors.not_found("Stream", request.path_params["stream_id"])
+            studio_id = stream["studio_id"]
+            studio = self.invoke(caller, "GetStudio", studioId=studio_id)["studio"]
+            session = self.invoke(
+                caller, "GetStreamingSession", studioId=studio_id, sessionId=stream["session_id"]
+            )["session"]
+        except errors.ServiceError as exc:
+            return self.render(
+                request, "error.html", exc.status, caller=caller, message=admin.refusal(exc)
+            )
+        image = self._image_names(caller, studio_id).get(session["streamingImageId"])
+        card = {
+            **session,
+            "studioId": studio_id,
+            "studioName": studio["displayName"],
+            "imageName": image or session["streamingImageId"],
+        }
+        return self.render(request, "renew.html", caller=caller, s=card)
 
     # ---- actions
 
