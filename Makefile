@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NOVNC := node_modules/.package-lock.json
 
-.PHONY: run test setup aws4-suite system-packages test-packages lint format typecheck unit acceptance bench clean
+.PHONY: run test check-minimums setup aws4-suite system-packages test-packages lint format typecheck unit acceptance bench clean
 
 run: setup
 	$(BIN)/opennimble serve --demo
@@ -18,7 +18,7 @@ TEST_LOGS := .test-logs
 # The two runs are independent (own servers, ports, data directories, accounts, control groups
 # and Slurm clusters), and mostly wait on desktops and sockets: they run side by side, each
 # into its own log, printed whole when both have ended.
-test: setup test-packages lint
+test: setup test-packages lint check-minimums
 	@mkdir -p $(TEST_LOGS); rm -f $(TEST_LOGS)/*.log
 	@if $(BIN)/python -c "import psycopg, sys; psycopg.connect(sys.argv[1], connect_timeout=3).close()" \
 	    '$(TEST_DATABASE_URL)' 2>/dev/null; then \
@@ -54,7 +54,7 @@ $(NOVNC): package.json package-lock.json
 # vncpasswd (a password-protected Xvnc), xdotool (finds windows on a test desktop), Slurm and
 # munge (the Slurm provider's tests start a single-node cluster of their own).
 TEST_COMMANDS := chromium:chromium vncpasswd:tigervnc-tools xdotool:xdotool \
-  slurmctld:slurm-wlm munged:munge
+  slurmctld:slurm-wlm munged:munge nginx:nginx-light
 test-packages:
 	@missing=""; for pair in $(TEST_COMMANDS); do \
 	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; done; \
@@ -70,10 +70,11 @@ test-packages:
 # The local provider's desktops: TigerVNC's Xvnc, vncpasswd and vncconfig, and the built-in
 # desktop (Openbox, xterm, xsetroot; xwininfo to look at a display; the X core fonts); nft
 # for the desktops' network filter.
+# pg_dump and pg_restore for `opennimble backup` and `restore` of PostgreSQL installations.
 # Installed from Debian's packages when run as root.
 DESKTOP_COMMANDS := Xvnc:tigervnc-standalone-server vncpasswd:tigervnc-tools \
   vncconfig:tigervnc-tools openbox:openbox xterm:xterm xsetroot:x11-xserver-utils \
-  xwininfo:x11-utils nft:nftables
+  xwininfo:x11-utils nft:nftables pg_dump:postgresql-client pg_restore:postgresql-client
 system-packages:
 	@missing=""; for pair in $(DESKTOP_COMMANDS); do \
 	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; done; \
@@ -105,6 +106,12 @@ format: setup
 unit: setup
 	$(BIN)/pytest tests/unit
 
+# The dependency minimums of pyproject.toml: the unit tests in a virtual environment with every
+# direct dependency at its lowest allowed version (uv's lowest-direct resolution, from PyPI;
+# skipped, saying so, when PyPI cannot be reached). About a minute.
+check-minimums: setup
+	$(BIN)/python -m tests.support.minimums
+
 acceptance: setup
 	$(BIN)/pytest tests/acceptance
 
@@ -116,7 +123,6 @@ bench: setup test-packages
 	$(BIN)/python -m bench.stream_first_frame
 	$(BIN)/python -m bench.session_ready
 	$(BIN)/python -m bench.backup
-	$(BIN)/python -m bench.slurm_ready
 
 clean:
 	rm -rf $(VENV) node_modules .cache .pytest_cache .mypy_cache .ruff_cache

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +19,7 @@ import sqlalchemy as sa
 
 from opennimble import clock, config, errors, installation, server
 from opennimble.api import context, dispatch, throttle
-from opennimble.domain import identity, paging, passwords, stream_tokens
+from opennimble.domain import audit, identity, paging, passwords, stream_tokens
 from opennimble.protocol import model
 from opennimble.store import crypto, database, users
 
@@ -124,11 +125,15 @@ class Opened:
     def __init__(self, config_file: str | None, flags: dict[str, Any], create: bool = False):
         self.settings = settings_from(config_file, **flags)
         self.db = open_installation(self.settings, create=create)
+        # what the command does through the API is in the audit trail like a client's
+        self.trail = audit.Trail(self.db) if self.settings.audit else None
 
     def __enter__(self) -> Opened:
         return self
 
     def __exit__(self, kind: Any, error: Any, _tb: Any) -> None:
+        if self.trail is not None:
+            self.trail.close()
         self.db.dispose()
         if isinstance(error, LookupError):
             raise click.ClickException(str(error.args[0])) from None
@@ -148,7 +153,9 @@ class Opened:
             # the servers' reconcilers see the work: NOTIFY on PostgreSQL, their polling on SQLite
             wake_reconciler=lambda: None,
         )
-        runner = dispatch.Dispatcher(self.db, install, clock.system_now, throttle.Throttle(0, 1))
+        runner = dispatch.Dispatcher(
+            self.db, install, clock.system_now, throttle.Throttle(0, 1), self.trail
+        )
         try:
             return runner.invoke(model.operations()[operation], self._operator(as_user), params)
         except errors.ServiceError as exc:
@@ -173,8 +180,11 @@ class Opened:
                 "this command acts as an operator of the installation: create one with "
                 "`opennimble users create NAME --operator`, or name an enabled one with --as"
             )
-        return identity.Caller(user["user_id"], user["name"], True)
+        return identity.Caller(user["user_id"], user["name"], True, client=CLI_CLIENT)
 
+
+# where the audit trail says requests made by this command came from
+CLI_CLIENT = f"opennimble-cli@{socket.gethostname()}"
 
 AS_OPERATOR = click.option(
     "--as", "as_user", default=None, help="The operator to act as (default: the first one)."

@@ -14,7 +14,7 @@ import click
 import uvicorn
 
 import opennimble
-from opennimble import admin, config, connections, demo, installation, logs, server
+from opennimble import admin, config, connections, demo, installation, logs, server, upkeep
 from opennimble.api import coverage
 from opennimble.protocol import model
 from opennimble.providers import base as provider_base
@@ -170,6 +170,9 @@ main.add_command(admin.users_group, "users")
 main.add_command(admin.keys_group, "keys")
 main.add_command(admin.studios_group, "studios")
 main.add_command(admin.sessions_group, "sessions")
+main.add_command(upkeep.audit_command, "audit")
+main.add_command(upkeep.backup_command, "backup")
+main.add_command(upkeep.restore_command, "restore")
 
 
 @main.command()

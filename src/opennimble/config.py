@@ -75,6 +75,9 @@ class DesktopRecipe(pydantic.BaseModel):
     environment: dict[str, str] = {}
     # started only when the launch profile's clipboardMode is ENABLED
     clipboard_manager: str = ""
+    # READY waits until an application window is mapped and has the keyboard focus; false for
+    # a recipe whose applications open no window (READY once the window manager runs)
+    wait_for_window: bool = True
 
     @pydantic.field_validator("environment")
     @classmethod
@@ -150,6 +153,11 @@ class Settings(pydantic_settings.BaseSettings):
     log_level: str = "info"
     # one line per event: plain text, or one JSON document a line
     log_format: str = pydantic.Field(default="text", pattern=r"^(text|json)$")
+    # Prometheus metrics: counted per request and served at /metrics (false: neither)
+    metrics: bool = True
+    # the audit trail: record state-changing requests and stream opens; days entries are kept
+    audit: bool = True
+    audit_retention_days: float = pydantic.Field(default=90.0, gt=0)
     # quotas (ServiceQuotaExceededException when reached); sessions count until DELETED
     max_sessions_per_studio: int = pydantic.Field(default=1000, ge=1)
     max_sessions_per_owner: int = pydantic.Field(default=200, ge=1)

@@ -35,8 +35,11 @@ class Health:
         reconciler: loop.Reconciler | None,
         stream_connections: Callable[[], int],
         now: clock.Now = clock.system_now,
+        serve_metrics: bool = True,
     ) -> None:
+        """``serve_metrics``: False answers /metrics with a 404 saying they are off."""
         self.db = db
+        self.serve_metrics = serve_metrics
         self.reconciler = reconciler
         self.now = now
         self.heads = set(
@@ -55,6 +58,9 @@ class Health:
             problems = await self.problems()
             body = {"status": "not ready" if problems else "ready", "problems": problems}
             await _respond(send, 503 if problems else 200, "application/json", orjson.dumps(body))
+        elif not self.serve_metrics:
+            off = {"message": "metrics are off on this server (the setting metrics = false)"}
+            await _respond(send, 404, "application/json", orjson.dumps(off))
         else:
             text = await asyncio.to_thread(self.exposition)
             await _respond(send, 200, prometheus_client.CONTENT_TYPE_LATEST, text)

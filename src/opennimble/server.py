@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from opennimble import clock, config, health, installation, logs
 from opennimble.api import app as api_app
+from opennimble.domain import audit
 from opennimble.gateway import app as gateway
 from opennimble.portal import app as portal_app
 from opennimble.reconciler import loop
@@ -136,6 +137,7 @@ class Root:
     ) -> None:
         self.db = db
         key = cipher(settings, db)
+        self.trail = audit.Trail(db, now) if settings.audit else None
         # `serve --no-reconciler` (PostgreSQL): the workers reconcile; NOTIFY wakes them
         self.reconciler = (
             loop.Reconciler.from_settings(db, settings, now, key) if settings.reconciler else None
@@ -150,6 +152,7 @@ class Root:
             now=now,
             page_size=settings.page_size,
             settings=settings,
+            trail=self.trail,
         )
         self.gateway = gateway.Gateway(
             db,
@@ -157,9 +160,14 @@ class Root:
             public_url=settings.resolved_public_url,
             novnc_dir=settings.resolved_novnc_dir,
             now=now,
+            trail=self.trail,
         )
         self.health = health.Health(
-            db, self.reconciler, lambda: len(self.gateway.connections), now=now
+            db,
+            self.reconciler,
+            lambda: len(self.gateway.connections),
+            now=now,
+            serve_metrics=settings.metrics,
         )
         self.portal = portal_app.Portal(
             db,
@@ -208,6 +216,8 @@ class Root:
                         pass
                     except Exception:  # it failed earlier (and said so): shut down all the same
                         reconciler_log.debug("the reconciler had stopped with an error")
+                if self.trail is not None:
+                    self.trail.close()
                 self.db.dispose()
                 log.info("stopped", extra=logs.fields(event="stopped"))
                 await send({"type": "lifespan.shutdown.complete"})

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import called
+from tests.support import called, clocked
 from tests.support import server as support
 from tests.support import world as worlds
 
@@ -21,6 +21,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[worlds.World]:
     env = {"OPENNIMBLE_PAGE_SIZE": "3", "OPENNIMBLE_MAX_DESKTOPS_PER_OWNER": "16"}
     with worlds.served(support.Server(data_dir, env=env)) as built:
         yield built
+
+
+@pytest.fixture(scope="module")
+def clock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[clocked.ControlledClock]:
+    """A clock for the module's server (``Server(clock=...)``); boto3 in this process signs
+    with it while the module runs."""
+    with clocked.signing(tmp_path_factory.mktemp("clock")) as controlled:
+        yield controlled
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -100,12 +100,6 @@ def test_pages_continue_on_any_server(cluster: tuple[clusters.Cluster, worlds.Wo
     assert len(seen) == len(set(seen)) and set(seen) == made_ids
 
 
-@pytest.mark.xfail(
-    reason="open defect, found at the end of this round: since desktops run in control groups, "
-    "some sessions acknowledged before a worker and a server are killed (PostgreSQL, several "
-    "hosts) do not converge; to be fixed, then this mark removed",
-    strict=False,
-)
 def test_kill9_of_a_worker_and_a_server_mid_run(
     cluster: tuple[clusters.Cluster, worlds.World],
 ) -> None:

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import botocore.auth
 import pytest
 import requests
 from botocore.exceptions import ClientError
@@ -31,15 +30,6 @@ QUICK = {"Delay": 0.2, "MaxAttempts": 150}  # the model's waiters, polled faster
 MAX_READY = datetime.timedelta(minutes=30)
 MAX_STOPPED = datetime.timedelta(minutes=60)
 LIMITS = {"maxSessionLengthInMinutes": 30}
-
-
-@pytest.fixture(scope="module")
-def clock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlledClock]:
-    """The server's clock; boto3 in this process signs with it while the module runs."""
-    controlled = ControlledClock(tmp_path_factory.mktemp("clock") / "offset")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(botocore.auth, "get_current_datetime", controlled.signing_time)
-        yield controlled
 
 
 @pytest.fixture(scope="module")

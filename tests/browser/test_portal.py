@@ -137,6 +137,12 @@ def test_a_member_cannot_see_or_act_on_another_members_session(
             page.goto(answer.url)
             sync_api.expect(page.locator(".error")).to_contain_text("AccessDenied")
         assert client.get_streaming_session(**ids)["session"]["state"] != "DELETE_IN_PROGRESS"
+        # nor the portal's page of the owner's stream (where a stream page sends its owner)
+        client.get_waiter("streaming_session_ready").wait(**ids, WaiterConfig=FAST)
+        stream = client.create_streaming_session_stream(**ids)["stream"]
+        answer = page.goto(f"{portal}streams/{stream['streamId']}")
+        assert answer is not None and answer.status == 403
+        sync_api.expect(page.locator(".error")).to_contain_text("AccessDenied")
     finally:
         client.get_waiter("streaming_session_ready").wait(**ids, WaiterConfig=FAST)
         client.delete_streaming_session(**ids)

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from playwright import sync_api
 
+from tests.support import desktops
 from tests.support import world as worlds
 from tests.support.server import FAST
 
@@ -141,16 +142,6 @@ def terminal_geometry(env: dict[str, str], timeout: float = 15) -> tuple[int, in
     return int(values["X"]), int(values["Y"]), int(values["WIDTH"]), int(values["HEIGHT"])
 
 
-def wait_for_file(root: pathlib.Path, name: str, timeout: float = 15) -> pathlib.Path:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = list(root.glob(f"homes/*/{name}"))
-        if found:
-            return found[0]
-        time.sleep(0.2)
-    raise AssertionError(f"{name} did not appear in an owner's home under {root}/homes")
-
-
 @pytest.fixture
 def second_page(browser: sync_api.Browser) -> Iterator[sync_api.Page]:
     context = browser.new_context(viewport={"width": 800, "height": 600})
@@ -171,7 +162,7 @@ def test_desktop_in_the_browser_takes_typing_into_its_terminal(
     proof = f"proof-{uuid.uuid4().hex[:8]}"
     page.keyboard.type(f"touch ~/{proof}")
     page.keyboard.press("Enter")
-    made = wait_for_file(desktop.world.server.desktops_dir, proof)
+    made = desktops.wait_for_file(desktop.world.server.desktops_dir, proof)
     time.sleep(0.5)  # let the terminal's next prompt reach the page
     page.screenshot(path=str(artifacts / "stream-desktop.png"))
     assert made.is_file()

@@ -116,7 +116,7 @@ async def wait_ready(provider: base.Provider, state: base.ProviderState) -> base
     deadline = time.monotonic() + READY_TIMEOUT
     while (result := await provider.poll(state)).health is not base.Health.READY:
         assert result.health is base.Health.STARTING, result
-        assert time.monotonic() < deadline, "the desktop did not become ready in time"
+        assert time.monotonic() < deadline, f"the desktop did not become ready in time: {result}"
         await asyncio.sleep(0.02)
     return result
 

@@ -15,12 +15,14 @@ check refuses them: a fixture patches ``botocore.auth.get_current_datetime`` wit
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import functools
 import os
 import pathlib
 import sys
+from collections.abc import Iterator
 
 from opennimble import cli, server
 from opennimble import clock as system_clock
@@ -72,6 +74,19 @@ class ControlledClock:
         partial = self.offset_file.with_name(self.offset_file.name + ".new")
         partial.write_text(str(micros))
         os.replace(partial, self.offset_file)
+
+
+@contextlib.contextmanager
+def signing(directory: pathlib.Path) -> Iterator[ControlledClock]:
+    """A clock for a server (its offset file in ``directory``) with which boto3 in this
+    process signs its requests for as long as the context lasts."""
+    import botocore.auth  # the test side only: the server process does without
+    import pytest
+
+    controlled = ControlledClock(directory / "offset")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(botocore.auth, "get_current_datetime", controlled.signing_time)
+        yield controlled
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import sys
 import time
 
 from tests.support import databases
-from tests.support.server import Child, Server, reachable, shared_dir
+from tests.support.server import Child, Server, desktops_dir, reachable, shared_dir
 
 
 @dataclasses.dataclass
@@ -95,7 +95,8 @@ class Cluster:
         """Session id -> pids of the Xvnc processes of this cluster's hosts."""
         found: dict[str, list[int]] = {}
         for worker in self.workers:
-            for session_id, pids in xvnc_by_session(str(worker.data_dir)).items():
+            marker = str(desktops_dir(worker.data_dir, worker.env))  # in Xvnc's -auth path
+            for session_id, pids in xvnc_by_session(marker).items():
                 found.setdefault(session_id, []).extend(pids)
         return found
 

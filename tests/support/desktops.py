@@ -194,3 +194,15 @@ def session_pids(session_id: str) -> list[int]:
         with contextlib.suppress(FileNotFoundError):
             found.update(int(pid) for pid in procs.read_text().split())
     return sorted(found)
+
+
+def wait_for_file(root: pathlib.Path, name: str, timeout: float = 15) -> pathlib.Path:
+    """The file ``name`` once it appears in an owner's home under the desktops directory
+    ``root`` (made there by typing in a desktop's terminal)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = list(root.glob(f"homes/*/{name}"))
+        if found:
+            return found[0]
+        time.sleep(0.2)
+    raise AssertionError(f"{name} did not appear in an owner's home under {root}/homes")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -19,7 +20,7 @@ import sqlalchemy as sa
 from opennimble import clock, config, errors
 from opennimble.api import auth, dispatch, telemetry, throttle
 from opennimble.api.context import Installation
-from opennimble.domain import eulas, paging, quotas, stream_tokens
+from opennimble.domain import audit, eulas, paging, quotas, stream_tokens
 from opennimble.protocol import model, parse, routing, serialize, sigv4
 from opennimble.store import crypto, database
 
@@ -56,10 +57,13 @@ class App:
         now: clock.Now = clock.system_now,
         page_size: int = 100,
         settings: config.Settings | None = None,
+        trail: audit.Trail | None = None,
     ) -> None:
         """``settings``, when given, bring the quotas, the request rate and the EULA catalogue
-        (which is mirrored into the database here, at start)."""
+        (which is mirrored into the database here, at start); ``trail`` records the
+        state-changing requests (the audit trail)."""
         self.db = db
+        self.trail = trail
         settings = settings or config.Settings.model_construct()
         self.router = routing.Router(model.operations())
         tokens = stream_tokens.StreamTokens(cipher.key)
@@ -73,8 +77,9 @@ class App:
             wake_reconciler=wake_reconciler,
             quotas=quotas.Quotas.from_settings(settings),
         )
+        self.count = settings.metrics  # whether requests are counted in the metrics
         limiter = throttle.Throttle(settings.throttle_rate, settings.throttle_burst)
-        self.dispatcher = dispatch.Dispatcher(db, install, now, limiter)
+        self.dispatcher = dispatch.Dispatcher(db, install, now, limiter, trail)
         _sync_eulas(db, settings, now())
         self.auth = auth.Authenticator(db, cipher, region, now)
         # On PostgreSQL a handler waits on the network for every query: handlers run in threads
@@ -101,15 +106,17 @@ class App:
         status, headers, body, name, _ = await self._api(scope, receive, raw_path, query)
         headers = [*headers, (telemetry.REQUEST_ID_HEADER, request_id.encode())]
         await respond(send, status, headers, body)
-        telemetry.finished(scope, request_id, name, status, started)
+        telemetry.finished(scope, request_id, name, status, started, count=self.count)
 
     async def _api(
         self, scope: Scope, receive: Receive, raw_path: str, query: str
     ) -> tuple[int, serialize.Headers, bytes, str, str]:
         name, who = "-", "-"
+        op: model.Operation | None = None
+        path_params: dict[str, Any] = {}
         try:
             match = self.router.match(scope["method"], raw_path)
-            name = match.operation.name
+            name, op, path_params = match.operation.name, match.operation, match.path_params
             body = await _read_body(receive)
             # as the client signed them: its UTF-8 bytes (others kept as surrogates, refused
             # where a value is read)
@@ -118,15 +125,44 @@ class App:
                 sigv4.SignedRequest(scope["method"], raw_path, query, headers, body)
             )
             who = caller.name
+            client = scope.get("client")
+            if client:
+                caller = dataclasses.replace(caller, client=client[0])
             scope[telemetry.CALLER] = caller  # for the request's log event and metrics
             params = parse.parse_input(
                 match.operation, match.path_params, query, {k.lower(): v for k, v in headers}, body
             )
-            result = await self._invoke(match.operation, caller, params)
-            return (*serialize.response(match.operation, result), name, who)
         except Exception as exc:  # every failure becomes a modelled error
             error = _as_service_error(exc, scope["method"], raw_path, name)
+            if op is not None and op.method != "GET" and self.trail is not None:
+                self._refused(scope, op, path_params, error)
             return (*serialize.error_response(error), name, who)
+        try:  # the dispatcher records what it accepts and refuses
+            result = await self._invoke(match.operation, caller, params)
+            return (*serialize.response(match.operation, result), name, who)
+        except Exception as exc:
+            error = _as_service_error(exc, scope["method"], raw_path, name)
+            return (*serialize.error_response(error), name, who)
+
+    def _refused(
+        self, scope: Scope, op: model.Operation, params: dict[str, Any], error: errors.ServiceError
+    ) -> None:
+        """Record a request refused before it reached the dispatcher (its signature, its
+        input): by the caller if known, else by the access key it named."""
+        assert self.trail is not None
+        caller = scope.get(telemetry.CALLER)
+        client = scope.get("client")
+        who = (
+            audit.Who.of(caller)
+            if caller is not None
+            else audit.Who(
+                access_key_id=telemetry.access_key_id(scope),
+                client=client[0] if client else None,
+            )
+        )
+        self.trail.refused_request(
+            op.name, who, params, error.status, error.error_type, error.message
+        )
 
 
 def _sync_eulas(db: database.Database, settings: config.Settings, now: int) -> None:

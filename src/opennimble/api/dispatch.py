@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from opennimble import clock, errors
 from opennimble.api import operations, registry, throttle
 from opennimble.api.context import Context, Installation
+from opennimble.domain import audit
 from opennimble.domain.identity import Caller
 from opennimble.protocol import model, validate
 from opennimble.store import database, idempotency, users
@@ -27,14 +28,31 @@ class Dispatcher:
         install: Installation,
         now: clock.Now,
         limiter: throttle.Throttle | None = None,
+        trail: audit.Trail | None = None,
     ) -> None:
+        """``trail``: where state-changing operations are recorded (None: nowhere)."""
         self.db = db
+        self.trail = trail
         self.install = install
         self.now = now
         self.limiter = limiter or throttle.Throttle(rate=0, burst=1)
 
     def invoke(self, op: model.Operation, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
         """Run ``op`` for ``caller``; return the handler's result or raise a ServiceError."""
+        if self.trail is None or op.method == "GET":
+            return self._invoke(op, caller, params)
+        try:
+            return self._invoke(op, caller, params)
+        except errors.ServiceError as exc:
+            who = audit.Who.of(caller)
+            self.trail.refused_request(
+                op.name, who, params, exc.status, exc.error_type, exc.message
+            )
+            raise
+
+    def _invoke(
+        self, op: model.Operation, caller: Caller, params: dict[str, Any]
+    ) -> dict[str, Any]:
         self.limiter.admit(caller)
         validate.validate(op.input, params)
         handler = registry.HANDLERS.get(op.name)
@@ -67,9 +85,25 @@ class Dispatcher:
         with transaction() as conn:
             _still_a_user(conn, caller)
             ctx = Context(conn, caller, self.now(), self.install)
-            if token is None:
-                return handler(ctx, params)
-            return _idempotent(ctx, op, handler, params, token)
+            if self.trail is None or op.method == "GET":
+                return _call(ctx, op, handler, params, token)
+            who = audit.Who.of(caller)
+            role = audit.persona(conn, who, params.get("studioId"))
+            result = _call(ctx, op, handler, params, token)
+            audit.accepted(conn, ctx.now, op.name, who, role, params, result)
+            return result
+
+
+def _call(
+    ctx: Context,
+    op: model.Operation,
+    handler: registry.Handler,
+    params: dict[str, Any],
+    token: str | None,
+) -> dict[str, Any]:
+    if token is None:
+        return handler(ctx, params)
+    return _idempotent(ctx, op, handler, params, token)
 
 
 def _still_a_user(conn: sa.Connection, caller: Caller) -> None:

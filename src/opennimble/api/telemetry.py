@@ -20,11 +20,14 @@ def new_request_id() -> str:
     return str(uuid.uuid4())
 
 
-def finished(scope: Any, request_id: str, operation: str, status: int, started: float) -> None:
-    """Log the request (one event) and count it."""
+def finished(
+    scope: Any, request_id: str, operation: str, status: int, started: float, count: bool = True
+) -> None:
+    """Log the request (one event) and, with ``count``, count it in the metrics."""
     seconds = time.perf_counter() - started
     caller = scope.get(CALLER)
-    metrics.request(operation, status, caller, seconds)
+    if count:
+        metrics.request(operation, status, caller, seconds)
     client = scope.get("client")
     log.info(
         "%s %s %s %d",
@@ -39,14 +42,14 @@ def finished(scope: Any, request_id: str, operation: str, status: int, started: 
             status=status,
             caller=getattr(caller, "user_id", None),
             caller_name=getattr(caller, "name", None),
-            access_key_id=_access_key_id(scope),
+            access_key_id=access_key_id(scope),
             client=f"{client[0]}:{client[1]}" if client else None,
             duration_ms=round(seconds * 1000, 2),
         ),
     )
 
 
-def _access_key_id(scope: Any) -> str | None:
+def access_key_id(scope: Any) -> str | None:
     """The access key a request was signed with (also when it was refused)."""
     for name, value in scope.get("headers", ()):
         if name == b"authorization":

@@ -23,6 +23,8 @@ class Caller:
     operator: bool
     # the access key the request was signed with ("" when invoked in-process)
     access_key_id: str = ""
+    # where the request came from (the client's address), when known
+    client: str | None = None
 
 
 class UserExists(Exception):

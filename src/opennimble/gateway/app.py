@@ -23,7 +23,7 @@ from starlette import requests, responses, routing, staticfiles, websockets
 from starlette.middleware import exceptions
 
 from opennimble import clock, logs
-from opennimble.domain import stream_tokens
+from opennimble.domain import audit, stream_tokens
 from opennimble.gateway import credentials, live, pages, relay, streams
 from opennimble.store import crypto, database
 
@@ -62,10 +62,11 @@ class Gateway:
         novnc_dir: pathlib.Path | None,
         now: clock.Now = clock.system_now,
         watch_interval: float = 1.0,
+        trail: audit.Trail | None = None,
     ) -> None:
         self.credentials = credentials.StreamCredentials(key)
         tokens = stream_tokens.StreamTokens(key)
-        self.gate = streams.StreamGate(db, tokens, self.credentials, now, crypto.Cipher(key))
+        self.gate = streams.StreamGate(db, tokens, self.credentials, now, crypto.Cipher(key), trail)
         self.connections = live.LiveConnections(db, watch_interval)
         self.novnc_dir = novnc_dir
         base = urllib.parse.urlsplit(public_url)
@@ -143,7 +144,8 @@ class Gateway:
         credential = request.cookies.get(credentials.COOKIE, "")
         answer = None
         if "token" in request.query_params:
-            answer = self.gate.admit(stream_id, request.url.query)
+            client = request.client.host if request.client else None
+            answer = self.gate.admit(stream_id, request.url.query, client)
             if answer.session is not None:
                 return answer, False
         if credential:

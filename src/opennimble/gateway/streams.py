@@ -20,9 +20,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from opennimble import clock
-from opennimble.domain import access, endpoints, stream_tokens
+from opennimble.domain import access, audit, endpoints, stream_tokens
 from opennimble.gateway import credentials
-from opennimble.store import crypto, database, sessions, streams
+from opennimble.store import crypto, database, sessions, streams, users
 
 Row = dict[str, Any]
 
@@ -81,39 +81,69 @@ class StreamGate:
         creds: credentials.StreamCredentials,
         now: clock.Now,
         cipher: crypto.Cipher,
+        trail: audit.Trail | None = None,
     ) -> None:
+        """``trail``: where every opening of a stream URL is recorded (None: nowhere)."""
+        self.trail = trail
         self.db = db
         self.tokens = tokens
         self.credentials = creds
         self.now = now
         self.cipher = cipher
 
-    def admit(self, stream_id: str, query_string: str) -> Answer:
-        """Check the token of a stream URL; consume it if it admits the visitor."""
+    def admit(self, stream_id: str, query_string: str, client: str | None = None) -> Answer:
+        """Check the token of a stream URL; consume it if it admits the visitor. The audit
+        trail records the opening (an admission in the transaction that consumes the token)
+        by the stream's creator, from ``client``."""
         token = urllib.parse.parse_qs(query_string).get("token", [""])[-1]
         now = self.now()
+        who = audit.Who(client=client)
         with self.db.write() as conn:
             stream = streams.get(conn, stream_id)
             if stream is None or not self.tokens.check(
                 token, stream_id, stream["session_id"], stream["expires_at"]
             ):
-                return _refused(INVALID)
+                return self._refused(now, who, None, stream_id, INVALID)
+            who = _creator(conn, stream["created_by"], client)
             session = sessions.get(conn, stream["session_id"])
             refusal = _refusal(conn, stream, session, now)
             if refusal is None and not streams.use(conn, stream_id, now):
                 refusal = USED
+            if refusal is None and self.trail is not None:
+                resource = f"{stream['session_id']}/{stream_id}"
+                opened = audit.Event(
+                    now, audit.OPEN_STREAM, who, stream["studio_id"], resource, 200
+                )
+                audit.record(conn, opened)
         if refusal is not None:
-            return _refused(refusal)
+            return self._refused(now, who, stream, stream_id, refusal)
         assert session is not None
         used = {**stream, "used_at": now}
         text = f"Session {session['session_id']} is READY."
         return Answer(200, "Stream admitted", text, used, session)
 
+    def _refused(
+        self, now: int, who: audit.Who, stream: Row | None, stream_id: str, reason: str
+    ) -> Answer:
+        if self.trail is not None:
+            self.trail.refused(
+                audit.Event(
+                    now,
+                    audit.OPEN_STREAM,
+                    who,
+                    stream["studio_id"] if stream else None,
+                    f"{stream['session_id']}/{stream_id}" if stream else stream_id,
+                    403,
+                    "StreamRefused",
+                    reason,
+                )
+            )
+        return _refused(reason)
+
     def readmit(self, stream_id: str, credential: str) -> Answer:
         """The page of a stream opened again by a browser that was admitted to it (a reload:
         the page keeps no token), by its credential and the rules of its websocket. A refusal
-        carries the stream and its session where they exist, so the page can offer a new
-        stream."""
+        carries the stream where it exists."""
         with self.db.read() as conn:
             stream = streams.get(conn, stream_id)
             if stream is None or not self.credentials.check(credential, stream):
@@ -123,9 +153,8 @@ class StreamGate:
         if refusal is not None:
             return Answer(403, "Stream refused", refusal, stream, None)
         assert session is not None
-        return Answer(
-            200, "Stream admitted", f"Session {session['session_id']} is READY.", stream, session
-        )
+        text = f"Session {session['session_id']} is READY."
+        return Answer(200, "Stream admitted", text, stream, session)
 
     def admit_connection(self, stream_id: str, credential: str) -> Admission | Refusal:
         """Check a websocket connection's credential against the stream, at its start."""
@@ -140,6 +169,17 @@ class StreamGate:
         except ValueError:
             return Refusal(Close.NOT_RUNNING, "The desktop's password cannot be unsealed here.")
         return Admission(session["session_id"], stream["created_by"], endpoint)
+
+
+def _creator(conn: sa.Connection, user_id: str, client: str | None) -> audit.Who:
+    """The stream's creator, to whom its URL was given."""
+    user = users.get_user(conn, user_id)
+    return audit.Who(
+        user_id,
+        user["name"] if user else None,
+        bool(user and user["operator"]),
+        client=client,
+    )
 
 
 def _refused(reason: str) -> Answer:

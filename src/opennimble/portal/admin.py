@@ -13,7 +13,10 @@ from starlette import requests, responses
 from opennimble import errors
 from opennimble.domain import access, identity
 from opennimble.domain.identity import Caller
+from opennimble.store import audit as audit_store
 from opennimble.store import users
+
+AUDIT_PAGE = 200  # entries the audit page shows
 
 if TYPE_CHECKING:
     from opennimble.portal.app import Portal
@@ -41,11 +44,11 @@ def user_id_of(portal: Portal, name: str) -> str:
     return str(user["user_id"])
 
 
-def guard(
-    portal: Portal, request: requests.Request
+def _admin_studio(
+    portal: Portal, request: requests.Request, what: str
 ) -> tuple[Caller, dict[str, Any]] | responses.Response:
-    """The signed-in caller and the studio of the URL if the caller administers it (the API's
-    rule, ``access.is_admin``); otherwise the answer refusing the page."""
+    """The signed-in caller and the studio of the page, if they administer it; otherwise the
+    answer to give (sign in, or refused saying why)."""
     caller = portal.caller(request)
     if caller is None:
         return responses.RedirectResponse(request.url_for("signin"), status_code=303)
@@ -62,16 +65,24 @@ def guard(
             "error.html",
             status=403,
             caller=caller,
-            message="Only the operator and the studio's administrators may manage this studio.",
+            message=f"Only the operator and the studio's administrators may {what}.",
         )
     return caller, studio
 
 
+def guard(
+    portal: Portal, request: requests.Request
+) -> tuple[Caller, dict[str, Any]] | responses.Response:
+    """The signed-in caller and the studio of the URL if the caller administers it (the API's
+    rule, ``access.is_admin``); otherwise the answer refusing the page."""
+    return _admin_studio(portal, request, "manage this studio")
+
+
 def studio_page(portal: Portal, request: requests.Request) -> responses.Response:
-    guarded = guard(portal, request)
-    if isinstance(guarded, responses.Response):
-        return guarded
-    caller, studio = guarded
+    checked = _admin_studio(portal, request, "manage this studio")
+    if isinstance(checked, responses.Response):
+        return checked
+    caller, studio = checked
     studio_id = studio["studioId"]
     profiles = portal.invoke(caller, "ListLaunchProfiles", studioId=studio_id)["launchProfiles"]
     for profile in profiles:
@@ -90,6 +101,18 @@ def studio_page(portal: Portal, request: requests.Request) -> responses.Response
         profiles=profiles,
         error=request.query_params.get("error"),
     )
+
+
+def audit_page(portal: Portal, request: requests.Request) -> responses.Response:
+    """The studio's audit trail, newest first (the latest AUDIT_PAGE entries)."""
+    checked = _admin_studio(portal, request, "read this studio's audit trail")
+    if isinstance(checked, responses.Response):
+        return checked
+    caller, studio = checked
+    filters = audit_store.Filters(studio_id=studio["studioId"], limit=AUDIT_PAGE)
+    with portal.db.read() as conn:
+        entries = audit_store.read(conn, filters)[::-1]
+    return portal.render(request, "audit.html", caller=caller, studio=studio, entries=entries)
 
 
 def _name(portal: Portal, user_id: str) -> str:

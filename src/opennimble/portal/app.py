@@ -104,6 +104,11 @@ class Portal:
                 name="studio",
             ),
             routing.Route(
+                "/studios/{studio_id}/audit",
+                functools.partial(admin.audit_page, self),
+                name="audit",
+            ),
+            routing.Route(
                 "/studios/{studio_id}/launch-profiles/{launch_profile_id}/members",
                 functools.partial(admin.members, self),
                 methods=["POST"],
@@ -182,7 +187,8 @@ class Portal:
         if user is None:
             request.session.clear()
             return None
-        return Caller(user["user_id"], user["name"], bool(user["operator"]))
+        client = request.client.host if request.client else None
+        return Caller(user["user_id"], user["name"], bool(user["operator"]), client=client)
 
     def render(
         self, request: requests.Request, template: str, status: int = 200, **context: Any

@@ -47,6 +47,7 @@ from opennimble.providers import (
     local_accounts,
     local_backups,
     local_cgroups,
+    local_display,
     local_host,
     local_network,
     local_process,
@@ -64,6 +65,7 @@ PASSWORD_FILE = "passwd"
 X11_SOCKETS = pathlib.Path("/tmp/.X11-unix")
 PORT_ATTEMPTS = 5
 STOP_GRACE = 5.0
+USABLE_WAIT = 1.0  # seconds a poll waits for a starting desktop to become usable
 _SESSION_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
 # what the provider state (stored in the database) keeps of a desktop's record: not its VNC
 # password, which stays in the record (root's, mode 0600) on this host
@@ -144,6 +146,7 @@ class LocalProvider(base.Provider):
         table = filter_table or local_network.table_name(self._runtime_dir.parent)
         self._firewall = local_network.Firewall(table) if isolate else None
         self._filtered = False
+        self._filtered_uids: set[int] = set()  # accounts this process put in the filter
         if isolate:
             local_network.warn_if_unavailable()
         if not isolate:
@@ -185,7 +188,8 @@ class LocalProvider(base.Provider):
         record = self._host.read(sid)
         if self._attachable(record, sid):
             return _public(record)
-        await self._host.end(state, sid)  # what is left of an earlier attempt must not linger
+        if record or state.get("pid") or self._host.groups.group(sid).exists():
+            await self._host.end(state, sid)  # what is left of an earlier attempt goes
         exe = shutil.which(self._xvnc)
         if exe is None:
             raise base.PermanentFailure(
@@ -214,6 +218,7 @@ class LocalProvider(base.Provider):
                 self._host, spec, account, recipe, display, self._ready_timeout
             )
             state["launched"] = True
+            state["wait_for_window"] = local_recipes.has_window(recipe, spec.clipboard)
             self._host.write(sid, state)
         except BaseException:
             await asyncio.shield(self._host.end(state, sid))
@@ -234,6 +239,9 @@ class LocalProvider(base.Provider):
         port = state.get("port")
         if not isinstance(port, int) or not await local_xvnc.rfb_ready(self._probe_host, port):
             return base.PollResult(base.Health.STARTING, message="VNC port not answering yet")
+        lacking = await self._usable(state, sid)
+        if lacking is not None:
+            return base.PollResult(base.Health.STARTING, message=lacking)
         record = self._mark_ready(state, sid)
         password = record.get("password") if _same_desktop(record, state) else None
         endpoint = {"host": state.get("host"), "port": port, "password": password}
@@ -310,7 +318,9 @@ class LocalProvider(base.Provider):
             closed = {*self._closed_ports, *ports}
             await asyncio.to_thread(self._firewall.build, {*uids, account.uid}, closed)
             self._filtered = True
-        await asyncio.to_thread(self._firewall.add_account, account.uid)
+        elif account.uid not in self._filtered_uids:  # once per account (an nft run each)
+            await asyncio.to_thread(self._firewall.add_account, account.uid)
+        self._filtered_uids.add(account.uid)
 
     async def _close_port(self, port: int) -> None:
         if self._firewall is not None:
@@ -421,8 +431,12 @@ class LocalProvider(base.Provider):
             directory / local_session.XAUTHORITY_FILE,
             directory / PASSWORD_FILE,
         )
-        cookie = local_xvnc.xauthority_entry(secrets.token_bytes(16))
-        local_xvnc.write_private(xauthority, cookie, owner)
+        cookie = secrets.token_bytes(16)
+        local_xvnc.write_private(xauthority, local_xvnc.xauthority_entry(cookie), owner)
+        # the provider's own, to ask the display whether it is usable (local_display)
+        local_xvnc.write_private(
+            directory / local_display.AUTH_FILE, local_display.auth_entry(cookie)
+        )
         obfuscated = await asyncio.to_thread(local_xvnc.password_file_content, password)
         local_xvnc.write_private(password_file, obfuscated, owner)
         async with self._host.lock():
@@ -512,6 +526,23 @@ class LocalProvider(base.Provider):
         if same and not record.get("ready"):
             raise base.PermanentFailure(message)  # died before it ever became ready
         return base.PollResult(base.Health.GONE, message=message)
+
+    async def _usable(self, state: base.ProviderState, sid: str) -> str | None:
+        """None once the desktop of ``state`` is usable (its window manager runs and its first
+        window is mapped with the focus, :mod:`local_display`), waiting up to USABLE_WAIT
+        seconds for it; otherwise what it lacks. A desktop known to be usable is not asked."""
+        record = self._host.read(sid)
+        if not _same_desktop(record, state) or not record.get("launched"):
+            return "the desktop session is not started yet"
+        if record.get("ready") or not isinstance(record.get("display"), int):
+            return None
+        return await asyncio.to_thread(
+            local_display.wait_usable,
+            record["display"],
+            self._host.session_dir(sid) / local_display.AUTH_FILE,
+            record.get("wait_for_window") is not False,
+            USABLE_WAIT,
+        )
 
     def _mark_ready(self, state: base.ProviderState, sid: str) -> dict[str, Any]:
         """Note in the record that this desktop came up: from now on its end is not a failure.

@@ -84,6 +84,11 @@ class Group(abc.ABC):
     def oom_kills(self) -> int:
         """How many of its processes the kernel killed for lack of memory in the group."""
 
+    @abc.abstractmethod
+    def memory_bytes(self) -> int:
+        """The memory the group's processes use now, as its limit counts it (page cache
+        included); 0 if the group is gone."""
+
     def kill(self, grace: float = 0.0, timeout: float = 10.0) -> list[int]:
         """End every process of the group (SIGTERM and up to ``grace`` seconds to leave, then
         frozen, SIGKILL, thawed) and remove it. Blocking. Returns the pids left (none)."""
@@ -184,6 +189,9 @@ class V1Group(Group):
     def oom_kills(self) -> int:
         return _field(self.dirs["memory"] / "memory.oom_control", "oom_kill")
 
+    def memory_bytes(self) -> int:
+        return _number(self.dirs["memory"] / "memory.usage_in_bytes")
+
 
 class V1(Hierarchy):
     version = 1
@@ -272,6 +280,9 @@ class V2Group(Group):
 
     def oom_kills(self) -> int:
         return _field(self.dir / "memory.events", "oom_kill")
+
+    def memory_bytes(self) -> int:
+        return _number(self.dir / "memory.current")
 
 
 class V2(Hierarchy):
@@ -362,6 +373,14 @@ def _field(path: pathlib.Path, key: str) -> int:
         if name == key:
             return int(value)
     return 0
+
+
+def _number(path: pathlib.Path) -> int:
+    """The number a single-value cgroup file holds (0 if the file is gone)."""
+    try:
+        return int(path.read_text())
+    except FileNotFoundError:
+        return 0
 
 
 def _rmdir(directory: pathlib.Path) -> None:

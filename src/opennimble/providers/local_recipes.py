@@ -62,8 +62,19 @@ def check_installed(chosen: Chosen, clipboard: bool, path: str) -> None:
         )
 
 
-def session_script(recipe: config.DesktopRecipe, clipboard: bool) -> str:
-    """The shell script that runs the desktop's window manager and applications."""
+def has_window(recipe: config.DesktopRecipe, clipboard: bool) -> bool:
+    """Whether the desktop is usable only once an application window is up (the recipe opens
+    one: it has applications and does not say ``wait_for_window = false``)."""
+    return recipe.wait_for_window and bool(commands(recipe, clipboard))
+
+
+def session_script(
+    recipe: config.DesktopRecipe, clipboard: bool, gate_fd: int | None = None
+) -> str:
+    """The shell script that runs the desktop's window manager and applications. With
+    ``gate_fd``, the applications start only once a line (or the end) comes on that file
+    descriptor: the provider sends it once the window manager manages the screen, so that
+    the first windows are managed (framed, given the focus) from the start."""
     lines = [
         "# The desktop session of an opennimble streaming session (generated).",
         "keep_window_manager() {",
@@ -80,6 +91,8 @@ def session_script(recipe: config.DesktopRecipe, clipboard: bool) -> str:
         "}",
         "keep_window_manager &",
     ]
+    if gate_fd is not None:
+        lines.append(f"read -r _ <&{gate_fd}; exec {gate_fd}<&-")
     lines += [f"{command} &" for command in commands(recipe, clipboard)]
     lines.append("wait")
     return "\n".join(lines) + "\n"

@@ -12,6 +12,7 @@ files.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pathlib
 import subprocess
@@ -19,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from opennimble import config
-from opennimble.providers import base, local_recipes, local_scripts, local_xvnc
+from opennimble.providers import base, local_display, local_recipes, local_scripts, local_xvnc
 from opennimble.providers.local_accounts import Account
 from opennimble.providers.local_host import Host
 
@@ -112,12 +113,35 @@ async def start(
     )
     await local_scripts.run_all(spec.init_scripts, base.USER_INITIALIZATION, runner)
     script = directory / SESSION_FILE
-    text = local_recipes.session_script(recipe, spec.clipboard)
-    local_xvnc.write_private(script, text.encode(), owner_of(account))
-    argv, log_path = ["/bin/sh", str(script)], directory / SESSION_LOG
-    await asyncio.to_thread(
-        host.spawn, sid, argv, log_path, env=env, account=account, remember=False
-    )
+    gate, opener = os.pipe()
+    try:
+        text = local_recipes.session_script(recipe, spec.clipboard, gate_fd=gate)
+        local_xvnc.write_private(script, text.encode(), owner_of(account))
+        # bash, not sh: dash reads no file descriptor above 9 (``<&12``), and the gate's
+        # number is whatever the server's next free one is
+        argv, log_path = ["/bin/bash", str(script)], directory / SESSION_LOG
+        await asyncio.to_thread(
+            host.spawn,
+            sid,
+            argv,
+            log_path,
+            env=env,
+            account=account,
+            remember=False,
+            pass_fds=(gate,),
+        )
+        os.close(gate)
+        gate = -1
+        # the applications wait for the window manager (a window mapped before it manages
+        # the screen stays unmanaged, without the focus: keystrokes would be lost)
+        auth = directory / local_display.AUTH_FILE
+        await asyncio.to_thread(local_display.wait_window_manager, display, auth, timeout)
+        with contextlib.suppress(BrokenPipeError):  # the session ended already
+            os.write(opener, b"go\n")
+    finally:
+        for fd in (gate, opener):
+            if fd >= 0:
+                os.close(fd)
 
 
 def owner_environment(account: Account, sid: str) -> dict[str, str]:

@@ -34,6 +34,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from opennimble import clock, config, metrics
+from opennimble.domain import audit
 from opennimble.providers import base, registry
 from opennimble.reconciler import actions, housekeeping
 from opennimble.store import crypto, database, sessions, streams
@@ -59,8 +60,10 @@ class Reconciler:
         capacity: int = 1_000_000,
         lease: float = 30.0,
         cipher: crypto.Cipher,
+        audit_retention_days: float = 90.0,
     ) -> None:
         self.db = db
+        self.audit_retention_days = audit_retention_days
         self.provider = provider
         self.now = now
         self.max_concurrent = max_concurrent
@@ -114,6 +117,7 @@ class Reconciler:
             capacity=settings.max_desktops,
             lease=settings.claim_timeout,
             cipher=cipher,
+            audit_retention_days=settings.audit_retention_days,
         )
 
     def wake(self, housekeeping: bool = True) -> None:
@@ -295,6 +299,9 @@ class Reconciler:
             timed = housekeeping.enforce_timers(conn, now)
             if now - self._last_purge >= PURGE_EVERY:
                 housekeeping.purge(conn, now)
+                pruned = audit.prune(conn, now, self.audit_retention_days)
+                if pruned:
+                    log.info("pruned %d audit trail entries past their retention", pruned)
                 self._last_purge = now
         if moved or timed:
             self.wake()

@@ -186,6 +186,35 @@ idempotency = sa.Table(
 )
 
 
+# The audit trail: who did what to which resource, from where, with what outcome. Accepted
+# changes are written in the transaction of the change; refusals on their own. ``entry_id``
+# orders entries (an integer that grows); ``at`` is when (microseconds).
+audit = sa.Table(
+    "audit",
+    metadata,
+    sa.Column(
+        "entry_id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("at", Micros, nullable=False, index=True),
+    sa.Column("operation", sa.String(64), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),  # accepted or refused
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("error_code", sa.String(128)),
+    sa.Column("user_id", Id),
+    sa.Column("user_name", sa.String(128)),
+    sa.Column("persona", sa.String(32), nullable=False),
+    sa.Column("access_key_id", sa.String(128)),
+    sa.Column("client", sa.String(128)),
+    sa.Column("studio_id", sa.String(256)),
+    sa.Column("resource_id", sa.String(2048)),
+    sa.Column("message", sa.Text),
+    sa.Index(None, "studio_id", "at"),
+)
+
+
 # PostgreSQL only: a NOTIFY on the work channel (store.database.WORK_CHANNEL) whenever a session
 # or resource enters a state with work for the reconciler, delivered when the transaction
 # commits; it wakes idle reconcilers in every process (polling is the fallback).

@@ -1,0 +1,56 @@
+"""What the local provider asks a desktop's X display before it says READY: a window manager
+that answers, then an application window mapped with the keyboard focus."""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+
+import pytest
+
+from opennimble.providers import local_display
+from tests.support import vnc
+
+pytestmark = pytest.mark.xvnc
+
+
+def provider_auth(server: vnc.Xvnc, directory: pathlib.Path) -> pathlib.Path:
+    """The provider's own cookie file for ``server`` (its cookie, under this host's name)."""
+    cookie = server.xauthority.read_bytes()[-16:]
+    path = directory / local_display.AUTH_FILE
+    path.write_bytes(local_display.auth_entry(cookie))
+    return path
+
+
+def test_usable_once_the_window_manager_answers_and_a_window_has_the_focus(
+    tmp_path: pathlib.Path,
+) -> None:
+    with vnc.xvnc(tmp_path / "x") as server:
+        auth = provider_auth(server, tmp_path)
+        wait = local_display.wait_usable
+        assert wait(server.display, auth, want_window=False, timeout=0.2) == (
+            "the window manager is not running yet"
+        )
+        started = [subprocess.Popen(["openbox"], env=server.env(), stderr=subprocess.DEVNULL)]
+        try:
+            assert local_display.wait_window_manager(server.display, auth, 20) is None
+            assert wait(server.display, auth, want_window=False, timeout=0.2) is None
+            assert wait(server.display, auth, want_window=True, timeout=0.2) == (
+                "no application window is mapped yet"
+            )
+            started.append(subprocess.Popen(["xterm"], env=server.env()))
+            assert wait(server.display, auth, want_window=True, timeout=20) is None
+        finally:
+            for process in started:
+                process.kill()
+                process.wait()
+
+
+def test_a_display_that_refuses_the_cookie_is_not_reachable(tmp_path: pathlib.Path) -> None:
+    with vnc.xvnc(tmp_path / "x") as server:
+        wrong = tmp_path / "wrong"
+        wrong.write_bytes(local_display.auth_entry(b"\0" * 16))
+        lacking = local_display.wait_usable(server.display, wrong, want_window=True, timeout=1)
+        assert lacking is not None and "not reachable" in lacking  # and no socket leaks
+    gone = local_display.wait_usable(server.display, wrong, want_window=True, timeout=0.2)
+    assert gone is not None and "not reachable" in gone
