@@ -326,3 +326,32 @@ def test_an_operator_manages_users_their_keys_and_studios(
     form.get_by_role("button", name="Create studio").click()
     expect(page.locator("table.studios tr[data-name='compositing']")).to_be_visible()
     shot(page, artifacts, "studios")
+
+
+def test_the_stream_page_comes_back_to_the_same_desktop_after_a_server_restart(
+    browser: sync_api.Browser, portal: str, world: worlds.World, artifacts: pathlib.Path
+) -> None:
+    studio = world.studio
+    client = world.artist.client()
+    session = client.create_streaming_session(
+        studioId=studio.studio_id, launchProfileId=studio.launch_profile_id
+    )["session"]
+    ids = {"studioId": studio.studio_id, "sessionId": session["sessionId"]}
+    try:
+        card = members_ready_card(browser, portal, world.artist.name)
+        stream = open_stream(card)
+        expect(stream).not_to_have_title(re.compile("^Desktop "))  # the desktop's own name
+        desktop = stream.title()
+        # a short outage: the server stops (closing the stream's connection) and comes back
+        world.server.stop()
+        try:
+            expect(stream.locator("body")).to_have_attribute("data-state", "reconnecting")
+            shot(stream, artifacts, "stream-reconnecting")
+        finally:
+            world.server.start()
+        expect(stream.locator("body")).to_have_attribute("data-state", "connected", timeout=30_000)
+        expect(stream).to_have_title(desktop)
+        card.page.context.close()
+    finally:
+        client.delete_streaming_session(**ids)
+        client.get_waiter("streaming_session_deleted").wait(**ids, WaiterConfig=FAST)

@@ -36,8 +36,8 @@ function wireClipboard(rfb) {
     });
 }
 
-// A connection lost without the gateway saying why (the network, or the server restarting) is
-// started again, by the same credential, while the stream admits it: the page stays on the
+// A connection that ends without the gateway's explanation (the network, or the server
+// restarting) is started again, by the same credential, while the stream admits it: the page stays on the
 // same desktop. A refusal or an end the gateway explains is final, and the page then offers
 // the way to a new stream (the studio portal's page of this stream).
 const RETRY_FOR = 60000; // ms of trying again after a lost connection
@@ -75,9 +75,10 @@ function connect() {
         rfb.focus();
     });
     rfb.addEventListener("disconnect", (event) => {
-        // 1001: the server is going away; 1006: the connection broke (no close frame)
-        const lost = closeCode === 1001 || closeCode === 1006 || !event.detail.clean;
-        if (lost && closeCode < 4000) {
+        // the gateway explains its refusals and ends with codes 4000-4999; anything else
+        // (the server going away or restarting, a broken connection) is tried again, and a
+        // retry the gateway refuses says why
+        if (closeCode < 4000) {
             lostSince = lostSince || Date.now();
             if (Date.now() - lostSince < RETRY_FOR) {
                 show("reconnecting", "The connection to the desktop was lost: reconnecting…");
