@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NOVNC := node_modules/.package-lock.json
 
-.PHONY: run test check-minimums setup aws4-suite system-packages test-packages lint format typecheck unit acceptance bench clean
+.PHONY: run test check-minimums setup aws4-suite system-packages test-packages lint format typecheck unit acceptance test-slurm-sessions bench clean
 
 run: setup
 	$(BIN)/opennimble serve --demo
@@ -114,6 +114,11 @@ check-minimums: setup
 
 acceptance: setup
 	$(BIN)/pytest tests/acceptance
+
+# The session acceptance tests, streams in Chromium included, with provider = "slurm" (as root).
+test-slurm-sessions: setup test-packages
+	OPENNIMBLE_TEST_PROVIDER=slurm $(BIN)/pytest tests/acceptance/test_sessions.py \
+	  tests/acceptance/test_stream.py tests/acceptance/test_stop_start.py tests/browser/test_stream.py
 
 # Benchmarks need wrk (Debian's wrk package, installed here when run as root).
 bench: setup test-packages

@@ -1,20 +1,25 @@
 """Throughput and latency of authenticated session reads, against a bare ASGI baseline.
 
 Run: ``.venv/bin/python -m bench.api_latency`` (``make bench``); needs ``wrk`` (Debian's wrk
-package) and TigerVNC's ``Xvnc``. See bench/README.md for what the figures mean.
+package); PostgreSQL at ``OPENNIMBLE_BENCH_DATABASE_URL`` (default
+``postgresql://postgres@127.0.0.1:5432/postgres``) for its rows. See bench/README.md for what
+the figures mean.
 
-1. Starts a real ``opennimble serve`` process on a fresh data directory and sets up, through
-   the API, a studio, a launch profile, an artist member and 16 streaming sessions (real Xvnc
-   desktops, all READY): one owned by the artist, the others owned by other members. (16 is
-   the per-server desktop limit, ``max_desktops``, that the local provider is getting.)
-2. Starts the baseline (``bench.bare_server``: a bare ASGI callable on the same uvicorn stack)
+1. Starts the baseline (``bench.bare_server``: a bare ASGI callable on the same uvicorn stack)
    in a separate process.
-3. Captures the requests boto3 sends for GetStreamingSession and ListStreamingSessions(ownedBy)
-   as the artist (and ListStreamingSessions as the studio admin, unfiltered), re-signs a few
-   hundred copies of each with botocore's SigV4Auth, and replays them with wrk
-   (bench/wrk_replay.lua), several interleaved rounds per target; every answer must be a 200.
-4. Prints the medians and the ratios to the baseline, then deletes the sessions, stops the
-   servers, checks that no Xvnc of the data directory is left and removes the temp directory.
+2. Per database (``--backends``): a fresh installation whose servers use the instant provider
+   (``bench/instant.py``: the read path is measured, not desktops): one ``serve`` (and on
+   PostgreSQL a second, ``--no-reconciler``), a studio set up through the API, one session
+   created by the artist through the API (READY), and ``--sessions`` - 1 READY sessions of the
+   other members inserted in bulk (so the admin's unfiltered page holds 100).
+3. Captures the requests boto3 sends for GetStreamingSession and
+   ListStreamingSessions(ownedBy) as the artist and ListStreamingSessions as the studio admin
+   (unfiltered, a page of 100), re-signs a few hundred copies of each with botocore's
+   SigV4Auth, and replays them with wrk (bench/wrk_replay.lua), several interleaved rounds per
+   target, each next to a round of the baseline; every answer must be a 200.
+4. Prints the medians, the ratios to the baseline and the targets, and the server CPU per
+   request; deletes the API-made session through the API, stops the servers, drops the
+   PostgreSQL database and removes the temp directory.
 """
 
 from __future__ import annotations
@@ -25,7 +30,6 @@ import dataclasses
 import datetime
 import http.client
 import importlib.metadata
-import itertools
 import os
 import pathlib
 import platform
@@ -50,16 +54,12 @@ import botocore.awsrequest
 import botocore.compat
 import botocore.credentials
 from tests.support import server as support
-from tests.support import world as worlds
 
 HERE = pathlib.Path(__file__).resolve().parent
 WRK_SCRIPT = HERE / "wrk_replay.lua"
 SERVICE = "nimble"
 # headers of a captured boto3 request that the re-signing replaces
 SIGNATURE_HEADERS = {"authorization", "x-amz-date", "x-amz-security-token", "host"}
-# states in which a session may be deleted, and how often the bench asks for one
-DELETABLE = {"READY", "STOPPED", "CREATE_FAILED", "START_FAILED", "STOP_FAILED", "DELETE_FAILED"}
-DELETE_REQUESTS = 3
 # CPU (in cores) used besides the server and wrk above which a round counts as disturbed (on a
 # quiet machine the rest, mostly the kernel's loopback work, stays under ~0.15 core)
 OTHER_LOAD_WARNING = 0.4
@@ -316,100 +316,137 @@ def bare_server(workdir: pathlib.Path) -> Iterator[tuple[int, int]]:
             process.wait()
 
 
-@dataclasses.dataclass
-class Setup:
-    studio_id: str
-    launch_profile_id: str
-    operator: support.User
-    admin: support.User
-    artist: support.User
-    owners: list[support.User]
-    session_id: str = ""
-    session_count: int = 0
+# --- the installation ------------------------------------------------------------------------
 
 
-def create_studio(srv: support.Server, progress: Any) -> Setup:
-    operator = srv.user("operator", operator=True)
-    admin = srv.user("admin")
-    artist = srv.user("artist")
-    owners = [srv.user(f"owner{i}") for i in range(1, 4)]
-    progress(f"users created ({3 + len(owners)}, through the CLI)")
-    studio = worlds.create_studio(operator, admin, [artist, *owners])
-    progress("studio, streaming images and launch profile READY")
-    return Setup(studio.studio_id, studio.launch_profile_id, operator, admin, artist, owners)
+@dataclasses.dataclass(frozen=True)
+class Measured:
+    """A row of the figures: what is asked of which servers, and the target against bare."""
+
+    name: str
+    template: Template
+    credentials: botocore.credentials.Credentials
+    endpoints: list[tuple[int, int]]  # (port, pid) of each server
+    target: float  # the least req/s ratio to the bare baseline the issue asks for (0: none)
+    note: str = ""
 
 
-def create_sessions(setup: Setup, total: int, progress: Any) -> None:
-    """One session owned by the artist, the others by the other members; wait until READY."""
-    studio_id, profile = setup.studio_id, setup.launch_profile_id
-    mine = setup.artist.client().create_streaming_session(
-        studioId=studio_id, launchProfileId=profile
-    )
-    setup.session_id = mine["session"]["sessionId"]
-    for owner in itertools.islice(itertools.cycle(setup.owners), total - 1):
-        owner.client().create_streaming_session(studioId=studio_id, launchProfileId=profile)
-    setup.session_count = total
-    wait_all(setup.admin.client(), studio_id, total, {"READY"}, timeout=120)
-    progress(f"{total} streaming sessions READY (one owned by the artist)")
+def populate(made: Any, sessions: int, progress: Any) -> str:
+    """The artist's session through the API (READY), and ``sessions`` - 1 READY sessions of the
+    other members in bulk; returns the artist's session id."""
+    from bench import scale_common as common
 
-
-def all_sessions(client: Any, studio_id: str) -> list[dict[str, Any]]:
-    pages = client.get_paginator("list_streaming_sessions").paginate(studioId=studio_id)
-    return [s for page in pages for s in page["sessions"]]
-
-
-def wait_all(client: Any, studio_id: str, count: int, states: set[str], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        sessions = all_sessions(client, studio_id)
-        failed = [s for s in sessions if s["state"].endswith("FAILED")]
-        if failed:
-            raise BenchError(f"{len(failed)} sessions failed: {describe(failed)}")
-        done = [s for s in sessions if s["state"] in states]
-        if len(done) >= count and len(done) == len(sessions):
-            return
+    world = made.world
+    studio = world.studio
+    client = world.artist.client()
+    sid = client.create_streaming_session(
+        studioId=studio.studio_id, launchProfileId=studio.launch_profile_id
+    )["session"]["sessionId"]
+    deadline = time.monotonic() + 60
+    while (
+        client.get_streaming_session(studioId=studio.studio_id, sessionId=sid)["session"]["state"]
+        != "READY"
+    ):
         if time.monotonic() > deadline:
-            waiting = sorted({s["state"] for s in sessions} - states)
-            raise BenchError(
-                f"{len(done)}/{count} sessions {states} after {timeout:.0f} s: {waiting}"
-            )
-        time.sleep(0.3)
-
-
-def delete_sessions(operator: support.User, studio_id: str, timeout: float = 60) -> None:
-    """Delete every session of the studio and wait until all are DELETED (no desktop left).
-
-    A session whose deletion failed is asked again, up to DELETE_REQUESTS times in all.
-    """
-    client = operator.client()
-    deadline = time.monotonic() + timeout
-    asked: dict[str, int] = {}
-    while True:
-        pending = [s for s in all_sessions(client, studio_id) if s["state"] != "DELETED"]
-        if not pending:
-            return
-        for session in pending:
-            sid, state = session["sessionId"], session["state"]
-            if state in DELETABLE and asked.get(sid, 0) < DELETE_REQUESTS:
-                asked[sid] = asked.get(sid, 0) + 1
-                with contextlib.suppress(client.exceptions.ConflictException):
-                    client.delete_streaming_session(studioId=studio_id, sessionId=sid)
-        given_up = all(
-            s["state"].endswith("FAILED") and asked.get(s["sessionId"], 0) >= DELETE_REQUESTS
-            for s in pending
-        )
-        if given_up or time.monotonic() > deadline:
-            raise BenchError(f"{len(pending)} sessions not deleted: {describe(pending)}")
-        time.sleep(0.3)
-
-
-def describe(sessions: list[dict[str, Any]], most: int = 3) -> str:
-    """A short account of sessions: id, state and status message of the first few."""
-    shown = "; ".join(
-        f"{s['sessionId']} {s['state']} ({s.get('statusMessage', '')[:120]})"
-        for s in sessions[:most]
+            raise BenchError("the artist's session was not READY in 60 s")
+        time.sleep(0.1)
+    others = [world.artist2.user_id, studio.admin.user_id]
+    common.bulk_insert(
+        made,
+        common.session_rows(
+            studio.studio_id, sessions - 1, others, launch_profile_id=studio.launch_profile_id
+        ),
     )
-    return shown + (f"; and {len(sessions) - most} more" if len(sessions) > most else "")
+    progress(f"{made.backend}: 1 session through the API and {sessions - 1} in bulk")
+    return str(sid)
+
+
+def targets_of(made: Any, session_id: str, sessions: int) -> list[Measured]:
+    from bench import scale_common as common
+
+    world = made.world
+    studio = world.studio
+    artist, admin = world.artist, studio.admin
+    get, got = capture(
+        artist.client(), "GetStreamingSession", studioId=studio.studio_id, sessionId=session_id
+    )
+    mine, listed = capture(
+        artist.client(), "ListStreamingSessions", studioId=studio.studio_id, ownedBy=artist.user_id
+    )
+    everything, page = capture(admin.client(), "ListStreamingSessions", studioId=studio.studio_id)
+    if got["session"]["state"] != "READY":
+        raise BenchError(f"the artist's session is {got['session']['state']}")
+    if [s["sessionId"] for s in listed["sessions"]] != [session_id]:
+        raise BenchError(f"ListStreamingSessions(ownedBy=artist) gave {listed['sessions']}")
+    if len(page["sessions"]) != min(100, sessions):
+        raise BenchError(f"the admin's ListStreamingSessions gave {len(page['sessions'])}")
+    both = [(srv.port, srv.process.pid) for srv in made.servers]
+    one = both[:1]
+    a, b = common.credentials(artist), common.credentials(admin)
+    db = made.backend
+    if db == "sqlite":
+        return [
+            Measured(f"{db}: GetStreamingSession", get, a, one, 0.5, " (artist, own session)"),
+            Measured(f"{db}: ListStreamingSessions", mine, a, one, 0.4, " (ownedBy=self: 1)"),
+            Measured(
+                f"{db}: ListStreamingSessions, all", everything, b, one, 0.15, " (admin: 100)"
+            ),
+        ]
+    return [
+        Measured(f"{db}: GetStreamingSession", get, a, one, 0.25, " (1 process)"),
+        Measured(f"{db}: GetStreamingSession, 2 processes", get, a, both, 0.0, " (2 processes)"),
+        Measured(f"{db}: ListStreamingSessions, all", everything, b, one, 0.0, " (admin: 100)"),
+    ]
+
+
+def run_target(
+    measured: Measured, args: argparse.Namespace, workdir: pathlib.Path, seconds: float
+) -> Run:
+    """One round against the target's servers (all at once, the connections split among them);
+    the server CPU is measured when there is one server."""
+    from bench import scale_common as common
+
+    signed = []
+    for port, _ in measured.endpoints:
+        host = f"127.0.0.1:{port}"
+        copies = sign(measured.template, measured.credentials, host, "us-west-2", args.signed)
+        status, body = replay_once(port, copies[0])
+        if status != 200:
+            raise BenchError(f"{measured.name}: a pre-signed request got {status}: {body[:300]!r}")
+        signed.append(copies)
+    if len(measured.endpoints) == 1:
+        path = workdir / "requests.lua"
+        write_requests(path, signed[0])
+        port, pid = measured.endpoints[0]
+        return run_wrk(port, path, args, seconds, pid)
+    connections = max(1, args.connections // len(measured.endpoints))
+    runs = common.replay(
+        [support.Server(workdir, port=port) for port, _ in measured.endpoints],
+        [r for copies in signed for r in copies],
+        seconds=seconds,
+        connections=connections,
+    )
+    total = sum(r.requests for r in runs)
+    return dataclasses.replace(
+        runs[0],
+        requests=total,
+        seconds=max(r.seconds for r in runs),
+        bytes=sum(r.bytes for r in runs),
+        p50_us=max(r.p50_us for r in runs),
+        p99_us=max(r.p99_us for r in runs),
+    )
+
+
+def bare_target(backend: str, port: int, pid: int, template: Template) -> Measured:
+    """The bare baseline, as a target: it answers the same requests with a fixed body. Its
+    rounds run between those of ``backend``'s targets, whose ratios are taken to them."""
+    credentials = botocore.credentials.Credentials("AKIDBARE", "bare")
+    name = f"{backend}: bare"
+    return Measured(name, template, credentials, [(port, pid)], 0.0, " (same requests as Get)")
+
+
+def baseline_of(name: str) -> str:
+    return name.split(":", 1)[0] + ": bare"
 
 
 # --- report ----------------------------------------------------------------------------------
@@ -440,24 +477,28 @@ def machine_facts() -> list[tuple[str, str]]:
     ]
 
 
-def table(results: dict[str, list[Run]], names: list[str], notes: dict[str, str]) -> str:
-    """The figures (medians over the rounds), then where the CPU time went."""
+def table(results: dict[str, list[Run]], measured: list[Measured]) -> str:
+    """The figures (medians over the rounds) next to the bare baseline and the targets, then
+    where the CPU time went (measured for one server process)."""
 
     def median(name: str, value: Any) -> float:
         return statistics.median(value(r) for r in results[name])
 
-    base_rps = median(names[0], lambda r: r.rps)
-    base_p50 = median(names[0], lambda r: r.p50_us)
     lines = [
-        "| request | req/s | p50 ms | p99 ms | req/s vs bare | p50 vs bare |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| request | req/s | p50 ms | p99 ms | req/s vs bare | target | p50 vs bare |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for name in names:
-        rps, p50 = median(name, lambda r: r.rps), median(name, lambda r: r.p50_us)
-        p99 = median(name, lambda r: r.p99_us)
+    for m in measured:
+        base = baseline_of(m.name)
+        base_rps = median(base, lambda r: r.rps)
+        base_p50 = median(base, lambda r: r.p50_us)
+        rps, p50 = median(m.name, lambda r: r.rps), median(m.name, lambda r: r.p50_us)
+        p99 = median(m.name, lambda r: r.p99_us)
+        ratio = rps / base_rps
+        target = f">= {m.target:g}x {'met' if ratio >= m.target else 'NOT met'}" if m.target else ""
         lines.append(
-            f"| {name}{notes.get(name, '')} | {rps:,.0f} | {p50 / 1000:.2f} | {p99 / 1000:.2f} "
-            f"| {rps / base_rps:.3f} | {p50 / base_p50:.1f}x |"
+            f"| {m.name}{m.note} | {rps:,.0f} | {p50 / 1000:.2f} | {p99 / 1000:.2f} "
+            f"| {ratio:.3f} | {target} | {p50 / base_p50:.1f}x |"
         )
     lines += [
         "",
@@ -465,15 +506,17 @@ def table(results: dict[str, list[Run]], names: list[str], notes: dict[str, str]
         "| other CPU | bytes per response |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
-    for name in names:
-        runs = results[name]
+    for m in measured:
+        if len(m.endpoints) != 1:
+            continue
+        runs = results[m.name]
         per_round = ", ".join(f"{r.rps:,.0f}" for r in runs)
-        cpu, wrk_cpu = median(name, lambda r: r.cpu), median(name, lambda r: r.wrk_cpu)
-        other = median(name, lambda r: r.other)
-        per_request = median(name, lambda r: r.cpu / r.rps * 1e6)
+        cpu, wrk_cpu = median(m.name, lambda r: r.cpu), median(m.name, lambda r: r.wrk_cpu)
+        other = median(m.name, lambda r: r.other)
+        per_request = median(m.name, lambda r: r.cpu / r.rps * 1e6)
         size = sum(r.bytes for r in runs) / sum(r.requests for r in runs)
         lines.append(
-            f"| {name} | {per_round} | {cpu:.0%} | {per_request:,.0f} us | {wrk_cpu:.0%} "
+            f"| {m.name} | {per_round} | {cpu:.0%} | {per_request:,.0f} us | {wrk_cpu:.0%} "
             f"| {other:.0%} | {size:,.0f} |"
         )
     return "\n".join(lines)
@@ -487,21 +530,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m bench.api_latency", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--rounds", type=int, default=3, help="measured rounds per request")
-    parser.add_argument("--duration", type=float, default=10, help="seconds per wrk round")
+    parser.add_argument("--duration", type=float, default=5, help="seconds per wrk round")
     parser.add_argument("--warmup", type=float, default=2, help="seconds of unmeasured warm-up")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (-t)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (-c)")
-    parser.add_argument(
-        "--sessions", type=int, default=16, help="streaming sessions (Xvnc desktops) in total"
-    )
+    parser.add_argument("--sessions", type=int, default=100, help="sessions in the studio")
     parser.add_argument(
         "--signed", type=int, default=300, help="distinct pre-signed requests per target"
     )
-    parser.add_argument(
-        "--keep", action="store_true", help="keep the temp directory (logs, requests)"
-    )
+    parser.add_argument("--backends", default="sqlite,postgresql", help="databases to measure")
     args = parser.parse_args(argv)
-    for name, least in (("rounds", 1), ("sessions", 1), ("signed", 2), ("connections", 1)):
+    for name, least in (("rounds", 1), ("sessions", 1), ("signed", 2), ("connections", 2)):
         if getattr(args, name) < least:
             parser.error(f"--{name} must be at least {least}")
     if args.duration <= 0 or args.warmup <= 0:
@@ -510,45 +549,67 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench import scale_common as common
+
     args = parse_args(argv)
     if shutil.which("wrk") is None:
         print("wrk not found: install Debian's wrk package (apt-get install wrk)", file=sys.stderr)
         return 2
-    if shutil.which("Xvnc") is None:
-        print("Xvnc not found: install tigervnc-standalone-server", file=sys.stderr)
-        return 2
     started = time.monotonic()
-    signal.signal(signal.SIGTERM, _interrupt)  # clean up (sessions, desktops) when terminated
+    signal.signal(signal.SIGTERM, _interrupt)  # clean up (servers, database) when terminated
 
     def progress(message: str) -> None:
         print(f"[{time.monotonic() - started:6.1f}s] {message}", flush=True)
 
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="opennimble-bench-"))
-    data_dir = workdir / "data"
-    srv = support.Server(data_dir)
-    failure: str | None = None
-    setup: Setup | None = None
+    results: dict[str, list[Run]] = {}
+    measured: list[Measured] = []
+    idle_load = background_load()
     try:
-        srv.start()
-        assert srv.process is not None
-        progress(f"opennimble serving on port {srv.port} (data {data_dir})")
-        setup = create_studio(srv, progress)
-        create_sessions(setup, args.sessions, progress)
         with bare_server(workdir) as (bare_port, bare_pid):
             progress(f"bare ASGI baseline serving on port {bare_port}")
-            measure(args, srv, setup, bare_port, bare_pid, workdir, progress)
-    except Exception as exc:
-        failure = f"{type(exc).__name__}: {exc}"
-    finally:
-        failure = tear_down(srv, setup, data_dir, failure, progress)
-        if args.keep:
-            progress(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    progress("done" if failure is None else "FAILED")
-    if failure is not None:
-        print(f"bench failed: {failure}", file=sys.stderr)
+            for backend in common.backends(args.backends):
+                with common.installation(backend, workdir / backend) as made:
+                    made.add_server()
+                    if backend == "postgresql":
+                        made.add_server(reconciler=False)
+                    common.build_world(made)
+                    session_id = populate(made, args.sessions, progress)
+                    targets = targets_of(made, session_id, args.sessions)
+                    bare = bare_target(backend, bare_port, bare_pid, targets[0].template)
+                    measure(args, [bare, *targets], results, workdir, progress)
+                    measured += [bare, *targets]
+                    made.world.artist.client().delete_streaming_session(  # type: ignore[union-attr]
+                        studioId=made.studio_id, sessionId=session_id
+                    )
+    except (BenchError, OSError) as exc:
+        print(f"bench failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print()
+    for name, value in machine_facts():
+        print(f"{name}: {value}")
+    print(
+        f"load: wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s, median of "
+        f"{args.rounds} rounds, {args.signed} distinct pre-signed requests per target; "
+        f"{args.sessions} sessions in the studio; machine CPU while idle before the runs: "
+        f"{idle_load:.0%}"
+    )
+    print()
+    print(table(results, measured))
+    print()
+    disturbed = [
+        r for runs in results.values() for r in runs if r.cpu and r.other > OTHER_LOAD_WARNING
+    ]
+    if disturbed or idle_load > OTHER_LOAD_WARNING:
+        print(
+            f"WARNING: other processes used the CPU during {len(disturbed)} rounds (more than "
+            f"{OTHER_LOAD_WARNING:.0%} of a core besides the server and wrk): on "
+            f"{len(os.sched_getaffinity(0))} cores the figures are lower and noisier than on a "
+            "quiet machine; the ratios to the baseline of the same run are what count."
+        )
+    progress("done")
     return 0
 
 
@@ -565,122 +626,24 @@ def background_load(seconds: float = 1.0) -> float:
 
 def measure(
     args: argparse.Namespace,
-    srv: support.Server,
-    setup: Setup,
-    bare_port: int,
-    bare_pid: int,
+    targets: list[Measured],
+    results: dict[str, list[Run]],
     workdir: pathlib.Path,
     progress: Any,
 ) -> None:
-    assert srv.process is not None
-    artist, admin, studio_id = setup.artist, setup.admin, setup.studio_id
-    get, got = capture(
-        artist.client(), "GetStreamingSession", studioId=studio_id, sessionId=setup.session_id
-    )
-    listed, answer = capture(
-        artist.client(), "ListStreamingSessions", studioId=studio_id, ownedBy=artist.user_id
-    )
-    everything, all_answer = capture(admin.client(), "ListStreamingSessions", studioId=studio_id)
-    if got["session"]["state"] != "READY":
-        raise BenchError(f"the artist's session is {got['session']['state']}")
-    if [s["sessionId"] for s in answer["sessions"]] != [setup.session_id]:
-        raise BenchError(f"ListStreamingSessions(ownedBy=artist) gave {answer['sessions']}")
-    if len(all_answer["sessions"]) != setup.session_count:
-        raise BenchError(f"admin's ListStreamingSessions gave {len(all_answer['sessions'])}")
-
-    def creds(user: support.User) -> botocore.credentials.Credentials:
-        return botocore.credentials.Credentials(user.access_key_id, user.secret_access_key)
-
-    n = setup.session_count
-    targets = [
-        Target("bare", get, creds(artist), " (same requests as Get)"),
-        Target("GetStreamingSession", get, creds(artist), " (artist, own session)"),
-        Target("ListStreamingSessions", listed, creds(artist), " (artist, ownedBy=self: 1 item)"),
-        Target("ListStreamingSessions, all", everything, creds(admin), f" (admin: {n} items)"),
-    ]
-    ports = {t.name: (bare_port, bare_pid) for t in targets[:1]}
-    ports.update({t.name: (srv.port, srv.process.pid) for t in targets[1:]})
-
-    def prepared(index: int, target: Target) -> pathlib.Path:
-        port = ports[target.name][0]
-        signed = sign(
-            target.template, target.credentials, f"127.0.0.1:{port}", "us-west-2", args.signed
-        )
-        for request in (signed[0], signed[-1]):
-            status, body = replay_once(port, request)
-            if status != 200:
-                raise BenchError(
-                    f"{target.name}: a pre-signed request got {status}: {body[:300]!r}"
-                )
-        path = workdir / f"requests-{index}.lua"
-        write_requests(path, signed)
-        return path
-
-    results: dict[str, list[Run]] = {t.name: [] for t in targets}
-    idle_load = background_load()
-    for index, target in enumerate(targets):
-        port, pid = ports[target.name]
-        run_wrk(port, prepared(index, target), args, args.warmup, pid)
+    """Warm every target up, then interleaved rounds: the baseline, then each target."""
+    for target in targets:
+        run_target(target, args, workdir, args.warmup)
     progress(f"warmed up; {args.rounds} rounds of {args.duration:g} s per request follow")
     for round_no in range(1, args.rounds + 1):
-        for index, target in enumerate(targets):
-            port, pid = ports[target.name]
-            run = run_wrk(port, prepared(index, target), args, args.duration, pid)
-            results[target.name].append(run)
+        for target in targets:
+            run = run_target(target, args, workdir, args.duration)
+            results.setdefault(target.name, []).append(run)
             progress(
                 f"round {round_no} {target.name}: {run.rps:,.0f} req/s, p50 "
                 f"{run.p50_us / 1000:.2f} ms, p99 {run.p99_us / 1000:.2f} ms; CPU: server "
                 f"{run.cpu:.0%}, wrk {run.wrk_cpu:.0%}, other {run.other:.0%}"
             )
-
-    print()
-    for name, value in machine_facts():
-        print(f"{name}: {value}")
-    print(
-        f"load: wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s, median of "
-        f"{args.rounds} rounds, {args.signed} distinct pre-signed requests per target; "
-        f"{n} sessions in the studio; machine CPU while idle before the runs: {idle_load:.0%}"
-    )
-    print()
-    print(table(results, [t.name for t in targets], {t.name: t.note for t in targets}))
-    print()
-    disturbed = [r for runs in results.values() for r in runs if r.other > OTHER_LOAD_WARNING]
-    if disturbed or idle_load > OTHER_LOAD_WARNING:
-        print(
-            f"WARNING: other processes used the CPU during {len(disturbed)} of "
-            f"{sum(map(len, results.values()))} rounds (more than {OTHER_LOAD_WARNING:.0%} of a "
-            f"core besides the server and wrk): on {len(os.sched_getaffinity(0))} cores the "
-            "figures are lower and noisier than on a quiet machine; run again when it is quiet."
-        )
-        print()
-
-
-def tear_down(
-    srv: support.Server,
-    setup: Setup | None,
-    data_dir: pathlib.Path,
-    failure: str | None,
-    progress: Any,
-) -> str | None:
-    """Delete the sessions, stop the server, make sure no desktop is left."""
-    problems = [failure] if failure else []
-    if setup is not None and srv.process is not None:
-        try:
-            delete_sessions(setup.operator, setup.studio_id)
-            progress("sessions deleted")
-        except Exception as exc:
-            problems.append(f"deleting sessions: {type(exc).__name__}: {exc}")
-    if problems and srv.process is not None:
-        with contextlib.suppress(OSError):
-            print(f"--- server log (tail) ---\n{srv.log()[-3000:]}", file=sys.stderr)
-    srv.stop()
-    leftovers = sorted(set(support.xvnc_pids(str(data_dir))) | set(support.live_desktops(data_dir)))
-    if leftovers:
-        support.kill_all(leftovers)
-        problems.append(f"Xvnc processes left running (killed now): {leftovers}")
-    else:
-        progress("server stopped; no Xvnc of the data directory left")
-    return "; ".join(problems) if problems else None
 
 
 if __name__ == "__main__":

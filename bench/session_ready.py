@@ -8,7 +8,8 @@ munge (``make test-packages``; skipped with a note otherwise).
 
 1. Baseline, in this run: the bare desktop started directly (no server, no account, no
    scripts, no control group): Xvnc with the provider's flags, Openbox, and once Openbox
-   manages the screen an xterm, until the display is usable by the provider's own definition
+   manages the screen the built-in recipe's applications (xsetroot, ``xterm -geometry ...``),
+   until the display is usable by the provider's own definition
    (window manager running, the xterm mapped with the keyboard focus); ``--sessions`` times.
 2. The local provider: a real ``opennimble serve`` on a fresh data directory with a studio set
    up through the API; the artist creates ``--sessions`` sessions one after the other, each
@@ -50,7 +51,13 @@ from tests.support import desktops, slurm
 from tests.support import server as support
 from tests.support import world as worlds
 
-from opennimble.providers import local_accounts, local_cgroups, local_display, local_xvnc
+from opennimble.providers import (
+    local_accounts,
+    local_cgroups,
+    local_display,
+    local_recipes,
+    local_xvnc,
+)
 
 POLL = 0.01
 IDLE = 3.0
@@ -105,18 +112,23 @@ def bare_desktop(directory: pathlib.Path) -> Iterator[tuple[float, list[int]]]:
     os.close(write_fd)
     display = local_xvnc.read_display(read_fd, 20)
     env = {"PATH": "/usr/bin:/bin", "DISPLAY": f":{display}", "XAUTHORITY": str(xauthority)}
+    env.update(HOME=str(directory), LANG=os.environ.get("LANG", "C.UTF-8"))  # as a desktop's
     quiet = {"env": env, "start_new_session": True, "stderr": subprocess.DEVNULL}
     wm = subprocess.Popen(["openbox"], **quiet)  # type: ignore[call-overload]
     local_display.wait_window_manager(display, probe, 20)
-    xterm = subprocess.Popen(["xterm"], **quiet)  # type: ignore[call-overload]
+    apps = [  # the built-in recipe's applications, as its session script runs them
+        subprocess.Popen(["sh", "-c", command], **quiet)  # type: ignore[call-overload]
+        for command in local_recipes.BUILTIN.applications
+    ]
     lacking = local_display.wait_usable(display, probe, want_window=True, timeout=20)
     elapsed = time.monotonic() - began
     try:
         if lacking is not None:
             raise RuntimeError(f"the bare desktop did not get usable: {lacking}")
-        yield elapsed, [xvnc.pid, wm.pid, xterm.pid, *_children(xterm.pid)]
+        children = [pid for app in apps for pid in _children(app.pid)]
+        yield elapsed, [xvnc.pid, wm.pid, *[app.pid for app in apps], *children]
     finally:
-        for process in (xterm, wm):
+        for process in (*apps, wm):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()

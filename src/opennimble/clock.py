@@ -7,6 +7,7 @@ portable across SQLite and PostgreSQL.
 from __future__ import annotations
 
 import datetime
+import functools
 import time
 from collections.abc import Callable
 
@@ -24,7 +25,13 @@ def to_datetime(value: Micros) -> datetime.datetime:
 
 def iso(value: Micros) -> str:
     """ISO-8601 in UTC with millisecond precision, as AWS services answer."""
-    return to_datetime(value).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    seconds, micros = divmod(value, 1_000_000)
+    return f"{_iso_second(seconds)}.{micros // 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_second(seconds: int) -> str:
+    return to_datetime(seconds * 1_000_000).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 MINUTE: Micros = 60_000_000

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import called, clocked
+from tests.support import called, clocked, slurm
 from tests.support import server as support
 from tests.support import world as worlds
 
@@ -15,12 +15,16 @@ LAST = "test_operations_tested"
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[worlds.World]:
     """A server (page size 3, so paging shows with few sessions) and a studio set up through
-    the API. At the end every session is deleted and no desktop may be left running."""
+    the API, on the provider the run asks for (``OPENNIMBLE_TEST_PROVIDER``: local, or slurm on
+    a cluster of its own). At the end every session is deleted and no desktop may be left
+    running."""
     data_dir: pathlib.Path = tmp_path_factory.mktemp("acceptance") / "data"
     # modules run many sessions of one artist at once: the per-owner cap is tested on its own
     env = {"OPENNIMBLE_PAGE_SIZE": "3", "OPENNIMBLE_MAX_DESKTOPS_PER_OWNER": "16"}
-    with worlds.served(support.Server(data_dir, env=env)) as built:
-        yield built
+    with slurm.chosen_provider() as provider:
+        server = support.Server(data_dir, env={**env, **provider})
+        with worlds.served(server) as built:
+            yield built
 
 
 @pytest.fixture(scope="module")

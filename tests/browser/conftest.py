@@ -16,6 +16,7 @@ import pytest
 from playwright import sync_api
 
 from tests.support import server as support
+from tests.support import slurm
 from tests.support import world as worlds
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -50,8 +51,11 @@ def page(browser: sync_api.Browser) -> Iterator[sync_api.Page]:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[worlds.World]:
-    with worlds.served(support.Server(tmp_path_factory.mktemp("browser") / "data")) as built:
-        yield built
+    """A server on the provider the run asks for (``OPENNIMBLE_TEST_PROVIDER``)."""
+    with slurm.chosen_provider() as provider:
+        server = support.Server(tmp_path_factory.mktemp("browser") / "data", env=provider)
+        with worlds.served(server) as built:
+            yield built
 
 
 @pytest.fixture(scope="session")

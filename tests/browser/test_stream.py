@@ -12,7 +12,6 @@ opened by the last, after its expiry.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import pathlib
 import re
@@ -113,7 +112,7 @@ def wait_canvas(page: sync_api.Page, width: int, height: int, timeout: float = 1
 def display_env(world: worlds.World, session_id: str) -> dict[str, str]:
     """DISPLAY and XAUTHORITY of a session's desktop, from its runtime record."""
     runtime = world.server.desktops_dir / "desktops" / session_id
-    record = json.loads((runtime / "desktop.json").read_text())
+    record = desktops.record(world.server, session_id)
     return {
         "PATH": os.environ["PATH"],
         "DISPLAY": f":{record['display']}",

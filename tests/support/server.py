@@ -186,7 +186,8 @@ class Server(Child):
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
-            with contextlib.suppress(requests.ConnectionError):
+            # a busy machine may answer the first look slowly: ask again until the deadline
+            with contextlib.suppress(requests.ConnectionError, requests.Timeout):
                 if requests.get(f"{self.endpoint}/healthz", timeout=1).ok:
                     return
             time.sleep(0.05)

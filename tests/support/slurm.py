@@ -37,6 +37,9 @@ def available() -> str | None:
     return None
 
 
+PROVIDER_ENV = "OPENNIMBLE_TEST_PROVIDER"
+
+
 @dataclasses.dataclass
 class Cluster:
     base: pathlib.Path
@@ -109,6 +112,7 @@ def _config(base: pathlib.Path, node: str, cpus: int, memory_mib: int) -> str:
             "SelectTypeParameters=CR_Core_Memory",
             "ReturnToService=2",
             "MpiDefault=none",
+            "SlurmdParameters=config_overrides",  # the node has the CPUs this file says
             "JobAcctGatherType=jobacct_gather/none",
             "AccountingStorageType=accounting_storage/none",
             "MinJobAge=600",
@@ -128,12 +132,14 @@ def _memory_mib() -> int:
 
 
 @contextlib.contextmanager
-def cluster() -> Iterator[Cluster]:
+def cluster(cpus: int | None = None) -> Iterator[Cluster]:
+    """A single-node cluster; with ``cpus``, its node claims that many CPUs whatever the
+    machine has (so that many small desktops run at once, as the acceptance tests start)."""
     base = pathlib.Path(tempfile.mkdtemp(prefix="opennimble-slurm-"))
     # a cluster's spool is searchable by the users whose job scripts it holds
     base.chmod(0o755)
     node = socket.gethostname().split(".")[0]
-    found = Cluster(base, node, os.cpu_count() or 1, _memory_mib())
+    found = Cluster(base, node, cpus or os.cpu_count() or 1, _memory_mib())
     for name in ("state", "spool", "munge"):
         (base / name).mkdir(mode=0o755)
     key = base / "munge" / "munge.key"
@@ -191,3 +197,30 @@ def _stop(found: Cluster) -> None:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@contextlib.contextmanager
+def chosen_provider() -> Iterator[dict[str, str]]:
+    """The server settings (environment) of the provider the test run asks for with
+    ``OPENNIMBLE_TEST_PROVIDER``: ``local`` (the default, nothing to set) or ``slurm`` (a
+    cluster of its own, torn down afterwards with no job left), so that the acceptance tests
+    run against either."""
+    chosen = os.environ.get(PROVIDER_ENV, "local")
+    if chosen == "local":
+        yield {}
+        return
+    if chosen != "slurm":
+        raise ValueError(f"{PROVIDER_ENV} is {chosen!r}: local or slurm")
+    why = available()
+    if why is not None:
+        raise RuntimeError(f"{PROVIDER_ENV}=slurm, but {why}")
+    with cluster(cpus=64) as found:
+        settings = found.provider_settings(resource_scale=0.01)
+        yield {
+            "OPENNIMBLE_PROVIDER": "slurm",
+            "OPENNIMBLE_PROVIDERS": json.dumps({"slurm": settings}),
+        }
+        left = found.live_jobs()
+        for job in left:
+            found.cancel(job["job_id"])
+    assert left == [], f"jobs left running: {[job['job_id'] for job in left]}"

@@ -162,3 +162,10 @@ def test_error_response_names_its_type() -> None:
 
 def test_iso_timestamps_are_utc() -> None:
     assert clock.iso(0) == "1970-01-01T00:00:00.000Z"
+
+
+def test_session_states_are_the_models() -> None:
+    from opennimble.store.sessions import SessionState
+
+    assert {s.value for s in SessionState} == model.shape_named("StreamingSessionState").enum
+    assert all(s.name == s.value for s in SessionState)

@@ -1,14 +1,13 @@
 """The ASGI application of the Nimble API.
 
 A request to the API goes: route (from the model) -> SigV4 -> parse (by member location) ->
-validate -> handler in a transaction -> serialize (by the output shape). Database work runs on
-the event loop thread: an embedded SQLite read costs microseconds, less than a hop to a thread.
+validate -> handler in a transaction -> serialize (by the output shape). Once its body is read,
+all of that runs in the store's threads (``Database.run``, one hop per request), so no database
+call blocks the event loop.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import dataclasses
 import logging
 import time
@@ -31,8 +30,6 @@ Send = Callable[[Message], Awaitable[None]]
 
 log = logging.getLogger("opennimble.access")
 MAX_BODY = 1024 * 1024
-# handlers running at once on a database server (PostgreSQL); see App._invoke
-HANDLER_THREADS = 8
 
 
 class BodyTooLarge(Exception):
@@ -82,20 +79,6 @@ class App:
         self.dispatcher = dispatch.Dispatcher(db, install, now, limiter, trail)
         _sync_eulas(db, settings, now())
         self.auth = auth.Authenticator(db, cipher, region, now)
-        # On PostgreSQL a handler waits on the network for every query: handlers run in threads
-        # so that the event loop serves other requests meanwhile. SQLite answers in
-        # microseconds, less than a hop to a thread: its handlers run on the loop.
-        self._threads = (
-            None
-            if db.is_sqlite
-            else concurrent.futures.ThreadPoolExecutor(HANDLER_THREADS, "opennimble-handler")
-        )
-
-    async def _invoke(self, op: model.Operation, caller: Any, params: dict[str, Any]) -> Any:
-        if self._threads is None:
-            return self.dispatcher.invoke(op, caller, params)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._threads, self.dispatcher.invoke, op, caller, params)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -111,13 +94,26 @@ class App:
     async def _api(
         self, scope: Scope, receive: Receive, raw_path: str, query: str
     ) -> tuple[int, serialize.Headers, bytes, str, str]:
-        name, who = "-", "-"
+        name = "-"
         op: model.Operation | None = None
         path_params: dict[str, Any] = {}
         try:
             match = self.router.match(scope["method"], raw_path)
             name, op, path_params = match.operation.name, match.operation, match.path_params
             body = await _read_body(receive)
+        except Exception as exc:  # every failure becomes a modelled error
+            error = _as_service_error(exc, scope["method"], raw_path, name)
+            if op is not None and op.method != "GET" and self.trail is not None:
+                await self.db.run(self._refused, scope, op, path_params, error)
+            return (*serialize.error_response(error), name, "-")
+        return await self.db.run(self._handle, scope, match, raw_path, query, body)
+
+    def _handle(
+        self, scope: Scope, match: routing.Match, raw_path: str, query: str, body: bytes
+    ) -> tuple[int, serialize.Headers, bytes, str, str]:
+        """Authenticate, parse, run and serialize a request (in a store thread)."""
+        op, name, who = match.operation, match.operation.name, "-"
+        try:
             # as the client signed them: its UTF-8 bytes (others kept as surrogates, refused
             # where a value is read)
             headers = [(k.decode("latin-1"), _text(v)) for k, v in scope["headers"]]
@@ -130,16 +126,16 @@ class App:
                 caller = dataclasses.replace(caller, client=client[0])
             scope[telemetry.CALLER] = caller  # for the request's log event and metrics
             params = parse.parse_input(
-                match.operation, match.path_params, query, {k.lower(): v for k, v in headers}, body
+                op, match.path_params, query, {k.lower(): v for k, v in headers}, body
             )
         except Exception as exc:  # every failure becomes a modelled error
             error = _as_service_error(exc, scope["method"], raw_path, name)
-            if op is not None and op.method != "GET" and self.trail is not None:
-                self._refused(scope, op, path_params, error)
+            if op.method != "GET" and self.trail is not None:
+                self._refused(scope, op, match.path_params, error)
             return (*serialize.error_response(error), name, who)
         try:  # the dispatcher records what it accepts and refuses
-            result = await self._invoke(match.operation, caller, params)
-            return (*serialize.response(match.operation, result), name, who)
+            result = self.dispatcher.invoke(op, caller, params)
+            return (*serialize.response(op, result), name, who)
         except Exception as exc:
             error = _as_service_error(exc, scope["method"], raw_path, name)
             return (*serialize.error_response(error), name, who)

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from opennimble import clock, errors
 from opennimble.api import operations, registry, throttle
 from opennimble.api.context import Context, Installation
-from opennimble.domain import audit
+from opennimble.domain import access, audit
 from opennimble.domain.identity import Caller
 from opennimble.protocol import model, validate
 from opennimble.store import database, idempotency, users
@@ -36,6 +36,7 @@ class Dispatcher:
         self.install = install
         self.now = now
         self.limiter = limiter or throttle.Throttle(rate=0, burst=1)
+        self.remembered = access.Remembered()
 
     def invoke(self, op: model.Operation, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
         """Run ``op`` for ``caller``; return the handler's result or raise a ServiceError."""
@@ -82,7 +83,7 @@ class Dispatcher:
         token: str | None,
     ) -> dict[str, Any]:
         transaction = self.db.read if op.method == "GET" else self.db.write
-        with transaction() as conn:
+        with transaction() as conn, self.remembered.using(conn):
             _still_a_user(conn, caller)
             ctx = Context(conn, caller, self.now(), self.install)
             if self.trail is None or op.method == "GET":
@@ -110,10 +111,10 @@ def _still_a_user(conn: sa.Connection, caller: Caller) -> None:
     """A user deleted from the identity store or disabled, or an access key deleted, loses
     access at once, on every server (whatever a server remembers of the key)."""
     if caller.access_key_id:
-        valid = users.get_key(conn, caller.access_key_id) is not None
+        key = caller.access_key_id
+        valid = access.remembered(conn, ("key", key), lambda: _key_valid(conn, key))
     else:
-        user = users.get_user(conn, caller.user_id)
-        valid = user is not None and not user["disabled"]
+        valid = access.remembered(conn, ("user", caller.user_id), lambda: _user_valid(conn, caller))
     if not valid:
         raise errors.UnrecognizedClientException(
             f"The security token included in the request is invalid: user {caller.name} "
@@ -121,6 +122,15 @@ def _still_a_user(conn: sa.Connection, caller: Caller) -> None:
             "(deleted or disabled)",
             context={"principalId": caller.user_id},
         )
+
+
+def _key_valid(conn: sa.Connection, access_key_id: str) -> bool | None:
+    return users.get_key(conn, access_key_id) is not None or None  # None: not remembered
+
+
+def _user_valid(conn: sa.Connection, caller: Caller) -> bool | None:
+    user = users.get_user(conn, caller.user_id)
+    return (user is not None and not user["disabled"]) or None
 
 
 def _idempotent(

@@ -14,34 +14,108 @@ one studio cannot pull another studio's artists (or any user of the identity sto
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import contextvars
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
 from opennimble import errors
 from opennimble.domain.identity import Caller
-from opennimble.store import members, resources, users
+from opennimble.store import generations, members, resources, users
 
 Row = dict[str, Any]
+T = TypeVar("T")
 
 STUDIO = "studio"
 LAUNCH_PROFILE = "launch_profile"
 
 
+class Remembered:
+    """What the access rules read (users' validity, memberships, studios), remembered by a
+    process for as long as the database's access generation stays the same.
+
+    Every change to those rows bumps the generation in its own transaction
+    (:mod:`opennimble.store.generations`); a transaction that reads the generation first
+    (:meth:`using`) gets what was remembered under the same value, and remembers what it reads
+    only while that value is still the newest this process has seen. So a change made through
+    any server or the CLI holds for the next request on every server: no time window.
+    """
+
+    LIMIT = 100_000  # entries; all are forgotten when there would be more
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._entries: dict[tuple[str, str], Any] = {}
+
+    @contextlib.contextmanager
+    def using(self, conn: sa.Connection) -> Iterator[None]:
+        """Read the access generation in ``conn``'s transaction, and let the access rules
+        that run on ``conn`` meanwhile use what is remembered under it."""
+        generation = generations.read(conn)
+        with self._lock:
+            if generation > self._generation:
+                self._generation, self._entries = generation, {}
+        token = _current.set((conn, self, generation))
+        try:
+            yield
+        finally:
+            _current.reset(token)
+
+    def get(self, generation: int, key: tuple[str, str], load: Callable[[], T]) -> T:
+        if generation == self._generation:
+            found = self._entries.get(key, _MISSING)
+            if found is not _MISSING:
+                return found  # type: ignore[no-any-return]
+        value = load()
+        if value is not None:  # what does not exist (yet) is asked again
+            with self._lock:
+                if generation == self._generation:
+                    if len(self._entries) >= self.LIMIT:
+                        self._entries = {}
+                    self._entries[key] = value
+        return value
+
+
+_MISSING = object()
+_current: contextvars.ContextVar[tuple[sa.Connection, Remembered, int] | None] = (
+    contextvars.ContextVar("opennimble_access", default=None)
+)
+
+
+def remembered(conn: sa.Connection, key: tuple[str, str], load: Callable[[], T]) -> T:
+    """``load()``, or what was remembered for ``key`` if ``conn``'s transaction read the
+    access generation (:meth:`Remembered.using`)."""
+    current = _current.get()
+    if current is None or current[0] is not conn:
+        return load()
+    return current[1].get(current[2], key, load)
+
+
+def memberships(conn: sa.Connection, user_id: str) -> list[Row]:
+    """Every membership of the user (studios and launch profiles); do not modify."""
+    return remembered(conn, ("members", user_id), lambda: members.scopes_of(conn, user_id))
+
+
 def is_admin(conn: sa.Connection, caller: Caller, studio_id: str) -> bool:
     if caller.operator:
         return True
-    member = members.get(conn, studio_id, caller.user_id)
-    return member is not None and member["persona"] == "ADMINISTRATOR"
+    return any(
+        m["scope_id"] == studio_id and m["persona"] == "ADMINISTRATOR"
+        for m in memberships(conn, caller.user_id)
+    )
 
 
 def is_launch_profile_user(conn: sa.Connection, user_id: str, launch_profile_id: str) -> bool:
-    return members.get(conn, launch_profile_id, user_id) is not None
+    return any(m["scope_id"] == launch_profile_id for m in memberships(conn, user_id))
 
 
 def has_standing(conn: sa.Connection, user_id: str, studio_id: str) -> bool:
     """Whether the user is a member of the studio or of one of its launch profiles."""
-    return any(m["studio_id"] == studio_id for m in members.scopes_of(conn, user_id))
+    return any(m["studio_id"] == studio_id for m in memberships(conn, user_id))
 
 
 def belongs_to_studio(conn: sa.Connection, caller: Caller, studio_id: str) -> bool:
@@ -52,7 +126,7 @@ def belongs_to_studio(conn: sa.Connection, caller: Caller, studio_id: str) -> bo
 def components_used_by(conn: sa.Connection, user_id: str, studio_id: str) -> set[str]:
     """The studio components of the launch profiles (not deleted) the user is a member of."""
     used: set[str] = set()
-    for m in members.scopes_of(conn, user_id):
+    for m in memberships(conn, user_id):
         if m["studio_id"] != studio_id or m["scope_id"] == studio_id:
             continue
         profile = resources.get(conn, LAUNCH_PROFILE, m["scope_id"], studio_id)
@@ -84,12 +158,12 @@ def require_standing(
 def studio(conn: sa.Connection, caller: Caller, studio_id: str, deleted_ok: bool = False) -> Row:
     """The studio, if it exists and the caller has a role in it. A DELETED studio stays
     readable (``deleted_ok``, for GetStudio) until it is purged."""
-    row = resources.get(conn, STUDIO, studio_id)
+    row = remembered(conn, ("studio", studio_id), lambda: resources.get(conn, STUDIO, studio_id))
     if row is None or (row["state"] == "DELETED" and not deleted_ok):
         raise errors.not_found("Studio", studio_id)
     if not belongs_to_studio(conn, caller, studio_id):
         raise denied(caller, f"use studio {studio_id}")
-    return row
+    return dict(row)
 
 
 def require_admin(conn: sa.Connection, caller: Caller, studio_id: str, action: str) -> None:

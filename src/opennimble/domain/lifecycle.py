@@ -6,6 +6,7 @@ from typing import Any
 
 from opennimble import clock, errors
 from opennimble.domain import persistence
+from opennimble.store.sessions import SessionState as S
 
 STATUS = {
     "CREATE_IN_PROGRESS": ("STREAMING_SESSION_CREATE_IN_PROGRESS", "The session is being created"),
@@ -17,15 +18,18 @@ STATUS = {
     "START_IN_PROGRESS": ("STREAMING_SESSION_START_IN_PROGRESS", "The session is being started"),
 }
 
+# sets of plain strings (rows hold strings), named by the enum
 IN_PROGRESS = frozenset(
-    {"CREATE_IN_PROGRESS", "DELETE_IN_PROGRESS", "STOP_IN_PROGRESS", "START_IN_PROGRESS"}
+    s.value
+    for s in (S.CREATE_IN_PROGRESS, S.DELETE_IN_PROGRESS, S.STOP_IN_PROGRESS, S.START_IN_PROGRESS)
 )
 DELETABLE = frozenset(
-    {"READY", "CREATE_FAILED", "STOPPED", "START_FAILED", "STOP_FAILED", "DELETE_FAILED"}
+    s.value
+    for s in (S.READY, S.CREATE_FAILED, S.STOPPED, S.START_FAILED, S.STOP_FAILED, S.DELETE_FAILED)
 )
-GONE = frozenset({"DELETE_IN_PROGRESS", "DELETED"})
-STOPPABLE = frozenset({"READY"})
-STARTABLE = frozenset({"STOPPED"})
+GONE = frozenset({S.DELETE_IN_PROGRESS.value, S.DELETED.value})
+STOPPABLE = frozenset({S.READY.value})
+STARTABLE = frozenset({S.STOPPED.value})
 
 DEFAULT_MAX_SESSION_MINUTES = 690
 DELETED_RETENTION = 24 * clock.HOUR

@@ -64,6 +64,7 @@ class Gateway:
         watch_interval: float = 1.0,
         trail: audit.Trail | None = None,
     ) -> None:
+        self.db = db
         self.credentials = credentials.StreamCredentials(key)
         tokens = stream_tokens.StreamTokens(key)
         self.gate = streams.StreamGate(db, tokens, self.credentials, now, crypto.Cipher(key), trail)
@@ -102,7 +103,7 @@ class Gateway:
         if not novnc_installed(self.novnc_dir):
             return _html(pages.refusal("Stream unavailable", NOVNC_MISSING), 503)
         stream_id = request.path_params["stream_id"]
-        answer, reloaded = self._admit(request, stream_id)
+        answer, reloaded = await self.db.run(self._admit, request, stream_id)
         client = request.client.host if request.client else None
         # where its owner gets a new stream of the session (the portal checks who may)
         renew = f"{self._path_prefix}/portal/streams/{urllib.parse.quote(stream_id)}"
@@ -163,7 +164,7 @@ class Gateway:
             return
         credential = ws.cookies.get(credentials.COOKIE, "")
         stream_id = ws.path_params["stream_id"]
-        admission = self.gate.admit_connection(stream_id, credential)
+        admission = await self.db.run(self.gate.admit_connection, stream_id, credential)
         client = ws.client.host if ws.client else None
         if isinstance(admission, streams.Refusal):
             log.info(

@@ -70,15 +70,21 @@ class LiveConnections:
     def discard(self, connection: Connection) -> None:
         self._open.discard(connection)
 
-    def check(self) -> None:
+    async def check(self) -> None:
         """End the connections whose session is no longer READY, or whose user has lost
-        access to it."""
+        access to it (the database is read in the store's threads)."""
         by_session: dict[str, list[Connection]] = {}
         for connection in self._open:
             by_session.setdefault(connection.session_id, []).append(connection)
+        for connection, code, reason in await self.db.run(self._ends, by_session):
+            connection.end(code, reason)
+
+    def _ends(self, by_session: dict[str, list[Connection]]) -> list[End]:
+        ends: list[End] = []
         with self.db.read() as conn:
             for session_id, connections in by_session.items():
-                _check_session(conn, session_id, connections)
+                ends += _check_session(conn, session_id, connections)
+        return ends
 
     async def close(self) -> None:
         """End every connection (the server is shutting down) and stop watching."""
@@ -93,21 +99,24 @@ class LiveConnections:
         while self._open:
             await asyncio.sleep(self.interval)
             try:
-                self.check()
+                await self.check()
             except Exception:  # a database hiccup must not end the watch
                 log.exception("cannot read the sessions of live stream connections")
 
 
-def _check_session(conn: sa.Connection, session_id: str, connections: list[Connection]) -> None:
+End = tuple["Connection", Close, str]
+
+
+def _check_session(
+    conn: sa.Connection, session_id: str, connections: list[Connection]
+) -> list[End]:
     session = sessions.get(conn, session_id)
     reason = ended_reason(None if session is None else str(session["state"]))
     if reason is not None or session is None:
-        for connection in connections:
-            connection.end(Close.SESSION_ENDED, reason or "")
-        return
+        return [(connection, Close.SESSION_ENDED, reason or "") for connection in connections]
+    ends: list[End] = []
     for user_id in {c.user_id for c in connections}:
         lost = access.stream_access_lost(conn, user_id, session)
         if lost is not None:
-            for connection in connections:
-                if connection.user_id == user_id:
-                    connection.end(Close.REVOKED, lost)
+            ends += [(c, Close.REVOKED, lost) for c in connections if c.user_id == user_id]
+    return ends

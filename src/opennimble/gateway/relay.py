@@ -171,7 +171,7 @@ async def _relay(
     if up in done and results[0] is None:
         return None  # the browser left
     # the desktop hung up (or could not be written to): was its session stopped or deleted?
-    connections.check()
+    await connections.check()
     if connection.ended.is_set():
         return connection.code, connection.reason
     return Close.UNREACHABLE, "The desktop closed the connection."

@@ -7,6 +7,8 @@ omitted; timestamps become ISO-8601 strings. Members located in headers become h
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -46,18 +48,73 @@ def error_response(error: errors.ServiceError) -> tuple[int, Headers, bytes]:
     return error.status, headers, orjson.dumps(error.body())
 
 
+# A writer turns a value of a shape into its JSON form; None: the value is written as it is.
+# Built once per shape (shapes are compiled once and live as long as the process).
+Writer = Callable[[Any], Any]
+_writers: dict[int, Writer | None] = {}
+_building = threading.Lock()
+_UNKNOWN = object()
+
+
 def _value(shape: model.Shape, value: Any) -> Any:
+    write = _writer(shape)
+    return value if write is None else write(value)
+
+
+def _writer(shape: model.Shape) -> Writer | None:
+    found = _writers.get(id(shape), _UNKNOWN)
+    if found is not _UNKNOWN:
+        return found  # type: ignore[return-value]
+    with _building:  # published only when complete (other threads read without the lock)
+        built: dict[int, Writer | None] = {}
+        write = _build(shape, built)
+        _writers.update(built)
+    return write
+
+
+def _build(shape: model.Shape, built: dict[int, Writer | None]) -> Writer | None:
+    key = id(shape)
+    if key in _writers:
+        return _writers[key]
+    if key in built:
+        return built[key]
     kind = shape.type
+    write: Writer | None = None
     if kind == "structure":
-        return {
-            member.location_name: _value(member.shape, value[name])
-            for name, member in shape.members.items()
-            if value.get(name) is not None
-        }
+        fields: list[tuple[str, str, Writer | None]] = []
+
+        def structure(value: Any) -> Any:
+            out = {}
+            for name, location, inner in fields:
+                item = value.get(name)
+                if item is not None:
+                    out[location] = item if inner is None else inner(item)
+            return out
+
+        built[key] = structure  # a recursive shape finds itself
+        fields += [(n, m.location_name, _build(m.shape, built)) for n, m in shape.members.items()]
+        return structure
     if kind == "list" and shape.member is not None:
-        return [_value(shape.member, item) for item in value]
-    if kind == "map" and shape.value is not None:
-        return {key: _value(shape.value, item) for key, item in value.items()}
-    if kind == "timestamp":
-        return clock.iso(value) if isinstance(value, int) else value
-    return value
+        write = _list(_build(shape.member, built))
+    elif kind == "map" and shape.value is not None:
+        write = _map(_build(shape.value, built))
+    elif kind == "timestamp":
+        write = _timestamp
+    built[key] = write
+    return write
+
+
+def _list(inner: Writer | None) -> Writer:
+    if inner is None:
+        return list
+    return lambda value: [inner(item) for item in value]
+
+
+def _map(inner: Writer | None) -> Writer:
+    if inner is None:
+        return dict
+    return lambda value: {key: inner(item) for key, item in value.items()}
+
+
+def _timestamp(value: Any) -> Any:
+    return clock.iso(value) if isinstance(value, int) else value

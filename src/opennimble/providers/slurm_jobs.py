@@ -127,13 +127,17 @@ class Slurm:
             raise base.TemporaryFailure(f"{argv[0]} --json printed no JSON object")
         return data
 
-    async def _run(self, program: str, *args: str, stdin: str = "") -> tuple[int, str, str]:
+    async def _run(
+        self, program: str, *args: str, stdin: str | None = None
+    ) -> tuple[int, str, str]:
         path = os.path.join(self._bin_dir, program) if self._bin_dir else program
         try:
             process = await asyncio.create_subprocess_exec(
                 path,
                 *args,
-                stdin=asyncio.subprocess.PIPE,
+                # no pipe for commands that read nothing: writing to one they never read
+                # fails once they exit (uvloop: "the handler is closed")
+                stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 env=self._env,
@@ -142,7 +146,7 @@ class Slurm:
             raise base.TemporaryFailure(f"cannot run {path}: {exc}") from exc
         try:
             async with asyncio.timeout(self._timeout):
-                out, err = await process.communicate(stdin.encode())
+                out, err = await process.communicate(None if stdin is None else stdin.encode())
         except TimeoutError:
             process.kill()
             await process.wait()

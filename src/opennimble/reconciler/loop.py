@@ -28,7 +28,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -242,23 +242,25 @@ class Reconciler:
 
     async def recover(self) -> None:
         """After a restart: drop our dead claims and clean up desktops nobody knows."""
+        known = await self.db.run(self._release_dead_claims)
+        reaped = await self.provider.reap(known)
+        if reaped:
+            log.warning("cleaned up %d desktops of unknown sessions: %s", len(reaped), reaped)
+        await self.check_desktops()
+
+    def _release_dead_claims(self) -> set[str]:
         with self.db.write() as conn:
             if self.db.is_sqlite:  # one reconciler per SQLite database: every claim was ours
                 sessions.release_all(conn)
                 sessions.adopt_all(conn, self.host_id)
             else:  # we hold the host's lock: the holders of its claims are dead
                 sessions.release_all(conn, self.host_id)
-            known = sessions.ids_not_deleted(conn, self.host_id)
-        reaped = await self.provider.reap(known)
-        if reaped:
-            log.warning("cleaned up %d desktops of unknown sessions: %s", len(reaped), reaped)
-        await self.check_desktops()
+            return sessions.ids_not_deleted(conn, self.host_id)
 
     async def check_desktops(self) -> None:
         """Make sure the desktops of this host's READY sessions still run (after a restart,
         and now and then): a lost one is started again."""
-        with self.db.read() as conn:
-            ready = sessions.in_states(conn, ("READY",), self.host_id)
+        ready = await self.db.run(self._ready_here)
         for row in ready:
             if row["session_id"] not in self._tasks:
                 try:
@@ -267,20 +269,24 @@ class Reconciler:
                     log.exception("checking the desktop of %s failed", row["session_id"])
         self._last_check = self.now()
 
+    def _ready_here(self) -> list[dict[str, Any]]:
+        with self.db.read() as conn:
+            return sessions.in_states(conn, ("READY",), self.host_id)
+
     async def tick(self) -> None:
         """One pass. Each step fails on its own (logged, tried again next pass): a bad row in
         the housekeeping must not stop heartbeats or claims."""
         now = self.now()
         self.last_tick = time.monotonic()
-        steps: list[tuple[str, Callable[[], object]]] = []
+        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = []
         if self._housekeeping_due or now - self._last_housekeeping >= self.interval_micros:
-            steps.append(("housekeeping", lambda: self._housekeeping(now)))
+            steps.append(("housekeeping", lambda: self.db.run(self._housekeeping, now)))
         if now - self._last_heartbeat >= self.lease // 4:
-            steps.append(("heartbeat", lambda: self._heartbeat(now)))
+            steps.append(("heartbeat", lambda: self.db.run(self._heartbeat, now)))
         steps.append(("claiming", lambda: self._claim_and_start(now)))
         for name, step in steps:
             try:
-                step()
+                await step()
             except Exception:
                 log.exception("reconciler %s failed; trying again", name)
         if now - self._last_check >= CHECK_DESKTOPS_EVERY:
@@ -312,14 +318,14 @@ class Reconciler:
             with self.db.write() as conn:
                 sessions.heartbeat(conn, list(self._tasks), self.owner, now + self.lease)
 
-    def _claim_and_start(self, now: int) -> None:
+    async def _claim_and_start(self, now: int) -> None:
         """Release the claims of finished work and start the work claimed instead."""
         room = self.max_concurrent - len(self._tasks)
         finished, self._finished = self._finished, []
         if room <= 0 and not finished:
             return
         try:
-            claimed = self._release_and_claim(now, finished, room)
+            claimed = await self.db.run(self._release_and_claim, now, finished, room)
         except Exception:
             self._finished += finished  # released at the next pass
             raise

@@ -16,12 +16,14 @@ Two databases are supported:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import hashlib
 import pathlib
+import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, ParamSpec, TypeVar
 
 import alembic.command
 import alembic.config
@@ -37,6 +39,13 @@ LISTEN_CHECK = 30.0
 # how long taking a host's lock waits for a holder that is going away
 LOCK_WAIT = 3.0
 POOL_SIZE = 10  # PostgreSQL connections a process keeps (and as many more at peaks)
+# threads that run store work for the event loop (Database.run): on PostgreSQL as many as the
+# pool keeps connections (each waits on the network); on SQLite one, which keeps its connection
+# (an embedded query costs microseconds: more threads would only contend for the GIL and the
+# write lock; measured in bench/README.md)
+POOL_THREADS = POOL_SIZE
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def normalize_url(url: str) -> str:
@@ -59,6 +68,55 @@ class Database:
         self.is_postgresql = backend == "postgresql"
         self.engine = self._create_engine()
         self._reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._threads: concurrent.futures.ThreadPoolExecutor | None = None
+        self._threads_lock = threading.Lock()
+        # SQLite's store thread keeps its connection (no pool checkout and reset per transaction)
+        self._kept = threading.local()
+
+    async def run(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``work`` (which opens its own transactions) off the event loop, in the
+        process's store threads, and return its result: no database call blocks the loop
+        (a lock wait, a slow query, a network round trip)."""
+        threads = self._threads or self._start_threads()
+        loop = asyncio.get_running_loop()
+        if kwargs:
+            return await loop.run_in_executor(threads, lambda: work(*args, **kwargs))
+        return await loop.run_in_executor(threads, work, *args)
+
+    def _start_threads(self) -> concurrent.futures.ThreadPoolExecutor:
+        with self._threads_lock:
+            if self._threads is None:
+                count = 1 if self.is_sqlite else POOL_THREADS
+                self._threads = concurrent.futures.ThreadPoolExecutor(
+                    count, "opennimble-store", initializer=self._store_thread
+                )
+            return self._threads
+
+    def _store_thread(self) -> None:
+        self._kept.keep = self.is_sqlite
+
+    def _close_kept(self) -> None:
+        conn = getattr(self._kept, "conn", None)
+        if conn is not None:
+            self._kept.conn = None
+            conn.close()
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sa.Connection]:
+        """A connection: on SQLite's store thread the one it keeps, otherwise from the pool."""
+        if not getattr(self._kept, "keep", False):
+            with self.engine.connect() as pooled:
+                yield pooled
+            return
+        kept: sa.Connection | None = getattr(self._kept, "conn", None)
+        if kept is None or kept.closed or kept.invalidated:
+            kept = self._kept.conn = self.engine.connect()
+        try:
+            yield kept
+        except BaseException:
+            if kept.invalidated:
+                self._close_kept()
+            raise
 
     def _create_engine(self) -> sa.Engine:
         if not self.is_sqlite:
@@ -86,16 +144,19 @@ class Database:
             with self._reader.connect() as conn:
                 yield conn
             return
-        with self.engine.connect() as conn, conn.begin():
+        with self._connect() as conn, conn.begin():
             yield conn
 
     @contextlib.contextmanager
     def write(self) -> Iterator[sa.Connection]:
         """A transaction for reading and writing; committed on success, rolled back on error."""
-        with self.engine.connect() as conn:
-            conn = conn.execution_options(opennimble_write=True)
-            with conn.begin():
-                yield conn
+        with self._connect() as conn:
+            conn.execution_options(opennimble_write=True)
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                conn.execution_options(opennimble_write=False)
 
     def upgrade(self) -> None:
         """Create or upgrade the schema to the newest migration.
@@ -129,6 +190,11 @@ class Database:
                 await conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key(lock),))
 
     def dispose(self) -> None:
+        if self._threads is not None:
+            if self.is_sqlite:  # its one thread closes the connection it keeps
+                self._threads.submit(self._close_kept).result()
+            self._threads.shutdown(wait=True)
+            self._threads = None
         self.engine.dispose()
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from opennimble.store import paging, schema
+from opennimble.store import generations, paging, schema
 
 Row = dict[str, Any]
 t = schema.members
@@ -14,6 +14,7 @@ t = schema.members
 
 def put(conn: sa.Connection, row: Row) -> None:
     """Add a member, or update the persona of an existing one."""
+    generations.bump(conn)
     key = (t.c.scope_id == row["scope_id"], t.c.principal_id == row["principal_id"])
     done = conn.execute(t.update().where(*key).values(persona=row["persona"])).rowcount
     if not done:
@@ -37,6 +38,7 @@ def scopes_of(conn: sa.Connection, principal_id: str) -> list[Row]:
 
 
 def delete(conn: sa.Connection, scope_id: str, principal_id: str) -> bool:
+    generations.bump(conn)
     query = t.delete().where(t.c.scope_id == scope_id, t.c.principal_id == principal_id)
     return conn.execute(query).rowcount == 1
 
@@ -48,10 +50,12 @@ def of_studio(conn: sa.Connection, studio_id: str) -> list[Row]:
 
 
 def forget_scope(conn: sa.Connection, scope_id: str) -> None:
+    generations.bump(conn)
     conn.execute(t.delete().where(t.c.scope_id == scope_id))
 
 
 def set_identity_store(conn: sa.Connection, scope_id: str, principal_id: str, value: str) -> None:
+    generations.bump(conn)
     query = (
         t.update()
         .where(t.c.scope_id == scope_id, t.c.principal_id == principal_id)

@@ -28,9 +28,11 @@ def fetch(
     where: list[sa.ColumnElement[bool]],
     after: Key | None,
     limit: int,
+    columns: list[sa.Column[Any]] | None = None,
     *,
     newest_first: bool = False,
 ) -> Page:
+    """A page of ``table``'s rows (``columns`` of them, or all) that match ``where``."""
     created, ident = table.c.created_at, table.c[id_column]
     conditions = list(where)
     if after is not None:
@@ -38,8 +40,25 @@ def fetch(
         seen = sa.tuple_(sa.literal(after[0]), sa.literal(after[1]))
         conditions.append(key < seen if newest_first else key > seen)
     order = (created.desc(), ident.desc()) if newest_first else (created, ident)
-    query = sa.select(table).where(*conditions).order_by(*order).limit(limit + 1)
+    selected = sa.select(*columns) if columns is not None else sa.select(table)
+    query = selected.where(*conditions).order_by(*order).limit(limit + 1)
     rows = [dict(r._mapping) for r in conn.execute(query)]
+    return cut(rows, id_column, limit)
+
+
+def after_bound(table: sa.Table, id_column: str) -> sa.ColumnElement[bool]:
+    """The keyset condition "after the key (``after_created``, ``after_id``)", as bind
+    parameters (for statements built once)."""
+    key = sa.tuple_(table.c.created_at, table.c[id_column])
+    bound = sa.tuple_(
+        sa.bindparam("after_created", type_=sa.BigInteger),
+        sa.bindparam("after_id", type_=sa.String),
+    )
+    return key > bound
+
+
+def cut(rows: list[dict[str, Any]], id_column: str, limit: int) -> Page:
+    """The page of ``rows`` (fetched with ``limit`` + 1, to know whether more follow)."""
     if len(rows) <= limit:
         return Page(rows, None)
     rows = rows[:limit]

@@ -6,10 +6,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from opennimble.store import paging, schema
+from opennimble.store import generations, paging, schema
 
 Row = dict[str, Any]
 t = schema.resources
+STUDIO = "studio"  # the kind of studios' rows
 
 
 def insert(conn: sa.Connection, row: Row) -> None:
@@ -61,11 +62,17 @@ def count_live(conn: sa.Connection, kind: str, studio_id: str) -> int:
 def update(
     conn: sa.Connection, resource_id: str, expected_state: str | None, **values: Any
 ) -> bool:
-    """Update a resource; with ``expected_state``, only if it is still in that state."""
+    """Update a resource; with ``expected_state``, only if it is still in that state.
+
+    A studio's change bumps the access generation: servers remember studios (see
+    :mod:`opennimble.store.generations`)."""
     query = t.update().where(t.c.resource_id == resource_id).values(**values)
     if expected_state is not None:
         query = query.where(t.c.state == expected_state)
-    return conn.execute(query).rowcount == 1
+    kinds = list(conn.execute(query.returning(t.c.kind)).scalars())
+    if STUDIO in kinds:
+        generations.bump(conn)
+    return len(kinds) == 1
 
 
 def in_state(conn: sa.Connection, state: str, limit: int = 100) -> list[Row]:

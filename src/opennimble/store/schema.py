@@ -28,6 +28,16 @@ meta = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
 )
 
+# Counters that servers read on every request to know whether what they remember is still
+# true. ``access``: bumped in the same transaction as every change to what the access rules read
+# (users, access keys, memberships, a studio's state and attributes), see store/generations.py.
+generations = sa.Table(
+    "generations",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
+
 users = sa.Table(
     "users",
     metadata,

@@ -7,20 +7,69 @@ host that runs its desktop (``host_id``), so that only that host's reconciler wo
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
 
-from opennimble.store import paging, schema
+from opennimble.store import hot, paging, schema
 
 Row = dict[str, Any]
 t = schema.sessions
 
+
+class SessionState(enum.StrEnum):
+    """A streaming session's state: the model's ``StreamingSessionState`` (a unit test holds
+    them equal). Members are strings: rows keep plain strings and compare equal to them."""
+
+    CREATE_IN_PROGRESS = "CREATE_IN_PROGRESS"
+    READY = "READY"
+    DELETE_IN_PROGRESS = "DELETE_IN_PROGRESS"
+    DELETED = "DELETED"
+    STOP_IN_PROGRESS = "STOP_IN_PROGRESS"
+    STOPPED = "STOPPED"
+    START_IN_PROGRESS = "START_IN_PROGRESS"
+    CREATE_FAILED = "CREATE_FAILED"
+    DELETE_FAILED = "DELETE_FAILED"
+    STOP_FAILED = "STOP_FAILED"
+    START_FAILED = "START_FAILED"
+
+
+S = SessionState
 # states in which the reconciler has something to do
-WORK_STATES = ("CREATE_IN_PROGRESS", "DELETE_IN_PROGRESS", "STOP_IN_PROGRESS", "START_IN_PROGRESS")
+WORK_STATES = (
+    S.CREATE_IN_PROGRESS.value,
+    S.DELETE_IN_PROGRESS.value,
+    S.STOP_IN_PROGRESS.value,
+    S.START_IN_PROGRESS.value,
+)
 # states in which a session's desktop occupies its host (counted against the host's capacity)
-HOLDING_STATES = (*WORK_STATES, "READY")
+HOLDING_STATES = (*WORK_STATES, S.READY.value)
+# the reconciler's bookkeeping: never shown by the API, so listings do not read (or decode) it
+BOOKKEEPING = frozenset(
+    {
+        "provider",
+        "provider_state",
+        "endpoint",
+        "work_started_at",
+        "attempts",
+        "next_attempt_at",
+        "claimed_by",
+        "claim_expires_at",
+        "host_id",
+        "deleted_at",
+    }
+)
+SHOWN = [c for c in t.c if c.name not in BOOKKEEPING]
+
+# the read path's statements (see store/hot.py)
+_by_id: sa.BindParameter[str] = sa.bindparam("session_id")
+_get = hot.Statement(sa.select(t).where(t.c.session_id == _by_id))
+_get_in = hot.Statement(
+    sa.select(t).where(t.c.session_id == _by_id, t.c.studio_id == sa.bindparam("studio_id"))
+)
+_pages: dict[tuple[bool, bool, bool], hot.Statement] = {}
 
 
 def insert(conn: sa.Connection, row: Row) -> None:
@@ -28,11 +77,9 @@ def insert(conn: sa.Connection, row: Row) -> None:
 
 
 def get(conn: sa.Connection, session_id: str, studio_id: str | None = None) -> Row | None:
-    query = sa.select(t).where(t.c.session_id == session_id)
-    if studio_id is not None:
-        query = query.where(t.c.studio_id == studio_id)
-    row = conn.execute(query).first()
-    return dict(row._mapping) if row else None
+    if studio_id is None:
+        return _get.first(conn, session_id=session_id)
+    return _get_in.first(conn, session_id=session_id, studio_id=studio_id)
 
 
 def page(
@@ -48,6 +95,19 @@ def page(
     launch_profile_id: str | None = None,
     newest_first: bool = False,
 ) -> paging.Page:
+    """A page of the sessions (the columns the API shows: :data:`SHOWN`) that match. The API's
+    listings (oldest first, no state or launch profile filter) use statements built once."""
+    plain = states is None and launch_profile_id is None and not newest_first
+    if session_ids is None and plain:
+        statement = _page_statement(owned_by is not None, created_by is not None, after is not None)
+        params: dict[str, Any] = {
+            "studio_id": studio_id,
+            "owned_by": owned_by,
+            "created_by": created_by,
+        }
+        if after is not None:
+            params.update(after_created=after[0], after_id=after[1])
+        return paging.cut(statement.rows(conn, **params, limit=limit + 1), "session_id", limit)
     where = [t.c.studio_id == studio_id]
     if owned_by is not None:
         where.append(t.c.owned_by == owned_by)
@@ -59,7 +119,31 @@ def page(
         where.append(t.c.state.in_(list(states)))
     if launch_profile_id is not None:
         where.append(t.c.launch_profile_id == launch_profile_id)
-    return paging.fetch(conn, t, "session_id", where, after, limit, newest_first=newest_first)
+    return paging.fetch(
+        conn, t, "session_id", where, after, limit, SHOWN, newest_first=newest_first
+    )
+
+
+def _page_statement(owned: bool, created: bool, after: bool) -> hot.Statement:
+    """The page query of one combination of filters, built once."""
+    key = (owned, created, after)
+    found = _pages.get(key)
+    if found is None:
+        where = [t.c.studio_id == sa.bindparam("studio_id")]
+        if owned:
+            where.append(t.c.owned_by == sa.bindparam("owned_by"))
+        if created:
+            where.append(t.c.created_by == sa.bindparam("created_by"))
+        if after:
+            where.append(paging.after_bound(t, "session_id"))
+        query = (
+            sa.select(*SHOWN)
+            .where(*where)
+            .order_by(t.c.created_at, t.c.session_id)
+            .limit(sa.bindparam("limit", type_=sa.Integer))
+        )
+        found = _pages[key] = hot.Statement(query)
+    return found
 
 
 def transition(

@@ -6,7 +6,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from opennimble.store import schema
+from opennimble.store import generations, schema
 
 Row = dict[str, Any]
 
@@ -62,6 +62,7 @@ def set_meta_default(conn: sa.Connection, key: str, value: str) -> str:
 
 def delete_user(conn: sa.Connection, user_id: str) -> int:
     """Delete a user and their access keys; return how many keys went."""
+    generations.bump(conn)
     keys = conn.execute(
         schema.access_keys.delete().where(schema.access_keys.c.user_id == user_id)
     ).rowcount
@@ -96,6 +97,7 @@ def list_keys(conn: sa.Connection, user_id: str | None = None) -> list[Row]:
 
 
 def set_disabled(conn: sa.Connection, user_id: str, disabled: bool) -> None:
+    generations.bump(conn)
     conn.execute(
         schema.users.update().where(schema.users.c.user_id == user_id).values(disabled=disabled)
     )
@@ -103,6 +105,7 @@ def set_disabled(conn: sa.Connection, user_id: str, disabled: bool) -> None:
 
 def delete_key(conn: sa.Connection, access_key_id: str) -> Row | None:
     """Delete one access key; the deleted key's row (without its secret), or None."""
+    generations.bump(conn)
     k = schema.access_keys
     row = conn.execute(
         k.delete()

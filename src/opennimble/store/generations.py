@@ -1,0 +1,32 @@
+"""Generation counters: a cheap "has anything I remember changed?" for every server at once.
+
+``access`` is bumped in the same transaction as every change to what the access rules read:
+users (deleted, disabled), access keys (deleted), memberships, studios (state, attributes).
+A server that read the counter at the start of a transaction knows that what it remembered
+under the same value is still what the database says; any change commits a new value, which
+every server's next transaction reads (no time window, no message to miss).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from opennimble.store import hot, schema
+
+ACCESS = "access"
+t = schema.generations
+
+_read = hot.Statement(sa.select(t.c.value).where(t.c.name == sa.bindparam("name")))
+
+
+def read(conn: sa.Connection, name: str = ACCESS) -> int:
+    value = _read.scalar(conn, name=name)
+    return int(value) if value is not None else 0
+
+
+def bump(conn: sa.Connection, name: str = ACCESS) -> None:
+    """Make every server forget what it remembers under ``name`` once this transaction
+    commits (the row is made if a database created before the counter lacks it)."""
+    done = conn.execute(t.update().where(t.c.name == name).values(value=t.c.value + 1)).rowcount
+    if not done:
+        conn.execute(t.insert().values(name=name, value=2))

@@ -1,0 +1,92 @@
+"""What a server remembers of users, access keys, memberships and studios holds only until they
+change: a change made through one server, or with the CLI, holds on every server for the very
+next request (no time window). On PostgreSQL two API servers share the database and a worker
+reconciles; on SQLite one server and the CLI (another process) share it."""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.support import databases, expect
+from tests.support import world as worlds
+from tests.support.cluster import Cluster
+from tests.support.server import Server, User, cli
+
+
+@pytest.fixture
+def servers(tmp_path: pathlib.Path) -> Iterator[list[Server]]:
+    if databases.postgresql():
+        cluster = Cluster.make(tmp_path, servers=2, workers=1)
+        cluster.start()
+        try:
+            yield cluster.servers
+        finally:
+            cluster.stop()
+    else:
+        srv = Server(tmp_path / "data")
+        srv.start()
+        try:
+            yield [srv]
+        finally:
+            srv.stop()
+
+
+def as_on(user: User, server: Server) -> Any:
+    """``user``'s client of ``server`` (the user was made through another server)."""
+    return User(
+        user.name,
+        user.user_id,
+        user.identity_store_id,
+        user.access_key_id,
+        user.secret_access_key,
+        server,
+    ).client()
+
+
+def test_changes_hold_on_every_server_at_once(servers: list[Server]) -> None:
+    a, b = servers[0], servers[-1]
+    operator, admin, artist = a.user("operator", operator=True), a.user("admin"), a.user("artist")
+    studio = worlds.create_studio(operator, admin, [artist])
+    sid, lp = studio.studio_id, studio.launch_profile_id
+    on_a, on_b, op = as_on(artist, a), as_on(artist, b), operator.client()
+
+    def lists(client: Any, **params: Any) -> Any:
+        return client.list_streaming_sessions(studioId=sid, **params)["sessions"]
+
+    for client in (on_a, on_b, on_b):  # both servers remember the artist's standing
+        assert lists(client) == []
+        assert client.get_launch_profile(studioId=sid, launchProfileId=lp)["launchProfile"]
+    with pytest.raises(on_b.exceptions.AccessDeniedException):
+        lists(on_b, ownedBy=admin.user_id)  # not an administrator (remembered too)
+
+    # a membership removed through server A: refused by server B at once
+    op.delete_launch_profile_member(studioId=sid, launchProfileId=lp, principalId=artist.user_id)
+    expect.error(lambda: lists(on_b), "AccessDeniedException", artist.user_id)
+    # ... and given back, as an ADMINISTRATOR of the studio: allowed at once
+    op.put_studio_members(
+        studioId=sid,
+        identityStoreId=admin.identity_store_id,
+        members=[{"principalId": artist.user_id, "persona": "ADMINISTRATOR"}],
+    )
+    assert lists(on_b, ownedBy=admin.user_id) == []
+
+    # the user disabled with the CLI (another process): refused at once, and enabled again
+    cli(a.data_dir, "users", "disable", artist.user_id, env=a.env)
+    expect.error(lambda: lists(on_b), "UnrecognizedClientException", "disabled")
+    cli(a.data_dir, "users", "enable", artist.user_id, env=a.env)
+    assert lists(on_b) == []
+
+    # the access key revoked: refused at once
+    cli(a.data_dir, "keys", "delete", artist.access_key_id, env=a.env)
+    expect.error(lambda: lists(on_b), "UnrecognizedClientException", artist.user_id)
+
+    # the studio changed through server A: server B shows the change at once
+    on_b_admin = as_on(admin, b)
+    assert on_b_admin.get_studio(studioId=sid)["studio"]["state"] == "READY"
+    admin.client().update_studio(studioId=sid, displayName="renamed")
+    studio_on_b = on_b_admin.get_studio(studioId=sid)["studio"]
+    assert studio_on_b["displayName"] == "renamed"
