@@ -63,7 +63,11 @@ def rounds(servers: list[support.Server], requests: list[Any], seconds: float) -
     )
 
 
-def gets(made: common.Installation, servers: list[support.Server], seconds: float) -> float:
+def get_requests(
+    made: common.Installation, servers: list[support.Server], count: int = 400
+) -> list[tuple[str, str, dict[str, str], bytes]]:
+    """``count`` signed GetStreamingSession requests per server, of a new session of the
+    artist's."""
     assert made.world is not None
     artist = made.world.artist
     client = artist.client()
@@ -73,8 +77,22 @@ def gets(made: common.Installation, servers: list[support.Server], seconds: floa
     template, _ = api_latency.capture(
         client, "GetStreamingSession", studioId=made.studio_id, sessionId=session["sessionId"]
     )
-    requests = [r for srv in servers for r in signed_for(template, artist, srv, 400)]
-    return rounds(servers, requests, seconds)
+    return [r for srv in servers for r in signed_for(template, artist, srv, count)]
+
+
+def create_requests(
+    made: common.Installation, servers: list[support.Server], count: int
+) -> list[tuple[str, str, dict[str, str], bytes]]:
+    """``count`` CreateStreamingSession requests per server, each with its own client token."""
+    assert made.world is not None
+    artist = made.world.artist
+    params = {"studioId": made.studio_id, "launchProfileId": made.world.studio.launch_profile_id}
+    template, _ = api_latency.capture(artist.client(), "CreateStreamingSession", **params)
+    return [r for srv in servers for r in unique_creates(template, artist, srv, count)]
+
+
+def gets(made: common.Installation, servers: list[support.Server], seconds: float) -> float:
+    return rounds(servers, get_requests(made, servers), seconds)
 
 
 def creates(
@@ -82,13 +100,7 @@ def creates(
 ) -> tuple[float, float]:
     """(answers/s, sessions created/s): once the unique requests run out, wrk replays them and
     the answers are idempotent replays, so the sessions created are counted in the database."""
-    assert made.world is not None
-    artist = made.world.artist
-    params = {"studioId": made.studio_id, "launchProfileId": made.world.studio.launch_profile_id}
-    template, _ = api_latency.capture(artist.client(), "CreateStreamingSession", **params)
-    requests = [
-        r for srv in servers for r in unique_creates(template, artist, srv, CREATES_PER_SERVER)
-    ]
+    requests = create_requests(made, servers, CREATES_PER_SERVER)
     before, started = made.count(), time.monotonic()
     runs = common.replay(
         servers, requests, seconds=seconds, connections=max(1, CONNECTIONS // len(servers))

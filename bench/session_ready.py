@@ -194,8 +194,8 @@ def served(env: dict[str, str], room: int) -> Iterator[worlds.World]:
     base = pathlib.Path(tempfile.mkdtemp(prefix="opennimble-bench-"))
     base.chmod(0o711)
     env = {
-        "OPENNIMBLE_MAX_DESKTOPS": str(room),
-        "OPENNIMBLE_MAX_DESKTOPS_PER_OWNER": str(room),
+        "OPENNIMBLE_PROVIDERS__LOCAL__MAX_DESKTOPS": str(room),
+        "OPENNIMBLE_PROVIDERS__LOCAL__MAX_DESKTOPS_PER_OWNER": str(room),
         "OPENNIMBLE_MAX_SESSIONS_PER_OWNER": str(room),
         "OPENNIMBLE_MAX_CONCURRENT_PROVISIONS": "16",
         "OPENNIMBLE_LOG_LEVEL": "warning",

@@ -14,7 +14,17 @@ import click
 import uvicorn
 
 import opennimble
-from opennimble import admin, config, connections, demo, installation, logs, server, upkeep
+from opennimble import (
+    admin,
+    config,
+    connections,
+    demo,
+    installation,
+    logs,
+    server,
+    upkeep,
+    webhooks_cli,
+)
 from opennimble.api import coverage
 from opennimble.protocol import model
 from opennimble.providers import base as provider_base
@@ -66,7 +76,12 @@ def serve(config_file: str | None, with_demo: bool, **flags: Any) -> None:
     db = admin.open_installation(settings, create=True)
     try:
         app = server.Root(settings, db)
-    except (crypto.KeyMismatch, LookupError, provider_base.ProviderFailure) as exc:
+    except (
+        crypto.KeyMismatch,
+        LookupError,
+        provider_base.ProviderFailure,
+        config.Invalid,  # the provider's own settings ([providers.NAME])
+    ) as exc:
         raise click.ClickException(str(exc)) from None
     if with_demo:
         demo.bootstrap(settings, app.api)
@@ -87,6 +102,8 @@ def serve(config_file: str | None, with_demo: bool, **flags: Any) -> None:
             http=connections.BoundedProtocol.bounded(limits),
             timeout_keep_alive=settings.keep_alive_timeout,
             log_level="warning",
+            proxy_headers=bool(settings.forwarded_allow_ips),
+            forwarded_allow_ips=settings.forwarded_allow_ips or None,
             log_config=None,  # uvicorn's own lines go through opennimble's format too
             access_log=False,
             lifespan="on",
@@ -107,7 +124,8 @@ def serve(config_file: str | None, with_demo: bool, **flags: Any) -> None:
 @click.option(
     "--advertise-host",
     default=None,
-    help="The address API servers reach this host's desktops at [OPENNIMBLE_ADVERTISE_HOST].",
+    help="The address API servers reach this host's desktops at (the local provider's "
+    "advertise_host) [OPENNIMBLE_PROVIDERS__LOCAL__ADVERTISE_HOST].",
 )
 def worker(config_file: str | None, **flags: Any) -> None:
     """Run a reconciler only: this machine is a workstation host of a PostgreSQL installation.
@@ -115,7 +133,12 @@ def worker(config_file: str | None, **flags: Any) -> None:
     It claims new sessions while it has capacity (max_desktops), runs their desktops, and
     drives the sessions bound to it. Stops on SIGTERM or SIGINT; desktops keep running.
     """
+    advertise_host = flags.pop("advertise_host", None)
     settings = settings_from(config_file, **flags)
+    if advertise_host is not None:  # a key of the provider's table
+        tables = {name: dict(table) for name, table in settings.providers.items()}
+        tables.setdefault(settings.provider, {})["advertise_host"] = advertise_host
+        settings = settings.model_copy(update={"providers": tables})
     _log_setup(settings)
     if database.is_sqlite(settings.resolved_database_url):
         raise click.UsageError(
@@ -132,11 +155,12 @@ def worker(config_file: str | None, **flags: Any) -> None:
         crypto.KeyMismatch,
         installation.Problem,
         provider_base.ProviderFailure,
+        config.Invalid,
     ) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(
-        f"opennimble worker for host {settings.resolved_host_id} (desktops at "
-        f"{settings.resolved_advertise_host}, at most {settings.max_desktops}); "
+        f"opennimble worker for host {settings.resolved_host_id} ({settings.provider} "
+        f"provider, at most {reconciler.capacity} desktops); "
         f"database: {db.engine.url!r}",
         err=True,
     )
@@ -173,6 +197,7 @@ main.add_command(admin.sessions_group, "sessions")
 main.add_command(upkeep.audit_command, "audit")
 main.add_command(upkeep.backup_command, "backup")
 main.add_command(upkeep.restore_command, "restore")
+main.add_command(webhooks_cli.webhooks_group, "webhooks")
 
 
 @main.command()

@@ -6,7 +6,9 @@ variables, a TOML file named by ``OPENNIMBLE_CONFIG`` (or ``--config``), and the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import pathlib
 import re
@@ -108,26 +110,15 @@ class Settings(pydantic_settings.BaseSettings):
     account_id: str = pydantic.Field(default="000000000000", pattern=r"^\d{12}$")
     public_url: str = ""
     provider: str = "local"
-    # each provider's own settings, checked by that provider: [providers.NAME] tables
+    # each provider's own settings, checked by that provider: [providers.NAME] tables (as
+    # environment variables OPENNIMBLE_PROVIDERS__NAME__KEY, or all of them as JSON in
+    # OPENNIMBLE_PROVIDERS)
     providers: dict[str, dict[str, Any]] = {}
-    xvnc: str = "Xvnc"
     # the in-browser VNC client of stream pages: a directory with noVNC's core/ and vendor/
     # (default: node_modules/@novnc/novnc of the source tree, installed by `make setup`)
     novnc_dir: pathlib.Path | None = None
-    desktop_geometry: str = pydantic.Field(default="1280x800", pattern=r"^\d+x\d+$")
-    desktop_ready_timeout: float = pydantic.Field(default=60.0, gt=0)
     reconcile_interval: float = pydantic.Field(default=1.0, gt=0)
     max_concurrent_provisions: int = pydantic.Field(default=8, ge=1)
-    # desktops this host runs at most at once (the local provider's capacity)
-    max_desktops: int = pydantic.Field(default=16, ge=1)
-    # desktops one owner (a user, in any studio) runs at once on this host
-    max_desktops_per_owner: int = pydantic.Field(default=4, ge=1)
-    # a desktop's CPU and memory limits: its ec2InstanceType's EC2 figures times this factor
-    desktop_resource_scale: float = pydantic.Field(default=1.0, gt=0, le=64)
-    # processes (and threads) one desktop may have at once
-    desktop_max_processes: int = pydantic.Field(default=1024, ge=16)
-    # the local provider's desktop recipes: ec2ImageId (or "default") -> what runs in the display
-    desktop_recipes: dict[str, DesktopRecipe] = {}
     page_size: int = pydantic.Field(default=100, ge=1, le=100)
     # scale-out: several servers and workers on one PostgreSQL database
     # the installation key (Fernet); every server of one database must use the same key
@@ -136,23 +127,15 @@ class Settings(pydantic_settings.BaseSettings):
     reconciler: bool = True
     # the workstation host this process drives desktops on (default: the machine's hostname)
     host_id: str = pydantic.Field(default="", pattern=r"^[A-Za-z0-9_.:-]{0,100}$")
-    # where this host's desktops listen, and the address API servers use to reach them
-    desktop_interface: str = "127.0.0.1"
-    advertise_host: str = ""
-    # what desktop accounts reach, kept out of the (private) data dir: the desktops' runtime
-    # files and, unless homes_dir says otherwise, the owners' homes (default:
-    # /var/lib/opennimble/<hash of the data dir>); other users must be able to search every
-    # directory above it
-    desktops_dir: pathlib.Path | None = None
-    # the owners' homes (default: DESKTOPS_DIR/homes); hosts may share one (e.g. over NFS)
-    homes_dir: pathlib.Path | None = None
-    # the local provider's session backups (default: DATA_DIR/backups), private to the server
-    backups_dir: pathlib.Path | None = None
     # seconds a reconciler's claim on a session lives without a heartbeat
     claim_timeout: float = pydantic.Field(default=30.0, ge=1)
     log_level: str = "info"
     # one line per event: plain text, or one JSON document a line
     log_format: str = pydantic.Field(default="text", pattern=r"^(text|json)$")
+    # addresses of reverse proxies whose X-Forwarded-For / -Proto are believed (comma-separated
+    # IPs or networks, "*" for any); none by default: anyone who reaches the port (desktop
+    # accounts on this host too) could otherwise name any client address in logs and audit
+    forwarded_allow_ips: str = ""
     # Prometheus metrics: counted per request and served at /metrics (false: neither)
     metrics: bool = True
     # the audit trail: record state-changing requests and stream opens; days entries are kept
@@ -176,6 +159,22 @@ class Settings(pydantic_settings.BaseSettings):
     max_header_bytes: int = pydantic.Field(default=65536, ge=1024)
     # the EULA catalogue: eulaId -> name, content or file, images that require it
     eulas: dict[str, EulaSetting] = {}
+    # Deprecated: the desktop providers' settings before they had tables of their own. Each
+    # still fills its key in [providers.local] (and the desktop keys of [providers.slurm]),
+    # with a warning in the log naming that key (providers/local_settings.py).
+    xvnc: str | None = None
+    desktop_geometry: str | None = None
+    desktop_ready_timeout: float | None = None
+    max_desktops: int | None = None
+    max_desktops_per_owner: int | None = None
+    desktop_resource_scale: float | None = None
+    desktop_max_processes: int | None = None
+    desktop_recipes: dict[str, DesktopRecipe] | None = None
+    desktop_interface: str | None = None
+    advertise_host: str | None = None
+    desktops_dir: pathlib.Path | None = None
+    homes_dir: pathlib.Path | None = None
+    backups_dir: pathlib.Path | None = None
 
     @pydantic.field_validator("log_level")
     @classmethod
@@ -183,14 +182,6 @@ class Settings(pydantic_settings.BaseSettings):
         if value.lower() not in LOG_LEVELS:
             raise ValueError(f"{value!r} is not a log level: one of {', '.join(LOG_LEVELS)}")
         return value.lower()
-
-    @pydantic.field_validator("desktop_recipes")
-    @classmethod
-    def _recipe_ids(cls, value: dict[str, DesktopRecipe]) -> dict[str, DesktopRecipe]:
-        for image_id in value:
-            if image_id != "default" and not EC2_IMAGE_ID.fullmatch(image_id):
-                raise ValueError(f"desktop recipe {image_id!r}: not an ec2ImageId (ami-...)")
-        return value
 
     @pydantic.field_validator("eulas")
     @classmethod
@@ -221,15 +212,7 @@ class Settings(pydantic_settings.BaseSettings):
 
     @property
     def resolved_host_id(self) -> str:
-        return self.host_id or socket.gethostname()
-
-    @property
-    def resolved_advertise_host(self) -> str:
-        """The address of this host's desktops for API servers (their stream gateways)."""
-        if self.advertise_host:
-            return self.advertise_host
-        wildcard = self.desktop_interface in ("0.0.0.0", "::", "")
-        return socket.gethostname() if wildcard else self.desktop_interface
+        return self.host_id or hostname()
 
     @property
     def resolved_novnc_dir(self) -> pathlib.Path:
@@ -246,20 +229,13 @@ class Settings(pydantic_settings.BaseSettings):
         found = [path for path in candidates if (path / "core" / "rfb.js").is_file()]
         return (found or candidates[1:])[0]
 
-    @property
-    def resolved_desktops_dir(self) -> pathlib.Path:
-        return self.desktops_dir or default_desktops_dir(self.data_dir)
-
-    @property
-    def runtime_dir(self) -> pathlib.Path:
-        return self.resolved_desktops_dir / "desktops"
-
-    @property
-    def resolved_homes_dir(self) -> pathlib.Path:
-        return self.homes_dir or self.resolved_desktops_dir / "homes"
-
 
 DESKTOPS_ROOT = pathlib.Path("/var/lib/opennimble")
+PROVIDER_ENV = re.compile(r"OPENNIMBLE_PROVIDERS__([A-Za-z0-9_-]+?)__([A-Za-z0-9_]+)")
+
+
+def hostname() -> str:
+    return socket.gethostname()
 
 
 def default_desktops_dir(data_dir: pathlib.Path) -> pathlib.Path:
@@ -285,10 +261,34 @@ def load(config_file: str | None = None, **overrides: Any) -> Settings:
     env_set = {name for name in Settings.model_fields if f"OPENNIMBLE_{name.upper()}" in os.environ}
     values = {k: v for k, v in values.items() if k not in env_set}
     values.update({k: v for k, v in overrides.items() if v is not None})
+    given = values.get("providers", {})
+    if "providers" in env_set:  # all the tables as JSON; the keys of their own go on top
+        with contextlib.suppress(ValueError):
+            given = json.loads(os.environ["OPENNIMBLE_PROVIDERS"])
+    if isinstance(given, dict) and all(isinstance(table, dict) for table in given.values()):
+        tables = _provider_environment({name: dict(table) for name, table in given.items()})
+        if tables:
+            values["providers"] = tables
     try:
         return Settings(**values)
     except pydantic.ValidationError as exc:
         raise Invalid("\n".join(_problem(error, path) for error in exc.errors())) from None
+
+
+def _provider_environment(tables: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``tables`` with the keys that ``OPENNIMBLE_PROVIDERS__NAME__KEY`` variables set (a value
+    that is JSON is read as JSON: numbers, lists, tables; any other is a string)."""
+    for variable, text in os.environ.items():
+        found = PROVIDER_ENV.fullmatch(variable)
+        if found is None:
+            continue
+        name, key = found.group(1).lower(), found.group(2).lower()
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        tables.setdefault(name, {})[key] = value
+    return tables
 
 
 def _read_file(path: str) -> dict[str, Any]:

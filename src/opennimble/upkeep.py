@@ -140,7 +140,9 @@ def _kind(settings: config.Settings) -> str:
 
 
 def _session_backups_dir(settings: config.Settings) -> pathlib.Path:
-    return settings.backups_dir or settings.data_dir / "backups"
+    """The provider's ``backups_dir`` ([providers.NAME], or the old top-level key)."""
+    given = settings.providers.get(settings.provider, {}).get("backups_dir")
+    return pathlib.Path(given) if given else settings.backups_dir or settings.data_dir / "backups"
 
 
 @click.command("backup")

@@ -20,7 +20,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[worlds.World]:
     running."""
     data_dir: pathlib.Path = tmp_path_factory.mktemp("acceptance") / "data"
     # modules run many sessions of one artist at once: the per-owner cap is tested on its own
-    env = {"OPENNIMBLE_PAGE_SIZE": "3", "OPENNIMBLE_MAX_DESKTOPS_PER_OWNER": "16"}
+    env = {"OPENNIMBLE_PAGE_SIZE": "3", "OPENNIMBLE_PROVIDERS__LOCAL__MAX_DESKTOPS_PER_OWNER": "16"}
     with slurm.chosen_provider() as provider:
         server = support.Server(data_dir, env={**env, **provider})
         with worlds.served(server) as built:

@@ -6,7 +6,6 @@ that the retention's pruning is seen without waiting 90 days.
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import re
@@ -25,7 +24,7 @@ import requests
 from tests.support import databases, expect
 from tests.support import world as worlds
 from tests.support.clocked import ControlledClock
-from tests.support.server import FAST
+from tests.support.server import FAST, cli_lines
 
 pytestmark = pytest.mark.xvnc
 
@@ -44,15 +43,7 @@ def world(
 
 def audit(world: worlds.World, *args: str) -> list[dict[str, Any]]:
     """``opennimble audit ARGS`` of the world's installation: its JSON lines."""
-    data_dir = world.server.data_dir.resolve()
-    out = subprocess.run(
-        [sys.executable, "-m", "opennimble", "audit", *args, "--data-dir", str(data_dir)],
-        check=True,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **databases.env_for(data_dir), **world.server.env},
-    )
-    return [json.loads(line) for line in out.stdout.splitlines()]
+    return cli_lines(world.server.data_dir, "audit", *args, env=world.server.env)
 
 
 def eventually(read: Callable[[], list[dict[str, Any]]], timeout: float = 10) -> list[Any]:

@@ -21,7 +21,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[worlds.World]:
     """A server that runs one desktop at most. (On PostgreSQL a new session waits a claim
     timeout for another host with room before it is refused: a short one here.)"""
     data_dir = tmp_path_factory.mktemp("capacity") / "data"
-    env = {"OPENNIMBLE_MAX_DESKTOPS": "1", "OPENNIMBLE_CLAIM_TIMEOUT": "3"}
+    env = {"OPENNIMBLE_PROVIDERS__LOCAL__MAX_DESKTOPS": "1", "OPENNIMBLE_CLAIM_TIMEOUT": "3"}
     with worlds.running_world(data_dir, env) as built:
         yield built
 

@@ -33,7 +33,7 @@ def cluster(
         "OPENNIMBLE_CLAIM_TIMEOUT": "2",
         "OPENNIMBLE_PAGE_SIZE": "3",
         "OPENNIMBLE_MAX_SESSIONS_PER_OWNER": "100",
-        "OPENNIMBLE_DESKTOP_GEOMETRY": "640x480",
+        "OPENNIMBLE_PROVIDERS__LOCAL__GEOMETRY": "640x480",
     }
     made = clusters.Cluster.make(root, servers=3, workers=2, env=env)
     try:

@@ -36,7 +36,7 @@ RECIPES = {
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[worlds.World]:
     """A server whose image ami-00abc has a desktop recipe."""
     data_dir = tmp_path_factory.mktemp("isolation") / "data"
-    env = {"OPENNIMBLE_DESKTOP_RECIPES": json.dumps(RECIPES)}
+    env = {"OPENNIMBLE_PROVIDERS__LOCAL__RECIPES": json.dumps(RECIPES)}
     with worlds.running_world(data_dir, env) as built:
         yield built
 

@@ -17,7 +17,10 @@ pytestmark = pytest.mark.xvnc
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[worlds.World]:
     data_dir = tmp_path_factory.mktemp("owner-capacity") / "data"
-    env = {"OPENNIMBLE_MAX_DESKTOPS_PER_OWNER": "1", "OPENNIMBLE_CLAIM_TIMEOUT": "3"}
+    env = {
+        "OPENNIMBLE_PROVIDERS__LOCAL__MAX_DESKTOPS_PER_OWNER": "1",
+        "OPENNIMBLE_CLAIM_TIMEOUT": "3",
+    }
     with worlds.running_world(data_dir, env) as built:
         yield built
 

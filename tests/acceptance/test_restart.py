@@ -23,7 +23,10 @@ pytestmark = pytest.mark.xvnc
 @pytest.fixture
 def fresh(tmp_path: pathlib.Path) -> Iterator[worlds.World]:
     # about durability, not capacity: room for all the desktops a burst of creates asks for
-    room = {"OPENNIMBLE_MAX_DESKTOPS": "64", "OPENNIMBLE_MAX_DESKTOPS_PER_OWNER": "64"}
+    room = {
+        "OPENNIMBLE_PROVIDERS__LOCAL__MAX_DESKTOPS": "64",
+        "OPENNIMBLE_PROVIDERS__LOCAL__MAX_DESKTOPS_PER_OWNER": "64",
+    }
     srv = support.Server(tmp_path / "data", env=room)
     srv.start()
     try:

@@ -43,7 +43,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[worlds.World]:
     data_dir: pathlib.Path = tmp_path_factory.mktemp("fuzz") / "data"
     srv = support.Server(
         data_dir,
-        env={"OPENNIMBLE_XVNC": "/nonexistent/Xvnc", "OPENNIMBLE_MAX_SESSIONS_PER_OWNER": "3"},
+        env={
+            "OPENNIMBLE_PROVIDERS__LOCAL__XVNC": "/nonexistent/Xvnc",
+            "OPENNIMBLE_MAX_SESSIONS_PER_OWNER": "3",
+        },
     )
     with worlds.served(srv) as built:
         yield built

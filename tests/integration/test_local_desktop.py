@@ -383,7 +383,7 @@ def test_a_data_directory_closed_to_other_users_is_refused(data_dir: pathlib.Pat
     assert failure.value.message == (
         f"desktop accounts cannot reach {closed}/data/desktops: {closed} does not let other "
         f"users search it (mode 0700); allow it with chmod o+x {closed} or set desktops_dir "
-        "(and homes_dir) to a directory other users can reach"
+        "(and homes_dir) in [providers.local] to a directory other users can reach"
     )
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,14 +19,6 @@ from tests.support import rows
 
 pytestmark = pytest.mark.postgresql
 SECOND = clock.SECOND
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[database.Database]:
-    handle = database.Database(database_url)
-    handle.upgrade()
-    yield handle
-    handle.dispose()
 
 
 def insert(db: database.Database, count: int, **values: Any) -> list[str]:

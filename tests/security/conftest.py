@@ -24,6 +24,8 @@ from tests.support import world as worlds
 from tests.support.server import FAST
 
 B_SECRET = "b-private-work"
+# desktops of the scene may write files of 64 MiB at most (tests/security/test_needs_isolation)
+FILE_SIZE_LIMIT = {"OPENNIMBLE_PROVIDERS__LOCAL__MAX_FILE_SIZE": "64"}
 B_SCRIPT = ("USER_INITIALIZATION", 'echo "b-init $GREETING"\n')
 
 
@@ -88,7 +90,7 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
     if os.geteuid() != 0:
         pytest.skip("per-owner accounts need root")
     data_dir = tmp_path_factory.mktemp("security") / "data"
-    with worlds.running_world(data_dir, {}) as world:
+    with worlds.running_world(data_dir, FILE_SIZE_LIMIT) as world:
         component = desktops.component(world.studio.admin, world.studio, "licence", B_SCRIPT)
         profile = desktops.create_launch_profile(
             world.studio.admin,

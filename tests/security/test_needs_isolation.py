@@ -1,11 +1,8 @@
-"""Attacks from inside a desktop that only the desktop isolation of the cluster work stops:
-each desktop in a cgroup of its own (a pids limit, everything killed when the session ends),
-private X sockets per desktop, resource limits, and a data directory that is private from the
-start (umask 077).
-
-Those attempts still marked ``needs_isolation`` are expected to FAIL until that part of the
-work is merged (the marker selects or deselects them); each says what it tries and why it must
-fail.
+"""Attacks from inside a desktop that the desktop isolation stops: each desktop in a cgroup
+of its own (a pids limit, everything killed when the session ends), an X socket directory of
+its own (no squatting of display names), a file size limit, and a data directory that is
+private from the start (umask 077). Every attempt fails; each says what it tries and why it
+must fail. tests/slurm/test_slurm_security.py makes those that apply to a Slurm job there.
 """
 
 from __future__ import annotations
@@ -18,10 +15,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from opennimble.providers import local_process
+from opennimble.providers import local_confine, local_process
 from tests.security.conftest import Scene, ready
 from tests.support import desktops
 from tests.support.server import FAST, Server
+
+LIMIT = 64 * 1024 * 1024  # desktop_max_file_size of the scene's server (conftest), in bytes
 
 pytestmark = [pytest.mark.xvnc, pytest.mark.security]
 
@@ -101,31 +100,46 @@ def test_a_cannot_fill_the_process_table(scene: Scene) -> None:
     assert limit != "max", "A's desktop may create processes until the host has none left"
 
 
-@pytest.mark.needs_isolation
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: no per-desktop file size limit or disk quota yet (issue 12, 'fill the disk')",
-)
 def test_a_cannot_fill_the_disk_for_everyone(scene: Scene) -> None:
     """A file written without end in A's desktop must stop at a limit of the desktop (a file
-    size limit or a quota), not at a full disk for every artist and the database."""
+    size limit, soft and hard, so A cannot raise it), not at a full disk for every artist and
+    the database."""
     limits = pathlib.Path(f"/proc/{a_process(scene)}/limits").read_text()
     (line,) = [entry for entry in limits.splitlines() if entry.startswith("Max file size")]
     assert "unlimited" not in line, "A's desktop may write until the disk is full"
+    soft, hard = line.split()[3:5]
+    assert soft == hard, "A may raise the file size limit of A's desktop"
+    raised = scene.as_a("sh", "-c", "ulimit -f unlimited")
+    assert raised.returncode != 0, "A raised the file size limit"
+    big = pathlib.Path(scene.a["home"]) / "big"
+    scene.as_a("sh", "-c", f"head -c {LIMIT + 4096} /dev/zero > {big}")
+    size = big.stat().st_size
+    big.unlink()
+    assert size <= LIMIT, f"A wrote a file of {size} bytes, past the limit"
 
 
-@pytest.mark.needs_isolation
-@pytest.mark.xfail(
-    strict=True, reason="open: X sockets are still in the shared /tmp/.X11-unix (finding 7)"
-)
 def test_a_cannot_see_or_squat_bs_x_socket(scene: Scene) -> None:
-    """B's X socket must not be in the shared /tmp/.X11-unix, where A can see it and take the
-    names of displays that later desktops would use (finding 7)."""
-    shared = pathlib.Path(f"/tmp/.X11-unix/X{scene.b['display']}")
-    done = scene.as_a("test", "-e", str(shared))
-    assert done.returncode != 0, f"B's X socket is visible to A at {shared}"
+    """B's X socket must not be in a /tmp/.X11-unix that A shares, where A could see it and
+    take the names of displays that later desktops would use (finding 7): every desktop has a
+    socket directory of its own there. A sees no socket but its own X server's, B's is out of
+    A's reach by its path on the host too, and a name A takes is nobody else's: not in the
+    host's /tmp/.X11-unix, not in B's."""
+    b_display = f"X{scene.b['display']}"
+    done = scene.as_a("test", "-e", f"/tmp/.X11-unix/{b_display}")
+    assert done.returncode != 0, "B's X socket is visible to A in /tmp/.X11-unix"
+    listing = scene.as_a("ls", "-A", "/tmp/.X11-unix")
+    assert listing.returncode == 0, listing.stderr
+    paths = [f"/tmp/.X11-unix/{name}" for name in listing.stdout.split()]
+    reached = scene.as_a("python3", "-c", desktops.X_PEER, *paths)
+    answers = {line.split(" ", 1)[1] for line in reached.stdout.splitlines()}
+    assert answers == {f"uid {scene.a['uid']}"}, f"A's /tmp/.X11-unix: {answers}"
+    b_sockets = local_confine.sockets_dir(pathlib.Path(scene.b["runtime_dir"]))
+    reached = scene.as_a("python3", "-c", desktops.X_PEER, str(b_sockets / b_display))
+    assert "no-connection PermissionError" in reached.stdout, reached.stdout
     squat = scene.as_a("python3", "-c", SQUAT)
-    assert squat.returncode != 0, "A could take a display name in /tmp/.X11-unix"
+    assert squat.returncode == 0, squat.stderr  # in A's own socket directory: A's business
+    assert not pathlib.Path("/tmp/.X11-unix/X999").exists(), "A took a name in the host's"
+    assert not (b_sockets / "X999").exists(), "A took a name in B's socket directory"
 
 
 SQUAT = """
@@ -133,6 +147,61 @@ import socket
 sock = socket.socket(socket.AF_UNIX)
 sock.bind("/tmp/.X11-unix/X999")
 """
+
+# Binds every display name from :0 to :63 there is (the socket files, the abstract names, the
+# lock files), says so, and holds them for a minute in the background.
+SQUATTER = """
+import os, socket, sys, time
+held = []
+for n in range(64):
+    for path in (f"/tmp/.X11-unix/X{n}", f"\\0/tmp/.X11-unix/X{n}"):
+        sock = socket.socket(socket.AF_UNIX)
+        try:
+            sock.bind(path)
+            sock.listen(1)
+            held.append(sock)
+        except OSError:
+            pass
+    try:
+        with open(f"/tmp/.X{n}-lock", "x") as lock:
+            lock.write("%10d\\n" % 1)
+    except OSError:
+        pass
+if os.fork():
+    print(len(held), "names held")
+    sys.exit(0)
+os.setsid()
+os.close(1); os.close(2)
+time.sleep(60)
+"""
+
+
+def test_a_squatter_cannot_make_a_later_desktop_fail(scene: Scene) -> None:
+    """A takes every X display name from :0 to :63 it can reach (socket files in its
+    /tmp/.X11-unix, abstract sockets, X lock files) and holds them; desktops started
+    afterwards (B's, and another of A's) still come up READY and usable: their socket files
+    are in directories of their own, and their abstract names are the next free ones, held
+    by their own X servers."""
+    squat = scene.as_a("python3", "-c", SQUATTER)
+    assert squat.returncode == 0, squat.stderr
+    assert int(squat.stdout.split()[0]) >= 64, squat.stdout  # the abstract names at least
+    world = scene.world
+    for user in (world.artist2, world.artist):
+        session_id = ready(world, user, world.studio.launch_profile_id)
+        desktop = desktops.record(world.server, session_id)
+        assert desktop["display"] >= 64
+        shown = desktops.run_as(desktop, "xwininfo", "-root")
+        assert shown.returncode == 0, shown.stderr
+        listing = desktops.run_as(desktop, "ls", "-A", "/tmp/.X11-unix").stdout.split()
+        assert listing == [f"X{desktop['display']}"]
+        client = user.client()
+        client.delete_streaming_session(studioId=world.studio.studio_id, sessionId=session_id)
+        client.get_waiter("streaming_session_deleted").wait(
+            studioId=world.studio.studio_id, sessionId=session_id, WaiterConfig=FAST
+        )
+    # the lock files are in the host's /tmp (X servers started with -displayfd take none):
+    # A removes what A made there (nobody may remove others' files in the sticky /tmp)
+    scene.as_a("sh", "-c", "rm -f /tmp/.X[0-9]*-lock")
 
 
 @pytest.fixture

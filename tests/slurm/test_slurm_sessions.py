@@ -11,7 +11,6 @@ Chromium.
 
 from __future__ import annotations
 
-import json
 import pathlib
 import pwd
 import subprocess
@@ -36,17 +35,10 @@ PENDING_TIMEOUT = 4
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[slurm.Cluster]:
-    with slurm.cluster() as found:
-        yield found
-
-
-@pytest.fixture(scope="module")
 def world(
     cluster: slurm.Cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[worlds.World]:
-    settings = cluster.provider_settings(resource_scale=0.25, pending_timeout=PENDING_TIMEOUT)
-    env = {"OPENNIMBLE_PROVIDER": "slurm", "OPENNIMBLE_PROVIDERS": json.dumps({"slurm": settings})}
+    env = cluster.server_env(resource_scale=0.25, pending_timeout=PENDING_TIMEOUT)
     with worlds.running_world(tmp_path_factory.mktemp("slurm") / "data", env) as built:
         yield built
     assert cluster.live_jobs() == [], "jobs left running"

@@ -68,11 +68,11 @@ class Cluster:
             "OPENNIMBLE_DATABASE_URL": url,
             "OPENNIMBLE_KEY_FILE": str(root / "secret.key"),
             # fault tests start many sessions of one owner: the per-owner cap is tested alone
-            "OPENNIMBLE_MAX_DESKTOPS_PER_OWNER": "64",
+            "OPENNIMBLE_PROVIDERS__LOCAL__MAX_DESKTOPS_PER_OWNER": "64",
             **(env or {}),
         }
         # the hosts share this machine's accounts, so they share the homes too
-        common["OPENNIMBLE_HOMES_DIR"] = str(shared_dir("homes"))
+        common["OPENNIMBLE_PROVIDERS__LOCAL__HOMES_DIR"] = str(shared_dir("homes"))
         made = cls(root, [], [])
         for i in range(servers):
             data_dir = reachable(root / f"server{i}")

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from opennimble.gateway import rfb
-from opennimble.providers import local_cgroups
+from opennimble.providers import local_cgroups, local_confine
 from tests.support import slurm
 from tests.support.server import FAST, Server, User
 from tests.support.world import Studio
@@ -38,8 +38,9 @@ def record(server: Server, session_id: str) -> dict[str, Any]:
 
 
 def run_as(desktop: dict[str, Any], *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run a command as the desktop's owner, on its display and in its control group, as its
-    terminal would (or as the owner, outside any desktop, once the desktop has ended)."""
+    """Run a command as the desktop's owner, on its display, in its control group, with its X
+    sockets and file size limit, as its terminal would (or as the owner, outside any desktop,
+    once the desktop has ended)."""
     environ = {
         "PATH": "/usr/bin:/bin",
         "HOME": desktop["home"],
@@ -49,21 +50,56 @@ def run_as(desktop: dict[str, Any], *argv: str, **env: str) -> subprocess.Comple
     }
     data_dir = pathlib.Path(desktop["runtime_dir"]).parent.parent
     group = local_cgroups.hierarchy(data_dir).group(desktop["session_id"])
+    owner = (desktop["uid"], desktop["gid"])
+    confinement = local_confine.Confinement(
+        private_sockets(desktop["runtime_dir"]), file_size_limit(desktop), owner
+    )
+    command = confinement.command(list(argv))
+    if desktop.get("namespace_of"):  # a desktop in a mount namespace of its own (a Slurm job's)
+        command = ["nsenter", f"--target={desktop['namespace_of']}", "--mount", "--", *command]
     process = local_cgroups.popen(
         group if group.exists() else None,
-        list(argv),
+        command,
         env=environ,
         cwd="/",
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        user=desktop["uid"],
-        group=desktop["gid"],
-        extra_groups=[],
     )
     with process:
         out, err = process.communicate(timeout=20)
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def file_size_limit(desktop: dict[str, Any]) -> int | None:
+    """The file size limit of the desktop's processes (its Xvnc's), None if it has ended."""
+    try:
+        limits = pathlib.Path(f"/proc/{int(desktop['pid'])}/limits").read_text()
+    except (OSError, TypeError, ValueError):
+        return None
+    (line,) = [entry for entry in limits.splitlines() if entry.startswith("Max file size")]
+    hard = line.split()[4]
+    return None if hard == "unlimited" else int(hard)
+
+
+def private_sockets(runtime_dir: str | pathlib.Path) -> pathlib.Path | None:
+    """The desktop's own X socket directory, None once the desktop has ended."""
+    sockets = local_confine.sockets_dir(pathlib.Path(runtime_dir))
+    return sockets if sockets.is_dir() else None
+
+
+X_PEER = """
+import socket, struct, sys
+for path in sys.argv[1:]:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path.replace("@", "\\0", 1))
+    except OSError as exc:
+        print(path, "no-connection", type(exc).__name__)
+        continue
+    pid, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    print(path, "uid", uid)
+"""
 
 
 def create_launch_profile(

@@ -46,6 +46,17 @@ def free_port() -> int:
 
 def cli(data_dir: pathlib.Path, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run ``opennimble ARGS --data-dir DIR`` and parse the JSON it prints."""
+    return dict(json.loads(cli_text(data_dir, *args, env=env)))
+
+
+def cli_lines(
+    data_dir: pathlib.Path, *args: str, env: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Run ``opennimble ARGS --data-dir DIR``: the JSON documents it prints, one a line."""
+    return [json.loads(line) for line in cli_text(data_dir, *args, env=env).splitlines()]
+
+
+def cli_text(data_dir: pathlib.Path, *args: str, env: dict[str, str] | None = None) -> str:
     data_dir = data_dir.resolve()  # the same installation as its Server (see reachable)
     out = subprocess.run(
         [sys.executable, "-m", "opennimble", *args, "--data-dir", str(data_dir)],
@@ -54,7 +65,7 @@ def cli(data_dir: pathlib.Path, *args: str, env: dict[str, str] | None = None) -
         text=True,
         env={**os.environ, **databases.env_for(data_dir), **(env or {})},
     )
-    return dict(json.loads(out.stdout))
+    return out.stdout
 
 
 def reachable(data_dir: pathlib.Path) -> pathlib.Path:
@@ -69,7 +80,8 @@ def reachable(data_dir: pathlib.Path) -> pathlib.Path:
 
 def desktops_dir(data_dir: pathlib.Path, env: dict[str, str] | None = None) -> pathlib.Path:
     """The desktops directory of the installation in ``data_dir``."""
-    given = (env or {}).get("OPENNIMBLE_DESKTOPS_DIR")
+    env = env or {}
+    given = env.get("OPENNIMBLE_PROVIDERS__LOCAL__DESKTOPS_DIR", env.get("OPENNIMBLE_DESKTOPS_DIR"))
     return pathlib.Path(given) if given else config.default_desktops_dir(data_dir)
 
 

@@ -87,6 +87,15 @@ class Cluster:
     def provider_settings(self, **extra: Any) -> dict[str, Any]:
         return {"slurm_conf": str(self.conf), **extra}
 
+    def server_env(self, **extra: Any) -> dict[str, str]:
+        """The environment of a server whose provider is this cluster (``extra``: more keys of
+        its [providers.slurm] table)."""
+        table = self.provider_settings(**extra)
+        return {
+            "OPENNIMBLE_PROVIDER": "slurm",
+            "OPENNIMBLE_PROVIDERS": json.dumps({"slurm": table}),
+        }
+
 
 def _config(base: pathlib.Path, node: str, cpus: int, memory_mib: int) -> str:
     return "\n".join(
@@ -107,6 +116,9 @@ def _config(base: pathlib.Path, node: str, cpus: int, memory_mib: int) -> str:
             f"SlurmdLogFile={base / 'slurmd.log'}",
             "ProctrackType=proctrack/linuxproc",
             "TaskPlugin=task/none",
+            # every job gets a /tmp (and /dev/shm) of its own: X sockets of desktops too
+            "JobContainerType=job_container/tmpfs",
+            "PrologFlags=Contain",
             "SchedulerType=sched/backfill",
             "SelectType=select/cons_tres",
             "SelectTypeParameters=CR_Core_Memory",
@@ -135,7 +147,9 @@ def _memory_mib() -> int:
 def cluster(cpus: int | None = None) -> Iterator[Cluster]:
     """A single-node cluster; with ``cpus``, its node claims that many CPUs whatever the
     machine has (so that many small desktops run at once, as the acceptance tests start)."""
-    base = pathlib.Path(tempfile.mkdtemp(prefix="opennimble-slurm-"))
+    # not under /tmp: every job has a /tmp of its own (job_container/tmpfs), where the spool
+    # (the job scripts) would not be
+    base = pathlib.Path(tempfile.mkdtemp(prefix="opennimble-slurm-", dir="/var/tmp"))
     # a cluster's spool is searchable by the users whose job scripts it holds
     base.chmod(0o755)
     node = socket.gethostname().split(".")[0]
@@ -146,6 +160,7 @@ def cluster(cpus: int | None = None) -> Iterator[Cluster]:
     key.write_bytes(os.urandom(1024))
     key.chmod(0o400)
     found.conf.write_text(_config(base, node, found.cpus, found.memory_mib))
+    (base / "job_container.conf").write_text(f"AutoBasePath=true\nBasePath={base / 'jobs'}\n")
     try:
         _start(found)
         found.wait_idle()
@@ -215,11 +230,7 @@ def chosen_provider() -> Iterator[dict[str, str]]:
     if why is not None:
         raise RuntimeError(f"{PROVIDER_ENV}=slurm, but {why}")
     with cluster(cpus=64) as found:
-        settings = found.provider_settings(resource_scale=0.01)
-        yield {
-            "OPENNIMBLE_PROVIDER": "slurm",
-            "OPENNIMBLE_PROVIDERS": json.dumps({"slurm": settings}),
-        }
+        yield found.server_env(resource_scale=0.01)
         left = found.live_jobs()
         for job in left:
             found.cancel(job["job_id"])

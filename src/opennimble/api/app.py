@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from opennimble import clock, config, errors
-from opennimble.api import auth, dispatch, telemetry, throttle
+from opennimble.api import auth, dispatch, events, telemetry, throttle
 from opennimble.api.context import Installation
 from opennimble.domain import audit, eulas, paging, quotas, stream_tokens
 from opennimble.protocol import model, parse, routing, serialize, sigv4
@@ -79,8 +79,14 @@ class App:
         self.dispatcher = dispatch.Dispatcher(db, install, now, limiter, trail)
         _sync_eulas(db, settings, now())
         self.auth = auth.Authenticator(db, cipher, region, now)
+        self.events = events.EventStream(
+            db, self.auth, lambda exc: _as_service_error(exc, "GET", events.PATH, events.OPERATION)
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == events.PATH:  # server-sent events, not an operation of the model
+            await self.events(scope, receive, send)
+            return
         started = time.perf_counter()
         path = scope.get("raw_path") or scope["path"].encode()
         raw_path = path.decode("utf-8", "surrogateescape")

@@ -84,7 +84,7 @@ class Dispatcher:
     ) -> dict[str, Any]:
         transaction = self.db.read if op.method == "GET" else self.db.write
         with transaction() as conn, self.remembered.using(conn):
-            _still_a_user(conn, caller)
+            still_a_user(conn, caller)
             ctx = Context(conn, caller, self.now(), self.install)
             if self.trail is None or op.method == "GET":
                 return _call(ctx, op, handler, params, token)
@@ -107,7 +107,7 @@ def _call(
     return _idempotent(ctx, op, handler, params, token)
 
 
-def _still_a_user(conn: sa.Connection, caller: Caller) -> None:
+def still_a_user(conn: sa.Connection, caller: Caller) -> None:
     """A user deleted from the identity store or disabled, or an access key deleted, loses
     access at once, on every server (whatever a server remembers of the key)."""
     if caller.access_key_id:

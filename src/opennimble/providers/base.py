@@ -142,6 +142,11 @@ class Provider(abc.ABC):
 
     #: The entry point name under which the provider is registered.
     name: str = ""
+    #: Seconds a desktop may take to come up (the reconciler's deadline for a start, before
+    #: :meth:`start_timeout`); providers set it from their settings.
+    ready_timeout: float = 60.0
+    #: Desktops this host runs at most at once: the reconciler claims no more new sessions.
+    capacity: int = 16
 
     @classmethod
     def from_settings(cls, settings: config.Settings) -> Provider:

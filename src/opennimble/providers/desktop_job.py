@@ -6,7 +6,10 @@ provider sends its text as the job's batch script, with the desktop's descriptio
 the empty ``DESCRIPTION``, so nodes need only ``python3``, Xvnc and the desktop recipe's
 programs, not opennimble. Running as the owner on the node the scheduler picked, it:
 
-1. makes the desktop's runtime directory (mode 0700) and the session's storage;
+1. limits the size of every file the desktop writes (``RLIMIT_FSIZE``, soft and hard, from
+   ``max_file_size``), makes the desktop's runtime directory (mode 0700), the session's
+   storage and, if the job's ``/tmp`` has none (a ``/tmp`` of its own, Slurm's
+   ``job_container/tmpfs``), ``/tmp/.X11-unix``;
 2. runs the ``SYSTEM_INITIALIZATION`` scripts (unprivileged: a batch job has no root);
 3. starts Xvnc with the command line the provider built (the local provider's), on a free
    port of the node, with the VNC password file and ``Xauthority`` of the description;
@@ -24,6 +27,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import resource
 import select
 import signal
 import socket
@@ -32,6 +36,7 @@ import sys
 import time
 from typing import Any
 
+X11_SOCKETS = "/tmp/.X11-unix"
 ENDPOINT_FILE = "endpoint.json"
 FAILURE_FILE = "failure.json"
 PORT_ATTEMPTS = 5
@@ -62,6 +67,12 @@ class Launcher:
         return env
 
     def run(self) -> int:
+        limit = self.desc.get("max_file_size")
+        if limit:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        if not os.path.lexists(X11_SOCKETS):
+            os.mkdir(X11_SOCKETS, 0o700)
+            os.chmod(X11_SOCKETS, 0o1777)
         os.makedirs(self.runtime, mode=0o700, exist_ok=True)
         os.makedirs(self.desc["storage_dir"], mode=0o700, exist_ok=True)
         self.write("passwd", base64.b64decode(self.desc["password_file"]))

@@ -14,7 +14,9 @@ and applications of the image's desktop recipe), all running as the owner's own 
 5. run the ``USER_INITIALIZATION`` scripts as the owner, with the display;
 6. start the session script (steps 4 to 6: :mod:`local_session`, :mod:`local_recipes`).
 
-Everything runs detached in sessions of its own, so desktops outlive the server process that
+Every process of a desktop runs in its control group (:mod:`local_cgroups`) and its
+confinement (:mod:`local_confine`): an X socket directory of its own and a file size
+limit. Everything runs detached in sessions of its own, so desktops outlive the server process that
 started them; what is needed to find one again is in the provider state and in the desktop's
 record (:mod:`local_host`). A desktop interrupted before step 6 completed is ended and started
 afresh. Stopping ends every process of the desktop (:mod:`local_process`) and keeps the home
@@ -27,7 +29,6 @@ and the start is retried with another port.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
 import os
@@ -36,7 +37,6 @@ import re
 import secrets
 import shutil
 import socket
-import stat
 from collections.abc import Mapping
 from typing import Any
 
@@ -47,6 +47,7 @@ from opennimble.providers import (
     local_accounts,
     local_backups,
     local_cgroups,
+    local_confine,
     local_display,
     local_host,
     local_network,
@@ -54,6 +55,7 @@ from opennimble.providers import (
     local_recipes,
     local_scripts,
     local_session,
+    local_settings,
     local_xvnc,
 )
 from opennimble.providers.local_accounts import Account
@@ -62,7 +64,7 @@ log = logging.getLogger("opennimble.providers.local")
 
 HOST = "127.0.0.1"
 PASSWORD_FILE = "passwd"
-X11_SOCKETS = pathlib.Path("/tmp/.X11-unix")
+MAX_FILE_SIZE = 16 * 1024**3  # bytes, the default of max_file_size
 PORT_ATTEMPTS = 5
 STOP_GRACE = 5.0
 USABLE_WAIT = 1.0  # seconds a poll waits for a starting desktop to become usable
@@ -104,6 +106,7 @@ class LocalProvider(base.Provider):
         filter_table: str | None = None,
         resource_scale: float = 1.0,
         max_processes: int = 1024,
+        max_file_size: int | None = MAX_FILE_SIZE,
         groups: local_cgroups.Hierarchy | None = None,
     ) -> None:
         self._runtime_dir = pathlib.Path(runtime_dir).absolute()
@@ -118,10 +121,12 @@ class LocalProvider(base.Provider):
             )
         self._resource_scale = resource_scale
         self._max_processes = max_processes
+        self._max_file_size = max_file_size
         self._homes_dir = pathlib.Path(homes_dir or self._runtime_dir.parent / "homes").absolute()
         self._xvnc = xvnc
         self._geometry = geometry
-        self._ready_timeout = ready_timeout
+        self._ready_timeout = self.ready_timeout = ready_timeout
+        self.capacity = max_desktops
         ending = local_process.Ending(grace=stop_grace)
         self._host = local_host.Host(
             self._runtime_dir,
@@ -132,6 +137,8 @@ class LocalProvider(base.Provider):
         )
         self._recipes = dict(recipes or {})
         isolate = local_accounts.can_isolate() if isolate is None else isolate
+        if isolate:
+            local_confine.check_tools()  # refused at start, not at the first session
         self._accounts = local_accounts.Accounts(self._homes_dir, isolate=isolate)
         self._backups = local_backups.Backups(
             pathlib.Path(backups_dir or self._runtime_dir.parent / "backups")
@@ -163,22 +170,19 @@ class LocalProvider(base.Provider):
 
     @classmethod
     def _from_settings(cls, settings: config.Settings) -> LocalProvider:
+        own = local_settings.table(
+            settings, cls.name, local_settings.LocalSettings, local_settings.LOCAL_KEYS
+        )
         return cls(
-            runtime_dir=settings.runtime_dir,
-            homes_dir=settings.resolved_homes_dir,
-            backups_dir=settings.backups_dir or settings.data_dir / "backups",
-            xvnc=settings.xvnc,
-            geometry=settings.desktop_geometry,
-            ready_timeout=settings.desktop_ready_timeout,
-            max_desktops=settings.max_desktops,
-            max_desktops_per_owner=settings.max_desktops_per_owner,
-            recipes=settings.desktop_recipes,
-            interface=settings.desktop_interface,
-            advertise_host=settings.resolved_advertise_host,
+            runtime_dir=own.runtime_dir(settings),
+            **own.launcher_options(settings),
+            max_desktops=own.max_desktops,
+            max_desktops_per_owner=own.max_desktops_per_owner,
+            advertise_host=own.resolved_advertise_host(),
             closed_ports=local_network.database_ports(settings.resolved_database_url),
             filter_table=local_network.table_name(settings.data_dir),
-            resource_scale=settings.desktop_resource_scale,
-            max_processes=settings.desktop_max_processes,
+            resource_scale=own.resource_scale,
+            max_processes=own.max_processes,
         )
 
     # ---- the contract -----------------------------------------------------------------------
@@ -207,15 +211,28 @@ class LocalProvider(base.Provider):
         await self._adopt_storage(previous, account, sid)
         self._host.session_dir(sid).mkdir(parents=True, exist_ok=True)
         self._host.session_dir(sid).chmod(0o711)  # whatever the server's umask (077)
+        if self._accounts.isolate:  # fresh X sockets for every run of the desktop
+            owner = local_session.owner_of(account)
+            directory = self._host.session_dir(sid)
+            await asyncio.to_thread(local_confine.prepare_sockets, directory, owner)
         state = {}
         try:  # a start that fails leaves nothing running, nor its control group
             await asyncio.to_thread(self._make_group, spec)
-            runners = local_session.system_runners(self._host, spec, account, self._ready_timeout)
+            confinements = (self._confinement(sid, account), self._confinement(sid, None))
+            runners = local_session.system_runners(
+                self._host, spec, account, self._ready_timeout, confinements
+            )
             await local_scripts.run_all(spec.init_scripts, base.SYSTEM_INITIALIZATION, *runners)
             state = await self._start_xvnc(exe, spec, account)
             recipe, display = chosen.recipe, state["display"]
             await local_session.start(
-                self._host, spec, account, recipe, display, self._ready_timeout
+                self._host,
+                spec,
+                account,
+                recipe,
+                display,
+                self._ready_timeout,
+                self._confinement(sid, account),
             )
             state["launched"] = True
             state["wait_for_window"] = local_recipes.has_window(recipe, spec.clipboard)
@@ -258,6 +275,7 @@ class LocalProvider(base.Provider):
         account = Account.from_state(state) or Account.from_state(record)
         await self._host.end(state, sid)
         await self._open_port(record.get("port"))
+        await asyncio.to_thread(local_confine.remove_sockets, self._host.session_dir(sid))
         if discard_storage and account is not None:
             await local_session.discard_storage(account, sid)
         kept = {"session_id": sid, "runtime_dir": str(self._host.session_dir(sid))}
@@ -352,6 +370,14 @@ class LocalProvider(base.Provider):
         group.create()
         group.limit(self.limits(spec.ec2_instance_type))
 
+    def _confinement(self, sid: str, account: Account | None) -> local_confine.Confinement:
+        """How a process of the desktop of ``sid`` is confined: as ``account`` (None: as the
+        provider's user), with the desktop's own X sockets when accounts are isolated."""
+        directory = self._host.session_dir(sid)
+        sockets = local_confine.sockets_dir(directory) if self._accounts.isolate else None
+        user = (account.uid, account.gid) if account is not None and account.isolated else None
+        return local_confine.Confinement(sockets, self._max_file_size, user)
+
     def limits(self, instance_type: str) -> local_cgroups.Limits:
         """A desktop's limits: its instance type's vCPUs and memory, scaled for this host."""
         try:
@@ -388,7 +414,7 @@ class LocalProvider(base.Provider):
             if closed:
                 where = self._runtime_dir.parent
                 log.warning("closed %s of %s to other users", ", ".join(closed), where)
-            _ensure_x11_sockets()
+            local_confine.ensure_mount_point()
             self._opened = True
         for directory in (self._runtime_dir, self._homes_dir):
             problem = local_accounts.reachability_problem(directory)
@@ -490,6 +516,7 @@ class LocalProvider(base.Provider):
                 self._host.session_dir(sid) / local_host.LOG_FILE,
                 env=local_session.environment(self._host, account, sid),
                 account=account,
+                confinement=self._confinement(sid, account),
                 pass_fds=(displayfd,),
             )
         except OSError as exc:
@@ -552,24 +579,6 @@ class LocalProvider(base.Provider):
             record = {**record, "ready": True}
             self._host.write(sid, record)
         return record
-
-
-def _ensure_x11_sockets() -> None:
-    """Make the X servers' socket directory (sticky, writable by all) unless it exists, and
-    refuse one that anybody but root owns or that is not a directory: X servers of every owner
-    put their sockets there."""
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(X11_SOCKETS, 0o700)
-        fd = os.open(X11_SOCKETS, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-        try:
-            os.fchmod(fd, 0o1777)
-        finally:
-            os.close(fd)
-    info = os.lstat(X11_SOCKETS)
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0:
-        raise base.PermanentFailure(
-            f"{X11_SOCKETS} is not a directory of root's: X servers cannot use it safely"
-        )
 
 
 def _same_desktop(record: dict[str, Any], state: base.ProviderState) -> bool:

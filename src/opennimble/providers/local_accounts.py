@@ -256,7 +256,8 @@ def reachability_problem(path: pathlib.Path) -> str | None:
     return (
         f"desktop accounts cannot reach {path}: {closed} does not let other users search it "
         f"(mode {stat.S_IMODE(os.stat(closed).st_mode):04o}); allow it with chmod o+x {closed} "
-        "or set desktops_dir (and homes_dir) to a directory other users can reach"
+        "or set desktops_dir (and homes_dir) in [providers.local] to a directory other users "
+        "can reach"
     )
 
 

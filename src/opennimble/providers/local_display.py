@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from Xlib import X, Xatom, error
 from Xlib.display import Display
 from Xlib.protocol import display as protocol_display
+from Xlib.support import unix_connect
 from Xlib.xobject.drawable import Window
 
 WM_STATE_NORMAL = 1
@@ -38,7 +39,6 @@ WINDOW_EVENTS = X.SubstructureNotifyMask | X.FocusChangeMask | X.PropertyChangeM
 LOOK_AGAIN = 0.05  # seconds between looks at the display when no event comes
 ASK_AGAIN = 0.1  # seconds before asking a window manager that does not answer again
 AUTH_FILE = "provider.xauth"
-X11_SOCKETS = pathlib.Path("/tmp/.X11-unix")
 FAMILY_LOCAL = 256
 # python-xlib reads the cookie's file from XAUTHORITY while it connects: one connect at a time
 _CONNECTING = threading.Lock()
@@ -63,17 +63,21 @@ def auth_entry(cookie: bytes) -> bytes:
 def connect(display: int, xauthority: pathlib.Path) -> Iterator[Display]:
     """A connection to local display ``:display`` authorized by the cookie in
     ``xauthority`` (an :func:`auth_entry`)."""
-    if not (X11_SOCKETS / f"X{display}").exists():  # (python-xlib would try TCP next)
-        raise Unreachable(f"no X socket for display :{display}")
+    # The display's abstract socket, never a file in this process's /tmp/.X11-unix nor TCP:
+    # the desktop's socket file is in its own directory (local_confine), while its abstract
+    # name is held by its own X server; a file of that name here would be stale or someone's.
     with _CONNECTING:
         saved = os.environ.get("XAUTHORITY")
         os.environ["XAUTHORITY"] = str(xauthority)
+        chosen = unix_connect.get_socket
+        unix_connect.get_socket = _abstract_socket  # type: ignore[assignment]
         try:
-            conn = Display(f"unix:{display}")  # its socket, never TCP
+            conn = Display(f"unix:{display}")
         except (error.DisplayError, error.ConnectionClosedError, OSError) as exc:
             _close_sockets(exc)
             raise Unreachable(str(exc)) from None
         finally:
+            unix_connect.get_socket = chosen
             if saved is None:
                 os.environ.pop("XAUTHORITY", None)
             else:
@@ -83,6 +87,19 @@ def connect(display: int, xauthority: pathlib.Path) -> Iterator[Display]:
     finally:
         with contextlib.suppress(Exception):
             conn.close()
+
+
+def _abstract_socket(dname: str, protocol: object, host: object, dno: int) -> socket.socket:
+    """python-xlib's ``get_socket`` while :func:`connect` holds the lock: display ``dno``'s
+    abstract socket."""
+    del protocol, host
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(f"\0/tmp/.X11-unix/X{dno}")
+    except OSError as exc:
+        sock.close()
+        raise error.DisplayConnectionError(dname, str(exc)) from None
+    return sock
 
 
 def _close_sockets(exc: BaseException) -> None:

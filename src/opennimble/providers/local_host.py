@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from opennimble.providers import base, local_cgroups, local_process, local_xvnc
+from opennimble.providers import base, local_cgroups, local_confine, local_process, local_xvnc
 from opennimble.providers.local_accounts import Account
 
 DESKTOP_FILE = "desktop.json"
@@ -119,19 +119,21 @@ class Host:
         *,
         env: dict[str, str],
         account: Account,
+        confinement: local_confine.Confinement,
         pass_fds: tuple[int, ...] = (),
         remember: bool = True,
     ) -> tuple[int, int | None]:
-        """Start a detached process as ``account`` in the control group of the desktop of
-        ``sid``, its output in a private log file, and collect it whenever it exits, so that
-        it never stays a zombie. Returns its pid and
-        start time (None if it is gone already). ``remember``: keep it for
+        """Start a detached process in ``account``'s home, in the control group and the
+        ``confinement`` of the desktop of ``sid`` (as whom it says), its output in a private
+        log file, and collect it whenever it exits, so that it never stays a zombie. Returns
+        its pid and start time (None if it is gone already). ``remember``: keep it for
         :meth:`exit_status` (Xvnc's, until its desktop ends)."""
         with contextlib.suppress(FileNotFoundError):
             log_path.unlink()
         with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
-            proc = local_cgroups.popen(
+            proc = local_confine.popen(
                 self.groups.group(sid),
+                confinement,
                 argv,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -139,7 +141,6 @@ class Host:
                 start_new_session=True,
                 cwd=account.home,
                 env=env,
-                **account.popen_options(),
             )
         started = local_process.start_time_of(proc.pid)
         if remember:

@@ -17,9 +17,8 @@ import pathlib
 import signal
 import subprocess
 from collections.abc import Sequence
-from typing import Any
 
-from opennimble.providers import base, local_cgroups, local_xvnc
+from opennimble.providers import base, local_cgroups, local_confine, local_xvnc
 
 TAIL = 300  # characters of a failed script's output quoted in the session's statusMessage
 
@@ -32,7 +31,8 @@ class Runner:
     env: dict[str, str]
     cwd: pathlib.Path
     timeout: float
-    popen_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # as whom, with which X sockets and file size limit (:mod:`local_confine`)
+    confinement: local_confine.Confinement
     owner: tuple[int, int] | None = None  # (uid, gid) to give the script files to
     group: local_cgroups.Group | None = None  # the desktop's control group
 
@@ -78,15 +78,15 @@ def _start(
     argv: list[str], log_path: pathlib.Path, env: dict[str, str], runner: Runner
 ) -> subprocess.Popen[bytes]:
     with open(_create(log_path, runner.owner), "wb") as log:
-        return local_cgroups.popen(
+        return local_confine.popen(
             runner.group,
+            runner.confinement,
             argv,
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=runner.cwd,
             env=env,
             start_new_session=True,
-            **runner.popen_options,
         )
 
 

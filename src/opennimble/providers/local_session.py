@@ -20,7 +20,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from opennimble import config
-from opennimble.providers import base, local_display, local_recipes, local_scripts, local_xvnc
+from opennimble.providers import (
+    base,
+    local_confine,
+    local_display,
+    local_recipes,
+    local_scripts,
+    local_xvnc,
+)
 from opennimble.providers.local_accounts import Account
 from opennimble.providers.local_host import Host
 
@@ -65,11 +72,16 @@ def environment(
 
 
 def system_runners(
-    host: Host, spec: base.DesktopSpec, account: Account, timeout: float
+    host: Host,
+    spec: base.DesktopSpec,
+    account: Account,
+    timeout: float,
+    confinements: tuple[local_confine.Confinement, local_confine.Confinement],
 ) -> tuple[local_scripts.Runner, local_scripts.Runner]:
     """How SYSTEM_INITIALIZATION scripts run, told whose desktop: (unprivileged, privileged).
     Scripts an operator wrote run as the provider's user (root), all others as the owner's
-    account, in its home: a studio administrator's script gets no more than the desktop."""
+    account, in its home: a studio administrator's script gets no more than the desktop.
+    ``confinements``: the owner's and the provider's user's in this desktop."""
     env = {
         **base_environment(),
         "OPENNIMBLE_OWNER": account.name,
@@ -80,16 +92,11 @@ def system_runners(
     }
     directory = host.session_dir(spec.session_id)
     group = host.groups.group(spec.session_id)
-    privileged = local_scripts.Runner(directory, env, pathlib.Path("/"), timeout, group=group)
+    owned, own = confinements
+    privileged = local_scripts.Runner(directory, env, pathlib.Path("/"), timeout, own, group=group)
     owned_env = {**env, **account.environment()}
     unprivileged = local_scripts.Runner(
-        directory,
-        owned_env,
-        account.home,
-        timeout,
-        account.popen_options(),
-        owner_of(account),
-        group,
+        directory, owned_env, account.home, timeout, owned, owner_of(account), group
     )
     return unprivileged, privileged
 
@@ -101,15 +108,17 @@ async def start(
     recipe: config.DesktopRecipe,
     display: int,
     timeout: float,
+    confinement: local_confine.Confinement,
 ) -> None:
     """Make the session's storage, run the user scripts, then start the session script (the
-    window manager and the applications)."""
+    window manager and the applications), all as the owner in the desktop's
+    ``confinement``."""
     sid, directory = spec.session_id, host.session_dir(spec.session_id)
     env = environment(host, account, sid, display, recipe.environment)
     await make_storage(account, sid, env)
     group = host.groups.group(sid)
     runner = local_scripts.Runner(
-        directory, env, account.home, timeout, account.popen_options(), owner_of(account), group
+        directory, env, account.home, timeout, confinement, owner_of(account), group
     )
     await local_scripts.run_all(spec.init_scripts, base.USER_INITIALIZATION, runner)
     script = directory / SESSION_FILE
@@ -127,6 +136,7 @@ async def start(
             log_path,
             env=env,
             account=account,
+            confinement=confinement,
             remember=False,
             pass_fds=(gate,),
         )

@@ -4,8 +4,11 @@ readiness and the records of the desktops it serves.
 Xvnc listens for VNC (RFB) clients on one port of the desktop interface (loopback by default)
 and asks every client for VNC authentication with a random per-desktop password, which only the
 stream gateway is told: the port is useless without the gateway. X clients need the desktop's
-own ``Xauthority`` cookie, and X does not listen on TCP. With the clipboard disabled, Xvnc takes
-no clipboard from clients and sends none, and nobody may change that through the VNC extension.
+own ``Xauthority`` cookie, and X does not listen on TCP; its socket file in ``/tmp/.X11-unix``
+is in the desktop's own directory, and its abstract socket's name is its own while it runs
+(:mod:`local_confine`). With the
+clipboard disabled, Xvnc takes no clipboard from clients and sends none, and nobody may change
+that through the VNC extension.
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ from opennimble.providers import (
     local_backups,
     local_recipes,
     local_session,
+    local_settings,
     local_xvnc,
     slurm_jobs,
 )
@@ -67,16 +68,15 @@ class Placement(pydantic.BaseModel):
     qos: str = ""
 
 
-class SlurmSettings(pydantic.BaseModel):
-    """The ``[providers.slurm]`` table of the configuration."""
-
-    model_config = pydantic.ConfigDict(extra="forbid")
+class SlurmSettings(local_settings.DesktopSettings):
+    """The ``[providers.slurm]`` table of the configuration (with the desktop launcher's
+    settings, as the local provider has them)."""
 
     partition: str = ""  # Slurm's default partition when empty
     qos: str = ""
     # launch profile id -> placement, instance type -> placement (the profile's wins)
-    launch_profiles: dict[str, Placement] = {}
-    instance_types: dict[str, Placement] = {}
+    launch_profiles: dict[str, Placement] = pydantic.Field(default_factory=dict)
+    instance_types: dict[str, Placement] = pydantic.Field(default_factory=dict)
     # the GRES that stands for GPUs (e.g. "gpu"); empty: jobs ask for no GPUs
     gpu_gres: str = ""
     # instance type resources are multiplied by this (a small cluster runs big profiles)
@@ -127,6 +127,7 @@ class SlurmProvider(base.Provider):
         interface: str = "127.0.0.1",
         ready_timeout: float = 60.0,
         recipes: Mapping[str, config.DesktopRecipe] | None = None,
+        max_file_size: int | None = None,
         now: Any = time.time,
     ) -> None:
         if not local_accounts.can_isolate():
@@ -143,32 +144,21 @@ class SlurmProvider(base.Provider):
         self._accounts = local_accounts.Accounts(homes_dir, isolate=True)
         self._backups = local_backups.Backups(backups_dir)
         self._xvnc, self._geometry, self._interface = xvnc, geometry, interface
-        self._ready_timeout = ready_timeout
+        self._ready_timeout = self.ready_timeout = ready_timeout
+        self.capacity = settings.max_desktops
         self._recipes = dict(recipes or {})
+        self._max_file_size = max_file_size
         self._now = now
 
     @classmethod
     def from_settings(cls, settings: config.Settings) -> SlurmProvider:
-        table = settings.providers.get("slurm", {})
-        try:
-            own = SlurmSettings.model_validate(table)
-        except pydantic.ValidationError as exc:
-            raise ValueError(f"invalid [providers.slurm] settings: {exc}") from None
-        homes = settings.resolved_homes_dir
-        local_accounts.make_searchable(homes)  # the owners search it for their homes
-        problem = local_accounts.reachability_problem(homes)
+        own = local_settings.table(settings, cls.name, SlurmSettings, local_settings.DESKTOP_KEYS)
+        options = own.launcher_options(settings)
+        local_accounts.make_searchable(options["homes_dir"])  # the owners search it
+        problem = local_accounts.reachability_problem(options["homes_dir"])
         if problem is not None:  # refused at start, not at the first session
             raise base.PermanentFailure(problem)
-        return cls(
-            own,
-            homes_dir=settings.resolved_homes_dir,
-            backups_dir=settings.backups_dir or settings.data_dir / "backups",
-            xvnc=settings.xvnc,
-            geometry=settings.desktop_geometry,
-            interface=settings.desktop_interface,
-            ready_timeout=settings.desktop_ready_timeout,
-            recipes=settings.desktop_recipes,
-        )
+        return cls(own, **options)
 
     # ---- the contract -----------------------------------------------------------------------
 
@@ -342,6 +332,7 @@ class SlurmProvider(base.Provider):
             ).decode(),
             "session_script": local_recipes.session_script(recipe, spec.clipboard),
             "timeout": self._ready_timeout,
+            "max_file_size": self._max_file_size,
             "scripts": [
                 {
                     "component": s.component,

@@ -6,14 +6,17 @@ import logging
 
 import sqlalchemy as sa
 
+from opennimble import clock
 from opennimble.domain import backups, lifecycle, resources
 from opennimble.store import backups as backup_store
-from opennimble.store import idempotency, sessions
+from opennimble.store import events, idempotency, sessions
 from opennimble.store import resources as resource_store
 
 log = logging.getLogger("opennimble.reconciler")
 
 IDEMPOTENCY_RETENTION = lifecycle.DELETED_RETENTION
+# lifecycle events (and webhook deliveries that ended) are kept this long (docs/events.md)
+EVENT_RETENTION = 7 * 24 * clock.HOUR
 
 
 def advance_resources(conn: sa.Connection, now: int) -> int:
@@ -72,5 +75,6 @@ def purge(conn: sa.Connection, now: int) -> None:
         log.info("purged %d deleted sessions", len(gone))
     backup_store.purge_deleted(conn, now - backups.DELETED_RETENTION)
     idempotency.purge(conn, now - IDEMPOTENCY_RETENTION)
+    events.purge(conn, now - EVENT_RETENTION)
     for row in resource_store.purge_deleted(conn, now - resources.DELETED_RETENTION):
         resources.forget(conn, row)

@@ -36,7 +36,7 @@ import sqlalchemy as sa
 from opennimble import clock, config, metrics
 from opennimble.domain import audit
 from opennimble.providers import base, registry
-from opennimble.reconciler import actions, housekeeping
+from opennimble.reconciler import actions, housekeeping, webhooks
 from opennimble.store import crypto, database, sessions, streams
 
 log = logging.getLogger("opennimble.reconciler")
@@ -80,6 +80,7 @@ class Reconciler:
         self.actions = actions.Actions(
             db, provider, now=now, ready_timeout=ready_timeout, cipher=cipher
         )
+        self.webhooks = webhooks.Deliverer(db, cipher, now=now, host_id=host_id)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._event: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -106,15 +107,16 @@ class Reconciler:
         if cipher is None:
             cipher = crypto.Cipher.from_file(settings.resolved_key_file)
             crypto.check_key(db, cipher, settings.resolved_key_file)
+        provider = registry.load(settings)
         return cls(
             db,
-            registry.load(settings),
+            provider,
             now=now,
             interval=settings.reconcile_interval,
-            ready_timeout=settings.desktop_ready_timeout,
+            ready_timeout=provider.ready_timeout,
             max_concurrent=settings.max_concurrent_provisions,
             host_id=settings.resolved_host_id,
-            capacity=settings.max_desktops,
+            capacity=provider.capacity,
             lease=settings.claim_timeout,
             cipher=cipher,
             audit_retention_days=settings.audit_retention_days,
@@ -138,6 +140,15 @@ class Reconciler:
             loop.call_soon_threadsafe(event.set)
 
     async def run(self, on_started: Callable[[], object] | None = None) -> None:
+        """Reconcile (:meth:`reconcile`) and deliver webhooks until cancelled."""
+        delivering = asyncio.create_task(self.webhooks.run())
+        try:
+            await self.reconcile(on_started)
+        finally:
+            delivering.cancel()
+            await asyncio.gather(delivering, return_exceptions=True)
+
+    async def reconcile(self, on_started: Callable[[], object] | None = None) -> None:
         """Recover, then reconcile until cancelled.
 
         On PostgreSQL first take this host's lock (:class:`database.LockTaken` if another

@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from opennimble.store import paging, schema
+from opennimble.store import events, paging, schema
 
 Row = dict[str, Any]
 t = schema.backups
@@ -69,11 +69,34 @@ def move(
     **values: Any,
 ) -> int:
     """Set ``values`` on the session's backups in one of ``from_states`` (of ``only`` those,
-    if given); returns how many moved."""
+    if given); returns how many moved. A change of ``state`` records a ``backup.<state>``
+    event per backup (:mod:`opennimble.store.events`)."""
     query = t.update().where(t.c.session_id == session_id, t.c.state.in_(tuple(from_states)))
     if only is not None:
         query = query.where(t.c.backup_id.in_(tuple(only)))
-    return int(conn.execute(query.values(**values)).rowcount)
+    if "state" not in values:
+        return int(conn.execute(query.values(**values)).rowcount)
+    events.serialize(conn)
+    moved = conn.execute(
+        query.values(**values).returning(t.c.backup_id, t.c.studio_id, t.c.owned_by)
+    ).all()
+    for backup in sorted(moved, key=lambda r: str(r.backup_id)):
+        detail = {
+            "backupId": backup.backup_id,
+            "state": values["state"],
+            "statusCode": values.get("status_code"),
+            "statusMessage": values.get("status_message"),
+        }
+        events.record(
+            conn,
+            "backup." + str(values["state"]).lower(),
+            time=int(values.get("updated_at") or 0),
+            studio_id=backup.studio_id,
+            session_id=session_id,
+            owned_by=backup.owned_by,
+            detail={k: v for k, v in detail.items() if v is not None},
+        )
+    return len(moved)
 
 
 def set_tags(conn: sa.Connection, backup_id: str, tags: dict[str, str]) -> None:

@@ -268,3 +268,61 @@ eula_acceptances = sa.Table(
     sa.UniqueConstraint("studio_id", "accepted_by", "eula_id"),
     sa.Index(None, "studio_id", "created_at", "eula_acceptance_id"),
 )
+
+# Lifecycle events (docs/events.md): one row per session state change, stream created and
+# backup completed, written in the transaction of the change. ``seq`` is the installation's
+# sequence number: allocated in commit order (store.events.serialize), never reused.
+Seq = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite: the rowid itself
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("seq", Seq, primary_key=True, autoincrement=True),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("time", Micros, nullable=False, index=True),
+    sa.Column("studio_id", Id, nullable=False),
+    sa.Column("session_id", Id, nullable=False),
+    sa.Column("owned_by", Id, nullable=False),
+    sa.Column("detail", sa.JSON, nullable=False),
+    sqlite_autoincrement=True,  # never reuse the number of a purged event
+)
+
+# Operators' webhooks: a studio's events of the listed types (patterns) go to ``url``, signed
+# with ``secret`` (encrypted with the installation key).
+webhooks = sa.Table(
+    "webhooks",
+    metadata,
+    sa.Column("webhook_id", Id, primary_key=True),
+    sa.Column("studio_id", Id, nullable=False, index=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("event_types", sa.JSON, nullable=False),
+    sa.Column("secret", sa.Text, nullable=False),
+    sa.Column("created_at", Micros, nullable=False),
+)
+
+# One event to one webhook: queued with the event, in order per (webhook, session); claimed by
+# the delivery workers like sessions are (a lease that lapses).
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("delivery_id", Seq, primary_key=True, autoincrement=True),
+    sa.Column("webhook_id", Id, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("session_id", Id, nullable=False),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", Micros, nullable=False, server_default="0"),
+    sa.Column("created_at", Micros, nullable=False),
+    sa.Column("updated_at", Micros, nullable=False),
+    sa.Column("last_status", sa.Integer),
+    sa.Column("last_error", sa.Text),
+    sa.Column("claimed_by", sa.String(128)),
+    sa.Column("claim_expires_at", Micros),
+    sa.Index(None, "state", "next_attempt_at"),
+    sa.Index(None, "webhook_id", "session_id", "state", "delivery_id"),
+    sa.Index(None, "webhook_id", "delivery_id"),
+    sa.Index(None, "updated_at"),
+    sqlite_autoincrement=True,
+)

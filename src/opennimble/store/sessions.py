@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from opennimble.store import hot, paging, schema
+from opennimble.store import events, hot, paging, schema
 
 Row = dict[str, Any]
 t = schema.sessions
@@ -73,7 +73,10 @@ _pages: dict[tuple[bool, bool, bool], hot.Statement] = {}
 
 
 def insert(conn: sa.Connection, row: Row) -> None:
+    """Insert a new session, and record the event of its first state."""
+    events.serialize(conn)
     conn.execute(t.insert().values(row))
+    events.session_changed(conn, row, None, row)
 
 
 def get(conn: sa.Connection, session_id: str, studio_id: str | None = None) -> Row | None:
@@ -149,13 +152,26 @@ def _page_statement(owned: bool, created: bool, after: bool) -> hot.Statement:
 def transition(
     conn: sa.Connection, session_id: str, from_states: Iterable[str], **values: Any
 ) -> bool:
-    """Set ``values`` if the session is in one of ``from_states`` (compare and set)."""
-    query = (
-        t.update()
-        .where(t.c.session_id == session_id, t.c.state.in_(tuple(from_states)))
-        .values(**values)
-    )
-    return conn.execute(query).rowcount == 1
+    """Set ``values`` if the session is in one of ``from_states`` (compare and set); a change
+    of ``state`` records its event (:mod:`opennimble.store.events`) in the same transaction."""
+    from_states = tuple(from_states)
+    where = (t.c.session_id == session_id, t.c.state.in_(from_states))
+    if "state" not in values:
+        return conn.execute(t.update().where(*where).values(**values)).rowcount == 1
+    events.serialize(conn)
+    about = (t.c.studio_id, t.c.owned_by, t.c.launch_profile_id, t.c.updated_at)
+    if len(from_states) == 1:  # one statement: the previous state is known
+        found = conn.execute(t.update().where(*where).values(**values).returning(*about)).first()
+        previous = from_states[0]
+    else:  # lock and read the row first, for its previous state
+        found = conn.execute(sa.select(t.c.state, *about).where(*where).with_for_update()).first()
+        if found is not None:
+            conn.execute(t.update().where(*where).values(**values))
+            previous = found.state
+    if found is None:
+        return False
+    events.session_changed(conn, {**found._mapping, "session_id": session_id}, previous, values)
+    return True
 
 
 def update(conn: sa.Connection, session_id: str, **values: Any) -> None:

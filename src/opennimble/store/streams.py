@@ -6,14 +6,30 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from opennimble.store import schema
+from opennimble import clock
+from opennimble.store import events, schema
 
 Row = dict[str, Any]
 t = schema.streams
 
 
 def insert(conn: sa.Connection, row: Row) -> None:
+    """Insert a new stream, and record its ``stream.created`` event."""
+    events.serialize(conn)
     conn.execute(t.insert().values(row))
+    events.record(
+        conn,
+        "stream.created",
+        time=row["created_at"],
+        studio_id=row["studio_id"],
+        session_id=row["session_id"],
+        owned_by=row["owned_by"],
+        detail={
+            "streamId": row["stream_id"],
+            "createdBy": row["created_by"],
+            "expiresAt": clock.iso(row["expires_at"]),
+        },
+    )
 
 
 def get(conn: sa.Connection, stream_id: str, session_id: str | None = None) -> Row | None:

@@ -1,0 +1,155 @@
+"""Lifecycle events: recorded in the transaction of the change they describe, numbered in
+commit order, and queued for the studio's webhooks in the same transaction.
+
+The schema of an event is documented in docs/events.md. Every state change of a session goes
+through :func:`opennimble.store.sessions.insert` or :func:`~opennimble.store.sessions.transition`,
+a stream's creation through :func:`opennimble.store.streams.insert`, and a backup's completion
+through :func:`opennimble.store.backups.move`: those call :func:`record`, so no change goes
+unrecorded and a rolled-back change records nothing.
+
+Numbering: a reader that has seen event N must never later find an event below N. On SQLite
+write transactions are serialized, so numbers come in commit order by themselves. On
+PostgreSQL two transactions could take numbers 10 and 11 and commit as 11, 10; so a
+transaction that records events first takes a transaction-scoped advisory lock
+(:func:`serialize`, before the row it changes is locked, so that no lock order is reversed),
+which makes number order commit order.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from opennimble import clock
+from opennimble.store import database, schema
+
+Row = dict[str, Any]
+t = schema.events
+hooks = schema.webhooks
+deliveries = schema.webhook_deliveries
+
+LOCK = "events"
+INSERT = t.insert().returning(t.c.seq)  # built once: its compiled form is cached
+
+
+def serialize(conn: sa.Connection) -> None:
+    """Make this transaction's events numbered in commit order (see the module's doc)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(database.lock_key(LOCK))))
+
+
+def record(
+    conn: sa.Connection,
+    type_: str,
+    *,
+    time: int,
+    studio_id: str,
+    session_id: str,
+    owned_by: str,
+    detail: dict[str, Any],
+) -> int:
+    """Record an event (the caller called :func:`serialize` first) and queue it for every
+    webhook of the studio that wants its type; returns its sequence number."""
+    values = {
+        "type": type_,
+        "time": time,
+        "studio_id": studio_id,
+        "session_id": session_id,
+        "owned_by": owned_by,
+        "detail": detail,
+    }
+    seq = int(conn.execute(INSERT, values).scalar_one())
+    wanted = [
+        r.webhook_id
+        for r in conn.execute(
+            sa.select(hooks.c.webhook_id, hooks.c.event_types).where(hooks.c.studio_id == studio_id)
+        )
+        if matches(r.event_types, type_)
+    ]
+    if wanted:
+        body = orjson.dumps(document({"seq": seq, **values})).decode()
+        queued = {
+            "seq": seq,
+            "session_id": session_id,
+            "type": type_,
+            "body": body,
+            "state": "PENDING",
+            "attempts": 0,
+            "next_attempt_at": 0,
+            "created_at": time,
+            "updated_at": time,
+        }
+        conn.execute(deliveries.insert(), [{**queued, "webhook_id": w} for w in wanted])
+    return seq
+
+
+def session_changed(
+    conn: sa.Connection, session: Row, previous: str | None, values: dict[str, Any]
+) -> int:
+    """Record the event of a session entering ``values["state"]`` from ``previous``."""
+    state = str(values["state"])
+    detail = {
+        "state": state,
+        "previousState": previous,
+        "statusCode": values.get("status_code"),
+        "statusMessage": values.get("status_message"),
+        "launchProfileId": session["launch_profile_id"],
+        "updatedBy": values.get("updated_by"),
+    }
+    return record(
+        conn,
+        "session." + state.lower(),
+        time=int(values.get("updated_at") or session.get("updated_at") or 0),
+        studio_id=session["studio_id"],
+        session_id=session["session_id"],
+        owned_by=session["owned_by"],
+        detail={k: v for k, v in detail.items() if v is not None},
+    )
+
+
+def matches(patterns: list[str], type_: str) -> bool:
+    """Whether an event type is one of ``patterns`` (shell-style: ``session.*``, ``*``)."""
+    return any(fnmatch.fnmatchcase(type_, p) for p in patterns)
+
+
+def document(row: Row) -> dict[str, Any]:
+    """The event as clients receive it (a webhook's body, an SSE message's data)."""
+    return {
+        "id": str(row["seq"]),
+        "sequence": int(row["seq"]),
+        "type": row["type"],
+        "time": clock.iso(int(row["time"])),
+        "studioId": row["studio_id"],
+        "sessionId": row["session_id"],
+        "ownedBy": row["owned_by"],
+        "detail": row["detail"],
+    }
+
+
+def after(conn: sa.Connection, seq: int, limit: int, studio_id: str | None = None) -> list[Row]:
+    """Events numbered above ``seq`` (of one studio if given), oldest first."""
+    query = sa.select(t).where(t.c.seq > seq)
+    if studio_id is not None:
+        query = query.where(t.c.studio_id == studio_id)
+    return [dict(r._mapping) for r in conn.execute(query.order_by(t.c.seq).limit(limit))]
+
+
+def last(conn: sa.Connection) -> int:
+    """The newest event's number (0 without events)."""
+    return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(t.c.seq), 0))).scalar_one())
+
+
+def first(conn: sa.Connection) -> int:
+    """The oldest kept event's number (0 without events)."""
+    return int(conn.execute(sa.select(sa.func.coalesce(sa.func.min(t.c.seq), 0))).scalar_one())
+
+
+def purge(conn: sa.Connection, before: int) -> int:
+    """Forget events older than ``before``, and deliveries that ended before it."""
+    conn.execute(
+        deliveries.delete().where(deliveries.c.updated_at < before, deliveries.c.state != "PENDING")
+    )
+    return int(conn.execute(t.delete().where(t.c.time < before)).rowcount)
