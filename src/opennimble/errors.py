@@ -45,6 +45,22 @@ class ServiceError(Exception):
 class ValidationException(ServiceError):
     status = 400
 
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        context: dict[str, str] | None = None,
+        detail: str = "",
+        problems: list[tuple[str, str]] | None = None,
+    ) -> None:
+        super().__init__(message, code=code, context=context, detail=detail)
+        # each problem's field path and message (never sent: the message says it all), for
+        # forms that show each problem next to its field
+        self.problems = problems or [
+            (field, message) for field in (context or {}).get("fields", "").split(",") if field
+        ]
+
 
 class AccessDeniedException(ServiceError):
     status = 403

@@ -15,14 +15,19 @@ import pytest
 import requests
 from playwright import sync_api
 
+from tests.browser.portal_support import (
+    PASSWORD,
+    READY_WITHIN,
+    members_ready_card,
+    open_stream,
+    shot,
+    sign_in,
+)
 from tests.support import desktops
 from tests.support import world as worlds
 from tests.support.server import FAST
 
 pytestmark = [pytest.mark.browser, pytest.mark.xvnc]
-
-PASSWORD = "correct horse battery"
-READY_WITHIN = 60_000  # ms: a desktop start on a busy machine
 
 
 @pytest.fixture(scope="module")
@@ -56,17 +61,6 @@ def portal(world: worlds.World) -> Iterator[str]:
     yield world.server.endpoint + "/portal/"
 
 
-def sign_in(page: sync_api.Page, portal: str, name: str, password: str = PASSWORD) -> None:
-    page.goto(portal)
-    page.get_by_label("User name").fill(name)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-
-
-def shot(page: sync_api.Page, artifacts: pathlib.Path, name: str) -> None:
-    page.screenshot(path=str(artifacts / f"portal-{name}.png"), full_page=True)
-
-
 def test_an_artist_launches_opens_stops_starts_and_deletes_a_desktop(
     page: sync_api.Page, portal: str, world: worlds.World, artifacts: pathlib.Path
 ) -> None:
@@ -89,16 +83,27 @@ def test_an_artist_launches_opens_stops_starts_and_deletes_a_desktop(
     expect(card).to_contain_text("image 0")  # the image's name
     shot(page, artifacts, "sessions-ready")
 
-    with page.context.expect_page() as opened:
-        card.get_by_role("button", name="Open").click()
-    stream = opened.value
-    stream.wait_for_selector("body[data-state='connected']", state="attached", timeout=20_000)
-    assert re.search(r"/streams/", stream.url)
+    stream = open_stream(card)
+    assert re.search(r"/streams/[^?]+$", stream.url)  # the used token is out of the address
+    expect(stream).not_to_have_title(re.compile("^Desktop "))  # the desktop's own name
+    desktop = stream.title()
     shot(stream, artifacts, "stream")
-    stream.close()
+    # a reload comes back to the same desktop (no "link not valid")
+    stream.reload()
+    stream.wait_for_selector("body[data-state='connected']", state="attached", timeout=20_000)
+    expect(stream).to_have_title(desktop)
 
     card.get_by_role("button", name="Stop").click()
     expect(card.locator(".state")).to_have_text("STOPPED", timeout=READY_WITHIN)
+    # the stream's tab says why it ended and offers the way to a new stream: the portal's
+    # page of the session (a Start here, as it is stopped)
+    expect(stream.locator("#status")).to_contain_text("stopped")
+    stream.locator("#renew").click()
+    expect(stream.get_by_role("heading", name="Open this session again")).to_be_visible()
+    expect(stream.locator("article.card .state")).to_have_text("STOPPED")
+    expect(stream.locator("article.card").get_by_role("button", name="Start")).to_be_visible()
+    shot(stream, artifacts, "stream-renew")
+    stream.close()
     expect(card.get_by_role("button", name="Open")).to_have_count(0)
     shot(page, artifacts, "sessions-stopped")
     card.get_by_role("button", name="Start").click()
@@ -132,6 +137,12 @@ def test_a_member_cannot_see_or_act_on_another_members_session(
             page.goto(answer.url)
             sync_api.expect(page.locator(".error")).to_contain_text("AccessDenied")
         assert client.get_streaming_session(**ids)["session"]["state"] != "DELETE_IN_PROGRESS"
+        # nor the portal's page of the owner's stream (where a stream page sends its owner)
+        client.get_waiter("streaming_session_ready").wait(**ids, WaiterConfig=FAST)
+        stream = client.create_streaming_session_stream(**ids)["stream"]
+        answer = page.goto(f"{portal}streams/{stream['streamId']}")
+        assert answer is not None and answer.status == 403
+        sync_api.expect(page.locator(".error")).to_contain_text("AccessDenied")
     finally:
         client.get_waiter("streaming_session_ready").wait(**ids, WaiterConfig=FAST)
         client.delete_streaming_session(**ids)
@@ -203,19 +214,10 @@ def test_an_admin_adds_a_member_and_launches_a_session_the_member_opens(
     expect(page.get_by_role("heading", name="My sessions")).to_be_visible()
     expect(page.locator("article.card")).to_have_count(0)  # the admin's own: none
 
-    member = browser.new_context(viewport={"width": 1024, "height": 700}).new_page()
+    card = members_ready_card(browser, portal, world.outsider.name)
+    member = card.page
     try:
-        sign_in(member, portal, world.outsider.name)
-        member.get_by_role("link", name="My sessions").click()
-        card = member.locator("article.card")
-        expect(card).to_have_count(1)
-        expect(card.locator(".state")).to_have_text("READY", timeout=READY_WITHIN)
-        with member.context.expect_page() as opened:
-            card.get_by_role("button", name="Open").click()
-        opened.value.wait_for_selector(
-            "body[data-state='connected']", state="attached", timeout=20_000
-        )
-        opened.value.close()
+        open_stream(card).close()
         card.get_by_role("button", name="Delete").click()
         expect(member.locator("article.card")).to_have_count(0, timeout=READY_WITHIN)
     finally:

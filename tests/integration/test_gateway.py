@@ -209,13 +209,39 @@ def test_page_sets_a_credential_bound_to_the_stream(site: Site, desktop: vnc.Xvn
     assert page.status_code == 200
     assert f"data-websocket='{stream_id}/websocket'" in page.text
     cookie = page.headers["set-cookie"]
-    for attribute in ("HttpOnly", "SameSite=Strict", f"Path=/streams/{stream_id}/", "Max-Age=119"):
+    # the page's path and its websocket's: a reload sends it back
+    for attribute in ("HttpOnly", "SameSite=Strict", f"Path=/streams/{stream_id};", "Max-Age=119"):
         assert attribute in cookie
     assert page.headers["referrer-policy"] == "no-referrer"
     again = site.open_page(stream_id)
     assert again.status_code == 403
     assert "used already" in again.text
     assert "set-cookie" not in again.headers
+    # the way to a new stream: the portal's page of the stream (it checks who asks)
+    assert f"href='/portal/streams/{stream_id}'" in again.text
+
+
+def test_a_reload_with_the_credential_opens_the_same_stream_again(
+    site: Site, desktop: vnc.Xvnc
+) -> None:
+    session_id = site.session(desktop)
+    stream_id = site.stream(session_id)
+    cookie = site.admitted_cookie(stream_id)
+    headers = {"cookie": cookie}
+    # the page drops its token from the address: a reload asks without one, with the cookie
+    for url in (site.url(stream_id).split("?")[0], site.url(stream_id)):
+        again = requests.get(url, headers=headers, timeout=10)
+        assert again.status_code == 200, again.text
+        assert f"data-websocket='{stream_id}/websocket'" in again.text
+        assert "set-cookie" not in again.headers
+    with site.connect(stream_id, cookie) as ws:
+        assert ws.recv()[:3] == b"RFB"
+    # without the credential, or with another stream's, nothing
+    assert requests.get(site.url(stream_id).split("?")[0], timeout=10).status_code == 403
+    other = site.stream(session_id)
+    answer = requests.get(site.url(other).split("?")[0], headers=headers, timeout=10)
+    assert answer.status_code == 403
+    assert "No valid credential" in answer.text
 
 
 def test_head_does_not_use_the_token(site: Site, desktop: vnc.Xvnc) -> None:

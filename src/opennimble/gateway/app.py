@@ -103,15 +103,17 @@ class Gateway:
         if not novnc_installed(self.novnc_dir):
             return _html(pages.refusal("Stream unavailable", NOVNC_MISSING), 503)
         stream_id = request.path_params["stream_id"]
+        answer, reloaded = await self.db.run(self._admit, request, stream_id)
         client = request.client.host if request.client else None
-        answer = await self.db.run(self.gate.admit, stream_id, request.url.query, client)
+        # where its owner gets a new stream of the session (the portal checks who may)
+        renew = f"{self._path_prefix}/portal/streams/{urllib.parse.quote(stream_id)}"
         if answer.stream is None or answer.session is None:
             log.info(
                 "stream page refused: %s",
                 answer.title,
                 extra=logs.fields(event="stream_page_refused", stream_id=stream_id, client=client),
             )
-            return _html(pages.refusal(answer.title, answer.text), answer.status)
+            return _html(pages.refusal(answer.title, answer.text, renew), answer.status)
         session = answer.session
         log.info(
             "stream page opened",
@@ -124,13 +126,34 @@ class Gateway:
             ),
         )
         clipboard = session["attrs"].get("clipboardMode", "ENABLED") != "DISABLED"
-        page = pages.client(stream_id, session["session_id"], clipboard, self.novnc_modules)
+        page = pages.client(stream_id, session["session_id"], clipboard, self.novnc_modules, renew)
         response = _html(page, 200)
-        path = f"{self._path_prefix}/streams/{stream_id}/"
+        if reloaded:  # the browser keeps the credential it has
+            return response
+        # the page's own path and its websocket's (a reload sends it back: see _admit)
+        path = f"{self._path_prefix}/streams/{stream_id}"
         admitted_at = answer.stream["used_at"]
         cookie = self.credentials.cookie(answer.stream, path, admitted_at, self._secure)
         response.headers.append("set-cookie", cookie)
         return response
+
+    def _admit(self, request: requests.Request, stream_id: str) -> tuple[streams.Answer, bool]:
+        """The stream URL's token admits a browser once; a browser admitted before (a reload,
+        or the page opened again after a short outage) comes back with its credential, which
+        admits it by the websocket's rules (the session READY, the stream not expired, its
+        creator's access kept). Returns the answer and whether it was such a return."""
+        credential = request.cookies.get(credentials.COOKIE, "")
+        answer = None
+        if "token" in request.query_params:
+            client = request.client.host if request.client else None
+            answer = self.gate.admit(stream_id, request.url.query, client)
+            if answer.session is not None:
+                return answer, False
+        if credential:
+            again = self.gate.readmit(stream_id, credential)
+            if answer is None or again.stream is not None:
+                return again, True
+        return answer or streams.Answer(403, "Stream refused", streams.INVALID), False
 
     async def websocket(self, ws: websockets.WebSocket) -> None:
         """The stream's websocket: admitted by credential, then relayed to the desktop."""

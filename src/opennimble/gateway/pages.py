@@ -32,15 +32,28 @@ def _head(title: str) -> str:
     )
 
 
-def refusal(title: str, text: str) -> str:
-    """A page that says why the stream cannot be opened, and what to do."""
+def refusal(title: str, text: str, renew: str | None = None) -> str:
+    """A page that says why the stream cannot be opened, and what to do; with ``renew`` (the
+    studio portal's page of the stream's session) it offers to get a new stream there."""
+    offer = ""
+    if renew:
+        offer = (
+            f"<p><a id='renew' href='{html.escape(renew)}'>Get a new stream of this session</a>"
+            " (in the studio portal, signed in as its owner)</p>"
+        )
     return (
         f"{_head(title)}</head><body class='message'><main><h1>{html.escape(title)}</h1>"
-        f"<p id='reason'>{html.escape(text)}</p></main></body></html>"
+        f"<p id='reason'>{html.escape(text)}</p>{offer}</main></body></html>"
     )
 
 
-def client(stream_id: str, session_id: str, clipboard: bool, modules: Sequence[str] = ()) -> str:
+def client(
+    stream_id: str,
+    session_id: str,
+    clipboard: bool,
+    modules: Sequence[str] = (),
+    renew: str = "",
+) -> str:
     """The full-window VNC client of a stream; its script connects to the stream's websocket.
 
     ``modules`` (paths under noVNC's directory) are preloaded at once: noVNC is some fifty ES
@@ -54,7 +67,8 @@ def client(stream_id: str, session_id: str, clipboard: bool, modules: Sequence[s
         f"{_head(f'Desktop {session_id}')}{preloads}"
         "<script type='module' src='../stream-client/app/stream.js'></script></head>"
         f"<body class='desktop' data-websocket='{html.escape(stream_id)}/websocket' "
-        f"data-clipboard='{'ENABLED' if clipboard else 'DISABLED'}' data-state='connecting'>"
+        f"data-clipboard='{'ENABLED' if clipboard else 'DISABLED'}' data-state='connecting' "
+        f"data-renew='{html.escape(renew)}'>"
         "<div id='screen'></div>"
         "<div id='status' role='status'>Connecting to the desktop…</div></body></html>"
     )

@@ -30,6 +30,7 @@ INVALID = "This stream link is not valid."
 EXPIRED = "This stream link has expired: ask for a new stream."
 USED = "This stream link was used already: ask for a new stream."
 NOT_RUNNING = "The session of this stream is not running."
+NO_CREDENTIAL = "No valid credential for this stream: open its URL."
 
 
 class Close(enum.IntEnum):
@@ -139,17 +140,30 @@ class StreamGate:
             )
         return _refused(reason)
 
-    def admit_connection(self, stream_id: str, credential: str) -> Admission | Refusal:
-        """Check a websocket connection's credential against the stream, at its start."""
+    def readmit(self, stream_id: str, credential: str) -> Answer:
+        """The page of a stream opened again by a browser that was admitted to it (a reload:
+        the page keeps no token), by its credential and the rules of its websocket. A refusal
+        carries the stream where it exists."""
         with self.db.read() as conn:
             stream = streams.get(conn, stream_id)
             if stream is None or not self.credentials.check(credential, stream):
-                return Refusal(Close.INVALID, "No valid credential for this stream: open its URL.")
+                return _refused(NO_CREDENTIAL)
             session = sessions.get(conn, stream["session_id"])
             refusal = _refusal(conn, stream, session, self.now())
         if refusal is not None:
-            return Refusal(CLOSE_CODES.get(refusal, Close.NOT_RUNNING), refusal)
+            return Answer(403, "Stream refused", refusal, stream, None)
         assert session is not None
+        text = f"Session {session['session_id']} is READY."
+        return Answer(200, "Stream admitted", text, stream, session)
+
+    def admit_connection(self, stream_id: str, credential: str) -> Admission | Refusal:
+        """Check a websocket connection's credential against the stream, at its start."""
+        answer = self.readmit(stream_id, credential)
+        if answer.text == NO_CREDENTIAL:
+            return Refusal(Close.INVALID, NO_CREDENTIAL)
+        stream, session = answer.stream, answer.session
+        if session is None or stream is None:
+            return Refusal(CLOSE_CODES.get(answer.text, Close.NOT_RUNNING), answer.text)
         try:
             endpoint = endpoints.unseal(session["endpoint"], self.cipher)
         except ValueError:

@@ -70,6 +70,14 @@ def _admin_studio(
     return caller, studio
 
 
+def guard(
+    portal: Portal, request: requests.Request
+) -> tuple[Caller, dict[str, Any]] | responses.Response:
+    """The signed-in caller and the studio of the URL if the caller administers it (the API's
+    rule, ``access.is_admin``); otherwise the answer refusing the page."""
+    return _admin_studio(portal, request, "manage this studio")
+
+
 def studio_page(portal: Portal, request: requests.Request) -> responses.Response:
     checked = _admin_studio(portal, request, "manage this studio")
     if isinstance(checked, responses.Response):

@@ -17,17 +17,26 @@ from typing import Any
 
 import anyio.to_thread
 import orjson
-from starlette import applications, requests, responses, routing, staticfiles, templating
+from starlette import (
+    applications,
+    datastructures,
+    requests,
+    responses,
+    routing,
+    staticfiles,
+    templating,
+)
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 
 from opennimble import clock, errors
 from opennimble.domain import passwords
 from opennimble.domain.identity import Caller
-from opennimble.portal import admin, cards, csrf
+from opennimble.portal import admin, cards, csrf, operator, resources, studio_sessions
 from opennimble.protocol import model
 from opennimble.store import database, users
 from opennimble.store import sessions as sessions_store
+from opennimble.store import streams as streams_store
 
 Invoke = Callable[[model.Operation, Caller, dict[str, Any]], dict[str, Any]]
 
@@ -50,6 +59,7 @@ class Portal:
         now: clock.Now = clock.system_now,
     ) -> None:
         self.db = db
+        self.secret = secret  # the installation key (access keys' secrets are sealed with it)
         self._invoke = invoke
         self.now = now
         self.operations = model.operations()
@@ -104,6 +114,57 @@ class Portal:
                 methods=["POST"],
                 name="members",
             ),
+            routing.Route("/users", functools.partial(operator.users_page, self), name="users"),
+            routing.Route(
+                "/users",
+                functools.partial(operator.create_user, self),
+                methods=["POST"],
+                name="create_user",
+            ),
+            routing.Route(
+                "/users/{user_id}", functools.partial(operator.user_page, self), name="user"
+            ),
+            routing.Route(
+                "/users/{user_id}/{action}",
+                functools.partial(operator.user_action, self),
+                methods=["POST"],
+                name="user_action",
+            ),
+            routing.Route(
+                "/studios",
+                functools.partial(operator.studios_page, self),
+                methods=["GET", "POST"],
+                name="studios",
+            ),
+            routing.Route(
+                "/studios/{studio_id}/sessions",
+                functools.partial(studio_sessions.page, self),
+                name="studio_sessions",
+            ),
+            routing.Route(
+                "/studios/{studio_id}/{kind}",
+                functools.partial(resources.listing, self),
+                name="resources",
+            ),
+            routing.Route(
+                "/studios/{studio_id}/{kind}/new",
+                functools.partial(resources.form_page, self),
+                methods=["GET", "POST"],
+                name="resource_new",
+            ),
+            routing.Route(
+                "/studios/{studio_id}/{kind}/{resource_id}",
+                functools.partial(resources.form_page, self),
+                methods=["GET", "POST"],
+                name="resource",
+            ),
+            routing.Route(
+                "/studios/{studio_id}/{kind}/{resource_id}/delete",
+                functools.partial(resources.delete, self),
+                methods=["POST"],
+                name="resource_delete",
+            ),
+            routing.Route("/streams/{stream_id}", self.renew_page, name="renew"),
             routing.Route(
                 "/sessions/{studio_id}/{session_id}/{action}",
                 self.act,
@@ -114,7 +175,7 @@ class Portal:
 
     # ---- helpers
 
-    def invoke(self, caller: Caller, name: str, **params: Any) -> dict[str, Any]:
+    def invoke(self, caller: Caller, name: str, /, **params: Any) -> dict[str, Any]:
         return self._invoke(self.operations[name], caller, params)
 
     def caller(self, request: requests.Request) -> Caller | None:
@@ -148,7 +209,8 @@ class Portal:
     # ---- sign-in
 
     def signin_page(self, request: requests.Request) -> responses.Response:
-        return self.render(request, "signin.html", error=None, name="")
+        then = request.query_params.get("next", "")
+        return self.render(request, "signin.html", error=None, name="", then=then)
 
     async def signin(self, request: requests.Request) -> responses.Response:
         form = await request.form()
@@ -158,10 +220,13 @@ class Portal:
         try:
             caller = await anyio.to_thread.run_sync(self._sign_in, name, password)
         except passwords.SigninRefused as exc:
-            return self.render(request, "signin.html", status=401, error=str(exc), name=name)
+            then = str(form.get("next", ""))
+            return self.render(
+                request, "signin.html", status=401, error=str(exc), name=name, then=then
+            )
         request.session.clear()  # a new session (and CSRF token) for the signed-in user
         request.session[USER_KEY] = caller.user_id
-        return responses.RedirectResponse(request.url_for("home"), status_code=303)
+        return responses.RedirectResponse(_next(request, "home", form.get("next")), 303)
 
     def _sign_in(self, name: str, password: str) -> Caller:
         with self.db.write() as conn:
@@ -256,14 +321,49 @@ class Portal:
 
     def _image_names(self, caller: Caller, studio_id: str) -> dict[str, str]:
         """The studio's streaming images' names by id (ids of deleted ones stay as they are)."""
-        names: dict[str, str] = {}
-        params: dict[str, Any] = {"studioId": studio_id}
+        images = self.listed(caller, "ListStreamingImages", "streamingImages", studioId=studio_id)
+        return {i["streamingImageId"]: i["name"] for i in images}
+
+    def listed(self, caller: Caller, operation: str, key: str, /, **params: Any) -> list[Any]:
+        """Every item of a paged listing operation (its pages followed through nextToken)."""
+        items: list[Any] = []
         while True:
-            page = self.invoke(caller, "ListStreamingImages", **params)
-            names.update((i["streamingImageId"], i["name"]) for i in page["streamingImages"])
+            page = self.invoke(caller, operation, **params)
+            items += page[key]
             if not page.get("nextToken"):
-                return names
+                return items
             params["nextToken"] = page["nextToken"]
+
+    def renew_page(self, request: requests.Request) -> responses.Response:
+        """Where a stream page that admits no more sends its owner: the card of the stream's
+        session, with Open (a new stream) while it is READY. Who may see it is the API's
+        GetStreamingSession's rule; a stream id alone tells nobody else anything."""
+        caller = self.caller(request)
+        if caller is None:
+            url = request.url_for("signin").include_query_params(next=request.url.path)
+            return responses.RedirectResponse(url, status_code=303)
+        with self.db.read() as conn:
+            stream = streams_store.get(conn, request.path_params["stream_id"])
+        try:
+            if stream is None:
+                raise errors.not_found("Stream", request.path_params["stream_id"])
+            studio_id = stream["studio_id"]
+            studio = self.invoke(caller, "GetStudio", studioId=studio_id)["studio"]
+            session = self.invoke(
+                caller, "GetStreamingSession", studioId=studio_id, sessionId=stream["session_id"]
+            )["session"]
+        except errors.ServiceError as exc:
+            return self.render(
+                request, "error.html", exc.status, caller=caller, message=admin.refusal(exc)
+            )
+        image = self._image_names(caller, studio_id).get(session["streamingImageId"])
+        card = {
+            **session,
+            "studioId": studio_id,
+            "studioName": studio["displayName"],
+            "imageName": image or session["streamingImageId"],
+        }
+        return self.render(request, "renew.html", caller=caller, s=card)
 
     # ---- actions
 
@@ -308,7 +408,7 @@ class Portal:
         checked = await self.checked_form(request)
         if isinstance(checked, responses.Response):
             return checked
-        caller = checked[0]
+        caller, form = checked
         studio_id = request.path_params["studio_id"]
         session_id = request.path_params["session_id"]
         action = request.path_params["action"]
@@ -325,10 +425,10 @@ class Portal:
                 lambda: self.invoke(caller, operation, studioId=studio_id, sessionId=session_id)
             )
         except errors.ServiceError as exc:
-            return _back(request, "sessions", exc)
+            return _back(request, "sessions", exc, form.get("next"))
         if action == "open":
             return responses.RedirectResponse(result["stream"]["url"], status_code=303)
-        return responses.RedirectResponse(request.url_for("sessions"), status_code=303)
+        return responses.RedirectResponse(_next(request, "sessions", form.get("next")), 303)
 
     # ---- live updates
 
@@ -412,7 +512,16 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-def _back(request: requests.Request, page: str, exc: errors.ServiceError) -> responses.Response:
-    """Back to ``page`` with the API's refusal shown at its top."""
-    url = request.url_for(page).include_query_params(error=admin.refusal(exc))
+def _next(request: requests.Request, page: str, given: Any = None) -> datastructures.URL:
+    """Where a form goes back to: the portal page it names in ``next``, else ``page``."""
+    if isinstance(given, str) and given.startswith("/portal/") and "//" not in given:
+        return request.url.replace(path=given.partition("?")[0], query=given.partition("?")[2])
+    return request.url_for(page)
+
+
+def _back(
+    request: requests.Request, page: str, exc: errors.ServiceError, given: Any = None
+) -> responses.Response:
+    """Back to ``page`` (or the portal page ``given``) with the API's refusal at its top."""
+    url = _next(request, page, given).include_query_params(error=admin.refusal(exc))
     return responses.RedirectResponse(url, status_code=303)

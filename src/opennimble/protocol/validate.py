@@ -45,6 +45,7 @@ def exception(problems: list[Problem]) -> errors.ValidationException:
     return errors.ValidationException(
         f"{count} validation {noun} detected: {text}",
         context={"fields": ",".join(dict.fromkeys(path for path, _ in problems))},
+        problems=problems,
     )
 
 

@@ -29,16 +29,19 @@ def fetch(
     after: Key | None,
     limit: int,
     columns: list[sa.Column[Any]] | None = None,
+    *,
+    newest_first: bool = False,
 ) -> Page:
     """A page of ``table``'s rows (``columns`` of them, or all) that match ``where``."""
     created, ident = table.c.created_at, table.c[id_column]
     conditions = list(where)
     if after is not None:
-        conditions.append(
-            sa.tuple_(created, ident) > sa.tuple_(sa.literal(after[0]), sa.literal(after[1]))
-        )
+        key = sa.tuple_(created, ident)
+        seen = sa.tuple_(sa.literal(after[0]), sa.literal(after[1]))
+        conditions.append(key < seen if newest_first else key > seen)
+    order = (created.desc(), ident.desc()) if newest_first else (created, ident)
     selected = sa.select(*columns) if columns is not None else sa.select(table)
-    query = selected.where(*conditions).order_by(created, ident).limit(limit + 1)
+    query = selected.where(*conditions).order_by(*order).limit(limit + 1)
     rows = [dict(r._mapping) for r in conn.execute(query)]
     return cut(rows, id_column, limit)
 

@@ -99,9 +99,14 @@ def page(
     session_ids: list[str] | None,
     after: paging.Key | None,
     limit: int,
+    states: Iterable[str] | None = None,
+    launch_profile_id: str | None = None,
+    newest_first: bool = False,
 ) -> paging.Page:
-    """A page of the sessions (the columns the API shows: :data:`SHOWN`) that match."""
-    if session_ids is None:
+    """A page of the sessions (the columns the API shows: :data:`SHOWN`) that match. The API's
+    listings (oldest first, no state or launch profile filter) use statements built once."""
+    plain = states is None and launch_profile_id is None and not newest_first
+    if session_ids is None and plain:
         statement = _page_statement(owned_by is not None, created_by is not None, after is not None)
         params: dict[str, Any] = {
             "studio_id": studio_id,
@@ -118,7 +123,13 @@ def page(
         where.append(t.c.created_by == created_by)
     if session_ids is not None:
         where.append(t.c.session_id.in_(session_ids))
-    return paging.fetch(conn, t, "session_id", where, after, limit, SHOWN)
+    if states is not None:
+        where.append(t.c.state.in_(list(states)))
+    if launch_profile_id is not None:
+        where.append(t.c.launch_profile_id == launch_profile_id)
+    return paging.fetch(
+        conn, t, "session_id", where, after, limit, SHOWN, newest_first=newest_first
+    )
 
 
 def _page_statement(owned: bool, created: bool, after: bool) -> hot.Statement:
