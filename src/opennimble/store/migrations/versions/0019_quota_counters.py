@@ -1,6 +1,6 @@
 """quota counters: sessions per studio and per (studio, owner), counted from the sessions
 
-Revision ID: 0015_quota_counters
+Revision ID: 0019_quota_counters
 Revises: 0018_lifecycle_events
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015_quota_counters"
+revision = "0019_quota_counters"
 down_revision = "0018_lifecycle_events"
 branch_labels = None
 depends_on = None
