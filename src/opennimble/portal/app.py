@@ -86,6 +86,12 @@ class Portal:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self.app(scope, receive, send)
 
+    def _page(
+        self, path: str, handler: Any, name: str, methods: list[str] | None = None
+    ) -> routing.Route:
+        """A route to a page handler of another portal module (they take the portal first)."""
+        return routing.Route(path, functools.partial(handler, self), methods=methods, name=name)
+
     def _routes(self) -> list[routing.BaseRoute]:
         return [
             routing.Route("/", self.home, name="home"),
@@ -98,71 +104,40 @@ class Portal:
             routing.Route("/launch", self.launch, methods=["POST"], name="launch"),
             routing.Route("/sessions", self.sessions_page, name="sessions"),
             routing.Route("/sessions/events", self.events, name="events"),
-            routing.Route(
-                "/studios/{studio_id}",
-                functools.partial(admin.studio_page, self),
-                name="studio",
-            ),
-            routing.Route(
-                "/studios/{studio_id}/audit",
-                functools.partial(admin.audit_page, self),
-                name="audit",
-            ),
-            routing.Route(
+            self._page("/studios/{studio_id}", admin.studio_page, "studio"),
+            self._page("/studios/{studio_id}/audit", admin.audit_page, "audit"),
+            self._page(
                 "/studios/{studio_id}/launch-profiles/{launch_profile_id}/members",
-                functools.partial(admin.members, self),
+                admin.members,
+                "members",
                 methods=["POST"],
-                name="members",
             ),
-            routing.Route("/users", functools.partial(operator.users_page, self), name="users"),
-            routing.Route(
-                "/users",
-                functools.partial(operator.create_user, self),
-                methods=["POST"],
-                name="create_user",
+            self._page("/users", operator.users_page, "users"),
+            self._page("/users", operator.create_user, "create_user", methods=["POST"]),
+            self._page("/users/{user_id}", operator.user_page, "user"),
+            self._page(
+                "/users/{user_id}/{action}", operator.user_action, "user_action", methods=["POST"]
             ),
-            routing.Route(
-                "/users/{user_id}", functools.partial(operator.user_page, self), name="user"
-            ),
-            routing.Route(
-                "/users/{user_id}/{action}",
-                functools.partial(operator.user_action, self),
-                methods=["POST"],
-                name="user_action",
-            ),
-            routing.Route(
-                "/studios",
-                functools.partial(operator.studios_page, self),
-                methods=["GET", "POST"],
-                name="studios",
-            ),
-            routing.Route(
-                "/studios/{studio_id}/sessions",
-                functools.partial(studio_sessions.page, self),
-                name="studio_sessions",
-            ),
-            routing.Route(
-                "/studios/{studio_id}/{kind}",
-                functools.partial(resources.listing, self),
-                name="resources",
-            ),
-            routing.Route(
+            self._page("/studios", operator.studios_page, "studios", methods=["GET", "POST"]),
+            self._page("/studios/{studio_id}/sessions", studio_sessions.page, "studio_sessions"),
+            self._page("/studios/{studio_id}/{kind}", resources.listing, "resources"),
+            self._page(
                 "/studios/{studio_id}/{kind}/new",
-                functools.partial(resources.form_page, self),
+                resources.form_page,
+                "resource_new",
                 methods=["GET", "POST"],
-                name="resource_new",
             ),
-            routing.Route(
+            self._page(
                 "/studios/{studio_id}/{kind}/{resource_id}",
-                functools.partial(resources.form_page, self),
+                resources.form_page,
+                "resource",
                 methods=["GET", "POST"],
-                name="resource",
             ),
-            routing.Route(
+            self._page(
                 "/studios/{studio_id}/{kind}/{resource_id}/delete",
-                functools.partial(resources.delete, self),
+                resources.delete,
+                "resource_delete",
                 methods=["POST"],
-                name="resource_delete",
             ),
             routing.Route("/streams/{stream_id}", self.renew_page, name="renew"),
             routing.Route(
