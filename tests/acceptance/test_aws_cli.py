@@ -9,7 +9,7 @@ import pathlib
 import subprocess
 import sys
 
-from tests.support.server import REGION
+from tests.support.server import FAST, REGION
 from tests.support.world import World
 
 AWS = pathlib.Path(sys.executable).parent / "aws"
@@ -58,4 +58,9 @@ def test_aws_nimble_list_streaming_sessions(world: World, tmp_path: pathlib.Path
         sessions = json.loads(listed.stdout)["sessions"]
         assert session["sessionId"] in {s["sessionId"] for s in sessions}
     finally:
-        client.delete_streaming_session(studioId=sid, sessionId=session["sessionId"])
+        # A session is deleted once it has been created (DeleteStreamingSession refuses one in
+        # CREATE_IN_PROGRESS, as AWS did), and the test waits until it is gone.
+        ids = {"studioId": sid, "sessionId": session["sessionId"]}
+        client.get_waiter("streaming_session_ready").wait(**ids, WaiterConfig=FAST)
+        client.delete_streaming_session(**ids)
+        client.get_waiter("streaming_session_deleted").wait(**ids, WaiterConfig=FAST)
