@@ -291,8 +291,30 @@ class Portal:
                 if not page.get("nextToken"):
                     break
                 params["nextToken"] = page["nextToken"]
+        self._attach_backups(caller, found)
         found.sort(key=lambda s: s["createdAt"], reverse=True)
         return found
+
+    def _attach_backups(self, caller: Caller, sessions: list[dict[str, Any]]) -> None:
+        """Give each stopped session its READY backups, newest first, under ``backups`` (what
+        the card's "Start from backup" offers); one listing per studio that has a stopped
+        session of the caller's."""
+        stopped = {s["studioId"] for s in sessions if s["state"] == "STOPPED"}
+        by_session: dict[str, list[dict[str, Any]]] = {}
+        for studio_id in stopped:
+            backups = self.listed(
+                caller,
+                "ListStreamingSessionBackups",
+                "streamingSessionBackups",
+                studioId=studio_id,
+                ownedBy=caller.user_id,
+            )
+            for backup in backups:
+                if backup["state"] == "READY":
+                    by_session.setdefault(backup["sessionId"], []).append(backup)
+        for session in sessions:
+            found = by_session.get(session["sessionId"], [])
+            session["backups"] = sorted(found, key=lambda b: b["createdAt"], reverse=True)
 
     def _image_names(self, caller: Caller, studio_id: str) -> dict[str, str]:
         """The studio's streaming images' names by id (ids of deleted ones stay as they are)."""
@@ -395,9 +417,12 @@ class Portal:
         }.get(action)
         if operation is None:
             return responses.PlainTextResponse(f"No action {action!r}", status_code=404)
+        params = {"studioId": studio_id, "sessionId": session_id}
+        if action == "start" and form.get("backupId"):
+            params["backupId"] = str(form["backupId"])
         try:
             result = await anyio.to_thread.run_sync(
-                lambda: self.invoke(caller, operation, studioId=studio_id, sessionId=session_id)
+                lambda: self.invoke(caller, operation, **params)
             )
         except errors.ServiceError as exc:
             return _back(request, "sessions", exc, form.get("next"))
