@@ -40,6 +40,7 @@ SHOWN = (
     "argon2-cffi",
     "itsdangerous",
     "python-multipart",
+    "authlib",
 )
 
 
