@@ -41,6 +41,8 @@ SHOWN = (
     "itsdangerous",
     "python-multipart",
     "authlib",
+    "joserfc",
+    "httpx2",
 )
 
 

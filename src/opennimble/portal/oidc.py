@@ -2,10 +2,10 @@
 
 The flow is authlib's Starlette client: the provider's discovery document, the authorization
 code flow with PKCE (S256), ``state`` and ``nonce`` kept in the signed portal session, the code
-exchanged over httpx's async client, and the ID token's signature checked against the
-provider's JWKS and its ``iss``, ``aud``, ``exp``, ``iat`` and ``nonce`` against what was
-asked. The user is then the identity store's user whose name is the configured claim's value;
-they get exactly the personas and permissions that user has in the API.
+exchanged over authlib's async HTTP client (httpx2), and the ID token's signature checked
+against the provider's JWKS and its ``iss``, ``aud``, ``exp``, ``iat`` and ``nonce`` against
+what was asked. The user is then the identity store's user whose name is the configured
+claim's value; they get exactly the personas and permissions that user has in the API.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import contextlib
 import logging
 from typing import Any
 
-import httpx
+import httpx2
 import joserfc.errors
 from authlib.integrations.base_client import errors as oauth_errors
 from authlib.integrations.starlette_client import OAuth
@@ -81,7 +81,7 @@ class Provider:
                 request, self.redirect_uri
             )
         except Exception as exc:
-            raise self._refusal(exc) from None
+            raise refusal(exc, self.name, self.settings.issuer) from None
         return redirect
 
     async def finish(self, request: requests.Request) -> Caller:
@@ -105,7 +105,7 @@ class Provider:
                 claims = {**(await self.client.userinfo(token=token)), **claims}
                 value = claims.get(self.settings.claim)
         except Exception as exc:
-            raise self._refusal(exc) from None
+            raise refusal(exc, self.name, self.settings.issuer) from None
         return await self.db.run(self._user, claims, value)
 
     async def _metadata(self) -> dict[str, Any]:
@@ -120,59 +120,6 @@ class Provider:
                 502,
             )
         return metadata
-
-    def _refusal(self, exc: Exception) -> Refused:
-        """What the person signing in is told about a failure of the flow (and the log)."""
-        name = self.name
-        if isinstance(exc, Refused):
-            refusal = exc
-        elif isinstance(exc, oauth_errors.MismatchingStateError):
-            refusal = Refused(
-                f"This sign-in with {name} did not start in this browser or has expired (its "
-                "state does not match): start again with the button below."
-            )
-        elif isinstance(exc, oauth_errors.OAuthError):
-            why = f" ({exc.description})" if exc.description else ""
-            if exc.error == "access_denied":
-                refusal = Refused(f"{name} did not sign you in: access_denied{why}.")
-            else:
-                refusal = Refused(f"{name} refused the sign-in: {exc.error}{why}.")
-        elif isinstance(exc, joserfc.errors.ExpiredTokenError):
-            refusal = Refused(
-                f"The ID token {name} sent has expired (check both machines' clocks): "
-                "sign in again."
-            )
-        elif isinstance(exc, joserfc.errors.JoseError):
-            why = exc.description or exc.error
-            refusal = Refused(
-                f"The ID token {name} sent is not valid for this portal ({why}): refused. If "
-                "this persists, an operator should check the `oidc` settings.",
-            )
-        elif isinstance(exc, httpx.HTTPStatusError):
-            refusal = Refused(
-                f"{name} answered {exc.response.status_code} at {exc.request.url}: try again "
-                "later, or sign in with a password.",
-                502,
-            )
-        elif isinstance(exc, httpx.HTTPError):
-            refusal = Refused(
-                f"Could not reach {name} at {self.settings.issuer} ({type(exc).__name__}: "
-                f"{exc or 'no answer'}): try again later, or sign in with a password.",
-                502,
-            )
-        elif isinstance(exc, RuntimeError | ValueError | KeyError | TypeError):
-            # authlib's words for a discovery document or token answer it cannot use
-            refusal = Refused(
-                f"{name}'s answer could not be used ({exc}): an operator must check it.", 502
-            )
-        else:
-            raise exc
-        log.warning(
-            "OpenID Connect sign-in refused: %s",
-            refusal,
-            extra={"fields": {"event": "oidc_refused", "reason": type(exc).__name__}},
-        )
-        return refusal
 
     def _user(self, claims: dict[str, Any], value: Any) -> Caller:
         """The identity store user named by the claim's value (created if the settings say)."""
@@ -211,3 +158,56 @@ class Provider:
         if user["disabled"]:
             raise Refused("This account is disabled; an operator can enable it again.", 403)
         return Caller(user["user_id"], user["name"], bool(user["operator"]))
+
+
+def refusal(exc: Exception, name: str, issuer: str) -> Refused:
+    """What the person signing in with the provider ``name`` is told about a failure of the
+    flow (logged too); an exception that is none of the flow's failures is raised again."""
+    if isinstance(exc, Refused):
+        answer = exc
+    elif isinstance(exc, oauth_errors.MismatchingStateError):
+        answer = Refused(
+            f"This sign-in with {name} did not start in this browser or has expired (its "
+            "state does not match): start again with the button below."
+        )
+    elif isinstance(exc, oauth_errors.OAuthError):
+        why = f" ({exc.description})" if exc.description else ""
+        if exc.error == "access_denied":
+            answer = Refused(f"{name} did not sign you in: access_denied{why}.")
+        else:
+            answer = Refused(f"{name} refused the sign-in: {exc.error}{why}.")
+    elif isinstance(exc, joserfc.errors.ExpiredTokenError):
+        answer = Refused(
+            f"The ID token {name} sent has expired (check both machines' clocks): sign in again."
+        )
+    elif isinstance(exc, joserfc.errors.JoseError):
+        why = exc.description or exc.error
+        answer = Refused(
+            f"The ID token {name} sent is not valid for this portal ({why}): refused. If "
+            "this persists, an operator should check the `oidc` settings.",
+        )
+    elif isinstance(exc, httpx2.HTTPStatusError):
+        answer = Refused(
+            f"{name} answered {exc.response.status_code} at {exc.request.url}: try again "
+            "later, or sign in with a password.",
+            502,
+        )
+    elif isinstance(exc, httpx2.HTTPError):
+        answer = Refused(
+            f"Could not reach {name} at {issuer} ({type(exc).__name__}: "
+            f"{exc or 'no answer'}): try again later, or sign in with a password.",
+            502,
+        )
+    elif isinstance(exc, RuntimeError | ValueError | KeyError | TypeError):
+        # authlib's words for a discovery document or token answer it cannot use
+        answer = Refused(
+            f"{name}'s answer could not be used ({exc}): an operator must check it.", 502
+        )
+    else:
+        raise exc
+    log.warning(
+        "OpenID Connect sign-in refused: %s",
+        answer,
+        extra={"fields": {"event": "oidc_refused", "reason": type(exc).__name__}},
+    )
+    return answer
