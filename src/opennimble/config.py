@@ -64,7 +64,7 @@ class OidcSetting(pydantic.BaseModel):
     # the provider's issuer URL: its discovery document is ISSUER/.well-known/openid-configuration
     issuer: str
     client_id: str = pydantic.Field(min_length=1)
-    client_secret: str = pydantic.Field(min_length=1)
+    client_secret: pydantic.SecretStr  # never shown in a repr
     # the sign-in page's button says "Sign in with NAME"
     name: str = pydantic.Field(default="OpenID Connect", min_length=1, max_length=64)
     # the claim of the ID token (or, when absent there, of the userinfo answer) whose value is
@@ -93,6 +93,13 @@ class OidcSetting(pydantic.BaseModel):
                 "ID tokens' keys could be replaced on the way"
             )
         return value.rstrip("/")
+
+    @pydantic.field_validator("client_secret")
+    @classmethod
+    def _client_secret(cls, value: pydantic.SecretStr) -> pydantic.SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("empty: give the secret of the client registered at the provider")
+        return value
 
     @pydantic.field_validator("scopes")
     @classmethod

@@ -50,6 +50,10 @@ def test_a_keycloak_style_table(tmp_path: pathlib.Path) -> None:
         ('issuer = "https://a.example"\nclient_secret = "s"\n', ["`oidc.client_id`", "missing"]),
         ('issuer = "https://a.example"\nclient_id = ""\nclient_secret = "s"\n', ["client_id"]),
         (
+            'issuer = "https://a.example"\nclient_id = "c"\nclient_secret = " "\n',
+            ["`oidc.client_secret`", "empty: give the secret"],
+        ),
+        (
             'issuer = "sso.example.com"\nclient_id = "c"\nclient_secret = "s"\n',
             ["`oidc.issuer`", "not an issuer URL", "https://"],
         ),
@@ -130,3 +134,12 @@ def test_each_failure_of_the_flow_is_told_in_words(
 def test_a_bug_is_not_passed_off_as_a_sign_in_failure() -> None:
     with pytest.raises(ZeroDivisionError):
         oidc.refusal(ZeroDivisionError(), "SSO", ISSUER)
+
+
+def test_the_client_secret_is_not_shown(tmp_path: pathlib.Path) -> None:
+    settings = load(
+        tmp_path, 'issuer = "https://a.example"\nclient_id = "c"\nclient_secret = "s3cret-value"\n'
+    )
+    assert "s3cret-value" not in repr(settings)
+    assert settings.oidc is not None
+    assert settings.oidc.client_secret.get_secret_value() == "s3cret-value"

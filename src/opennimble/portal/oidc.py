@@ -59,7 +59,7 @@ class Provider:
         self.client: Any = OAuth().register(
             "oidc",
             client_id=settings.client_id,
-            client_secret=settings.client_secret,
+            client_secret=settings.client_secret.get_secret_value(),
             server_metadata_url=settings.discovery_url,
             client_kwargs={
                 "scope": " ".join(settings.scopes),
