@@ -201,6 +201,41 @@ def test_unknown_users_are_created_when_the_settings_say_so(
         created = support.cli(server.data_dir, "users", "show", "fresh@example.com")
         assert created["operator"] is False
 
+        provider.user("unsure", email="unsure@example.com", email_verified=False)
+        page.context.clear_cookies()
+        sign_in_with_provider(page, server.endpoint + "/portal/", "unsure")
+        expect(page.get_by_role("alert")).to_contain_text(
+            "Test IdP has not verified the email address unsure@example.com"
+        )
+        listed = support.cli_text(server.data_dir, "users", "list")
+        assert "unsure" not in listed
+
+
+def test_a_claim_only_the_userinfo_endpoint_sends_is_looked_up_there(
+    page: sync_api.Page, tmp_path_factory: pytest.TempPathFactory, provider: oidc_provider.Provider
+) -> None:
+    # the provider puts `studio_login` in no ID token: only its userinfo endpoint has it
+    provider.user("legal-name", studio_login="ldap7")
+    server = _server(tmp_path_factory, provider, claim="studio_login")
+    with support.running(server):
+        support.cli(server.data_dir, "users", "create", "ldap7", "--init")
+        sign_in_with_provider(page, server.endpoint + "/portal/", "legal-name")
+        expect(page.locator("header .who")).to_have_text("ldap7")
+
+
+def test_a_discovery_document_of_another_issuer_is_refused(
+    page: sync_api.Page, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    impostor = oidc_provider.Provider()
+    impostor.misbehave["discovery_issuer"] = "https://impostor.example"
+    server = _server(tmp_path_factory, impostor)
+    with oidc_provider.running(impostor), support.running(server):
+        page.goto(server.endpoint + "/portal/")
+        page.get_by_role("button", name="Sign in with Test IdP").click()
+        expect(page.get_by_role("alert")).to_contain_text(
+            "discovery document names the issuer 'https://impostor.example'"
+        )
+
 
 def test_an_unreachable_provider_is_said_on_the_sign_in_page(
     page: sync_api.Page, tmp_path_factory: pytest.TempPathFactory

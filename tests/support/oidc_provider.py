@@ -288,7 +288,7 @@ class Provider:
         def userinfo() -> Any:
             from authlib.integrations.flask_oauth2 import current_token
 
-            return dict(provider.users[current_token.user])
+            return {"sub": f"sub-{current_token.user}", **provider.users[current_token.user]}
 
         return app
 

@@ -102,7 +102,10 @@ class Provider:
                 raise Refused(f"{self.name} sent no ID token: is `openid` among `oidc.scopes`?")
             value = claims.get(self.settings.claim)
             if value is None and self.client.server_metadata.get("userinfo_endpoint"):
-                claims = {**(await self.client.userinfo(token=token)), **claims}
+                info = await self.client.userinfo(token=token)
+                if info.get("sub") != claims.get("sub"):  # OpenID Connect Core 5.3.2
+                    raise Refused(f"{self.name}'s userinfo is of another user than its ID token.")
+                claims = {**info, **claims}
                 value = claims.get(self.settings.claim)
         except Exception as exc:
             raise refusal(exc, self.name, self.settings.issuer) from None
