@@ -181,6 +181,7 @@ class Root:
             secret=key.key,
             public_url=settings.resolved_public_url,
             now=now,
+            oidc_settings=settings.oidc,
         )
         self._reconciling: asyncio.Task[None] | None = None
 

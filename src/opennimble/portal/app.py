@@ -29,10 +29,10 @@ from starlette import (
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 
-from opennimble import clock, errors
+from opennimble import clock, config, errors
 from opennimble.domain import passwords
 from opennimble.domain.identity import Caller
-from opennimble.portal import admin, cards, csrf, operator, resources, studio_sessions
+from opennimble.portal import admin, cards, csrf, oidc, operator, resources, studio_sessions
 from opennimble.protocol import model
 from opennimble.store import database, users
 from opennimble.store import sessions as sessions_store
@@ -42,6 +42,7 @@ Invoke = Callable[[model.Operation, Caller, dict[str, Any]], dict[str, Any]]
 
 HERE = pathlib.Path(__file__).parent
 USER_KEY = "user_id"
+NEXT_KEY = "oidc_next"  # the portal page an OpenID Connect sign-in goes on to
 LIVE_CHECK = 0.2  # seconds between the live page's looks at its sessions
 KEEPALIVE = 15.0  # seconds without an event after which a comment is sent
 
@@ -57,6 +58,7 @@ class Portal:
         secret: bytes,
         public_url: str,
         now: clock.Now = clock.system_now,
+        oidc_settings: config.OidcSetting | None = None,
     ) -> None:
         self.db = db
         self.secret = secret  # the installation key (access keys' secrets are sealed with it)
@@ -67,6 +69,13 @@ class Portal:
         self.templates.env.globals["csrf_field"] = csrf.FIELD
         self.templates.env.globals["card_actions"] = cards.actions
         self.templates.env.filters["when"] = cards.when
+        # sign-in with an OpenID Connect provider, when the settings name one
+        self.oidc = (
+            oidc.Provider(oidc_settings, db, public_url=public_url, now=now)
+            if oidc_settings is not None
+            else None
+        )
+        self.templates.env.globals["oidc_name"] = self.oidc.name if self.oidc else None
         key = hashlib.sha256(b"opennimble portal session\0" + secret).hexdigest()
         self.app = applications.Starlette(
             routes=[routing.Mount("/portal", routes=self._routes())],
@@ -100,6 +109,8 @@ class Portal:
             ),
             routing.Route("/signin", self.signin_page, name="signin"),
             routing.Route("/signin", self.signin, methods=["POST"]),
+            routing.Route("/signin/oidc", self.oidc_start, methods=["POST"], name="oidc"),
+            routing.Route("/signin/oidc/callback", self.oidc_callback, name="oidc_callback"),
             routing.Route("/signout", self.signout, methods=["POST"], name="signout"),
             routing.Route("/launch", self.launch, methods=["POST"], name="launch"),
             routing.Route("/sessions", self.sessions_page, name="sessions"),
@@ -210,6 +221,41 @@ class Portal:
             except passwords.SigninRefused as exc:
                 refused = exc
         raise refused  # the failure count is committed first
+
+    async def oidc_start(self, request: requests.Request) -> responses.Response:
+        """ "Sign in with PROVIDER": off to the provider's authorization endpoint."""
+        form = await request.form()
+        if not csrf.valid(request.session, form):
+            return self.refused_form(request)
+        if self.oidc is None:
+            return responses.PlainTextResponse("No OpenID Connect provider is configured", 404)
+        then = str(form.get("next", ""))
+        try:
+            redirect = await self.oidc.start(request)
+        except oidc.Refused as exc:
+            return self.render(
+                request, "signin.html", exc.status, error=str(exc), name="", then=then
+            )
+        request.session[NEXT_KEY] = then
+        return redirect
+
+    async def oidc_callback(self, request: requests.Request) -> responses.Response:
+        """Where the provider sends the browser back: the user it signed in, or why not."""
+        if self.oidc is None:
+            return responses.PlainTextResponse("No OpenID Connect provider is configured", 404)
+        then = str(request.session.get(NEXT_KEY, ""))
+        try:
+            caller = await self.oidc.finish(request)
+        except oidc.Refused as exc:
+            request.session.pop(NEXT_KEY, None)
+            if exc.status == 403:  # the provider signed them in, this studio does not
+                return self.render(request, "error.html", exc.status, message=str(exc))
+            return self.render(
+                request, "signin.html", exc.status, error=str(exc), name="", then=then
+            )
+        request.session.clear()  # a new session (and CSRF token) for the signed-in user
+        request.session[USER_KEY] = caller.user_id
+        return responses.RedirectResponse(_next(request, "home", then), 303)
 
     async def signout(self, request: requests.Request) -> responses.Response:
         form = await request.form()
