@@ -21,6 +21,7 @@ from tests.support import desktops
 from tests.support.server import FAST, Server
 
 LIMIT = 64 * 1024 * 1024  # desktop_max_file_size of the scene's server (conftest), in bytes
+SCRATCH_SIZE, SCRATCH_FILES = 32 * 1024 * 1024, 2048  # scratch_size and _files (conftest)
 
 pytestmark = [pytest.mark.xvnc, pytest.mark.security]
 
@@ -78,6 +79,7 @@ def test_nothing_a_starts_outlives_as_session(scene: Scene) -> None:
         os.kill(pid, 9)  # leave nothing behind, then fail
     assert not alive, "a process A started outlived A's deleted session"
     assert not list(pathlib.Path("/sys/fs/cgroup").glob(f"**/opennimble-*/{session_id}"))
+    assert not mounts_of(session_id), "the deleted session's scratch space is still mounted"
     assert desktops.session_pids(scene.a["session_id"])  # A's first desktop runs on
 
 
@@ -116,6 +118,71 @@ def test_a_cannot_fill_the_disk_for_everyone(scene: Scene) -> None:
     size = big.stat().st_size
     big.unlink()
     assert size <= LIMIT, f"A wrote a file of {size} bytes, past the limit"
+
+
+def mounts_of(session_id: str) -> list[str]:
+    """The host's mount points in the runtime directory of a session."""
+    table = pathlib.Path("/proc/self/mountinfo").read_text().splitlines()
+    return [line.split()[4] for line in table if f"/{session_id}/" in line.split()[4] + "/"]
+
+
+# Fills a directory with one file until a write fails, then with empty files until one cannot
+# be created; prints what stopped each (an errno name, "none" if nothing did) and how far it got.
+FILL = """
+import errno, os, sys
+place = sys.argv[1]
+written = 0
+try:
+    with open(f"{place}/fill", "wb") as out:
+        while written < 1 << 30:
+            out.write(b"\\0" * 1048576)
+            out.flush()
+            written += 1048576
+    print("none", written)
+except OSError as exc:
+    print(errno.errorcode[exc.errno], written)
+os.unlink(f"{place}/fill")
+made = 0
+try:
+    while made < 1000000:
+        open(f"{place}/f{made}", "x").close()
+        made += 1
+    print("none", made)
+except OSError as exc:
+    print(errno.errorcode[exc.errno], made)
+"""
+
+
+@pytest.mark.parametrize("place", ["/tmp", "/var/tmp", "/dev/shm"])
+def test_a_cannot_fill_the_scratch_space_for_everyone(scene: Scene, place: str) -> None:
+    """A writes one file without end, then empty files without end, into a directory every
+    program may write to (``place``): A's desktop must run out of space (ENOSPC) at its own
+    scratch limits (``scratch_size`` bytes, ``scratch_files`` files), not at a full disk or
+    memory for every artist and the server. Meanwhile B's desktop writes to its own, the API
+    answers, and nothing of A's is in the host's directory."""
+    filled = scene.as_a("python3", "-c", FILL, place)
+    try:
+        assert filled.returncode == 0, filled.stderr
+        (why_bytes, written), (why_files, made) = (
+            line.split() for line in filled.stdout.splitlines()
+        )
+        assert why_bytes == "ENOSPC", f"A wrote {written} bytes in {place}: {why_bytes}"
+        assert int(written) <= SCRATCH_SIZE
+        assert why_files == "ENOSPC", f"A made {made} files in {place}: {why_files}"
+        assert int(made) <= SCRATCH_FILES
+        assert not pathlib.Path(place, "f0").exists(), f"A's files are in the host's {place}"
+        b_writes = desktops.run_as(
+            scene.b, "sh", "-c", f"head -c 4194304 /dev/zero > {place}/b && rm {place}/b"
+        )
+        assert b_writes.returncode == 0, f"B cannot write in {place}: {b_writes.stderr}"
+        client = scene.world.artist2.client()
+        session = client.get_streaming_session(
+            studioId=scene.world.studio.studio_id, sessionId=scene.b["session_id"]
+        )["session"]
+        assert session["state"] == "READY"
+    finally:
+        cleaned = scene.as_a("sh", "-c", f"rm -f {place}/f[0-9]* {place}/fill")
+        assert cleaned.returncode == 0, cleaned.stderr
 
 
 def test_a_cannot_see_or_squat_bs_x_socket(scene: Scene) -> None:
@@ -204,8 +271,7 @@ def test_a_squatter_cannot_make_a_later_desktop_fail(scene: Scene) -> None:
         client.get_waiter("streaming_session_deleted").wait(
             studioId=world.studio.studio_id, sessionId=session_id, WaiterConfig=FAST
         )
-    # the lock files are in the host's /tmp (X servers started with -displayfd take none):
-    # A removes what A made there (nobody may remove others' files in the sticky /tmp)
+    # the lock files are in A's own /tmp (its scratch space): A removes what A made there
     scene.as_a("sh", "-c", "rm -f /tmp/.X[0-9]*-lock")
 
 
