@@ -275,6 +275,67 @@ def test_a_squatter_cannot_make_a_later_desktop_fail(scene: Scene) -> None:
     scene.as_a("sh", "-c", "rm -f /tmp/.X[0-9]*-lock")
 
 
+# Binds every X display's abstract name that is free (all Xvnc -displayfd would try), from
+# four processes, each holding a quarter (file descriptors: raised to the hard limit); prints
+# the pids of the holders and how many names they hold, and holds them for a minute in the
+# background.
+SQUAT_ALL = """
+import os, resource, socket, sys, time
+_, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+reader, writer = os.pipe()
+for part in range(4):
+    if os.fork() == 0:
+        os.setsid()
+        held = []
+        for n in range(part, 59536, 4):
+            sock = socket.socket(socket.AF_UNIX)
+            try:
+                sock.bind(f"\\0/tmp/.X11-unix/X{n}")
+                held.append(sock)
+            except OSError:
+                sock.close()
+        os.write(writer, f"{os.getpid()} {len(held)}\\n".encode())
+        os.close(1); os.close(2)
+        time.sleep(60)
+        os._exit(0)
+with os.fdopen(reader) as lines:
+    for _ in range(4):
+        print(lines.readline().strip())
+"""
+
+
+def test_a_squatter_of_every_abstract_name_cannot_stop_a_new_desktop(scene: Scene) -> None:
+    """A holds every X display's abstract name that is free (about 59,500 sockets, so that no
+    X server finds one): B's next desktop must still come up READY and usable. The provider
+    ends the processes that hold more than one name (an X server holds one: A's own desktop
+    runs on) and starts its Xvnc again."""
+    squat = scene.as_a("python3", "-c", SQUAT_ALL)
+    assert squat.returncode == 0, squat.stderr
+    squatters = {
+        int(pid): int(count) for pid, count in (line.split() for line in squat.stdout.splitlines())
+    }
+    try:
+        assert sum(squatters.values()) > 59_000, f"A held only {squatters} names"
+        world = scene.world
+        session_id = ready(world, world.artist2, world.studio.launch_profile_id)
+        desktop = desktops.record(world.server, session_id)
+        shown = desktops.run_as(desktop, "xwininfo", "-root")
+        assert shown.returncode == 0, shown.stderr
+        alive = [pid for pid in squatters if local_process.start_time_of(pid) is not None]
+        assert not alive, "the squatters still hold the names"
+        assert desktops.run_as(scene.a, "xwininfo", "-root").returncode == 0, "A's desktop"
+        client = world.artist2.client()
+        client.delete_streaming_session(studioId=world.studio.studio_id, sessionId=session_id)
+        client.get_waiter("streaming_session_deleted").wait(
+            studioId=world.studio.studio_id, sessionId=session_id, WaiterConfig=FAST
+        )
+    finally:
+        for pid in squatters:
+            if local_process.uid_of(pid) == scene.a["uid"]:
+                os.kill(pid, 9)
+
+
 @pytest.fixture
 def fresh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server = Server(tmp_path_factory.mktemp("fresh") / "data")

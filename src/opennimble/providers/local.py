@@ -57,6 +57,7 @@ from opennimble.providers import (
     local_scripts,
     local_session,
     local_settings,
+    local_xnames,
     local_xvnc,
 )
 from opennimble.providers.local_accounts import Account
@@ -79,7 +80,7 @@ _STATE_KEYS = (
 
 
 class _PortTaken(Exception):
-    """Xvnc could not bind the RFB port chosen for it."""
+    """Xvnc could not bind the RFB port chosen for it (or another start may succeed)."""
 
 
 class LocalProvider(base.Provider):
@@ -547,6 +548,10 @@ class LocalProvider(base.Provider):
         tail = self._host.log_tail(state["session_id"])
         if status is not None and status > 0 and "Address already in use" in tail:
             return _PortTaken()
+        if status is not None and status > 0 and local_xnames.NO_FREE_NAME in tail:
+            if await local_xnames.evict_squatters(self._host.ending):
+                return _PortTaken()  # the names are free again: start it again
+            return base.TemporaryFailure(f"no X display name is free on this host: {tail}")
         return base.PermanentFailure(f"{local_xvnc.describe_exit(status)}: {tail}")
 
     # ---- health -----------------------------------------------------------------------------
