@@ -185,6 +185,23 @@ def test_a_cannot_fill_the_scratch_space_for_everyone(scene: Scene, place: str) 
         assert cleaned.returncode == 0, cleaned.stderr
 
 
+def test_no_desktop_keeps_another_desktops_scratch_space(scene: Scene) -> None:
+    """A desktop's mount namespace starts as a copy of the host's mounts, with the scratch file
+    systems of the desktops running then: B's desktop (started after A's) must not keep A's,
+    or what A leaves in /tmp would stay in memory after A's session is gone, until B's ends."""
+    a_scratch = str(local_confine.scratch_dir(pathlib.Path(scene.a["runtime_dir"])))
+    pids = desktops.session_pids(scene.b["session_id"])
+    assert pids
+    for pid in pids:
+        try:
+            table = pathlib.Path(f"/proc/{pid}/mountinfo").read_text()
+        except OSError:  # ended meanwhile
+            continue
+        targets = {line.split()[4] for line in table.splitlines()}
+        assert a_scratch not in targets, f"B's process {pid} keeps A's scratch space mounted"
+        assert "/tmp" in targets, f"B's process {pid} has no /tmp of its own"
+
+
 def test_a_cannot_see_or_squat_bs_x_socket(scene: Scene) -> None:
     """B's X socket must not be in a /tmp/.X11-unix that A shares, where A could see it and
     take the names of displays that later desktops would use (finding 7): every desktop has a

@@ -13,7 +13,9 @@ Every process of a desktop starts as root behind the control group's gate
    ``/var/tmp`` and ``/dev/shm``: one tmpfs per desktop, ``size`` and ``nr_inodes`` limited
    (``scratch_size``, ``scratch_files``), mounted by the provider on ``<runtime dir>/scratch``
    (root's, mode 0700) before the desktop's first process starts and unmounted after its last
-   ended. An artist who fills them gets ENOSPC and fills nothing of the host's, nor another
+   ended (the copies of every desktop's scratch file system that the new namespace starts
+   with are unmounted in it, so that none is kept alive past its desktop by another desktop's
+   namespace). An artist who fills them gets ENOSPC and fills nothing of the host's, nor another
    desktop's; what is in them lives in memory, charged to the desktop's control group (so it
    counts in its memory limit too), and is gone when the desktop stops;
 2. gets ``RLIMIT_FSIZE`` (soft and hard, so the artist cannot raise it) of
@@ -57,7 +59,7 @@ SCRATCH_MOUNTS = (("tmp", "/tmp"), ("var-tmp", "/var/tmp"), ("shm", "/dev/shm"))
 SCRATCH_SOURCE = "opennimble-scratch"  # the tmpfs's name in the mount table
 SOCKETS_DIR = ".X11-unix"  # in PRIVATE_DIR: bound on /tmp/.X11-unix
 X11_SOCKETS = pathlib.Path("/tmp/.X11-unix")
-TOOLS = ("unshare", "mount", "umount", "setpriv")
+TOOLS = ("unshare", "mount", "umount", "findmnt", "setpriv")
 INSTALL_HINT = "install Debian's util-linux and mount packages"
 
 
@@ -81,6 +83,14 @@ class Confinement:
             for name, target in SCRATCH_MOUNTS:  # /tmp first: the sockets go into it
                 source = shlex.quote(str(self.scratch / name))
                 steps.append(f"mount --bind -- {source} {target} || exit 126")
+            # the namespace's copies of the desktops' scratch file systems (this one's too,
+            # bound where it belongs now) go, so that none outlives its desktop in here
+            runtime = shlex.quote(f"{self.scratch.parent.parent}/")
+            steps.append(
+                f"findmnt -rn -S {SCRATCH_SOURCE} -o TARGET | while read -r m; do "
+                f'case "$m" in {runtime}*) umount --lazy -- "$m" || exit 126;; esac; done '
+                "|| exit 126"
+            )
         if self.sockets is not None:
             source = shlex.quote(str(self.sockets))
             steps.append(f"mount --bind -- {source} {X11_SOCKETS} || exit 126")
