@@ -153,7 +153,7 @@ except OSError as exc:
 """
 
 
-@pytest.mark.parametrize("place", ["/tmp", "/var/tmp", "/dev/shm"])
+@pytest.mark.parametrize("place", ["/tmp", "/var/tmp", "/dev/shm", "/run/lock"])
 def test_a_cannot_fill_the_scratch_space_for_everyone(scene: Scene, place: str) -> None:
     """A writes one file without end, then empty files without end, into a directory every
     program may write to (``place``): A's desktop must run out of space (ENOSPC) at its own

@@ -16,7 +16,7 @@ and applications of the image's desktop recipe), all running as the owner's own 
 
 Every process of a desktop runs in its control group (:mod:`local_cgroups`) and its
 confinement (:mod:`local_confine`): an X socket directory of its own, a size-limited /tmp,
-/var/tmp and /dev/shm of its own and a file size limit. Everything runs detached in
+/var/tmp, /dev/shm and /run/lock of its own and a file size limit. Everything runs detached in
 sessions of its own, so desktops outlive the server process that started them; what is
 needed to find one again is in the provider state and in the desktop's
 record (:mod:`local_host`). A desktop interrupted before step 6 completed is ended and started
@@ -437,6 +437,7 @@ class LocalProvider(base.Provider):
     async def _start_xvnc(
         self, exe: str, spec: base.DesktopSpec, account: Account
     ) -> dict[str, Any]:
+        await local_xnames.make_room(self._host.ending)  # X display names squatted: free some
         for _ in range(PORT_ATTEMPTS):
             port = self._reserve_port()
             await self._close_port(port)  # other desktops' accounts never reach it

@@ -10,14 +10,15 @@ Every process of a desktop starts as root behind the control group's gate
    or takes its name; the directory is ``<runtime dir>/x11/.X11-unix`` (root's, mode 1777, as X
    servers expect it) in a directory of the owner's (mode 0700), out of other artists' reach;
    before that, it binds the directories of the desktop's *scratch file system* on ``/tmp``,
-   ``/var/tmp`` and ``/dev/shm``: one tmpfs per desktop, ``size`` and ``nr_inodes`` limited
-   (``scratch_size``, ``scratch_files``), mounted by the provider on ``<runtime dir>/scratch``
-   (root's, mode 0700) before the desktop's first process starts and unmounted after its last
-   ended (the copies of every desktop's scratch file system that the new namespace starts
-   with are unmounted in it, so that none is kept alive past its desktop by another desktop's
-   namespace). An artist who fills them gets ENOSPC and fills nothing of the host's, nor another
-   desktop's; what is in them lives in memory, charged to the desktop's control group (so it
-   counts in its memory limit too), and is gone when the desktop stops;
+   ``/var/tmp``, ``/dev/shm`` and ``/run/lock``: one tmpfs per desktop, ``size`` and
+   ``nr_inodes`` limited (``scratch_size``, ``scratch_files``), mounted by the provider on
+   ``<runtime dir>/scratch`` (root's, mode 0700) before the desktop's first process starts
+   and unmounted after its last ended (the copies of every desktop's scratch file system
+   that the new namespace starts with are unmounted in it, so that none is kept alive past
+   its desktop by another desktop's namespace). An artist who fills them gets ENOSPC and
+   fills nothing of the host's, nor another desktop's; what is in them lives in memory,
+   charged to the desktop's control group (so it counts in its memory limit too), and is gone
+   when the desktop stops;
 2. gets ``RLIMIT_FSIZE`` (soft and hard, so the artist cannot raise it) of
    ``max_file_size``: no file written from a desktop grows past it;
 3. becomes the owner's account (``setpriv``, no supplementary groups).
@@ -54,8 +55,14 @@ from opennimble.providers import base, local_cgroups
 
 PRIVATE_DIR = "x11"  # in the desktop's runtime directory: the owner's, mode 0700
 SCRATCH_DIR = "scratch"  # in the desktop's runtime directory: root's tmpfs, mode 0700
-# the scratch file system's directories and where each is bound in the desktop
-SCRATCH_MOUNTS = (("tmp", "/tmp"), ("var-tmp", "/var/tmp"), ("shm", "/dev/shm"))
+# the scratch file system's directories and where each is bound in the desktop (if the host
+# has it): every directory that any user may write to on a usual host (/var/lock is /run/lock)
+SCRATCH_MOUNTS = (
+    ("tmp", "/tmp"),
+    ("var-tmp", "/var/tmp"),
+    ("shm", "/dev/shm"),
+    ("lock", "/run/lock"),
+)
 SCRATCH_SOURCE = "opennimble-scratch"  # the tmpfs's name in the mount table
 SOCKETS_DIR = ".X11-unix"  # in PRIVATE_DIR: bound on /tmp/.X11-unix
 X11_SOCKETS = pathlib.Path("/tmp/.X11-unix")
@@ -72,7 +79,7 @@ class Confinement:
     max_file_size: int | None  # bytes (RLIMIT_FSIZE); None: no limit
     user: tuple[int, int] | None  # (uid, gid) to become; None: stay the server's user
     # the desktop's scratch file system (:func:`mount_scratch`), whose directories are bound on
-    # /tmp, /var/tmp and /dev/shm (None: the host's); only with ``sockets``
+    # /tmp, /var/tmp, /dev/shm and /run/lock (None: the host's); only with ``sockets``
     scratch: pathlib.Path | None = None
 
     def command(self, argv: list[str]) -> list[str]:
@@ -82,7 +89,7 @@ class Confinement:
         if self.sockets is not None and self.scratch is not None:
             for name, target in SCRATCH_MOUNTS:  # /tmp first: the sockets go into it
                 source = shlex.quote(str(self.scratch / name))
-                steps.append(f"mount --bind -- {source} {target} || exit 126")
+                steps.append(f"[ ! -d {target} ] || mount --bind -- {source} {target} || exit 126")
             # the namespace's copies of the desktops' scratch file systems (this one's too,
             # bound where it belongs now) go, so that none outlives its desktop in here
             runtime = shlex.quote(f"{self.scratch.parent.parent}/")
@@ -182,7 +189,7 @@ def ensure_mount_point() -> None:
 
 @dataclasses.dataclass(frozen=True)
 class ScratchLimits:
-    """What one desktop may put in its /tmp, /var/tmp and /dev/shm together."""
+    """What one desktop may put in its /tmp, /var/tmp, /dev/shm and /run/lock together."""
 
     size: int  # bytes
     files: int  # inodes (files, directories, links)
@@ -190,8 +197,8 @@ class ScratchLimits:
 
 def check_scratch_targets(*directories: pathlib.Path) -> None:
     """PermanentFailure (at server start) if one of ``directories``, which desktops must
-    reach, is in /tmp, /var/tmp or /dev/shm, where the desktops' own scratch directories would
-    hide it from them."""
+    reach, is in /tmp, /var/tmp, /dev/shm or /run/lock, where the desktops' own scratch
+    directories would hide it from them."""
     for directory in directories:
         for _, target in SCRATCH_MOUNTS:
             if directory.resolve().is_relative_to(pathlib.Path(target).resolve()):
@@ -211,8 +218,8 @@ def scratch_dir(directory: pathlib.Path) -> pathlib.Path:
 def mount_scratch(directory: pathlib.Path, limits: ScratchLimits) -> pathlib.Path:
     """A fresh scratch file system for a desktop (blocking): a tmpfs of ``limits`` on
     ``<directory>/scratch`` (root's, mode 0700: nobody reaches it by its path on the host),
-    with a directory for each of /tmp, /var/tmp and /dev/shm (mode 1777, as on the host) and
-    the mount point of the desktop's X sockets in its /tmp. What an earlier run left is
+    with a directory for each of /tmp, /var/tmp, /dev/shm and /run/lock (mode 1777, as on the
+    host) and the mount point of the desktop's X sockets in its /tmp. What an earlier run left is
     unmounted first: every run of the desktop starts with empty scratch space, as after a
     reboot."""
     unmount_scratch(directory)

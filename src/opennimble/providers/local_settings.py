@@ -98,8 +98,8 @@ class LocalSettings(DesktopSettings):
     # the address API servers reach this host's desktops at (default: the interface, or the
     # hostname when the interface is a wildcard)
     advertise_host: str = ""
-    # MiB a desktop's /tmp, /var/tmp and /dev/shm may hold together (a tmpfs of its own, in
-    # memory: counted in the desktop's memory limit too)
+    # MiB a desktop's /tmp, /var/tmp, /dev/shm and /run/lock may hold together (a tmpfs of its
+    # own, in memory: counted in the desktop's memory limit too)
     scratch_size: int = pydantic.Field(default=2048, ge=16)
     # files (and directories) they may hold together
     scratch_files: int = pydantic.Field(default=100_000, ge=1024)

@@ -14,16 +14,18 @@ squatter's socket (sending it their cookie and drawing their windows there); lib
 1.16) has no display name that skips it, and a Landlock scope that refused the connection
 would make the clients fail, not fall back to the file.
 
-So when an Xvnc finds no free name, the provider *evicts the squatters*: it ends every process
-of another user than root and itself that holds two or more X display names (an X server holds
-one: an artist's own Xvfb is left alone; a squatter would need a process per name, and each
-desktop's ``max_processes`` caps that far below 59,500), then starts the Xvnc again. The
-processes are found by their file descriptors (``/proc/<pid>/fd``); what holds a socket outside
-any file table (in flight in another socket's queue) is not found.
+So when no name is free before an Xvnc starts, or an Xvnc found none, the provider *evicts
+the squatters*: it ends every process of another user than root and itself that holds two or
+more X display names (an X server holds one: an artist's own Xvfb is left alone; a squatter
+would need a process per name, and each desktop's ``max_processes`` caps that far below
+59,500), then starts the Xvnc. The processes are found by their file descriptors
+(``/proc/<pid>/fd``); what holds a socket outside any file table (in flight in another
+socket's queue) is not found.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import pathlib
@@ -34,6 +36,7 @@ from opennimble.providers import local_process
 log = logging.getLogger("opennimble.providers.local")
 
 NO_FREE_NAME = "Failed to find a socket to listen on"  # Xvnc's last words when none is free
+DISPLAYS = 65536 - 6000  # the display numbers an X server tries (-displayfd): TCP port 6000 + n
 PROC = pathlib.Path("/proc")
 _NAME = re.compile(r"@/tmp/\.X11-unix/X(\d+)")
 _SOCKET = re.compile(r"socket:\[(\d+)\]")
@@ -48,6 +51,12 @@ def display_sockets(table: str) -> dict[int, int]:
         if len(fields) >= 8 and (name := _NAME.fullmatch(fields[7])):
             found[int(fields[6])] = int(name[1])
     return found
+
+
+def free_names() -> int:
+    """How many X display names are free in this network namespace."""
+    taken = set(display_sockets((PROC / "net" / "unix").read_text()).values())
+    return DISPLAYS - len(taken & set(range(DISPLAYS)))
 
 
 def holders() -> dict[int, set[int]]:
@@ -77,9 +86,16 @@ def squatters() -> dict[int, int]:
     }
 
 
+async def make_room(ending: local_process.Ending) -> None:
+    """Evict the squatters before an X server starts if no X display name is free: an Xvnc
+    that finds none takes seconds trying all of them and logs a line for each."""
+    if await asyncio.to_thread(free_names) == 0:
+        await evict_squatters(ending)
+
+
 async def evict_squatters(ending: local_process.Ending) -> int:
     """End the squatters (:func:`squatters`); returns how many names they held. Logs who."""
-    found = squatters()
+    found = await asyncio.to_thread(squatters)
     for pid, count in sorted(found.items()):
         log.warning(
             "no X display name was free: ending process %d of uid %s, which held %d of them",
