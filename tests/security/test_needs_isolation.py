@@ -1,8 +1,10 @@
 """Attacks from inside a desktop that the desktop isolation stops: each desktop in a cgroup
 of its own (a pids limit, everything killed when the session ends), an X socket directory of
-its own (no squatting of display names), a file size limit, and a data directory that is
-private from the start (umask 077). Every attempt fails; each says what it tries and why it
-must fail. tests/slurm/test_slurm_security.py makes those that apply to a Slurm job there.
+its own (no squatting of display names; squatters of every abstract name are ended), scratch
+space of its own (a size-limited /tmp, /var/tmp, /dev/shm and /run/lock), a file size limit,
+and a data directory that is private from the start (umask 077). Every attempt fails; each
+says what it tries and why it must fail. tests/slurm/test_slurm_security.py makes those that
+apply to a Slurm job there.
 """
 
 from __future__ import annotations
