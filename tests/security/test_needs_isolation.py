@@ -297,7 +297,8 @@ def test_a_squatter_cannot_make_a_later_desktop_fail(scene: Scene) -> None:
 # Binds every X display's abstract name that is free (all Xvnc -displayfd would try), from
 # four processes, each holding a quarter (file descriptors: raised to the hard limit); prints
 # the pids of the holders and how many names they hold, and holds them for a minute in the
-# background.
+# background, taking every name of the quarter that someone else frees meanwhile (other X
+# servers on the machine end).
 SQUAT_ALL = """
 import os, resource, socket, sys, time
 _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -306,17 +307,22 @@ reader, writer = os.pipe()
 for part in range(4):
     if os.fork() == 0:
         os.setsid()
-        held = []
-        for n in range(part, 59536, 4):
-            sock = socket.socket(socket.AF_UNIX)
-            try:
-                sock.bind(f"\\0/tmp/.X11-unix/X{n}")
-                held.append(sock)
-            except OSError:
-                sock.close()
+        held, missing = [], set(range(part, 59536, 4))
+        def grab():
+            for n in list(missing):
+                sock = socket.socket(socket.AF_UNIX)
+                try:
+                    sock.bind(f"\\0/tmp/.X11-unix/X{n}")
+                    held.append(sock)
+                    missing.discard(n)
+                except OSError:
+                    sock.close()
+        grab()
         os.write(writer, f"{os.getpid()} {len(held)}\\n".encode())
         os.close(1); os.close(2)
-        time.sleep(60)
+        for _ in range(600):  # names other X servers give up are taken as well
+            time.sleep(0.1)
+            grab()
         os._exit(0)
 with os.fdopen(reader) as lines:
     for _ in range(4):
