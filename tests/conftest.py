@@ -2,7 +2,9 @@
 
 ``OPENNIMBLE_TEST_DATABASE_URL`` unset: SQLite. Set to a PostgreSQL server: every test
 installation gets a database of its own there, dropped at the end of the run. Tests marked
-``postgresql`` run only then; tests marked ``sqlite`` (about SQLite itself) only without it.
+``postgresql`` run only then; tests marked ``sqlite`` (about SQLite itself) or ``host_wide``
+(they take something of the whole host for a while, such as every X display name, which
+would disturb the other run going on at the same time) only without it.
 """
 
 from __future__ import annotations
@@ -24,11 +26,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         reason=f"needs PostgreSQL: set {databases.ENV} (make test does when one is reachable)"
     )
     skip_sqlite = pytest.mark.skip(reason="about SQLite; this run tests PostgreSQL")
+    skip_host_wide = pytest.mark.skip(
+        reason="takes something of the whole host for a while: the SQLite run has it, not this "
+        "one (make test runs both at once)"
+    )
     for item in items:
         if "postgresql" in item.keywords and not databases.postgresql():
             item.add_marker(skip_pg)
-        if "sqlite" in item.keywords and databases.postgresql():
-            item.add_marker(skip_sqlite)
+        if ("sqlite" in item.keywords or "host_wide" in item.keywords) and databases.postgresql():
+            item.add_marker(skip_sqlite if "sqlite" in item.keywords else skip_host_wide)
 
 
 @pytest.fixture(scope="session", autouse=True)

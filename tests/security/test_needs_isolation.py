@@ -330,6 +330,7 @@ with os.fdopen(reader) as lines:
 """
 
 
+@pytest.mark.host_wide
 def test_a_squatter_of_every_abstract_name_cannot_stop_a_new_desktop(scene: Scene) -> None:
     """A holds every X display's abstract name that is free (about 59,500 sockets, so that no
     X server finds one): B's next desktop must still come up READY and usable. The provider
