@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from opennimble.providers import base, local, local_process, local_xvnc
+from opennimble.providers import base, local, local_host, local_process, local_xvnc
 from tests.integration import provider_support as support
 from tests.integration.provider_support import (
     alive,
@@ -27,6 +27,7 @@ from tests.integration.provider_support import (
     wait_gone,
     wait_ready,
 )
+from tests.support import cluster as clusters
 
 pytestmark = pytest.mark.xvnc
 
@@ -134,6 +135,27 @@ def test_concurrent_starts_get_distinct_displays_and_ports(provider: local.Local
 
     asyncio.run(cleanup())
     assert not any(alive(state) for state in states)
+
+
+def test_starts_of_one_session_at_once_end_with_one_desktop(runtime_dir: pathlib.Path) -> None:
+    """Three starts of one session at once, from two providers of one host (two workers'
+    reconcilers, one of them taking over a claim whose holder seemed dead) and twice from one:
+    one X server, which every start reports."""
+    spec = make_spec()
+    first, second = support.provider_in(runtime_dir), support.provider_in(runtime_dir)
+
+    async def scenario() -> None:
+        states = await asyncio.gather(
+            first.start(spec, {}), second.start(spec, {}), first.start(spec, {})
+        )
+        assert len({state["pid"] for state in states}) == 1, states
+        assert clusters.xvnc_by_session(str(runtime_dir)) == {spec.session_id: [states[0]["pid"]]}
+        await wait_ready(second, states[0])
+        await second.delete(states[0])
+        assert clusters.xvnc_by_session(str(runtime_dir)) == {}
+        assert not (runtime_dir / local_host.SESSION_LOCKS_DIR / spec.session_id).exists()
+
+    asyncio.run(scenario())
 
 
 STARTER = """
