@@ -158,6 +158,22 @@ def test_starts_of_one_session_at_once_end_with_one_desktop(runtime_dir: pathlib
     asyncio.run(scenario())
 
 
+def test_a_fork_of_xvnc_is_not_a_second_desktop(tmp_path: pathlib.Path) -> None:
+    """Xvnc forks to run xkbcomp; until the child execs, its command line is Xvnc's. The
+    tests' count of a session's X servers must not take it for a second desktop."""
+    code = "import os, time; os.fork(); os.write(1, b'%d\\n' % os.getpid()); time.sleep(30)"
+    argv = ["bash", "-c", 'exec -a Xvnc "$@"', "bash", sys.executable, "-c", code]
+    argv += ["-desktop", "opennimble-st-forked", "-auth", str(tmp_path / "Xauthority")]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, start_new_session=True) as xvnc:
+        try:
+            assert xvnc.stdout is not None
+            pids = {int(xvnc.stdout.readline()), int(xvnc.stdout.readline())}
+            assert xvnc.pid in pids and len(pids) == 2  # Xvnc and its child, one command line
+            assert clusters.xvnc_by_session(str(tmp_path)) == {"st-forked": [xvnc.pid]}
+        finally:
+            os.killpg(xvnc.pid, signal.SIGKILL)
+
+
 STARTER = """
 import asyncio, json, pathlib, sys, time
 from opennimble.providers import base, local
