@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from opennimble.providers import base, local, local_process, local_xvnc
+from opennimble.providers import base, local, local_host, local_process, local_xvnc
 from tests.integration import provider_support as support
 from tests.integration.provider_support import (
     alive,
@@ -27,6 +27,7 @@ from tests.integration.provider_support import (
     wait_gone,
     wait_ready,
 )
+from tests.support import cluster as clusters
 
 pytestmark = pytest.mark.xvnc
 
@@ -134,6 +135,43 @@ def test_concurrent_starts_get_distinct_displays_and_ports(provider: local.Local
 
     asyncio.run(cleanup())
     assert not any(alive(state) for state in states)
+
+
+def test_starts_of_one_session_at_once_end_with_one_desktop(runtime_dir: pathlib.Path) -> None:
+    """Three starts of one session at once, from two providers of one host (two workers'
+    reconcilers, one of them taking over a claim whose holder seemed dead) and twice from one:
+    one X server, which every start reports."""
+    spec = make_spec()
+    first, second = support.provider_in(runtime_dir), support.provider_in(runtime_dir)
+
+    async def scenario() -> None:
+        states = await asyncio.gather(
+            first.start(spec, {}), second.start(spec, {}), first.start(spec, {})
+        )
+        assert len({state["pid"] for state in states}) == 1, states
+        assert clusters.xvnc_by_session(str(runtime_dir)) == {spec.session_id: [states[0]["pid"]]}
+        await wait_ready(second, states[0])
+        await second.delete(states[0])
+        assert clusters.xvnc_by_session(str(runtime_dir)) == {}
+        assert not (runtime_dir / local_host.SESSION_LOCKS_DIR / spec.session_id).exists()
+
+    asyncio.run(scenario())
+
+
+def test_a_fork_of_xvnc_is_not_a_second_desktop(tmp_path: pathlib.Path) -> None:
+    """Xvnc forks to run xkbcomp; until the child execs, its command line is Xvnc's. The
+    tests' count of a session's X servers must not take it for a second desktop."""
+    code = "import os, time; os.fork(); os.write(1, b'%d\\n' % os.getpid()); time.sleep(30)"
+    argv = ["bash", "-c", 'exec -a Xvnc "$@"', "bash", sys.executable, "-c", code]
+    argv += ["-desktop", "opennimble-st-forked", "-auth", str(tmp_path / "Xauthority")]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, start_new_session=True) as xvnc:
+        try:
+            assert xvnc.stdout is not None
+            pids = {int(xvnc.stdout.readline()), int(xvnc.stdout.readline())}
+            assert xvnc.pid in pids and len(pids) == 2  # Xvnc and its child, one command line
+            assert clusters.xvnc_by_session(str(tmp_path)) == {"st-forked": [xvnc.pid]}
+        finally:
+            os.killpg(xvnc.pid, signal.SIGKILL)
 
 
 STARTER = """

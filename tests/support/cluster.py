@@ -121,8 +121,12 @@ def served(made: Cluster) -> Iterator[worlds.World]:
 
 def xvnc_by_session(marker: str) -> dict[str, list[int]]:
     """Session id -> pids of the running Xvnc processes whose command line mentions
-    ``marker``, from their ``-desktop opennimble-<session id>`` argument."""
-    found: dict[str, list[int]] = collections.defaultdict(list)
+    ``marker``, from their ``-desktop opennimble-<session id>`` argument.
+
+    Xvnc forks to run ``xkbcomp`` when it compiles a keymap (at start): until that child execs
+    ``/bin/sh``, its command line is its parent's. Such a child of an Xvnc is not a second X
+    server (a desktop's Xvnc is never started by another Xvnc), so it is left out."""
+    parents: dict[str, dict[int, int]] = collections.defaultdict(dict)  # session: pid -> ppid
     for proc in pathlib.Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -134,5 +138,8 @@ def xvnc_by_session(marker: str) -> dict[str, list[int]]:
             if stat[0] == "Z":
                 continue
             name = argv[argv.index(b"-desktop") + 1].decode()
-            found[name.removeprefix("opennimble-")].append(int(proc.name))
-    return dict(found)
+            parents[name.removeprefix("opennimble-")][int(proc.name)] = int(stat[1])
+    return {
+        session_id: sorted(pid for pid, ppid in pids.items() if ppid not in pids)
+        for session_id, pids in parents.items()
+    }

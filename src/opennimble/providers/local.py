@@ -196,6 +196,14 @@ class LocalProvider(base.Provider):
 
     async def start(self, spec: base.DesktopSpec, state: base.ProviderState) -> base.ProviderState:
         sid = _session_id(spec.session_id)
+        # one start, stop or deletion of a desktop at a time on this host: a second start
+        # waits, then finds the first's desktop and adopts it (or ends what is left of it)
+        async with self._host.session_lock(sid):
+            return await self._start(spec, state, sid)
+
+    async def _start(
+        self, spec: base.DesktopSpec, state: base.ProviderState, sid: str
+    ) -> base.ProviderState:
         record = self._host.read(sid)
         if self._attachable(record, sid):
             return _public(record)
@@ -280,6 +288,12 @@ class LocalProvider(base.Provider):
         if not isinstance(sid, str):
             return {}
         sid = _session_id(sid)
+        async with self._host.session_lock(sid):
+            return await self._stop(sid, state, discard_storage)
+
+    async def _stop(
+        self, sid: str, state: base.ProviderState, discard_storage: bool
+    ) -> base.ProviderState:
         record = self._host.read(sid)
         account = Account.from_state(state) or Account.from_state(record)
         await self._host.end(state, sid)
@@ -295,10 +309,15 @@ class LocalProvider(base.Provider):
         return kept
 
     async def delete(self, state: base.ProviderState) -> None:
-        kept = await self.stop(state, discard_storage=True)
-        if kept:
-            directory = self._host.session_dir(kept["session_id"])
+        sid = state.get("session_id")
+        if not isinstance(sid, str):
+            return
+        sid = _session_id(sid)
+        async with self._host.session_lock(sid) as forget:
+            await self._stop(sid, state, discard_storage=True)
+            directory = self._host.session_dir(sid)
             await asyncio.to_thread(shutil.rmtree, directory, ignore_errors=True)
+            forget()  # the desktop is gone for good: so is its lock file
 
     async def back_up(self, state: base.ProviderState, backup_id: str) -> base.ProviderState:
         sid = _session_id(str(state.get("session_id", "")))
@@ -313,10 +332,11 @@ class LocalProvider(base.Provider):
         sid = _session_id(spec.session_id)
         if backup.get("session_id") != sid:
             raise base.PermanentFailure(f"backup {backup.get('path')} is not of session {sid}")
-        if self._attachable(self._host.read(sid), sid):
-            return  # restored and started by an earlier attempt
-        account = await asyncio.to_thread(self._account, spec)
-        await self._backups.restore(account, sid, backup)
+        async with self._host.session_lock(sid):
+            if self._attachable(self._host.read(sid), sid):
+                return  # restored and started by an earlier attempt
+            account = await asyncio.to_thread(self._account, spec)
+            await self._backups.restore(account, sid, backup)
 
     async def delete_backup(self, backup: base.ProviderState) -> None:
         await self._backups.delete(backup)

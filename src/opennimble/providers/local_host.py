@@ -18,7 +18,7 @@ import pathlib
 import subprocess
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from opennimble.providers import base, local_cgroups, local_confine, local_process, local_xvnc
@@ -27,6 +27,8 @@ from opennimble.providers.local_accounts import Account
 DESKTOP_FILE = "desktop.json"
 LOG_FILE = "xvnc.log"
 LOCK_FILE = ".lock"
+SESSION_LOCKS_DIR = ".sessions"  # in the runtime directory: one lock file per desktop
+SESSION_LOCK_POLL = 0.02  # seconds between attempts to take a desktop's lock
 
 
 class Host:
@@ -108,6 +110,55 @@ class Host:
                 yield
             finally:
                 os.close(fd)
+
+    @contextlib.asynccontextmanager
+    async def session_lock(self, sid: str) -> AsyncIterator[Callable[[], None]]:
+        """Held while the desktop of ``sid`` is started, stopped or deleted, across the
+        processes of this host (and between the tasks of one: each takes the file anew).
+        ``forget()`` inside removes the lock file, for a desktop that is gone for good."""
+        fd = await self._take(sid)
+        forgotten = False
+
+        def forget() -> None:
+            nonlocal forgotten
+            forgotten = True
+
+        try:
+            yield forget
+        finally:
+            if forgotten:  # unlinked while held: a waiter sees it and opens the path again
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._lock_path(sid))
+            os.close(fd)
+
+    def _lock_path(self, sid: str) -> pathlib.Path:
+        return self.runtime_dir / SESSION_LOCKS_DIR / sid
+
+    async def _take(self, sid: str) -> int:
+        """An open descriptor of the lock file of ``sid``, locked. Polls rather than blocks in
+        a thread: a cancelled waiter must not take the lock later."""
+        path = self._lock_path(sid)
+        while True:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        await asyncio.sleep(SESSION_LOCK_POLL)
+                # the holder before us may have removed the file: then lock the path's new one
+                try:
+                    same = os.path.samestat(os.fstat(fd), os.stat(path))
+                except FileNotFoundError:
+                    same = False
+            except BaseException:
+                os.close(fd)
+                raise
+            if same:
+                return fd
+            os.close(fd)
 
     # ---- processes --------------------------------------------------------------------------
 
