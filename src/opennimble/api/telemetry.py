@@ -28,6 +28,8 @@ def finished(
     caller = scope.get(CALLER)
     if count:
         metrics.request(operation, status, caller, seconds)
+    if not log.isEnabledFor(logging.INFO):  # its fields are not built for nothing
+        return
     client = scope.get("client")
     log.info(
         "%s %s %s %d",
