@@ -1,7 +1,8 @@
 """The read path's CPU cost per request, in process: the server's root ASGI app (``server.Root``,
 as ``opennimble serve`` builds it, without the reconciler) called in a loop on this process's
 event loop, without sockets or uvicorn, on a real SQLite installation set up like
-``bench.api_latency``'s (a studio through the API, 100 READY sessions).
+``bench.api_latency``'s (a studio through the API, 100 READY sessions); ``--backend
+postgresql`` on a PostgreSQL database of its own (see ``bench.scale_common``).
 
 Run: ``.venv/bin/python -m bench.api_inprocess [--batches 15] [--batch 200] [--profile 2000]``.
 
@@ -158,7 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=15)
     parser.add_argument("--batch", type=int, default=200, help="requests per batch")
     parser.add_argument("--sessions", type=int, default=100, help="sessions in the studio")
-    parser.add_argument("--profile", type=int, default=0, help="Gets to profile (0: none)")
+    parser.add_argument("--backend", default="sqlite", choices=["sqlite", "postgresql"])
+    parser.add_argument(
+        "--profile", type=int, default=0, help="Gets to profile (0: none; SQLite only)"
+    )
     parser.add_argument(
         "--profile-target", type=int, default=0, help="which request to profile (0: the Get)"
     )
@@ -172,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.disable(logging.INFO)  # as the bench's servers (log level warning)
     with (
         tempfile.TemporaryDirectory(prefix="opennimble-bench-") as tmp,
-        common.installation("sqlite", pathlib.Path(tmp) / "install") as made,
+        common.installation(args.backend, pathlib.Path(tmp) / "install") as made,
     ):
         made.add_server()
         world = common.build_world(made)

@@ -16,7 +16,6 @@ Two databases are supported:
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import hashlib
 import pathlib
@@ -30,6 +29,8 @@ import alembic.config
 import psycopg
 import sqlalchemy as sa
 from psycopg import sql
+
+from opennimble.store.threads import StoreThreads
 
 MIGRATIONS = pathlib.Path(__file__).parent / "migrations"
 # the channel on which PostgreSQL announces new work (see schema.WAKE_FUNCTION)
@@ -73,7 +74,7 @@ class Database:
             threading.RLock() if self.is_sqlite else contextlib.nullcontext()
         )
         self._reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._threads: concurrent.futures.ThreadPoolExecutor | None = None
+        self._threads: StoreThreads | None = None
         self._threads_lock = threading.Lock()
         # SQLite's store thread keeps its connection (no pool checkout and reset per transaction)
         self._kept = threading.local()
@@ -83,16 +84,15 @@ class Database:
         process's store threads, and return its result: no database call blocks the loop
         (a lock wait, a slow query, a network round trip)."""
         threads = self._threads or self._start_threads()
-        loop = asyncio.get_running_loop()
         if kwargs:
-            return await loop.run_in_executor(threads, lambda: work(*args, **kwargs))
-        return await loop.run_in_executor(threads, work, *args)
+            return await threads.run(lambda: work(*args, **kwargs))
+        return await threads.run(work, *args)
 
-    def _start_threads(self) -> concurrent.futures.ThreadPoolExecutor:
+    def _start_threads(self) -> StoreThreads:
         with self._threads_lock:
             if self._threads is None:
                 count = 1 if self.is_sqlite else POOL_THREADS
-                self._threads = concurrent.futures.ThreadPoolExecutor(
+                self._threads = StoreThreads(
                     count, "opennimble-store", initializer=self._store_thread
                 )
             return self._threads
@@ -138,19 +138,31 @@ class Database:
         return engine
 
     @contextlib.contextmanager
-    def read(self) -> Iterator[sa.Connection]:
+    def read(self, *, snapshot: bool = True) -> Iterator[sa.Connection]:
         """A transaction for reading (no write lock).
 
         On SQLite a consistent snapshot. On PostgreSQL each statement sees what was committed
         when it began (READ COMMITTED gives no more inside a transaction), so reads run in
-        autocommit mode: no BEGIN and COMMIT round trips.
+        autocommit mode: no BEGIN and COMMIT round trips. ``snapshot=False`` asks for that on
+        SQLite too (each statement its own snapshot, as on PostgreSQL): no BEGIN and COMMIT,
+        two calls into SQLite that each hand the GIL to the other threads and back.
         """
         if self.is_postgresql:
             with self._reader.connect() as conn:
                 yield conn
             return
-        with self._connect() as conn, conn.begin():
-            yield conn
+        if snapshot:
+            with self._connect() as conn, conn.begin():
+                yield conn
+            return
+        with self._connect() as conn:
+            conn.execution_options(opennimble_autocommit=True)
+            try:
+                yield conn
+            finally:
+                conn.execution_options(opennimble_autocommit=False)
+                if conn.in_transaction():  # SQLAlchemy's autobegin: no BEGIN was sent
+                    conn.rollback()
 
     @contextlib.contextmanager
     def write(self) -> Iterator[sa.Connection]:
@@ -197,8 +209,8 @@ class Database:
     def dispose(self) -> None:
         if self._threads is not None:
             if self.is_sqlite:  # its one thread closes the connection it keeps
-                self._threads.submit(self._close_kept).result()
-            self._threads.shutdown(wait=True)
+                self._threads.call(self._close_kept)
+            self._threads.shutdown()
             self._threads = None
         self.engine.dispose()
 
@@ -282,7 +294,10 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: sa.Connection) -> None:
-    immediate = conn.get_execution_options().get("opennimble_write", False)
+    options = conn.get_execution_options()
+    if options.get("opennimble_autocommit", False):
+        return  # Database.read(snapshot=False): each statement its own transaction
+    immediate = options.get("opennimble_write", False)
     # on the driver: through exec_driver_sql it cost ~20 us of SQLAlchemy's statement
     # machinery, a tenth of a whole read request
     driver = conn.connection.driver_connection
