@@ -7,7 +7,6 @@ portable across SQLite and PostgreSQL.
 from __future__ import annotations
 
 import datetime
-import functools
 import time
 from collections.abc import Callable
 
@@ -26,12 +25,25 @@ def to_datetime(value: Micros) -> datetime.datetime:
 def iso(value: Micros) -> str:
     """ISO-8601 in UTC with millisecond precision, as AWS services answer."""
     seconds, micros = divmod(value, 1_000_000)
-    return f"{_iso_second(seconds)}.{micros // 1000:03d}Z"
+    second = _iso_seconds.get(seconds)
+    if second is None:
+        second = _iso_second(seconds)
+    return second + _MILLIS[micros // 1000]
 
 
-@functools.lru_cache(maxsize=4096)
+# every listed session has four timestamps: the seconds' texts are remembered (a dict look-up
+# is a fifth of an lru_cache call) and the milliseconds' made once
+_MILLIS = tuple(f".{millis:03d}Z" for millis in range(1000))
+_iso_seconds: dict[int, str] = {}
+_ISO_SECONDS_KEPT = 8192
+
+
 def _iso_second(seconds: int) -> str:
-    return to_datetime(seconds * 1_000_000).strftime("%Y-%m-%dT%H:%M:%S")
+    text = to_datetime(seconds * 1_000_000).strftime("%Y-%m-%dT%H:%M:%S")
+    if len(_iso_seconds) >= _ISO_SECONDS_KEPT:
+        _iso_seconds.clear()
+    _iso_seconds[seconds] = text
+    return text
 
 
 MINUTE: Micros = 60_000_000

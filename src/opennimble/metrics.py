@@ -6,6 +6,8 @@ One registry per process, served at ``/metrics``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import prometheus_client
 
 REGISTRY = prometheus_client.CollectorRegistry(auto_describe=True)
@@ -46,10 +48,24 @@ def persona(caller: object | None) -> str:
     return "operator" if getattr(caller, "operator", False) else "user"
 
 
+# the children of REQUESTS and REQUEST_SECONDS by (operation, status, persona): ``labels()``
+# validates and looks its labels up under a lock on every call; the set of keys is bounded by
+# the model's operations, the statuses and the personas
+_REQUEST_CHILDREN: dict[tuple[str, int, str], tuple[Any, Any]] = {}
+
+
 def request(operation: str, status: int, caller: object | None, seconds: float) -> None:
     who = persona(caller)
-    REQUESTS.labels(operation, str(status), who).inc()
-    REQUEST_SECONDS.labels(operation, who).observe(seconds)
+    key = (operation, status, who)
+    children = _REQUEST_CHILDREN.get(key)
+    if children is None:
+        children = (
+            REQUESTS.labels(operation, str(status), who),
+            REQUEST_SECONDS.labels(operation, who),
+        )
+        _REQUEST_CHILDREN[key] = children
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 def provisioned(state: str, seconds: float) -> None:

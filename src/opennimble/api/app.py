@@ -9,9 +9,6 @@ where they wait for a commit shared with other requests' (store/group_commit.py)
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -25,6 +22,7 @@ from opennimble.api.context import Installation
 from opennimble.domain import audit, eulas, paging, quotas, stream_tokens
 from opennimble.protocol import model, parse, routing, serialize, sigv4
 from opennimble.store import crypto, database, group_commit
+from opennimble.store.threads import StoreThreads
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -96,9 +94,7 @@ class App:
             db, self.auth, lambda exc: _as_service_error(exc, "GET", events.PATH, events.OPERATION)
         )
         self._writers = (
-            concurrent.futures.ThreadPoolExecutor(WRITER_THREADS, "opennimble-writer")
-            if self.group is not None
-            else None
+            StoreThreads(WRITER_THREADS, "opennimble-writer") if self.group is not None else None
         )
 
     async def _run(self, op: model.Operation, work: Callable[..., T], *args: Any) -> T:
@@ -106,12 +102,12 @@ class App:
         in a writer thread (see above)."""
         if self._writers is None or op.method == "GET":
             return await self.db.run(work, *args)
-        return await asyncio.get_running_loop().run_in_executor(self._writers, work, *args)
+        return await self._writers.run(work, *args)
 
     def close(self) -> None:
         """Finish the writes in progress (at shutdown)."""
         if self._writers is not None:
-            self._writers.shutdown(wait=True)
+            self._writers.shutdown()
         if self.group is not None:
             self.group.close()
 
@@ -155,13 +151,12 @@ class App:
             # as the client signed them: its UTF-8 bytes (others kept as surrogates, refused
             # where a value is read)
             headers = [(k.decode("latin-1"), _text(v)) for k, v in scope["headers"]]
+            client = scope.get("client")
             caller = self.auth.authenticate(
-                sigv4.SignedRequest(scope["method"], raw_path, query, headers, body)
+                sigv4.SignedRequest(scope["method"], raw_path, query, headers, body),
+                client[0] if client else None,
             )
             who = caller.name
-            client = scope.get("client")
-            if client:
-                caller = dataclasses.replace(caller, client=client[0])
             scope[telemetry.CALLER] = caller  # for the request's log event and metrics
             params = parse.parse_input(
                 op, match.path_params, query, {k.lower(): v for k, v in headers}, body

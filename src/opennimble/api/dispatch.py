@@ -99,8 +99,8 @@ class Dispatcher:
                 audit.accepted(conn, ctx.now, op.name, who, role, params, result)
                 return result
 
-        if op.method == "GET":
-            with self.db.read() as conn:
+        if op.method == "GET":  # each statement its own snapshot, on every database
+            with self.db.read(snapshot=False) as conn:
                 return work(conn)
         if self.group is not None:
             return self.group.run(work)

@@ -146,9 +146,15 @@ def _owner_problems(
     ]
 
 
-def requested(conn: sa.Connection, caller: Caller, studio_id: str, session_id: str) -> Row:
-    """The session a request names, if the caller may act on it (see :func:`readable`)."""
-    row = session_store.get(conn, session_id, studio_id)
+def requested(
+    conn: sa.Connection, caller: Caller, studio_id: str, session_id: str, *, shown: bool = False
+) -> Row:
+    """The session a request names, if the caller may act on it (see :func:`readable`);
+    ``shown``: only the columns the API shows (:data:`session_store.SHOWN`)."""
+    if shown:
+        row = session_store.get_shown(conn, session_id, studio_id)
+    else:
+        row = session_store.get(conn, session_id, studio_id)
     return readable(conn, caller, studio_id, row, session_id)
 
 

@@ -60,7 +60,7 @@ class Operation:
     errors: tuple[str, ...]
     idempotent: bool
 
-    @property
+    @functools.cached_property  # asked on every call of the operation
     def idempotency_member(self) -> Member | None:
         return next((m for m in self.input.members.values() if m.idempotency_token), None)
 

@@ -63,6 +63,8 @@ def parse_query(query_string: str) -> dict[str, list[str]]:
 def unquote(text: str, what: str) -> str:
     """A percent-encoded URL component as text; a ValidationException naming ``what`` when
     its bytes are not UTF-8 (never a silent replacement character)."""
+    if "%" not in text and text.isascii():
+        return text  # nothing to decode
     try:
         value = urllib.parse.unquote(text, errors="strict")
     except UnicodeError:

@@ -41,6 +41,7 @@ _PAYLOAD_HASH_HEADER: Final = "x-amz-content-sha256"
 _AMZ_PREFIX: Final = "x-amz-"
 _SECURITY_TOKEN: Final = "x-amz-security-token"
 _UNRESERVED: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~"
+_ENCODED_PATH: Final = _UNRESERVED + "/%"
 _LOWER_HEX: Final = frozenset("0123456789abcdef")
 _SHOWN_CHARS: Final = 120
 
@@ -155,7 +156,7 @@ class Verifier:
         canonical = _canonical_request(request, headers, auth.signed_headers, body_hash)
         string_to_sign = _string_to_sign(amz_date, auth.scope, canonical)
         key = _signing_key(secret, auth.date, self._region, self._service)
-        expected = hmac.new(key, string_to_sign, hashlib.sha256).hexdigest()
+        expected = hmac.digest(key, string_to_sign, "sha256").hex()  # one call into OpenSSL
         if not hmac.compare_digest(expected, auth.signature):
             raise SignatureError(
                 "InvalidSignature",
@@ -265,8 +266,8 @@ def _parse_authorization(value: str) -> _Authorization:
             "Credential must be 'AccessKeyId/YYYYMMDD/region/service/aws4_request', "
             f"not {_show(fields['Credential'])}."
         )
-    signed_headers = fields["SignedHeaders"].split(";")
-    if not all(signed_headers):
+    signed_headers = _signed_header_names(fields["SignedHeaders"])
+    if signed_headers is None:
         raise _incomplete(
             f"SignedHeaders must be header names separated by ';', "
             f"not {_show(fields['SignedHeaders'])}."
@@ -281,7 +282,7 @@ def _parse_authorization(value: str) -> _Authorization:
         region=region,
         service=service,
         terminator=terminator,
-        signed_headers=_normalise_signed_headers(signed_headers),
+        signed_headers=signed_headers,
         signature=signature,
     )
 
@@ -298,6 +299,16 @@ def _parse_auth_fields(text: str) -> dict[str, str]:
     if missing:
         raise _incomplete(f"it lacks {', '.join(missing)}.")
     return fields
+
+
+@functools.lru_cache(maxsize=256)
+def _signed_header_names(text: str) -> tuple[str, ...] | None:
+    """The normalised names of a ``SignedHeaders`` field, or None if one is empty (a client
+    sends the same field with every request: it is parsed once)."""
+    names = text.split(";")
+    if not all(names):
+        return None
+    return _normalise_signed_headers(names)
 
 
 def _normalise_signed_headers(names: Sequence[str]) -> tuple[str, ...]:
@@ -404,6 +415,8 @@ def _canonical_uri(raw_path: str) -> str:
         path = raw_path  # nothing to normalise: the common case
     else:
         path = _remove_dot_segments(raw_path)
+    if not path.strip(_ENCODED_PATH):  # the common case, without quote()'s byte loop:
+        return path.replace("%", "%25")  # unreserved characters, slashes and escapes
     return quote(path, safe="/~", errors="surrogateescape")
 
 
@@ -467,4 +480,4 @@ def _signing_key(secret: str, date: str, region: str, service: str) -> bytes:
 
 def _hmac(key: bytes, message: str) -> bytes:
     """Return HMAC-SHA256 of a UTF-8 message."""
-    return hmac.new(key, message.encode(), hashlib.sha256).digest()
+    return hmac.digest(key, message.encode(), "sha256")

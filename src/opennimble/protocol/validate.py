@@ -50,15 +50,15 @@ def exception(problems: list[Problem]) -> errors.ValidationException:
 
 
 def _structure(shape: model.Shape, value: dict[str, Any], prefix: str, out: list[Problem]) -> None:
-    for name in sorted(shape.required):
-        if value.get(name) is None:
-            path = prefix + name
-            out.append(
-                (
-                    path,
-                    f"Value null at '{path}' failed to satisfy constraint: Member must not be null",
-                )
+    missing = [name for name in shape.required if value.get(name) is None]
+    for name in sorted(missing):  # in a stable order (sorted only when some are missing)
+        path = prefix + name
+        out.append(
+            (
+                path,
+                f"Value null at '{path}' failed to satisfy constraint: Member must not be null",
             )
+        )
     for name, member in shape.members.items():
         item = value.get(name)
         if item is not None:

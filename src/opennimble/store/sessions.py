@@ -69,6 +69,9 @@ _get = hot.Statement(sa.select(t).where(t.c.session_id == _by_id))
 _get_in = hot.Statement(
     sa.select(t).where(t.c.session_id == _by_id, t.c.studio_id == sa.bindparam("studio_id"))
 )
+_get_shown = hot.Statement(
+    sa.select(*SHOWN).where(t.c.session_id == _by_id, t.c.studio_id == sa.bindparam("studio_id"))
+)
 _pages: dict[tuple[bool, bool, bool], hot.Statement] = {}
 
 
@@ -88,6 +91,12 @@ def get(conn: sa.Connection, session_id: str, studio_id: str | None = None) -> R
     if studio_id is None:
         return _get.first(conn, session_id=session_id)
     return _get_in.first(conn, session_id=session_id, studio_id=studio_id)
+
+
+def get_shown(conn: sa.Connection, session_id: str, studio_id: str) -> Row | None:
+    """The session's columns the API shows (:data:`SHOWN`), as listings read them: the
+    reconciler's bookkeeping is neither read nor decoded."""
+    return _get_shown.first(conn, session_id=session_id, studio_id=studio_id)
 
 
 def page(

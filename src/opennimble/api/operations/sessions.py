@@ -51,7 +51,8 @@ def create_streaming_session(ctx: Context, params: Params) -> Result:
 
 @handler
 def get_streaming_session(ctx: Context, params: Params) -> Result:
-    row = rules.requested(ctx.conn, ctx.caller, params["studioId"], params["sessionId"])
+    studio_id, session_id = params["studioId"], params["sessionId"]
+    row = rules.requested(ctx.conn, ctx.caller, studio_id, session_id, shown=True)
     return {"session": views.session(ctx, row)}
 
 

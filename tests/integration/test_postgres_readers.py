@@ -1,0 +1,48 @@
+"""The store threads' kept PostgreSQL readers: a reader whose connection the server ended is
+replaced, and the reads that follow see the database as it is."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from opennimble.store import database, generations
+from tests.support import databases
+
+pytestmark = pytest.mark.postgresql
+
+
+def test_a_reader_ended_by_the_server_is_replaced(db: database.Database) -> None:
+    db._store_thread()  # this thread reads as a store thread does: with a kept reader
+    first = _read_pid(db)
+    assert _read_pid(db) == first  # kept from one read to the next
+    with psycopg.connect(databases.server_url() or "", autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+    # the read on the ended connection fails (as one on a pooled connection does when the
+    # server goes away in the middle of it); the next one connects afresh
+    with pytest.raises((psycopg.OperationalError, sa.exc.OperationalError)):
+        _read_pid(db)
+    with db.write() as conn:
+        generations.bump(conn)
+    assert _read_pid(db) != first
+    with db.read() as conn, db.engine.connect() as other:
+        assert generations.read(conn) == generations.read(other)  # what was committed
+    db.dispose()  # closes the kept reader
+
+
+def test_an_idle_reader_is_pinged_and_replaced_without_a_failed_read(
+    db: database.Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(database, "READER_IDLE_PING", 0.0)  # every read finds it idle
+    db._store_thread()
+    first = _read_pid(db)
+    with psycopg.connect(databases.server_url() or "", autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+    assert _read_pid(db) != first  # the ping found it gone: no read failed
+    db.dispose()
+
+
+def _read_pid(db: database.Database) -> int:
+    with db.read() as conn:
+        return int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
