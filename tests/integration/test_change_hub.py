@@ -2,13 +2,14 @@
 read nothing from the database while nothing changes, however many are open, and each gets
 what changed as soon as something does.
 
-The server runs in this process (uvicorn in a thread, the real root application) so that
-every statement SQLite runs can be counted (sqlite3's trace callback on every connection the
-store checks out).
+The idle test runs the server in this process (uvicorn in a thread, the real root
+application) so that every statement SQLite runs can be counted (sqlite3's trace callback on
+every connection the store checks out). The hub's own tests run on the database under test.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import pathlib
@@ -27,13 +28,12 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from opennimble import config, demo, server
+from opennimble import clock, config, demo, server
 from opennimble.domain.identity import Caller
 from opennimble.protocol import model
-from opennimble.store import changes
+from opennimble.store import changes, database, events, generations
+from tests.support import databases
 from tests.support.server import REGION, free_port
-
-pytestmark = pytest.mark.sqlite
 
 IDLE = 3.0  # seconds the connections stay idle while statements are counted
 EACH = 25  # connections of each kind
@@ -134,6 +134,7 @@ def served(tmp_path: pathlib.Path) -> Iterator[tuple[server.Root, Traced, str, d
         thread.join(timeout=30)
 
 
+@pytest.mark.sqlite  # (statements are counted through sqlite3's trace callback)
 def test_fifty_idle_live_connections_read_nothing_until_something_changes(
     served: tuple[server.Root, Traced, str, dict[str, Any]],
 ) -> None:
@@ -198,3 +199,88 @@ def _signed(user: dict[str, Any], url: str) -> dict[str, str]:
     credentials = Credentials(user["accessKeyId"], user["secretAccessKey"])
     SigV4Auth(credentials, "nimble", REGION).add_auth(request)
     return dict(request.headers.items())
+
+
+def test_own_commits_are_heard_at_once_with_their_topic(tmp_path: pathlib.Path) -> None:
+    db = database.Database(databases.fresh_url(tmp_path))
+    db.upgrade()
+    hub = changes.Hub(db)  # not run: neither LISTEN nor the fallback read
+
+    async def scenario() -> None:
+        seen = hub.mark()
+        await asyncio.to_thread(_record_event, db, "studio-a")
+        assert await hub.wait(seen, ("studio-a",), timeout=5) != seen
+        assert not hub.moved(seen, ("studio-b",))  # a view of another studio sleeps on
+        seen = hub.mark()
+        with pytest.raises(RuntimeError):  # a transaction rolled back announces nothing
+
+            def fail() -> None:
+                with db.write() as conn:
+                    _event(conn, "studio-a")
+                    raise RuntimeError("rolled back")
+
+            await asyncio.to_thread(fail)
+        assert await hub.wait(seen, timeout=0.3) == seen
+        await asyncio.to_thread(_bump_access, db)
+        assert await hub.wait(seen, (changes.ACCESS,), timeout=5) != seen
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        db.dispose()
+
+
+def test_another_process_s_commits_are_heard(tmp_path: pathlib.Path) -> None:
+    """PostgreSQL: through LISTEN, with their topic; SQLite: through the fallback read."""
+    url = databases.fresh_url(tmp_path)
+    ours, theirs = database.Database(url), database.Database(url)  # theirs: another process's
+    ours.upgrade()
+    hub = changes.Hub(ours, fallback=0.2)
+
+    async def scenario() -> None:
+        hearing = asyncio.create_task(hub.run())
+        try:
+            deadline = time.monotonic() + 10
+            while not (hub.listening or hub.fallback_reads) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)  # (a new LISTEN connection announces "everything")
+            seen = hub.mark()
+            await asyncio.to_thread(_record_event, theirs, "studio-a")
+            assert await hub.wait(seen, ("studio-a",), timeout=10) != seen
+            if ours.is_postgresql:
+                assert not hub.moved(seen, ("studio-b",))  # the topic came with the NOTIFY
+            seen = hub.mark()
+            await asyncio.to_thread(_bump_access, theirs)
+            assert await hub.wait(seen, (changes.ACCESS,), timeout=10) != seen
+        finally:
+            hearing.cancel()
+            await asyncio.gather(hearing, return_exceptions=True)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        theirs.dispose()
+        ours.dispose()
+
+
+def _event(conn: sa.Connection, studio_id: str) -> None:
+    events.serialize(conn)
+    events.record(
+        conn,
+        "session.ready",
+        time=clock.system_now(),
+        studio_id=studio_id,
+        session_id="session",
+        owned_by="owner",
+        detail={},
+    )
+
+
+def _record_event(db: database.Database, studio_id: str) -> None:
+    with db.write() as conn:
+        _event(conn, studio_id)
+
+
+def _bump_access(db: database.Database) -> None:
+    with db.write() as conn:
+        generations.bump(conn)

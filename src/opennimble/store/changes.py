@@ -36,7 +36,7 @@ from opennimble.store import database, generations, schema
 log = logging.getLogger("opennimble.store")
 
 ACCESS = database.ACCESS_TOPIC
-FALLBACK = 2.0  # seconds between fallback reads
+FALLBACK = 1.0  # seconds between fallback reads
 RETRY_MAX = 30.0  # seconds between attempts to listen again, at most
 
 # the fallback's one statement: the newest event's number and the access generation
