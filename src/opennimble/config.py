@@ -14,6 +14,7 @@ import pathlib
 import re
 import socket
 import tomllib
+import urllib.parse
 from typing import Any
 
 import pydantic
@@ -53,6 +54,66 @@ class EulaSetting(pydantic.BaseModel):
     def text(self) -> str:
         """The EULA's content; the file is read at start, so a missing file fails early."""
         return self.file.read_text(encoding="utf-8") if self.file is not None else self.content
+
+
+class OidcSetting(pydantic.BaseModel):
+    """Portal sign-in with an external OpenID Connect provider (the ``[oidc]`` table)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    # the provider's issuer URL: its discovery document is ISSUER/.well-known/openid-configuration
+    issuer: str
+    client_id: str = pydantic.Field(min_length=1)
+    client_secret: pydantic.SecretStr  # never shown in a repr
+    # the sign-in page's button says "Sign in with NAME"
+    name: str = pydantic.Field(default="OpenID Connect", min_length=1, max_length=64)
+    # the claim of the ID token (or, when absent there, of the userinfo answer) whose value is
+    # the identity store user's name
+    claim: str = pydantic.Field(default="preferred_username", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    # a user matched by the claim who is not in the identity store is created (not an operator)
+    create_users: bool = False
+    scopes: list[str] = ["openid", "profile", "email"]
+    # seconds to wait for the provider's answers
+    timeout: float = pydantic.Field(default=10.0, gt=0, le=120)
+
+    @pydantic.field_validator("issuer")
+    @classmethod
+    def _issuer(cls, value: str) -> str:
+        url = urllib.parse.urlsplit(value)
+        if url.scheme not in ("https", "http") or not url.hostname:
+            raise ValueError(
+                f"{value!r} is not an issuer URL: give the provider's https:// issuer, e.g. "
+                "https://keycloak.example.com/realms/studio or https://accounts.google.com"
+            )
+        if url.query or url.fragment:
+            raise ValueError(f"{value!r}: an issuer URL has no query or fragment")
+        if url.scheme == "http" and url.hostname not in ("localhost", "127.0.0.1", "::1"):
+            raise ValueError(
+                f"{value!r}: an issuer must be https:// (plain http only on localhost), or the "
+                "ID tokens' keys could be replaced on the way"
+            )
+        return value.rstrip("/")
+
+    @pydantic.field_validator("client_secret")
+    @classmethod
+    def _client_secret(cls, value: pydantic.SecretStr) -> pydantic.SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("empty: give the secret of the client registered at the provider")
+        return value
+
+    @pydantic.field_validator("scopes")
+    @classmethod
+    def _scopes(cls, value: list[str]) -> list[str]:
+        if "openid" not in value:
+            raise ValueError("must include `openid` (without it there is no ID token)")
+        for scope in value:
+            if not scope or any(c.isspace() for c in scope):
+                raise ValueError(f"{scope!r} is not a scope")
+        return value
+
+    @property
+    def discovery_url(self) -> str:
+        return f"{self.issuer}/.well-known/openid-configuration"
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -159,6 +220,8 @@ class Settings(pydantic_settings.BaseSettings):
     max_header_bytes: int = pydantic.Field(default=65536, ge=1024)
     # the EULA catalogue: eulaId -> name, content or file, images that require it
     eulas: dict[str, EulaSetting] = {}
+    # portal sign-in with an OpenID Connect provider (the [oidc] table; none: passwords only)
+    oidc: OidcSetting | None = None
     # Deprecated: the desktop providers' settings before they had tables of their own. Each
     # still fills its key in [providers.local] (and the desktop keys of [providers.slurm]),
     # with a warning in the log naming that key (providers/local_settings.py).
@@ -245,6 +308,13 @@ def default_desktops_dir(data_dir: pathlib.Path) -> pathlib.Path:
     return DESKTOPS_ROOT / digest[:12]
 
 
+MISSING = {
+    "oidc": "missing: the [oidc] table needs `issuer`, `client_id` and `client_secret` (the "
+    "provider's issuer URL and the client registered there for this portal, whose redirect URI "
+    "is PUBLIC_URL/portal/signin/oidc/callback)",
+}
+
+
 class Invalid(ValueError):
     """Settings that cannot be used; the message names each setting and what is wrong."""
 
@@ -310,4 +380,6 @@ def _problem(error: Any, path: str | None) -> str:
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "not a setting of opennimble (see the configuration table of the README)"
+    elif error["type"] == "missing":
+        message = MISSING.get(top, "missing: give it a value (see the README's configuration)")
     return f"setting `{name}`{where}: {message}"

@@ -185,6 +185,7 @@ class Root:
             public_url=settings.resolved_public_url,
             now=now,
             changes=self.changes,
+            oidc_settings=settings.oidc,
         )
         self._reconciling: asyncio.Task[None] | None = None
         self._hearing: asyncio.Task[None] | None = None

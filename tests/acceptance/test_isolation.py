@@ -17,7 +17,7 @@ import pytest
 from opennimble.providers import local_process
 from tests.support import desktops
 from tests.support import world as worlds
-from tests.support.server import FAST
+from tests.support.server import FAST, shared_dir
 
 pytestmark = [
     pytest.mark.xvnc,
@@ -33,9 +33,10 @@ RECIPES = {
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[worlds.World]:
-    """A server whose image ami-00abc has a desktop recipe."""
-    data_dir = tmp_path_factory.mktemp("isolation") / "data"
+def world() -> Iterator[worlds.World]:
+    """A server whose image ami-00abc has a desktop recipe; its data directory outside /tmp
+    (desktops have a /tmp of their own), so that attempts on it meet it."""
+    data_dir = shared_dir("isolation") / "data"
     env = {"OPENNIMBLE_PROVIDERS__LOCAL__RECIPES": json.dumps(RECIPES)}
     with worlds.running_world(data_dir, env) as built:
         yield built

@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.xvnc]
 @pytest.fixture(scope="module")
 def portal(world: worlds.World) -> Iterator[str]:
     """The portal's URL; the artists have passwords and a launch profile whose sessions may
-    be stopped."""
+    be stopped (a backup is taken at each stop)."""
     for user in (world.artist, world.artist2, world.outsider, world.studio.admin):
         world.server.set_password(user.name, PASSWORD)
     studio = world.studio
@@ -49,6 +49,7 @@ def portal(world: worlds.World) -> Iterator[str]:
             "ec2InstanceTypes": ["g4dn.xlarge", "g4dn.2xlarge"],
             "streamingImageIds": [studio.image_id],
             "maxStoppedSessionLengthInMinutes": 60,
+            "sessionBackup": {"mode": "AUTOMATIC", "maxBackupsToRetain": 2},
         },
     )["launchProfile"]
     ids = {"studioId": studio.studio_id, "launchProfileId": profile["launchProfileId"]}
@@ -105,9 +106,23 @@ def test_an_artist_launches_opens_stops_starts_and_deletes_a_desktop(
     shot(stream, artifacts, "stream-renew")
     stream.close()
     expect(card.get_by_role("button", name="Open")).to_have_count(0)
+    # the stop took a backup: the card offers to start from it
+    studio_id = world.studio.studio_id
+    session_id = card.get_attribute("data-session")
+    client = world.artist.client()
+    backups = client.list_streaming_session_backups(
+        studioId=studio_id, ownedBy=world.artist.user_id
+    )["streamingSessionBackups"]
+    backup_id = next(b["backupId"] for b in backups if b["sessionId"] == session_id)
+    from_backup = card.locator("form.from-backup")
+    expect(from_backup.get_by_label("Backup").locator("option")).to_have_count(1)
     shot(page, artifacts, "sessions-stopped")
-    card.get_by_role("button", name="Start").click()
+    from_backup.get_by_label("Backup").select_option(backup_id)
+    from_backup.get_by_role("button", name="Start from backup").click()
     expect(card.locator(".state")).to_have_text("READY", timeout=READY_WITHIN)
+    expect(card).to_contain_text(backup_id)
+    started = client.get_streaming_session(studioId=studio_id, sessionId=session_id)["session"]
+    assert started["startedFromBackupId"] == backup_id
     card.get_by_role("button", name="Delete").click()
     expect(page.locator("article.card")).to_have_count(0, timeout=READY_WITHIN)
 

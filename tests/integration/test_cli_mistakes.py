@@ -142,3 +142,25 @@ def start_demo(data: pathlib.Path) -> subprocess.Popen[str]:
         text=True,
         env={**os.environ, **databases.env_for(data), "OPENNIMBLE_DATA_DIR": str(data)},
     )
+
+
+def test_the_server_refuses_to_start_with_a_bad_oidc_setting(tmp_path: pathlib.Path) -> None:
+    data = str(tmp_path / "d")
+    no_client = json.dumps({"issuer": "https://sso.example.com/realms/studio"})
+    refused(
+        opennimble("serve", "--port", "0", "--data-dir", data, env={"OPENNIMBLE_OIDC": no_client}),
+        "invalid settings",
+        "`oidc.client_id` (from OPENNIMBLE_OIDC): missing",
+        "/portal/signin/oidc/callback",
+    )
+    settings = tmp_path / "opennimble.toml"
+    settings.write_text(
+        '[oidc]\nissuer = "sso.example.com"\nclient_id = "c"\nclient_secret = "s"\n'
+    )
+    refused(
+        opennimble("serve", "--port", "0", "--config", str(settings), "--data-dir", data),
+        f"`oidc.issuer` (in {settings})",
+        "'sso.example.com' is not an issuer URL",
+        "https://keycloak.example.com/realms/studio",
+    )
+    assert not (tmp_path / "d" / "opennimble.db").exists()

@@ -21,11 +21,16 @@ import pytest
 
 from tests.support import desktops
 from tests.support import world as worlds
-from tests.support.server import FAST
+from tests.support.server import FAST, shared_dir
 
 B_SECRET = "b-private-work"
-# desktops of the scene may write files of 64 MiB at most (tests/security/test_needs_isolation)
-FILE_SIZE_LIMIT = {"OPENNIMBLE_PROVIDERS__LOCAL__MAX_FILE_SIZE": "64"}
+# desktops of the scene may write files of 64 MiB at most, and 32 MiB and 2048 files in their
+# /tmp, /var/tmp and /dev/shm together (tests/security/test_needs_isolation)
+LIMITS = {
+    "OPENNIMBLE_PROVIDERS__LOCAL__MAX_FILE_SIZE": "64",
+    "OPENNIMBLE_PROVIDERS__LOCAL__SCRATCH_SIZE": "32",
+    "OPENNIMBLE_PROVIDERS__LOCAL__SCRATCH_FILES": "2048",
+}
 B_SCRIPT = ("USER_INITIALIZATION", 'echo "b-init $GREETING"\n')
 
 
@@ -86,11 +91,13 @@ def backup_of_b(world: worlds.World) -> pathlib.Path:
 
 
 @pytest.fixture(scope="module")
-def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
+def scene() -> Iterator[Scene]:
     if os.geteuid() != 0:
         pytest.skip("per-owner accounts need root")
-    data_dir = tmp_path_factory.mktemp("security") / "data"
-    with worlds.running_world(data_dir, FILE_SIZE_LIMIT) as world:
+    # outside /tmp: desktops have a /tmp of their own, where the attempts on the data dir
+    # would meet nothing
+    data_dir = shared_dir("security") / "data"
+    with worlds.running_world(data_dir, LIMITS) as world:
         component = desktops.component(world.studio.admin, world.studio, "licence", B_SCRIPT)
         profile = desktops.create_launch_profile(
             world.studio.admin,

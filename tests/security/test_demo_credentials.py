@@ -14,16 +14,23 @@ import boto3
 import pytest
 
 from tests.support import desktops
-from tests.support.server import FAST, REGION, Server, kill_all, live_desktops
+from tests.support.server import (
+    FAST,
+    REGION,
+    Server,
+    kill_all,
+    live_desktops,
+    shared_dir,
+)
 
 pytestmark = [pytest.mark.xvnc, pytest.mark.security]
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def demo() -> Iterator[Server]:
     if os.geteuid() != 0:
         pytest.skip("per-owner accounts need root")
-    data_dir = tmp_path_factory.mktemp("demo") / "data"
+    data_dir = shared_dir("demo") / "data"  # where the artist's attempt can reach
     server = Server(data_dir, flags=["--demo"])
     server.start()
     try:

@@ -1,8 +1,10 @@
 """Attacks from inside a desktop that the desktop isolation stops: each desktop in a cgroup
 of its own (a pids limit, everything killed when the session ends), an X socket directory of
-its own (no squatting of display names), a file size limit, and a data directory that is
-private from the start (umask 077). Every attempt fails; each says what it tries and why it
-must fail. tests/slurm/test_slurm_security.py makes those that apply to a Slurm job there.
+its own (no squatting of display names; squatters of every abstract name are ended), scratch
+space of its own (a size-limited /tmp, /var/tmp, /dev/shm and /run/lock), a file size limit,
+and a data directory that is private from the start (umask 077). Every attempt fails; each
+says what it tries and why it must fail. tests/slurm/test_slurm_security.py makes those that
+apply to a Slurm job there.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from tests.support import desktops
 from tests.support.server import FAST, Server
 
 LIMIT = 64 * 1024 * 1024  # desktop_max_file_size of the scene's server (conftest), in bytes
+SCRATCH_SIZE, SCRATCH_FILES = 32 * 1024 * 1024, 2048  # scratch_size and _files (conftest)
 
 pytestmark = [pytest.mark.xvnc, pytest.mark.security]
 
@@ -78,6 +81,7 @@ def test_nothing_a_starts_outlives_as_session(scene: Scene) -> None:
         os.kill(pid, 9)  # leave nothing behind, then fail
     assert not alive, "a process A started outlived A's deleted session"
     assert not list(pathlib.Path("/sys/fs/cgroup").glob(f"**/opennimble-*/{session_id}"))
+    assert not mounts_of(session_id), "the deleted session's scratch space is still mounted"
     assert desktops.session_pids(scene.a["session_id"])  # A's first desktop runs on
 
 
@@ -116,6 +120,88 @@ def test_a_cannot_fill_the_disk_for_everyone(scene: Scene) -> None:
     size = big.stat().st_size
     big.unlink()
     assert size <= LIMIT, f"A wrote a file of {size} bytes, past the limit"
+
+
+def mounts_of(session_id: str) -> list[str]:
+    """The host's mount points in the runtime directory of a session."""
+    table = pathlib.Path("/proc/self/mountinfo").read_text().splitlines()
+    return [line.split()[4] for line in table if f"/{session_id}/" in line.split()[4] + "/"]
+
+
+# Fills a directory with one file until a write fails, then with empty files until one cannot
+# be created; prints what stopped each (an errno name, "none" if nothing did) and how far it got.
+FILL = """
+import errno, os, sys
+place = sys.argv[1]
+written = 0
+try:
+    with open(f"{place}/fill", "wb") as out:
+        while written < 1 << 30:
+            out.write(b"\\0" * 1048576)
+            out.flush()
+            written += 1048576
+    print("none", written)
+except OSError as exc:
+    print(errno.errorcode[exc.errno], written)
+os.unlink(f"{place}/fill")
+made = 0
+try:
+    while made < 1000000:
+        open(f"{place}/f{made}", "x").close()
+        made += 1
+    print("none", made)
+except OSError as exc:
+    print(errno.errorcode[exc.errno], made)
+"""
+
+
+@pytest.mark.parametrize("place", ["/tmp", "/var/tmp", "/dev/shm", "/run/lock"])
+def test_a_cannot_fill_the_scratch_space_for_everyone(scene: Scene, place: str) -> None:
+    """A writes one file without end, then empty files without end, into a directory every
+    program may write to (``place``): A's desktop must run out of space (ENOSPC) at its own
+    scratch limits (``scratch_size`` bytes, ``scratch_files`` files), not at a full disk or
+    memory for every artist and the server. Meanwhile B's desktop writes to its own, the API
+    answers, and nothing of A's is in the host's directory."""
+    filled = scene.as_a("python3", "-c", FILL, place)
+    try:
+        assert filled.returncode == 0, filled.stderr
+        (why_bytes, written), (why_files, made) = (
+            line.split() for line in filled.stdout.splitlines()
+        )
+        assert why_bytes == "ENOSPC", f"A wrote {written} bytes in {place}: {why_bytes}"
+        assert int(written) <= SCRATCH_SIZE
+        assert why_files == "ENOSPC", f"A made {made} files in {place}: {why_files}"
+        assert int(made) <= SCRATCH_FILES
+        assert not pathlib.Path(place, "f0").exists(), f"A's files are in the host's {place}"
+        b_writes = desktops.run_as(
+            scene.b, "sh", "-c", f"head -c 4194304 /dev/zero > {place}/b && rm {place}/b"
+        )
+        assert b_writes.returncode == 0, f"B cannot write in {place}: {b_writes.stderr}"
+        client = scene.world.artist2.client()
+        session = client.get_streaming_session(
+            studioId=scene.world.studio.studio_id, sessionId=scene.b["session_id"]
+        )["session"]
+        assert session["state"] == "READY"
+    finally:
+        cleaned = scene.as_a("sh", "-c", f"rm -f {place}/f[0-9]* {place}/fill")
+        assert cleaned.returncode == 0, cleaned.stderr
+
+
+def test_no_desktop_keeps_another_desktops_scratch_space(scene: Scene) -> None:
+    """A desktop's mount namespace starts as a copy of the host's mounts, with the scratch file
+    systems of the desktops running then: B's desktop (started after A's) must not keep A's,
+    or what A leaves in /tmp would stay in memory after A's session is gone, until B's ends."""
+    a_scratch = str(local_confine.scratch_dir(pathlib.Path(scene.a["runtime_dir"])))
+    pids = desktops.session_pids(scene.b["session_id"])
+    assert pids
+    for pid in pids:
+        try:
+            table = pathlib.Path(f"/proc/{pid}/mountinfo").read_text()
+        except OSError:  # ended meanwhile
+            continue
+        targets = {line.split()[4] for line in table.splitlines()}
+        assert a_scratch not in targets, f"B's process {pid} keeps A's scratch space mounted"
+        assert "/tmp" in targets, f"B's process {pid} has no /tmp of its own"
 
 
 def test_a_cannot_see_or_squat_bs_x_socket(scene: Scene) -> None:
@@ -204,9 +290,75 @@ def test_a_squatter_cannot_make_a_later_desktop_fail(scene: Scene) -> None:
         client.get_waiter("streaming_session_deleted").wait(
             studioId=world.studio.studio_id, sessionId=session_id, WaiterConfig=FAST
         )
-    # the lock files are in the host's /tmp (X servers started with -displayfd take none):
-    # A removes what A made there (nobody may remove others' files in the sticky /tmp)
+    # the lock files are in A's own /tmp (its scratch space): A removes what A made there
     scene.as_a("sh", "-c", "rm -f /tmp/.X[0-9]*-lock")
+
+
+# Binds every X display's abstract name that is free (all Xvnc -displayfd would try), from
+# four processes, each holding a quarter (file descriptors: raised to the hard limit); prints
+# the pids of the holders and how many names they hold, and holds them for a minute in the
+# background, taking every name of the quarter that someone else frees meanwhile (other X
+# servers on the machine end).
+SQUAT_ALL = """
+import os, resource, socket, sys, time
+_, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+reader, writer = os.pipe()
+for part in range(4):
+    if os.fork() == 0:
+        os.setsid()
+        held, missing = [], set(range(part, 59536, 4))
+        def grab():
+            for n in list(missing):
+                sock = socket.socket(socket.AF_UNIX)
+                try:
+                    sock.bind(f"\\0/tmp/.X11-unix/X{n}")
+                    held.append(sock)
+                    missing.discard(n)
+                except OSError:
+                    sock.close()
+        grab()
+        os.write(writer, f"{os.getpid()} {len(held)}\\n".encode())
+        os.close(1); os.close(2)
+        for _ in range(600):  # names other X servers give up are taken as well
+            time.sleep(0.1)
+            grab()
+        os._exit(0)
+with os.fdopen(reader) as lines:
+    for _ in range(4):
+        print(lines.readline().strip())
+"""
+
+
+def test_a_squatter_of_every_abstract_name_cannot_stop_a_new_desktop(scene: Scene) -> None:
+    """A holds every X display's abstract name that is free (about 59,500 sockets, so that no
+    X server finds one): B's next desktop must still come up READY and usable. The provider
+    ends the processes that hold more than one name (an X server holds one: A's own desktop
+    runs on) and starts its Xvnc again."""
+    squat = scene.as_a("python3", "-c", SQUAT_ALL)
+    assert squat.returncode == 0, squat.stderr
+    squatters = {
+        int(pid): int(count) for pid, count in (line.split() for line in squat.stdout.splitlines())
+    }
+    try:
+        assert sum(squatters.values()) > 59_000, f"A held only {squatters} names"
+        world = scene.world
+        session_id = ready(world, world.artist2, world.studio.launch_profile_id)
+        desktop = desktops.record(world.server, session_id)
+        shown = desktops.run_as(desktop, "xwininfo", "-root")
+        assert shown.returncode == 0, shown.stderr
+        alive = [pid for pid in squatters if local_process.start_time_of(pid) is not None]
+        assert not alive, "the squatters still hold the names"
+        assert desktops.run_as(scene.a, "xwininfo", "-root").returncode == 0, "A's desktop"
+        client = world.artist2.client()
+        client.delete_streaming_session(studioId=world.studio.studio_id, sessionId=session_id)
+        client.get_waiter("streaming_session_deleted").wait(
+            studioId=world.studio.studio_id, sessionId=session_id, WaiterConfig=FAST
+        )
+    finally:
+        for pid in squatters:
+            if local_process.uid_of(pid) == scene.a["uid"]:
+                os.kill(pid, 9)
 
 
 @pytest.fixture

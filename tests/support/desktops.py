@@ -52,7 +52,10 @@ def run_as(desktop: dict[str, Any], *argv: str, **env: str) -> subprocess.Comple
     group = local_cgroups.hierarchy(data_dir).group(desktop["session_id"])
     owner = (desktop["uid"], desktop["gid"])
     confinement = local_confine.Confinement(
-        private_sockets(desktop["runtime_dir"]), file_size_limit(desktop), owner
+        private_sockets(desktop["runtime_dir"]),
+        file_size_limit(desktop),
+        owner,
+        private_scratch(desktop["runtime_dir"]),
     )
     command = confinement.command(list(argv))
     if desktop.get("namespace_of"):  # a desktop in a mount namespace of its own (a Slurm job's)
@@ -86,6 +89,13 @@ def private_sockets(runtime_dir: str | pathlib.Path) -> pathlib.Path | None:
     """The desktop's own X socket directory, None once the desktop has ended."""
     sockets = local_confine.sockets_dir(pathlib.Path(runtime_dir))
     return sockets if sockets.is_dir() else None
+
+
+def private_scratch(runtime_dir: str | pathlib.Path) -> pathlib.Path | None:
+    """The desktop's own scratch file system (/tmp, /var/tmp, /dev/shm), None once the
+    desktop has ended (or if it has none)."""
+    scratch = local_confine.scratch_dir(pathlib.Path(runtime_dir))
+    return scratch if os.path.ismount(scratch) else None
 
 
 X_PEER = """

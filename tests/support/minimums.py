@@ -40,6 +40,9 @@ SHOWN = (
     "argon2-cffi",
     "itsdangerous",
     "python-multipart",
+    "authlib",
+    "joserfc",
+    "httpx2",
 )
 
 

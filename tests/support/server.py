@@ -87,7 +87,9 @@ def desktops_dir(data_dir: pathlib.Path, env: dict[str, str] | None = None) -> p
 
 def shared_dir(name: str) -> pathlib.Path:
     """A directory that desktop accounts can reach, for several hosts of one test (their
-    shared homes): under the provider's system location, removed when the test process ends."""
+    shared homes) or an installation whose data directory desktops must meet on their way (not
+    in /tmp, /var/tmp or /dev/shm, of which every desktop has its own): under the provider's
+    system location, removed when the test process ends."""
     directory = config.DESKTOPS_ROOT / f"test-{name}-{uuid.uuid4().hex[:8]}"
     directory.mkdir(parents=True)
     for made in (config.DESKTOPS_ROOT, directory):

@@ -9,7 +9,7 @@ import pathlib
 import pytest
 
 from opennimble import config
-from opennimble.providers import local_settings, slurm
+from opennimble.providers import base, local_confine, local_settings, slurm
 
 
 def settings_of(tmp_path: pathlib.Path, toml: str) -> config.Settings:
@@ -113,3 +113,27 @@ def test_a_key_of_its_own_goes_on_top_of_the_tables_as_json(
     monkeypatch.setenv("OPENNIMBLE_PROVIDERS__SLURM__GEOMETRY", "1024x768")
     settings = settings_of(tmp_path, "")
     assert settings.providers == {"slurm": {"partition": "gpu", "geometry": "1024x768"}}
+
+
+def test_scratch_limits_are_settings_of_the_local_table(tmp_path: pathlib.Path) -> None:
+    own = local_of(settings_of(tmp_path, ""))
+    assert own.scratch_limits() == local_confine.ScratchLimits(2048 * 2**20, 100_000)
+    own = local_of(settings_of(tmp_path, "[providers.local]\nscratch_size = 64\n"))
+    assert own.scratch_limits().size == 64 * 2**20
+    with pytest.raises(config.Invalid, match=r"`scratch_files` of \[providers.local\]"):
+        local_of(settings_of(tmp_path, "[providers.local]\nscratch_files = 10\n"))
+
+
+@pytest.mark.parametrize("target", ["/tmp", "/var/tmp", "/dev/shm"])
+def test_desktop_directories_in_a_scratch_directory_are_refused(target: str) -> None:
+    """Every desktop has its own /tmp, /var/tmp and /dev/shm: homes or runtime files in the
+    host's would be out of its desktops' sight."""
+    inside = pathlib.Path(target) / "opennimble" / "homes"
+    with pytest.raises(base.PermanentFailure) as failure:
+        local_confine.check_scratch_targets(pathlib.Path("/var/lib/opennimble"), inside)
+    assert failure.value.message == (
+        f"{inside} is in {target}, which every desktop has a private one of (scratch_size): "
+        "its desktops would not see it; set desktops_dir and homes_dir of [providers.local] "
+        f"to directories outside {target}"
+    )
+    local_confine.check_scratch_targets(pathlib.Path("/var/lib/opennimble/homes"))

@@ -27,10 +27,19 @@ from starlette import (
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 
-from opennimble import clock, errors
+from opennimble import clock, config, errors
 from opennimble.domain import passwords
 from opennimble.domain.identity import Caller
-from opennimble.portal import admin, cards, csrf, live, operator, resources, studio_sessions
+from opennimble.portal import (
+    admin,
+    cards,
+    csrf,
+    live,
+    oidc,
+    operator,
+    resources,
+    studio_sessions,
+)
 from opennimble.protocol import model
 from opennimble.store import changes as changes_hub
 from opennimble.store import database, users
@@ -41,6 +50,7 @@ Invoke = Callable[[model.Operation, Caller, dict[str, Any]], dict[str, Any]]
 
 HERE = pathlib.Path(__file__).parent
 USER_KEY = "user_id"
+NEXT_KEY = "oidc_next"  # the portal page an OpenID Connect sign-in goes on to
 
 
 class Portal:
@@ -56,6 +66,7 @@ class Portal:
         public_url: str,
         changes: changes_hub.Hub,
         now: clock.Now = clock.system_now,
+        oidc_settings: config.OidcSetting | None = None,
     ) -> None:
         self.db = db
         self.changes = changes
@@ -67,6 +78,13 @@ class Portal:
         self.templates.env.globals["csrf_field"] = csrf.FIELD
         self.templates.env.globals["card_actions"] = cards.actions
         self.templates.env.filters["when"] = cards.when
+        # sign-in with an OpenID Connect provider, when the settings name one
+        self.oidc = (
+            oidc.Provider(oidc_settings, db, public_url=public_url, now=now)
+            if oidc_settings is not None
+            else None
+        )
+        self.templates.env.globals["oidc_name"] = self.oidc.name if self.oidc else None
         key = hashlib.sha256(b"opennimble portal session\0" + secret).hexdigest()
         self.app = applications.Starlette(
             routes=[routing.Mount("/portal", routes=self._routes())],
@@ -100,6 +118,8 @@ class Portal:
             ),
             routing.Route("/signin", self.signin_page, name="signin"),
             routing.Route("/signin", self.signin, methods=["POST"]),
+            routing.Route("/signin/oidc", self.oidc_start, methods=["POST"], name="oidc"),
+            routing.Route("/signin/oidc/callback", self.oidc_callback, name="oidc_callback"),
             routing.Route("/signout", self.signout, methods=["POST"], name="signout"),
             routing.Route("/launch", self.launch, methods=["POST"], name="launch"),
             routing.Route("/sessions", self.sessions_page, name="sessions"),
@@ -216,6 +236,41 @@ class Portal:
                 refused = exc
         raise refused  # the failure count is committed first
 
+    async def oidc_start(self, request: requests.Request) -> responses.Response:
+        """ "Sign in with PROVIDER": off to the provider's authorization endpoint."""
+        form = await request.form()
+        if not csrf.valid(request.session, form):
+            return self.refused_form(request)
+        if self.oidc is None:
+            return responses.PlainTextResponse("No OpenID Connect provider is configured", 404)
+        then = str(form.get("next", ""))
+        try:
+            redirect = await self.oidc.start(request)
+        except oidc.Refused as exc:
+            return self.render(
+                request, "signin.html", exc.status, error=str(exc), name="", then=then
+            )
+        request.session[NEXT_KEY] = then
+        return redirect
+
+    async def oidc_callback(self, request: requests.Request) -> responses.Response:
+        """Where the provider sends the browser back: the user it signed in, or why not."""
+        if self.oidc is None:
+            return responses.PlainTextResponse("No OpenID Connect provider is configured", 404)
+        then = str(request.session.get(NEXT_KEY, ""))
+        try:
+            caller = await self.oidc.finish(request)
+        except oidc.Refused as exc:
+            request.session.pop(NEXT_KEY, None)
+            if exc.status == 403:  # the provider signed them in, this studio does not
+                return self.render(request, "error.html", exc.status, message=str(exc))
+            return self.render(
+                request, "signin.html", exc.status, error=str(exc), name="", then=then
+            )
+        request.session.clear()  # a new session (and CSRF token) for the signed-in user
+        request.session[USER_KEY] = caller.user_id
+        return responses.RedirectResponse(_next(request, "home", then), 303)
+
     async def signout(self, request: requests.Request) -> responses.Response:
         form = await request.form()
         if not csrf.valid(request.session, form):
@@ -296,8 +351,30 @@ class Portal:
                 if not page.get("nextToken"):
                     break
                 params["nextToken"] = page["nextToken"]
+        self._attach_backups(caller, found)
         found.sort(key=lambda s: s["createdAt"], reverse=True)
         return found
+
+    def _attach_backups(self, caller: Caller, sessions: list[dict[str, Any]]) -> None:
+        """Give each stopped session its READY backups, newest first, under ``backups`` (what
+        the card's "Start from backup" offers); one listing per studio that has a stopped
+        session of the caller's."""
+        stopped = {s["studioId"] for s in sessions if s["state"] == "STOPPED"}
+        by_session: dict[str, list[dict[str, Any]]] = {}
+        for studio_id in stopped:
+            backups = self.listed(
+                caller,
+                "ListStreamingSessionBackups",
+                "streamingSessionBackups",
+                studioId=studio_id,
+                ownedBy=caller.user_id,
+            )
+            for backup in backups:
+                if backup["state"] == "READY":
+                    by_session.setdefault(backup["sessionId"], []).append(backup)
+        for session in sessions:
+            found = by_session.get(session["sessionId"], [])
+            session["backups"] = sorted(found, key=lambda b: b["createdAt"], reverse=True)
 
     def _image_names(self, caller: Caller, studio_id: str) -> dict[str, str]:
         """The studio's streaming images' names by id (ids of deleted ones stay as they are)."""
@@ -400,9 +477,12 @@ class Portal:
         }.get(action)
         if operation is None:
             return responses.PlainTextResponse(f"No action {action!r}", status_code=404)
+        params = {"studioId": studio_id, "sessionId": session_id}
+        if action == "start" and form.get("backupId"):
+            params["backupId"] = str(form["backupId"])
         try:
             result = await anyio.to_thread.run_sync(
-                lambda: self.invoke(caller, operation, studioId=studio_id, sessionId=session_id)
+                lambda: self.invoke(caller, operation, **params)
             )
         except errors.ServiceError as exc:
             return _back(request, "sessions", exc, form.get("next"))

@@ -27,10 +27,9 @@ def actions(session: dict[str, Any]) -> list[str]:
 
 def fingerprint(session: dict[str, Any]) -> tuple[Any, ...]:
     """What changes the card: a new one is sent live when this differs."""
-    return tuple(
-        session.get(key)
-        for key in ("state", "statusCode", "statusMessage", "stopAt", "terminateAt", "updatedAt")
-    )
+    shown = ("state", "statusCode", "statusMessage", "stopAt", "terminateAt", "updatedAt")
+    backups = tuple(b["backupId"] for b in session.get("backups", ()))
+    return (*(session.get(key) for key in shown), backups)
 
 
 def when(micros: int | None) -> str:

@@ -92,8 +92,23 @@ def _fields(
 ) -> list[Field]:
     return [
         _field(m.shape, prefix + m.name, m.name, m.name in required, values.get(m.name), choices)
-        for m in found
+        for m in ordered(found, required)
     ]
+
+
+FIRST = ("name", "displayName", "description")  # what people fill in first, where present
+
+
+def ordered(found: list[model.Member], required: frozenset[str]) -> list[model.Member]:
+    """The order a form shows members in: the name and description first, then the required
+    ones, then the optional ones, each in the model's order (which is alphabetical)."""
+
+    def rank(member: model.Member) -> int:
+        if member.name in FIRST:
+            return FIRST.index(member.name)
+        return len(FIRST) + (0 if member.name in required else 1)
+
+    return sorted(found, key=rank)  # stable: the model's order within a rank
 
 
 def _field(

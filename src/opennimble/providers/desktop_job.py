@@ -13,9 +13,15 @@ programs, not opennimble. Running as the owner on the node the scheduler picked,
 2. runs the ``SYSTEM_INITIALIZATION`` scripts (unprivileged: a batch job has no root);
 3. starts Xvnc with the command line the provider built (the local provider's), on a free
    port of the node, with the VNC password file and ``Xauthority`` of the description;
-4. runs the ``USER_INITIALIZATION`` scripts with the display, then the recipe's session (the
-   window manager and applications);
-5. reports ``{"port", "display", "password"}`` in ``endpoint.json`` of the runtime directory
+4. runs the ``USER_INITIALIZATION`` scripts with the display, then the recipe's session: the
+   window manager at once, the applications once it runs (so their windows are managed);
+5. waits until the desktop is *usable*, asking the display itself as an X client (a few core
+   protocol requests over its socket, with the desktop's cookie): a window manager owns the
+   screen (``WM_S0``, or EWMH's ``_NET_SUPPORTING_WM_CHECK``) and, unless the recipe opens no
+   window, an application window of ``_NET_CLIENT_LIST`` is mapped and holds the keyboard
+   focus, the same rule as the local provider's (``local_display``), so that a keystroke typed
+   right after READY arrives;
+6. reports ``{"port", "display", "password"}`` in ``endpoint.json`` of the runtime directory
    (when a step fails, ``{"status_code", "message"}`` in ``failure.json``), and lives as long
    as Xvnc.
 
@@ -25,12 +31,14 @@ Ending the job (``scancel``, its time limit) ends the desktop: SIGTERM is passed
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import resource
 import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -40,6 +48,8 @@ X11_SOCKETS = "/tmp/.X11-unix"
 ENDPOINT_FILE = "endpoint.json"
 FAILURE_FILE = "failure.json"
 PORT_ATTEMPTS = 5
+GATE_FD = 9  # the session script's applications start once a line comes on it (dash: <= 9)
+LOOK_AGAIN = 0.05  # seconds between looks at the display while it is not usable yet
 TAIL = 300
 EMPTY_DESCRIPTION = "DESCRIPTION: dict[str, Any] = {}"
 DESCRIPTION: dict[str, Any] = {}  # the provider puts the desktop's description here
@@ -82,7 +92,14 @@ class Launcher:
         env = self.environment(display)
         self.scripts("USER_INITIALIZATION", env)
         self.write("session.sh", self.desc["session_script"].encode())
-        self.spawn(["/bin/sh", self.path("session.sh")], "session.log", env)
+        gate = self.start_session(env)
+        try:  # the applications wait for the window manager (see start_session)
+            self.wait_usable(display, xvnc, want_window=False)
+            with contextlib.suppress(BrokenPipeError):  # the session ended already
+                os.write(gate, b"go\n")
+        finally:
+            os.close(gate)
+        self.wait_usable(display, xvnc, bool(self.desc.get("wait_for_window", True)))
         endpoint = {"port": port, "display": display, "password": self.desc["password"]}
         self.write_json(ENDPOINT_FILE, endpoint)
         return xvnc.wait()
@@ -132,6 +149,55 @@ class Launcher:
                 raise Failure(f"Xvnc did not start on the node: {_tail(self.path('xvnc.log'))}")
         raise Failure(f"no free VNC port on the node after {PORT_ATTEMPTS} attempts")
 
+    def start_session(self, env: dict[str, str]) -> int:
+        """Start the session script, which starts the window manager at once and the
+        applications once a line comes on its file descriptor GATE_FD (a window mapped before
+        the window manager manages the screen stays unmanaged, without the focus); returns the
+        gate's writing end."""
+        try:
+            os.fstat(GATE_FD)
+        except OSError:
+            pass
+        else:
+            raise Failure(f"file descriptor {GATE_FD} of the launcher is taken")
+        read_fd, write_fd = os.pipe()
+        os.dup2(read_fd, GATE_FD)
+        os.close(read_fd)
+        try:
+            self.spawn(["/bin/sh", self.path("session.sh")], "session.log", env, (GATE_FD,))
+        except BaseException:
+            os.close(write_fd)
+            raise
+        finally:
+            os.close(GATE_FD)
+        return write_fd
+
+    def wait_usable(self, display: int, xvnc: subprocess.Popen[bytes], want_window: bool) -> None:
+        """Return once the desktop is usable (step 5 above; without ``want_window``, once its
+        window manager runs); a Failure saying what it lacks if it is not within the timeout."""
+        cookie = base64.b64decode(self.desc["x_cookie"])
+        deadline = time.monotonic() + float(self.desc["timeout"])
+        lacking = "the X display is not reachable yet"
+        while time.monotonic() < deadline and xvnc.poll() is None:
+            try:
+                with XDisplay(display, cookie) as conn:
+                    while time.monotonic() < deadline:
+                        lacking = conn.missing(want_window) or ""
+                        if not lacking:
+                            return
+                        time.sleep(LOOK_AGAIN)
+            except (OSError, XError) as exc:
+                lacking = f"the X display is not reachable ({exc})"
+                time.sleep(LOOK_AGAIN)
+        if xvnc.poll() is not None:
+            raise Failure(
+                f"Xvnc ended before the desktop was usable: {_tail(self.path('xvnc.log'))}"
+            )
+        raise Failure(
+            f"the desktop was not usable within {self.desc['timeout']:g} seconds: {lacking}"
+            + _log_note(self.path("session.log"))
+        )
+
     def spawn(
         self, argv: list[str], log: str, env: dict[str, str], pass_fds: tuple[int, ...] = ()
     ) -> subprocess.Popen[bytes]:
@@ -159,6 +225,142 @@ class Launcher:
         for child in reversed(self.children):
             if child.poll() is None:
                 child.terminate()
+
+
+class XError(Exception):
+    """The display refused the connection or answered a request with an error."""
+
+
+class XDisplay:
+    """Just enough of an X11 client (core protocol, little-endian, MIT-MAGIC-COOKIE-1) to ask
+    a display whether it is usable; the launcher has only Python's standard library."""
+
+    IS_VIEWABLE = 2
+    NONE = 0
+
+    def __init__(self, display: int, cookie: bytes) -> None:
+        self.display, self.cookie = display, cookie
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.atoms: dict[str, int] = {}
+        self.root = 0
+
+    def __enter__(self) -> XDisplay:
+        try:
+            self._connect()
+        except BaseException:
+            self.sock.close()
+            raise
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.sock.close()
+
+    def _connect(self) -> None:
+        self.sock.settimeout(5)
+        # The display's socket file if it is this account's (Xvnc made it); otherwise its
+        # abstract name: another account may hold the one and not the other (a squatter of
+        # display names), and Xvnc, which listens where it can, holds the other.
+        name = f"{X11_SOCKETS}/X{self.display}"
+        try:
+            ours = os.lstat(name).st_uid == os.getuid()
+        except OSError:
+            ours = False
+        self.sock.connect(name if ours else "\0" + name)
+        auth = b"MIT-MAGIC-COOKIE-1"
+        self.sock.sendall(
+            struct.pack("<BxHHHHxx", ord("l"), 11, 0, len(auth), len(self.cookie))
+            + _padded(auth)
+            + _padded(self.cookie)
+        )
+        head = self._read(8)
+        body = self._read(struct.unpack_from("<H", head, 6)[0] * 4)
+        if head[0] != 1:
+            reason = body[: head[1]].decode(errors="replace")
+            raise XError(f"display :{self.display} refused the connection: {reason}")
+        vendor_length, formats = struct.unpack_from("<H", body, 16)[0], body[21]
+        screens = 32 + len(_padded(b"x" * vendor_length)) + 8 * formats
+        self.root = struct.unpack_from("<I", body, screens)[0]
+
+    def _read(self, size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            chunk = self.sock.recv(size - len(data))
+            if not chunk:
+                raise XError("the display closed the connection")
+            data += chunk
+        return data
+
+    def request(self, opcode: int, data: int, body: bytes = b"") -> bytes:
+        """Send one request and return its reply (the whole of it)."""
+        body = _padded(body)
+        self.sock.sendall(struct.pack("<BBH", opcode, data, 1 + len(body) // 4) + body)
+        reply = self._read(32)
+        if reply[0] == 0:
+            raise XError(f"request {opcode} failed with X error {reply[1]}")
+        return reply + self._read(struct.unpack_from("<I", reply, 4)[0] * 4)
+
+    def atom(self, name: str) -> int:
+        if name not in self.atoms:
+            encoded = name.encode()
+            reply = self.request(16, 0, struct.pack("<Hxx", len(encoded)) + encoded)
+            self.atoms[name] = struct.unpack_from("<I", reply, 8)[0]
+        return self.atoms[name]
+
+    def windows(self, window: int, name: str) -> list[int]:
+        """The window ids in property ``name`` of ``window`` (a list of WINDOWs)."""
+        reply = self.request(20, 0, struct.pack("<IIIII", window, self.atom(name), 0, 0, 4096))
+        fmt, count = reply[1], struct.unpack_from("<I", reply, 16)[0]
+        if fmt != 32:
+            return []
+        return list(struct.unpack_from(f"<{count}I", reply, 32))
+
+    def missing(self, want_window: bool) -> str | None:
+        """What the display still lacks to be usable (None: nothing)."""
+        owner = struct.unpack_from(
+            "<I", self.request(23, 0, struct.pack("<I", self.atom("WM_S0"))), 8
+        )[0]
+        if owner == self.NONE and not self.windows(self.root, "_NET_SUPPORTING_WM_CHECK"):
+            return "the window manager is not running yet"
+        if not want_window:
+            return None
+        clients = [w for w in self.windows(self.root, "_NET_CLIENT_LIST") if self.viewable(w)]
+        if not clients:
+            return "no application window is mapped yet"
+        focus = struct.unpack_from("<I", self.request(43, 0), 8)[0]
+        if not any(self.within(focus, client) for client in clients):
+            return "no application window has the keyboard focus yet"
+        return None
+
+    def viewable(self, window: int) -> bool:
+        try:
+            reply = self.request(3, 0, struct.pack("<I", window))
+        except XError:  # destroyed meanwhile
+            return False
+        return reply[26] == self.IS_VIEWABLE
+
+    def within(self, window: int, ancestor: int) -> bool:
+        """Whether ``window`` is ``ancestor`` or inside it."""
+        for _ in range(64):
+            if window == ancestor:
+                return True
+            if window in (self.NONE, self.root) or window < 2:  # None, PointerRoot
+                return False
+            try:
+                window = struct.unpack_from(
+                    "<I", self.request(15, 0, struct.pack("<I", window)), 12
+                )[0]
+            except XError:
+                return False
+        return False
+
+
+def _padded(data: bytes) -> bytes:
+    return data + b"\0" * (-len(data) % 4)
+
+
+def _log_note(path: str) -> str:
+    tail = _tail(path)
+    return f" (the desktop session's log: {tail})" if tail else ""
 
 
 def _free_port(interface: str) -> int:

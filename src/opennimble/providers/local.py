@@ -15,9 +15,10 @@ and applications of the image's desktop recipe), all running as the owner's own 
 6. start the session script (steps 4 to 6: :mod:`local_session`, :mod:`local_recipes`).
 
 Every process of a desktop runs in its control group (:mod:`local_cgroups`) and its
-confinement (:mod:`local_confine`): an X socket directory of its own and a file size
-limit. Everything runs detached in sessions of its own, so desktops outlive the server process that
-started them; what is needed to find one again is in the provider state and in the desktop's
+confinement (:mod:`local_confine`): an X socket directory of its own, a size-limited /tmp,
+/var/tmp, /dev/shm and /run/lock of its own and a file size limit. Everything runs detached in
+sessions of its own, so desktops outlive the server process that started them; what is
+needed to find one again is in the provider state and in the desktop's
 record (:mod:`local_host`). A desktop interrupted before step 6 completed is ended and started
 afresh. Stopping ends every process of the desktop (:mod:`local_process`) and keeps the home
 and the session's storage; ``discard_storage`` and deletion remove the storage, never the
@@ -56,6 +57,7 @@ from opennimble.providers import (
     local_scripts,
     local_session,
     local_settings,
+    local_xnames,
     local_xvnc,
 )
 from opennimble.providers.local_accounts import Account
@@ -78,7 +80,7 @@ _STATE_KEYS = (
 
 
 class _PortTaken(Exception):
-    """Xvnc could not bind the RFB port chosen for it."""
+    """Xvnc could not bind the RFB port chosen for it (or another start may succeed)."""
 
 
 class LocalProvider(base.Provider):
@@ -107,6 +109,7 @@ class LocalProvider(base.Provider):
         resource_scale: float = 1.0,
         max_processes: int = 1024,
         max_file_size: int | None = MAX_FILE_SIZE,
+        scratch: local_confine.ScratchLimits | None = None,
         groups: local_cgroups.Hierarchy | None = None,
     ) -> None:
         self._runtime_dir = pathlib.Path(runtime_dir).absolute()
@@ -139,6 +142,9 @@ class LocalProvider(base.Provider):
         isolate = local_accounts.can_isolate() if isolate is None else isolate
         if isolate:
             local_confine.check_tools()  # refused at start, not at the first session
+        if isolate and scratch is not None:
+            local_confine.check_scratch_targets(self._runtime_dir, self._homes_dir)
+        self._scratch = scratch if isolate else None
         self._accounts = local_accounts.Accounts(self._homes_dir, isolate=isolate)
         self._backups = local_backups.Backups(
             pathlib.Path(backups_dir or self._runtime_dir.parent / "backups")
@@ -183,6 +189,7 @@ class LocalProvider(base.Provider):
             filter_table=local_network.table_name(settings.data_dir),
             resource_scale=own.resource_scale,
             max_processes=own.max_processes,
+            scratch=own.scratch_limits(),
         )
 
     # ---- the contract -----------------------------------------------------------------------
@@ -215,6 +222,8 @@ class LocalProvider(base.Provider):
             owner = local_session.owner_of(account)
             directory = self._host.session_dir(sid)
             await asyncio.to_thread(local_confine.prepare_sockets, directory, owner)
+            if self._scratch is not None:
+                await asyncio.to_thread(local_confine.mount_scratch, directory, self._scratch)
         state = {}
         try:  # a start that fails leaves nothing running, nor its control group
             await asyncio.to_thread(self._make_group, spec)
@@ -276,6 +285,7 @@ class LocalProvider(base.Provider):
         await self._host.end(state, sid)
         await self._open_port(record.get("port"))
         await asyncio.to_thread(local_confine.remove_sockets, self._host.session_dir(sid))
+        await asyncio.to_thread(local_confine.unmount_scratch, self._host.session_dir(sid))
         if discard_storage and account is not None:
             await local_session.discard_storage(account, sid)
         kept = {"session_id": sid, "runtime_dir": str(self._host.session_dir(sid))}
@@ -374,9 +384,12 @@ class LocalProvider(base.Provider):
         """How a process of the desktop of ``sid`` is confined: as ``account`` (None: as the
         provider's user), with the desktop's own X sockets when accounts are isolated."""
         directory = self._host.session_dir(sid)
-        sockets = local_confine.sockets_dir(directory) if self._accounts.isolate else None
+        sockets, scratch = None, None
+        if self._accounts.isolate:
+            sockets = local_confine.sockets_dir(directory)
+            scratch = local_confine.scratch_dir(directory) if self._scratch else None
         user = (account.uid, account.gid) if account is not None and account.isolated else None
-        return local_confine.Confinement(sockets, self._max_file_size, user)
+        return local_confine.Confinement(sockets, self._max_file_size, user, scratch)
 
     def limits(self, instance_type: str) -> local_cgroups.Limits:
         """A desktop's limits: its instance type's vCPUs and memory, scaled for this host."""
@@ -424,6 +437,7 @@ class LocalProvider(base.Provider):
     async def _start_xvnc(
         self, exe: str, spec: base.DesktopSpec, account: Account
     ) -> dict[str, Any]:
+        await local_xnames.make_room(self._host.ending)  # X display names squatted: free some
         for _ in range(PORT_ATTEMPTS):
             port = self._reserve_port()
             await self._close_port(port)  # other desktops' accounts never reach it
@@ -535,6 +549,10 @@ class LocalProvider(base.Provider):
         tail = self._host.log_tail(state["session_id"])
         if status is not None and status > 0 and "Address already in use" in tail:
             return _PortTaken()
+        if status is not None and status > 0 and local_xnames.NO_FREE_NAME in tail:
+            if await local_xnames.evict_squatters(self._host.ending):
+                return _PortTaken()  # the names are free again: start it again
+            return base.TemporaryFailure(f"no X display name is free on this host: {tail}")
         return base.PermanentFailure(f"{local_xvnc.describe_exit(status)}: {tail}")
 
     # ---- health -----------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """What keeps a local desktop's processes to themselves besides their control group: an X
-socket directory of their own and a file size limit.
+socket directory of their own, scratch space of their own and a file size limit.
 
 Every process of a desktop starts as root behind the control group's gate
 (:func:`local_cgroups.popen`), then, before anything of the desktop runs:
@@ -9,6 +9,16 @@ Every process of a desktop starts as root behind the control group's gate
    desktop's Xvnc puts its X socket file there, where no other artist sees it, connects to it,
    or takes its name; the directory is ``<runtime dir>/x11/.X11-unix`` (root's, mode 1777, as X
    servers expect it) in a directory of the owner's (mode 0700), out of other artists' reach;
+   before that, it binds the directories of the desktop's *scratch file system* on ``/tmp``,
+   ``/var/tmp``, ``/dev/shm`` and ``/run/lock``: one tmpfs per desktop, ``size`` and
+   ``nr_inodes`` limited (``scratch_size``, ``scratch_files``), mounted by the provider on
+   ``<runtime dir>/scratch`` (root's, mode 0700) before the desktop's first process starts
+   and unmounted after its last ended (the copies of every desktop's scratch file system
+   that the new namespace starts with are unmounted in it, so that none is kept alive past
+   its desktop by another desktop's namespace). An artist who fills them gets ENOSPC and
+   fills nothing of the host's, nor another desktop's; what is in them lives in memory,
+   charged to the desktop's control group (so it counts in its memory limit too), and is gone
+   when the desktop stops;
 2. gets ``RLIMIT_FSIZE`` (soft and hard, so the artist cannot raise it) of
    ``max_file_size``: no file written from a desktop grows past it;
 3. becomes the owner's account (``setpriv``, no supplementary groups).
@@ -25,7 +35,8 @@ Every desktop's processes bind the same directory, so they see the same sockets 
 enters a mount namespace of its own: nothing has to be kept alive to hold a namespace, and a
 restarted server, or an operator (:meth:`Confinement.command`), enters a desktop the same way.
 A server that is not root (no per-owner accounts) does neither 1 nor 3 and only limits file
-sizes.
+sizes. The owner's home (and the session storage in it) is on the host's file system, bounded
+only by the file size limit.
 """
 
 from __future__ import annotations
@@ -43,9 +54,19 @@ from typing import Any
 from opennimble.providers import base, local_cgroups
 
 PRIVATE_DIR = "x11"  # in the desktop's runtime directory: the owner's, mode 0700
+SCRATCH_DIR = "scratch"  # in the desktop's runtime directory: root's tmpfs, mode 0700
+# the scratch file system's directories and where each is bound in the desktop (if the host
+# has it): every directory that any user may write to on a usual host (/var/lock is /run/lock)
+SCRATCH_MOUNTS = (
+    ("tmp", "/tmp"),
+    ("var-tmp", "/var/tmp"),
+    ("shm", "/dev/shm"),
+    ("lock", "/run/lock"),
+)
+SCRATCH_SOURCE = "opennimble-scratch"  # the tmpfs's name in the mount table
 SOCKETS_DIR = ".X11-unix"  # in PRIVATE_DIR: bound on /tmp/.X11-unix
 X11_SOCKETS = pathlib.Path("/tmp/.X11-unix")
-TOOLS = ("unshare", "mount", "setpriv")
+TOOLS = ("unshare", "mount", "umount", "findmnt", "setpriv")
 INSTALL_HINT = "install Debian's util-linux and mount packages"
 
 
@@ -57,11 +78,26 @@ class Confinement:
     sockets: pathlib.Path | None
     max_file_size: int | None  # bytes (RLIMIT_FSIZE); None: no limit
     user: tuple[int, int] | None  # (uid, gid) to become; None: stay the server's user
+    # the desktop's scratch file system (:func:`mount_scratch`), whose directories are bound on
+    # /tmp, /var/tmp, /dev/shm and /run/lock (None: the host's); only with ``sockets``
+    scratch: pathlib.Path | None = None
 
     def command(self, argv: list[str]) -> list[str]:
         """``argv`` confined: run this as root (or as the server's user when ``user`` is
         None), it does the rest before ``argv`` runs."""
         steps = []
+        if self.sockets is not None and self.scratch is not None:
+            for name, target in SCRATCH_MOUNTS:  # /tmp first: the sockets go into it
+                source = shlex.quote(str(self.scratch / name))
+                steps.append(f"[ ! -d {target} ] || mount --bind -- {source} {target} || exit 126")
+            # the namespace's copies of the desktops' scratch file systems (this one's too,
+            # bound where it belongs now) go, so that none outlives its desktop in here
+            runtime = shlex.quote(f"{self.scratch.parent.parent}/")
+            steps.append(
+                f"findmnt -rn -S {SCRATCH_SOURCE} -o TARGET | while read -r m; do "
+                f'case "$m" in {runtime}*) umount --lazy -- "$m" || exit 126;; esac; done '
+                "|| exit 126"
+            )
         if self.sockets is not None:
             source = shlex.quote(str(self.sockets))
             steps.append(f"mount --bind -- {source} {X11_SOCKETS} || exit 126")
@@ -149,3 +185,76 @@ def ensure_mount_point() -> None:
         raise base.PermanentFailure(
             f"{X11_SOCKETS} is not a directory of root's: X servers cannot use it safely"
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class ScratchLimits:
+    """What one desktop may put in its /tmp, /var/tmp, /dev/shm and /run/lock together."""
+
+    size: int  # bytes
+    files: int  # inodes (files, directories, links)
+
+
+def check_scratch_targets(*directories: pathlib.Path) -> None:
+    """PermanentFailure (at server start) if one of ``directories``, which desktops must
+    reach, is in /tmp, /var/tmp, /dev/shm or /run/lock, where the desktops' own scratch
+    directories would hide it from them."""
+    for directory in directories:
+        for _, target in SCRATCH_MOUNTS:
+            if directory.resolve().is_relative_to(pathlib.Path(target).resolve()):
+                raise base.PermanentFailure(
+                    f"{directory} is in {target}, which every desktop has a private one of "
+                    "(scratch_size): its desktops would not see it; set desktops_dir and "
+                    f"homes_dir of [providers.local] to directories outside {target}"
+                )
+
+
+def scratch_dir(directory: pathlib.Path) -> pathlib.Path:
+    """The scratch file system's mount point for the desktop whose runtime directory is
+    ``directory``."""
+    return directory / SCRATCH_DIR
+
+
+def mount_scratch(directory: pathlib.Path, limits: ScratchLimits) -> pathlib.Path:
+    """A fresh scratch file system for a desktop (blocking): a tmpfs of ``limits`` on
+    ``<directory>/scratch`` (root's, mode 0700: nobody reaches it by its path on the host),
+    with a directory for each of /tmp, /var/tmp, /dev/shm and /run/lock (mode 1777, as on the
+    host) and the mount point of the desktop's X sockets in its /tmp. What an earlier run left is
+    unmounted first: every run of the desktop starts with empty scratch space, as after a
+    reboot."""
+    unmount_scratch(directory)
+    mount_point = scratch_dir(directory)
+    os.mkdir(mount_point, 0o700)
+    options = f"size={limits.size},nr_inodes={limits.files},mode=0700,uid=0,gid=0,nosuid,nodev"
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "--", SCRATCH_SOURCE, str(mount_point)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        with contextlib.suppress(OSError):
+            mount_point.rmdir()
+        message = done.stderr.decode(errors="replace").strip()
+        raise base.TemporaryFailure(f"cannot mount the desktop's scratch space: {message}")
+    for name, _ in SCRATCH_MOUNTS:
+        os.mkdir(mount_point / name, 0o700)
+        os.chmod(mount_point / name, 0o1777)
+    os.mkdir(mount_point / "tmp" / X11_SOCKETS.name, 0o755)  # covered by the sockets' bind
+    return mount_point
+
+
+def unmount_scratch(directory: pathlib.Path) -> None:
+    """Unmount and remove a desktop's scratch file system, and with it all that was in it
+    (blocking). Called once the desktop's processes have ended; should something still hold
+    it (an operator's shell in the desktop), it is detached now and freed when that ends."""
+    mount_point = scratch_dir(directory)
+    if os.path.ismount(mount_point):
+        done = subprocess.run(["umount", "--", str(mount_point)], capture_output=True, check=False)
+        if done.returncode != 0:
+            lazy = ["umount", "--lazy", "--", str(mount_point)]
+            done = subprocess.run(lazy, capture_output=True, check=False)
+        if done.returncode != 0:
+            message = done.stderr.decode(errors="replace").strip()
+            raise base.TemporaryFailure(f"cannot unmount {mount_point}: {message}")
+    with contextlib.suppress(FileNotFoundError):
+        mount_point.rmdir()

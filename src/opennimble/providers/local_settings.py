@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import pydantic
 
 from opennimble import config
+from opennimble.providers import local_confine
 
 log = logging.getLogger("opennimble.providers")
 
@@ -97,6 +98,14 @@ class LocalSettings(DesktopSettings):
     # the address API servers reach this host's desktops at (default: the interface, or the
     # hostname when the interface is a wildcard)
     advertise_host: str = ""
+    # MiB a desktop's /tmp, /var/tmp, /dev/shm and /run/lock may hold together (a tmpfs of its
+    # own, in memory: counted in the desktop's memory limit too)
+    scratch_size: int = pydantic.Field(default=2048, ge=16)
+    # files (and directories) they may hold together
+    scratch_files: int = pydantic.Field(default=100_000, ge=1024)
+
+    def scratch_limits(self) -> local_confine.ScratchLimits:
+        return local_confine.ScratchLimits(self.scratch_size * 1024 * 1024, self.scratch_files)
 
     def resolved_advertise_host(self) -> str:
         if self.advertise_host:

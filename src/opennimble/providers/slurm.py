@@ -320,6 +320,7 @@ class SlurmProvider(base.Provider):
         )
         fill = {"-rfbport": "{port}", "-displayfd": "{displayfd}"}
         xvnc = [fill.get(xvnc[i - 1], arg) if i else arg for i, arg in enumerate(xvnc)]
+        cookie = secrets.token_bytes(16)
         return {
             "runtime_dir": str(runtime),
             "storage_dir": str(_storage(account, sid)),
@@ -327,10 +328,12 @@ class SlurmProvider(base.Provider):
             "interface": self._interface,
             "xvnc_command": xvnc,
             "password_file": base64.b64encode(password_file).decode(),
-            "xauthority": base64.b64encode(
-                local_xvnc.xauthority_entry(secrets.token_bytes(16))
-            ).decode(),
-            "session_script": local_recipes.session_script(recipe, spec.clipboard),
+            "xauthority": base64.b64encode(local_xvnc.xauthority_entry(cookie)).decode(),
+            "x_cookie": base64.b64encode(cookie).decode(),
+            "wait_for_window": local_recipes.has_window(recipe, spec.clipboard),
+            "session_script": local_recipes.session_script(
+                recipe, spec.clipboard, gate_fd=desktop_job.GATE_FD
+            ),
             "timeout": self._ready_timeout,
             "max_file_size": self._max_file_size,
             "scripts": [

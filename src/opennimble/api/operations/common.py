@@ -29,12 +29,14 @@ def creating(ctx: Context, params: Params, kind: resources.Kind) -> tuple[str, d
 def create(
     ctx: Context,
     kind: resources.Kind,
-    studio_id: str,
+    studio_id: str | None,
     name: str,
     attrs: dict[str, Any],
     tags: dict[str, str],
+    resource_id: str | None = None,
 ) -> Row:
-    """Insert a new resource of the studio; the reconciler makes it READY."""
+    """Insert a new resource (of the studio ``studio_id``; a studio itself has none, and its
+    ``resource_id`` chosen by the caller); the reconciler makes it READY."""
     row = resources.new(
         ctx.conn,
         kind,
@@ -44,6 +46,7 @@ def create(
         tags=tags,
         by=ctx.caller.user_id,
         now=ctx.now,
+        resource_id=resource_id,
     )
     ctx.install.wake_reconciler()
     return views.resource(ctx, row)

@@ -34,19 +34,7 @@ def create_studio(ctx: Context, params: Params) -> Result:
     attrs["homeRegion"] = ctx.install.region
     attrs["studioUrl"] = f"{ctx.install.public_url}/studios/{name}"
     attrs["ssoClientId"] = ids.resource_id()
-    row = resources.new(
-        ctx.conn,
-        KIND,
-        studio_id=None,
-        name=name,
-        attrs=attrs,
-        tags=studio_tags,
-        by=ctx.caller.user_id,
-        now=ctx.now,
-        resource_id=studio_id,
-    )
-    ctx.install.wake_reconciler()
-    return {"studio": views.resource(ctx, row)}
+    return {"studio": common.create(ctx, KIND, None, name, attrs, studio_tags, studio_id)}
 
 
 @handler

@@ -1,0 +1,108 @@
+"""X display names in the host's abstract socket namespace, and the processes that squat them.
+
+X clients (libxcb) connect to a display's abstract socket, ``@/tmp/.X11-unix/X<n>``, before
+its socket file, so every desktop's Xvnc holds its own abstract name (:mod:`local_confine`):
+nobody can stand in front of a running desktop's X server. Abstract names belong to the network
+namespace, which desktops share with the host, so an artist can bind names too; one that is
+taken only moves the next desktop's Xvnc (``-displayfd``) to the next free number. An artist
+holding *every* name (about 59,500 sockets: a few processes suffice) would make every later
+Xvnc exit with ``Failed to find a socket to listen on``.
+
+Turning the abstract listener off (``-nolisten local``, which TigerVNC's Xvnc accepts) is no
+answer: the clients of the desktop would still try the abstract name first and connect to the
+squatter's socket (sending it their cookie and drawing their windows there); libxcb (before
+1.16) has no display name that skips it, and a Landlock scope that refused the connection
+would make the clients fail, not fall back to the file.
+
+So when no name is free before an Xvnc starts, or an Xvnc found none, the provider *evicts
+the squatters*: it ends every process of another user than root and itself that holds two or
+more X display names (an X server holds one: an artist's own Xvfb is left alone; a squatter
+would need a process per name, and each desktop's ``max_processes`` caps that far below
+59,500), then starts the Xvnc. The processes are found by their file descriptors
+(``/proc/<pid>/fd``); what holds a socket outside any file table (in flight in another
+socket's queue) is not found.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import pathlib
+import re
+
+from opennimble.providers import local_process
+
+log = logging.getLogger("opennimble.providers.local")
+
+NO_FREE_NAME = "Failed to find a socket to listen on"  # Xvnc's last words when none is free
+DISPLAYS = 65536 - 6000  # the display numbers an X server tries (-displayfd): TCP port 6000 + n
+PROC = pathlib.Path("/proc")
+_NAME = re.compile(r"@/tmp/\.X11-unix/X(\d+)")
+_SOCKET = re.compile(r"socket:\[(\d+)\]")
+
+
+def display_sockets(table: str) -> dict[int, int]:
+    """The sockets bound to an X display's abstract name in ``table`` (the text of
+    ``/proc/net/unix``): inode -> display number."""
+    found = {}
+    for line in table.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 8 and (name := _NAME.fullmatch(fields[7])):
+            found[int(fields[6])] = int(name[1])
+    return found
+
+
+def free_names() -> int:
+    """How many X display names are free in this network namespace."""
+    taken = set(display_sockets((PROC / "net" / "unix").read_text()).values())
+    return DISPLAYS - len(taken & set(range(DISPLAYS)))
+
+
+def holders() -> dict[int, set[int]]:
+    """The processes holding X display names in this network namespace: pid -> displays."""
+    sockets = display_sockets((PROC / "net" / "unix").read_text())
+    held: dict[int, set[int]] = {}
+    for pid in local_process.all_pids():
+        try:
+            links = [os.readlink(fd) for fd in (PROC / str(pid) / "fd").iterdir()]
+        except OSError:  # gone, or no longer readable
+            continue
+        for link in links:
+            inode = _SOCKET.fullmatch(link)
+            if inode and int(inode[1]) in sockets:
+                held.setdefault(pid, set()).add(sockets[int(inode[1])])
+    return held
+
+
+def squatters() -> dict[int, int]:
+    """The processes of users other than root and this process's that hold more than one X
+    display name: pid -> how many."""
+    own = {0, os.geteuid()}
+    return {
+        pid: len(displays)
+        for pid, displays in holders().items()
+        if len(displays) > 1 and local_process.uid_of(pid) not in own
+    }
+
+
+async def make_room(ending: local_process.Ending) -> None:
+    """Evict the squatters before an X server starts if no X display name is free: an Xvnc
+    that finds none takes seconds trying all of them and logs a line for each."""
+    if await asyncio.to_thread(free_names) == 0:
+        await evict_squatters(ending)
+
+
+async def evict_squatters(ending: local_process.Ending) -> int:
+    """End the squatters (:func:`squatters`); returns how many names they held. Logs who."""
+    found = await asyncio.to_thread(squatters)
+    for pid, count in sorted(found.items()):
+        log.warning(
+            "no X display name was free: ending process %d of uid %s, which held %d of them",
+            pid,
+            local_process.uid_of(pid),
+            count,
+        )
+    if found:
+        await local_process.end_processes(lambda: list(squatters()), ending)
+    return sum(found.values())

@@ -1,0 +1,41 @@
+"""Finding the sockets bound to X display names in /proc/net/unix (local_xnames)."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from opennimble.providers import local_xnames
+
+TABLE = """Num       RefCount Protocol Flags    Type St Inode Path
+0000000000000000: 00000002 00000000 00010000 0001 01 35391 @/tmp/.X11-unix/X0
+0000000000000000: 00000002 00000000 00010000 0001 01 34124 /tmp/.X11-unix/X0
+0000000000000000: 00000003 00000000 00000000 0001 03 34255 @/tmp/.X11-unix/X0
+0000000000000000: 00000002 00000000 00000000 0001 07 40000 @/tmp/.X11-unix/X59535
+0000000000000000: 00000002 00000000 00010000 0001 01 40001 @/tmp/.X11-unix/X1x
+0000000000000000: 00000002 00000000 00010000 0001 01 40002 @/tmp/dbus-abc
+0000000000000000: 00000003 00000000 00000000 0001 03 40003
+"""
+
+
+def test_only_abstract_x_display_names_count() -> None:
+    """Listening, accepted and merely bound sockets on an abstract X name count; socket files,
+    other names and unnamed sockets do not."""
+    assert local_xnames.display_sockets(TABLE) == {35391: 0, 34255: 0, 40000: 59535}
+
+
+def test_a_table_with_every_name_taken_leaves_none_free(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    header = TABLE.splitlines()[0]
+    rows = [
+        f"0000000000000000: 00000002 00000000 00000000 0001 07 {1000 + n} @/tmp/.X11-unix/X{n}"
+        for n in range(local_xnames.DISPLAYS)
+    ]
+    (tmp_path / "net").mkdir()
+    (tmp_path / "net" / "unix").write_text("\n".join([header, *rows[1:]]) + "\n")
+    monkeypatch.setattr(local_xnames, "PROC", tmp_path)
+    assert local_xnames.free_names() == 1  # X0 only
+    (tmp_path / "net" / "unix").write_text("\n".join([header, *rows]) + "\n")
+    assert local_xnames.free_names() == 0
