@@ -9,8 +9,9 @@ For each database: one ``opennimble serve`` (instant provider: no desktop), a st
 through the API, and ``--sessions`` READY sessions all owned by the artist, inserted in bulk
 through the store. Chromium signs in as the artist and loads "My sessions" ``ROUNDS`` times
 (first contentful paint, from the browser's paint timing). Then, with the page open, the
-status message of one session at a time is changed in the database (as the reconciler does)
-and the time until the page shows it is measured ``CHANGES`` times. The API figure is boto3's
+status message of one session at a time is changed in the database by another process, through
+the store as the reconciler changes it (with its lifecycle event), and the time until the page
+shows it is measured ``CHANGES`` times. The API figure is boto3's
 GetStreamingSession as the artist, ``ROUNDS`` x 10 calls. Last, the studio's admin loads
 All sessions (50 a page, keyset paging) ``ROUNDS`` times, then walks every further page: a
 page deep in the listing should paint as fast as the first.
@@ -26,11 +27,12 @@ import sys
 import tempfile
 import time
 
-import sqlalchemy as sa
 from playwright import sync_api
 from tests.browser.conftest import CHROMIUM
 
 from bench import scale_common as common
+from opennimble import clock
+from opennimble.store import sessions as session_store
 
 ROUNDS = 10
 CHANGES = 30
@@ -98,12 +100,15 @@ def change_delays(page: sync_api.Page, made: common.Installation, sessions: int)
             time.sleep(random.uniform(0.1, 0.7))  # no lock-step with the server's looks
             started = time.monotonic()
             with engine.begin() as conn:
-                conn.execute(
-                    sa.text(
-                        "UPDATE sessions SET status_message = :m, updated_at = updated_at + 1 "
-                        "WHERE session_id = :s"
-                    ),
-                    {"m": message, "s": session_id},
+                # through the store, as the reconciler writes a session's new status (with
+                # its lifecycle event, which is what announces the change to live views)
+                session_store.transition(
+                    conn,
+                    session_id,
+                    ("READY",),
+                    state="READY",
+                    status_message=message,
+                    updated_at=clock.system_now(),
                 )
             page.wait_for_function(
                 "([id, text]) => { const c = document.getElementById('session-' + id);"

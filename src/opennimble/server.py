@@ -27,7 +27,7 @@ from opennimble.domain import audit
 from opennimble.gateway import app as gateway
 from opennimble.portal import app as portal_app
 from opennimble.reconciler import loop
-from opennimble.store import crypto, database, group_commit
+from opennimble.store import changes, crypto, database, group_commit
 
 log = logging.getLogger("opennimble.server")
 reconciler_log = logging.getLogger("opennimble.reconciler")
@@ -141,6 +141,8 @@ class Root:
         group = group_commit.GroupCommit(db) if db.is_sqlite else None
         writes = group_commit.Writes(db, group)
         self.trail = audit.Trail(db, now) if settings.audit else None
+        # what the live views (the portal's pages, GET /events) wait on (store/changes.py)
+        self.changes = changes.Hub(db)
         # `serve --no-reconciler` (PostgreSQL): the workers reconcile; NOTIFY wakes them
         self.reconciler = (
             loop.Reconciler.from_settings(db, settings, now, key, writes)
@@ -159,6 +161,7 @@ class Root:
             settings=settings,
             trail=self.trail,
             group=group,
+            changes=self.changes,
         )
         self.gateway = gateway.Gateway(
             db,
@@ -181,9 +184,11 @@ class Root:
             secret=key.key,
             public_url=settings.resolved_public_url,
             now=now,
+            changes=self.changes,
             oidc_settings=settings.oidc,
         )
         self._reconciling: asyncio.Task[None] | None = None
+        self._hearing: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -203,6 +208,7 @@ class Root:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self._hearing = asyncio.get_running_loop().create_task(self.changes.run())
                 failure = await self._start_reconciler()
                 if failure:
                     await send({"type": "lifespan.startup.failed", "message": failure})
@@ -215,6 +221,9 @@ class Root:
                     extra=logs.fields(event="shutdown"),
                 )
                 await self.gateway.close()
+                if self._hearing is not None:
+                    self._hearing.cancel()
+                    await asyncio.gather(self._hearing, return_exceptions=True)
                 if self._reconciling is not None:
                     self._reconciling.cancel()
                     try:

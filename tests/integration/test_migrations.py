@@ -33,7 +33,9 @@ def test_migrated_schema_equals_declared_schema(database_url: str) -> None:
 
 
 @pytest.mark.postgresql
-def test_migrations_and_declaration_both_install_the_wake_trigger(database_url: str) -> None:
+def test_migrations_and_declaration_both_install_the_notifying_triggers(
+    database_url: str,
+) -> None:
     migrated = database.Database(database_url)
     migrated.upgrade()
     declared = sa.create_engine(migrated.url)
@@ -50,7 +52,12 @@ def test_migrations_and_declaration_both_install_the_wake_trigger(database_url: 
         found = {tuple(r) for r in conn.execute(query)}
     declared.dispose()
     migrated.dispose()
-    wanted = {("resources", "resources_wake"), ("sessions", "sessions_wake")}
+    wanted = {
+        ("resources", "resources_wake"),
+        ("sessions", "sessions_wake"),
+        ("events", "events_changed"),  # the change hubs' (store/changes.py)
+        ("generations", "generations_changed"),
+    }
     assert {(r, t) for s, r, t in found if s == "public"} == wanted
     assert {(r, t) for s, r, t in found if s == "declared"} == wanted
 

@@ -21,6 +21,7 @@ from opennimble.api import auth, dispatch, events, telemetry, throttle
 from opennimble.api.context import Installation
 from opennimble.domain import audit, eulas, paging, quotas, stream_tokens
 from opennimble.protocol import model, parse, routing, serialize, sigv4
+from opennimble.store import changes as changes_hub
 from opennimble.store import crypto, database, group_commit
 from opennimble.store.threads import StoreThreads
 
@@ -60,11 +61,13 @@ class App:
         settings: config.Settings | None = None,
         trail: audit.Trail | None = None,
         group: group_commit.GroupCommit | None = None,
+        changes: changes_hub.Hub,
     ) -> None:
         """``settings``, when given, bring the quotas, the request rate and the EULA catalogue
         (which is mirrored into the database here, at start); ``trail`` records the
         state-changing requests (the audit trail). ``group``: the process's group commit
-        (SQLite), shared with the reconciler; by default the API makes its own."""
+        (SQLite), shared with the reconciler; by default the API makes its own. ``changes``:
+        the process's change hub (run by the server), which ``GET /events`` waits on."""
         self.db = db
         self.trail = trail
         settings = settings or config.Settings.model_construct()
@@ -91,7 +94,10 @@ class App:
         _sync_eulas(db, settings, now())
         self.auth = auth.Authenticator(db, cipher, region, now)
         self.events = events.EventStream(
-            db, self.auth, lambda exc: _as_service_error(exc, "GET", events.PATH, events.OPERATION)
+            db,
+            self.auth,
+            lambda exc: _as_service_error(exc, "GET", events.PATH, events.OPERATION),
+            changes,
         )
         self._writers = (
             StoreThreads(WRITER_THREADS, "opennimble-writer") if self.group is not None else None

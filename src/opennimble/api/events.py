@@ -2,16 +2,17 @@
 
 SigV4-signed like any API call (an empty body); resumable with ``Last-Event-ID`` or
 ``?after=N``; each caller sees what :class:`opennimble.domain.event_feed.Audience` allows,
-re-checked as it goes (a deleted or disabled user's stream ends, a lost membership narrows it).
+re-checked whenever access changes (a deleted or disabled user's stream ends, a lost
+membership narrows it). A connection waits on the process's change hub
+(:mod:`opennimble.store.changes`): while nothing changes it reads nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Collection, MutableMapping
 from typing import Any
 
 import orjson
@@ -21,13 +22,13 @@ from opennimble.api import auth, dispatch, telemetry
 from opennimble.domain import access, event_feed
 from opennimble.domain.identity import Caller
 from opennimble.protocol import serialize, sigv4, validate
+from opennimble.store import changes as changes_hub
 from opennimble.store import database
 from opennimble.store import events as event_store
 
 PATH = "/events"
 OPERATION = "Events"  # in the request log and metrics
 KEEPALIVE = 15.0  # seconds of silence before a comment line
-RECHECK = 5.0  # seconds between checks of the caller's access
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -40,10 +41,12 @@ class EventStream:
         db: database.Database,
         authenticator: auth.Authenticator,
         as_error: Callable[[Exception], errors.ServiceError],
+        changes: changes_hub.Hub,
     ) -> None:
         self.db = db
         self.auth = authenticator
         self.as_error = as_error
+        self.changes = changes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -65,14 +68,17 @@ class EventStream:
         ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         telemetry.finished(scope, request_id, OPERATION, 200, started)
-        gone = asyncio.Event()
-        watcher = asyncio.create_task(_watch_disconnect(receive, gone))
+        # the stream ends when the client goes away, even while it waits for a change
+        streaming = asyncio.create_task(self._stream(send, caller, studio_id, after))
+        watcher = asyncio.create_task(_watch_disconnect(receive))
         try:
-            await self._stream(send, caller, studio_id, after, gone)
+            await asyncio.wait((streaming, watcher), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            for task in (streaming, watcher):
+                task.cancel()
+            await asyncio.gather(streaming, watcher, return_exceptions=True)
+        if not streaming.cancelled():
+            streaming.result()  # raises what ended it, if anything did
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     def _admit(self, scope: Scope) -> tuple[Caller, str | None, int | None]:
@@ -110,20 +116,24 @@ class EventStream:
                 access.studio(conn, caller, studio_id)
             return event_feed.start(conn, after)
 
-    async def _stream(
-        self, send: Send, caller: Caller, studio_id: str | None, after: int, gone: asyncio.Event
-    ) -> None:
-        audience, checked = None, 0.0
+    async def _stream(self, send: Send, caller: Caller, studio_id: str | None, after: int) -> None:
+        access = (changes_hub.ACCESS,)
+        audience: event_feed.Audience | None = None
+        checked = 0  # the hub's version when the audience was read
+        topics: Collection[str] | None = None if studio_id is None else {studio_id, *access}
         quiet_since = time.monotonic()
-        async for batch in event_feed.follow(self.db, after, studio_id=studio_id):
-            if gone.is_set():
-                return
+        feed = event_feed.follow(
+            self.db, self.changes, after, studio_id=studio_id, topics=lambda: topics
+        )
+        async for batch in feed:
             now = time.monotonic()
-            if audience is None or now - checked >= RECHECK:
+            if audience is None or self.changes.moved(checked, access):
+                checked = self.changes.mark()
                 audience = await self._audience(caller)
-                checked = now
                 if audience is None:
                     return  # no longer a user: the stream ends
+                if studio_id is None:
+                    topics = audience.topics
             chunks = [_message(e) for e in batch if audience.sees(e)]
             if not chunks and now - quiet_since >= KEEPALIVE:
                 chunks = [b": keep-alive\n\n"]
@@ -150,10 +160,9 @@ def _message(event: dict[str, Any]) -> bytes:
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (event["seq"], event["type"].encode(), data)
 
 
-async def _watch_disconnect(receive: Receive, gone: asyncio.Event) -> None:
+async def _watch_disconnect(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
-    gone.set()
 
 
 async def _respond(send: Send, status: int, headers: serialize.Headers, body: bytes) -> None:

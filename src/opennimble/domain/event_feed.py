@@ -3,23 +3,25 @@ and an async iterator over the new ones. The API's ``GET /events`` is built on i
 live view (the portal's) can be too.
 
 Because events are numbered in commit order (:mod:`opennimble.store.events`), "the events
-after N" read again and again loses nothing and repeats nothing.
+after N" read again and again loses nothing and repeats nothing. They are read again only
+when the process's change hub (:mod:`opennimble.store.changes`) heard of a change, so an idle
+follower costs the database nothing.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any
 
 import sqlalchemy as sa
 
 from opennimble.domain.identity import Caller
+from opennimble.store import changes as changes_hub
 from opennimble.store import database, events, members
 
 Row = dict[str, Any]
-POLL = 0.25  # seconds between reads when nothing new came
+QUIET = 15.0  # seconds without a change after which an empty batch comes
 BATCH = 200  # events read at once
 
 
@@ -32,6 +34,13 @@ class Audience:
     admin_of: frozenset[str]
     member_of: frozenset[str]
     user_id: str
+
+    @property
+    def topics(self) -> Collection[str] | None:
+        """The change hub's topics of the events this audience sees (``None``: all)."""
+        if self.everything:
+            return None
+        return self.admin_of | self.member_of | {changes_hub.ACCESS}
 
     def sees(self, event: Row) -> bool:
         if self.everything or event["studio_id"] in self.admin_of:
@@ -61,21 +70,38 @@ def start(conn: sa.Connection, after: int | None) -> int:
 
 
 async def follow(
-    db: database.Database, after: int, *, studio_id: str | None = None, poll: float = POLL
+    db: database.Database,
+    changes: changes_hub.Hub,
+    after: int,
+    *,
+    studio_id: str | None = None,
+    topics: Callable[[], Collection[str] | None] = lambda: None,
+    quiet: float = QUIET,
 ) -> AsyncIterator[list[Row]]:
-    """The events recorded after ``after`` (of one studio if given), in order, in batches;
-    an empty batch every ``poll`` seconds while nothing happens (a chance to send a keep-alive
-    or to notice that the client went away). Never ends by itself. The reads run in the
-    store's threads (:meth:`~opennimble.store.database.Database.run`)."""
+    """The events recorded after ``after`` (of one studio if given), in order, in batches.
+
+    After the first read, the events are read again only when ``changes`` heard of a change
+    of one of ``topics()`` (``None``: of any), and that batch comes even when it is empty (a
+    change of access, say: a chance to check who sees what again); an empty batch comes too
+    when nothing changed for ``quiet`` seconds (a chance to send a keep-alive). Never ends by
+    itself. The reads run in the store's threads
+    (:meth:`~opennimble.store.database.Database.run`)."""
 
     def read(seq: int) -> list[Row]:
         with db.read() as conn:
             return events.after(conn, seq, BATCH, studio_id)
 
+    seen = changes.mark()  # before reading: a change committed during the read is not missed
     while True:
         batch = await db.run(read, after)
         if batch:
             after = int(batch[-1]["seq"])
         yield batch
-        if len(batch) < BATCH:
-            await asyncio.sleep(poll)
+        if len(batch) == BATCH:
+            continue  # more are waiting
+        while True:
+            moved = await changes.wait(seen, topics(), quiet)
+            if moved != seen:
+                seen = moved
+                break
+            yield []

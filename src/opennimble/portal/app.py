@@ -8,7 +8,6 @@ rules and their error messages are the API's. The signed-in user is kept in a si
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import pathlib
@@ -16,7 +15,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio.to_thread
-import orjson
 from starlette import (
     applications,
     datastructures,
@@ -32,8 +30,18 @@ from starlette.middleware.sessions import SessionMiddleware
 from opennimble import clock, config, errors
 from opennimble.domain import passwords
 from opennimble.domain.identity import Caller
-from opennimble.portal import admin, cards, csrf, oidc, operator, resources, studio_sessions
+from opennimble.portal import (
+    admin,
+    cards,
+    csrf,
+    live,
+    oidc,
+    operator,
+    resources,
+    studio_sessions,
+)
 from opennimble.protocol import model
+from opennimble.store import changes as changes_hub
 from opennimble.store import database, users
 from opennimble.store import sessions as sessions_store
 from opennimble.store import streams as streams_store
@@ -43,12 +51,11 @@ Invoke = Callable[[model.Operation, Caller, dict[str, Any]], dict[str, Any]]
 HERE = pathlib.Path(__file__).parent
 USER_KEY = "user_id"
 NEXT_KEY = "oidc_next"  # the portal page an OpenID Connect sign-in goes on to
-LIVE_CHECK = 0.2  # seconds between the live page's looks at its sessions
-KEEPALIVE = 15.0  # seconds without an event after which a comment is sent
 
 
 class Portal:
-    """The portal; ``invoke`` runs an API operation for a caller (the API's dispatcher)."""
+    """The portal; ``invoke`` runs an API operation for a caller (the API's dispatcher);
+    its live pages wait on ``changes``, the process's change hub."""
 
     def __init__(
         self,
@@ -57,10 +64,12 @@ class Portal:
         *,
         secret: bytes,
         public_url: str,
+        changes: changes_hub.Hub,
         now: clock.Now = clock.system_now,
         oidc_settings: config.OidcSetting | None = None,
     ) -> None:
         self.db = db
+        self.changes = changes
         self.secret = secret  # the installation key (access keys' secrets are sealed with it)
         self._invoke = invoke
         self.now = now
@@ -131,6 +140,11 @@ class Portal:
             ),
             self._page("/studios", operator.studios_page, "studios", methods=["GET", "POST"]),
             self._page("/studios/{studio_id}/sessions", studio_sessions.page, "studio_sessions"),
+            self._page(
+                "/studios/{studio_id}/sessions/live",
+                studio_sessions.live_rows,
+                "studio_sessions_live",
+            ),
             self._page("/studios/{studio_id}/{kind}", resources.listing, "resources"),
             self._page(
                 "/studios/{studio_id}/{kind}/new",
@@ -490,16 +504,19 @@ class Portal:
 
     async def _changes(self, request: requests.Request, caller: Caller) -> AsyncIterator[bytes]:
         """Server-sent events: a card's new HTML whenever one of the caller's sessions
-        changes, ``gone`` when one disappears. The browser does not poll: this server reads a
-        cheap mark of the caller's sessions (their count and last changes, one indexed query)
-        every LIVE_CHECK seconds, and lists them through the API only when it moved."""
+        changes, ``gone`` when one disappears. The browser does not poll, and this server
+        reads nothing while nothing changes: the connection waits on the process's change hub
+        for a change in one of the caller's studios (or of access), then reads a cheap mark
+        of the caller's sessions (their count and last changes, one indexed query) and lists
+        them through the API only when it moved."""
         seen: dict[str, tuple[Any, ...]] = {}
-        quiet, mark = 0.0, (-1, -1)
+        mark = (-1, -1)
+        version = self.changes.mark()
         try:
             studios = await anyio.to_thread.run_sync(self._studio_ids, caller)
         except errors.ServiceError:
             return  # the user lost access: the page's next load says why
-        while not await request.is_disconnected():
+        while True:
             moved = await anyio.to_thread.run_sync(self._mark, studios, caller)
             if moved != mark:
                 mark = moved
@@ -508,13 +525,20 @@ class Portal:
                 except errors.ServiceError:
                     return
                 for event in self._card_events(request, sessions, seen):
-                    quiet = 0.0
                     yield event
-            quiet += LIVE_CHECK
-            if quiet >= KEEPALIVE:  # a comment line keeps idle proxies from closing it
-                quiet = 0.0
-                yield b": keepalive\n\n"
-            await asyncio.sleep(LIVE_CHECK)
+            while True:
+                changed = await self.changes.wait(
+                    version, (*studios, changes_hub.ACCESS), live.KEEPALIVE
+                )
+                if changed != version:
+                    break
+                yield live.KEEPALIVE_LINE
+            if self.changes.moved(version, (changes_hub.ACCESS,)):  # memberships may differ
+                try:
+                    studios = await anyio.to_thread.run_sync(self._studio_ids, caller)
+                except errors.ServiceError:
+                    return
+            version = changed
 
     def _studio_ids(self, caller: Caller) -> list[str]:
         return [s["studioId"] for s in self.invoke(caller, "ListStudios")["studios"]]
@@ -537,10 +561,10 @@ class Portal:
             if seen.get(session_id) != fingerprint:
                 seen[session_id] = fingerprint
                 card = self._card(request, session)
-                events.append(_event("card", {"id": session_id, "html": card}))
+                events.append(live.event("card", {"id": session_id, "html": card}))
         for session_id in [s for s in seen if s not in current]:
             del seen[session_id]
-            events.append(_event("gone", {"id": session_id}))
+            events.append(live.event("gone", {"id": session_id}))
         return events
 
     def _card(self, request: requests.Request, session: dict[str, Any]) -> str:
@@ -552,10 +576,6 @@ class Portal:
             card_actions=cards.actions,
             csrf_field=csrf.FIELD,
         )
-
-
-def _event(name: str, data: dict[str, Any]) -> bytes:
-    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
 def _next(request: requests.Request, page: str, given: Any = None) -> datastructures.URL:

@@ -33,8 +33,16 @@ from psycopg import sql
 from opennimble.store.threads import StoreThreads
 
 MIGRATIONS = pathlib.Path(__file__).parent / "migrations"
-# the channel on which PostgreSQL announces new work (see schema.WAKE_FUNCTION)
+# the channel on which PostgreSQL announces new work (see schema.WAKE_DDL)
 WORK_CHANNEL = "opennimble_work"
+# the channel on which PostgreSQL announces committed changes that live views show: the
+# payload is a topic of store.changes (see schema.CHANGE_DDL)
+CHANGE_CHANNEL = "opennimble_changes"
+# where a write transaction notes the topics it changed (conn.info), announced after commit
+CHANGED = "opennimble_changed"
+# the topic of a change to what the access rules read (users, keys, memberships, studios);
+# the other topics are studio ids (a change to a session of that studio)
+ACCESS_TOPIC = ""
 # a listener checks its connection when no notification came for this long (seconds)
 LISTEN_CHECK = 30.0
 # how long taking a host's lock waits for a holder that is going away
@@ -81,6 +89,9 @@ class Database:
         self._readers: set[sa.Connection] = set()  # the store threads' (PostgreSQL)
         # SQLite's store thread keeps its connection (no pool checkout and reset per transaction)
         self._kept = threading.local()
+        # called, in the committing thread, with the topics a write transaction changed
+        # (:func:`changed`), once it is committed (see store/changes.py)
+        self.on_commit: list[Callable[[frozenset[str]], None]] = []
 
     async def run(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``work`` (which opens its own transactions) off the event loop, in the
@@ -221,11 +232,17 @@ class Database:
         """A transaction for reading and writing; committed on success, rolled back on error."""
         with self._write_lock, self._connect() as conn:
             conn.execution_options(opennimble_write=True)
+            committed = False
             try:
                 with conn.begin():
                     yield conn
+                committed = True
             finally:
                 conn.execution_options(opennimble_write=False)
+                topics = conn.info.pop(CHANGED, None)
+            if committed and topics:
+                for announce in self.on_commit:
+                    announce(frozenset(topics))
 
     def upgrade(self) -> None:
         """Create or upgrade the schema to the newest migration.
@@ -240,9 +257,11 @@ class Database:
             alembic.command.upgrade(config, "head")
 
     @contextlib.asynccontextmanager
-    async def listener(self, *, lock: str) -> AsyncIterator[Listener]:
-        """A dedicated PostgreSQL connection that holds the lock ``lock`` and LISTENs on
-        :data:`WORK_CHANNEL` for as long as the context lasts.
+    async def listener(
+        self, *, lock: str | None, channel: str = WORK_CHANNEL
+    ) -> AsyncIterator[Listener]:
+        """A dedicated PostgreSQL connection that holds the lock ``lock`` (if given) and
+        LISTENs on ``channel`` for as long as the context lasts.
 
         The lock is a session-level advisory lock: it is released when the connection ends,
         also when the process is killed. Raises :class:`LockTaken` if another connection holds
@@ -252,11 +271,13 @@ class Database:
             raise RuntimeError("a listener needs PostgreSQL")
         conn = await psycopg.AsyncConnection.connect(libpq_url(self.url), autocommit=True)
         async with conn:
-            await _advisory_lock(conn, lock)
-            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(WORK_CHANNEL)))
+            if lock is not None:
+                await _advisory_lock(conn, lock)
+            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
             yield Listener(conn)
-            with contextlib.suppress(psycopg.Error):
-                await conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key(lock),))
+            if lock is not None:
+                with contextlib.suppress(psycopg.Error):
+                    await conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key(lock),))
 
     def dispose(self) -> None:
         if self._threads is not None:
@@ -281,7 +302,7 @@ class LockTaken(Exception):
 
 
 class Listener:
-    """Notifications of new work, from a connection opened by :meth:`Database.listener`."""
+    """Notifications on a channel, from a connection opened by :meth:`Database.listener`."""
 
     def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
         self._conn = conn
@@ -310,6 +331,17 @@ async def _advisory_lock(conn: psycopg.AsyncConnection[Any], name: str) -> None:
         if time.monotonic() >= deadline:
             raise LockTaken(name)
         await asyncio.sleep(0.1)
+
+
+def changed(conn: sa.Connection, topic: str) -> None:
+    """Note that this write transaction changed ``topic`` (a studio's sessions, access): the
+    process announces it once the transaction commits (:attr:`Database.on_commit`), to the
+    live views of this process (other processes hear it from PostgreSQL's NOTIFY)."""
+    topics: set[str] | None = conn.info.get(CHANGED)
+    if topics is None:
+        conn.info[CHANGED] = {topic}
+    else:
+        topics.add(topic)
 
 
 def try_lock(conn: sa.Connection, name: str) -> bool:

@@ -62,6 +62,7 @@ def record(
         "detail": detail,
     }
     seq = int(conn.execute(INSERT, values).scalar_one())
+    database.changed(conn, studio_id)  # the live views of this process hear of it at commit
     wanted = [
         r.webhook_id
         for r in conn.execute(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from opennimble.store import hot, schema
+from opennimble.store import database, hot, schema
 
 ACCESS = "access"
 t = schema.generations
@@ -28,5 +28,6 @@ def bump(conn: sa.Connection, name: str = ACCESS) -> None:
     """Make every server forget what it remembers under ``name`` once this transaction
     commits (the row is made if a database created before the counter lacks it)."""
     done = conn.execute(t.update().where(t.c.name == name).values(value=t.c.value + 1)).rowcount
+    database.changed(conn, database.ACCESS_TOPIC)  # live views re-check their callers' access
     if not done:
         conn.execute(t.insert().values(name=name, value=2))

@@ -299,6 +299,29 @@ events = sa.Table(
     sqlite_autoincrement=True,  # never reuse the number of a purged event
 )
 
+# PostgreSQL only: a NOTIFY on the change channel (store.database.CHANGE_CHANNEL) for every
+# event recorded (payload: its studio) and every bump of a generation counter (payload: "",
+# a change to what the access rules read), delivered when the transaction commits; the
+# change hub of every process (store/changes.py) listens, and wakes its live views.
+CHANGE_DDL = (
+    """CREATE OR REPLACE FUNCTION opennimble_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_TABLE_NAME = 'events' THEN
+        PERFORM pg_notify('opennimble_changes', NEW.studio_id);
+    ELSE
+        PERFORM pg_notify('opennimble_changes', '');
+    END IF;
+    RETURN NULL;
+END $$""",
+    """CREATE TRIGGER events_changed AFTER INSERT ON events
+    FOR EACH ROW EXECUTE FUNCTION opennimble_changed()""",
+    """CREATE TRIGGER generations_changed AFTER INSERT OR UPDATE ON generations
+    FOR EACH ROW EXECUTE FUNCTION opennimble_changed()""",
+)
+for _statement in CHANGE_DDL:
+    _ddl = sa.DDL(_statement)  # type: ignore[no-untyped-call]
+    sa.event.listen(metadata, "after_create", _ddl.execute_if(dialect="postgresql"))
+
 # Operators' webhooks: a studio's events of the listed types (patterns) go to ``url``, signed
 # with ``secret`` (encrypted with the installation key).
 webhooks = sa.Table(
