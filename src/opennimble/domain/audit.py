@@ -21,9 +21,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from opennimble import clock
+from opennimble.domain import access
 from opennimble.domain.identity import Caller
 from opennimble.store import audit as store
-from opennimble.store import database, members
+from opennimble.store import database
 
 log = logging.getLogger("opennimble.audit")
 
@@ -78,7 +79,7 @@ def persona(conn: sa.Connection, who: Who, studio_id: str | None) -> str:
     if not studio_id:
         return "user"
     found = "none"
-    for member in members.scopes_of(conn, who.user_id):
+    for member in access.memberships(conn, who.user_id):  # remembered, as access reads them
         if member["scope_id"] == studio_id and member["persona"] == "ADMINISTRATOR":
             return "ADMINISTRATOR"
         if member["studio_id"] == studio_id:

@@ -7,14 +7,22 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from opennimble.store import schema
+from opennimble.store import hot, schema
 
 Row = dict[str, Any]
 t = schema.audit
 
 
+# one entry: a statement built and compiled once (see store/hot.py), the API's common case
+_INSERT_ONE = hot.Statement(
+    t.insert().values({c.name: sa.bindparam(c.name) for c in t.columns if c.name != "entry_id"})
+)
+
+
 def insert(conn: sa.Connection, rows: list[Row]) -> None:
-    if rows:
+    if len(rows) == 1:
+        _INSERT_ONE.execute(conn, **rows[0])
+    elif rows:
         conn.execute(t.insert(), rows)
 
 

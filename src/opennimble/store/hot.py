@@ -42,7 +42,7 @@ def _decoder(column: sa.ColumnElement[Any]) -> Decoder | None:
 class Statement:
     """A statement with named bind parameters (``sa.bindparam``), compiled once per dialect."""
 
-    def __init__(self, statement: sa.Select[Any] | sa.Update | sa.Delete) -> None:
+    def __init__(self, statement: sa.Select[Any] | sa.Insert | sa.Update | sa.Delete) -> None:
         self._statement = statement
         # per dialect: the SQL, the order of positional parameters, the compiler's own values
         self._compiled: dict[str, tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
