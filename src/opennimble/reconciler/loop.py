@@ -86,6 +86,7 @@ class Reconciler:
         self.webhooks = webhooks.Deliverer(db, cipher, now=now, host_id=host_id)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._event: asyncio.Event | None = None
+        self._wake_pending = False  # a wake from another thread is on its way to the loop
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_purge = 0
         self._last_check = 0
@@ -141,8 +142,17 @@ class Reconciler:
             running = None
         if running is loop:
             event.set()
-        else:
-            loop.call_soon_threadsafe(event.set)
+        elif not self._wake_pending:
+            # one hand-over to the loop at a time: every create of a burst calls this, and
+            # each call_soon_threadsafe costs the caller (often the group commit's thread) a
+            # write to the loop's wake-up pipe; a wake pending already wakes a pass after it
+            self._wake_pending = True
+            loop.call_soon_threadsafe(self._woken)
+
+    def _woken(self) -> None:
+        self._wake_pending = False
+        if self._event is not None:
+            self._event.set()
 
     async def run(self, on_started: Callable[[], object] | None = None) -> None:
         """Reconcile (:meth:`reconcile`) and deliver webhooks until cancelled."""
@@ -344,32 +354,34 @@ class Reconciler:
         try:
             # read on the loop that changes them, not in the store's thread
             busy = list(self._tasks)
-            claimed = await self.db.run(self._release_and_claim, now, finished, room, busy)
+            claimed, specs = await self.actions.writes(
+                lambda conn: self._release_and_claim(conn, now, finished, room, busy)
+            )
         except Exception:
             self._finished += finished  # released at the next pass
             raise
         for row in claimed:
-            task = asyncio.get_running_loop().create_task(self._work(row))
-            self._tasks[row["session_id"]] = task
+            work = self._work(row, specs.get(row["session_id"]))
+            self._tasks[row["session_id"]] = asyncio.get_running_loop().create_task(work)
 
     def _release_and_claim(
-        self, now: int, finished: list[str], room: int, busy: list[str]
-    ) -> list[dict[str, Any]]:
+        self, conn: sa.Connection, now: int, finished: list[str], room: int, busy: list[str]
+    ) -> tuple[list[dict[str, Any]], dict[str, base.DesktopSpec]]:
         """Release the claims of ``finished`` and claim up to ``room`` due sessions other than
-        ``busy`` (those at work here), in one transaction."""
-        with self.db.write() as conn:
-            sessions.release(conn, finished, self.owner)
-            if room <= 0:
-                return []
-            claimed = self._claim(conn, now, busy, new=False, limit=room)
-            room -= len(claimed)
-            free = self.capacity - sessions.count_on_host(conn, self.host_id)
-            if free > 0:
-                claimed += self._claim(conn, now, busy, new=True, limit=min(room, free))
-            else:  # full: only what no host took in time, for the provider to refuse
-                before = now - self.capacity_wait
-                claimed += self._claim(conn, now, busy, new=True, limit=room, created_before=before)
-        return claimed
+        ``busy`` (those at work here), in one transaction (on SQLite a piece of the group
+        commit); with the desktops of those to bring up (``Actions.specs``)."""
+        sessions.release(conn, finished, self.owner)
+        if room <= 0:
+            return [], {}
+        claimed = self._claim(conn, now, busy, new=False, limit=room)
+        room -= len(claimed)
+        free = self.capacity - sessions.count_on_host(conn, self.host_id)
+        if free > 0:
+            claimed += self._claim(conn, now, busy, new=True, limit=min(room, free))
+        else:  # full: only what no host took in time, for the provider to refuse
+            before = now - self.capacity_wait
+            claimed += self._claim(conn, now, busy, new=True, limit=room, created_before=before)
+        return claimed, self.actions.specs(conn, claimed)
 
     def _claim(
         self,
@@ -393,10 +405,10 @@ class Reconciler:
             created_before=created_before,
         )
 
-    async def _work(self, row: dict[str, Any]) -> None:
+    async def _work(self, row: dict[str, Any], spec: base.DesktopSpec | None) -> None:
         started = time.monotonic()
         try:
-            await self.actions.run(row)
+            await self.actions.run(row, spec)
             metrics.provisioned(row["state"], time.monotonic() - started)
         finally:
             # the next pass releases the claim, together with those of other finished work
