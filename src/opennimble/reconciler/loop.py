@@ -43,6 +43,7 @@ log = logging.getLogger("opennimble.reconciler")
 
 PURGE_EVERY = 60 * clock.SECOND
 CHECK_DESKTOPS_EVERY = 30 * clock.SECOND
+WAKE_CHECK = 0.005  # seconds: how often the loop looks for wakes from other threads in a burst
 LISTEN_RETRY_MAX = 30.0  # seconds between attempts to listen again after a connection failure
 
 
@@ -86,7 +87,9 @@ class Reconciler:
         self.webhooks = webhooks.Deliverer(db, cipher, now=now, host_id=host_id)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._event: asyncio.Event | None = None
-        self._wake_pending = False  # a wake from another thread is on its way to the loop
+        # a wake from another thread is on its way to the loop, or the loop looks for one soon
+        self._wake_pending = False
+        self._wanted = False  # a wake from another thread not yet seen by the loop
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_purge = 0
         self._last_check = 0
@@ -142,17 +145,26 @@ class Reconciler:
             running = None
         if running is loop:
             event.set()
-        elif not self._wake_pending:
-            # one hand-over to the loop at a time: every create of a burst calls this, and
-            # each call_soon_threadsafe costs the caller (often the group commit's thread) a
-            # write to the loop's wake-up pipe; a wake pending already wakes a pass after it
-            self._wake_pending = True
-            loop.call_soon_threadsafe(self._woken)
+        else:
+            # every create of a burst calls this, from the thread that runs its transaction
+            # (on SQLite the group commit's): a hand-over to the loop per call cost that thread
+            # a fifth of its time (the loop's wake-up, then waiting for the GIL to come back),
+            # so there is one hand-over at a time, and while it lasts the loop looks for more
+            # wakes every WAKE_CHECK seconds itself
+            self._wanted = True
+            if not self._wake_pending:
+                self._wake_pending = True
+                loop.call_soon_threadsafe(self._woken)
 
     def _woken(self) -> None:
-        self._wake_pending = False
-        if self._event is not None:
-            self._event.set()
+        """On the loop: wake the pass wanted, and look again in a moment (see :meth:`wake`)."""
+        self._wake_pending = False  # first: a wake from now on hands over, or is seen below
+        if not self._wanted or self._event is None or self._loop is None:
+            return
+        self._wanted = False
+        self._event.set()
+        self._wake_pending = True
+        self._loop.call_later(WAKE_CHECK, self._woken)
 
     async def run(self, on_started: Callable[[], object] | None = None) -> None:
         """Reconcile (:meth:`reconcile`) and deliver webhooks until cancelled."""
