@@ -6,28 +6,12 @@ PostgreSQL: ``OPENNIMBLE_TEST_DATABASE_URL``)."""
 from __future__ import annotations
 
 import asyncio
-import pathlib
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 
 from opennimble.store import database, events, group_commit, schema, sessions
-from tests.support import databases, rows
-
-
-@pytest.fixture
-def db(tmp_path: pathlib.Path) -> Iterator[database.Database]:
-    url = databases.create() if databases.postgresql() else f"sqlite:///{tmp_path / 'db.sqlite'}"
-    made = database.Database(url)
-    made.upgrade()
-    try:
-        yield made
-    finally:
-        made.dispose()
-        if databases.postgresql():
-            databases.drop(url)
+from tests.support import rows
 
 
 def ready(session_id: str, now: int) -> group_commit.Work:
