@@ -318,10 +318,10 @@ class Reconciler:
         self.last_tick = time.monotonic()
         steps: list[tuple[str, Callable[[], Awaitable[object]]]] = []
         if self._housekeeping_due or now - self._last_housekeeping >= self.interval_micros:
-            steps.append(("housekeeping", lambda: self.db.run(self._housekeeping, now)))
+            steps.append(("housekeeping", lambda: self._housekeep(now)))
         if now - self._last_heartbeat >= self.lease // 4:
             busy = list(self._tasks)  # read on the loop that changes it, not in the store's thread
-            steps.append(("heartbeat", lambda: self.db.run(self._heartbeat, now, busy)))
+            steps.append(("heartbeat", lambda: self._heartbeat(now, busy)))
         steps.append(("claiming", lambda: self._claim_and_start(now)))
         for name, step in steps:
             try:
@@ -334,28 +334,36 @@ class Reconciler:
             except Exception:
                 log.exception("checking the desktops failed; trying again")
 
-    def _housekeeping(self, now: int) -> None:
+    async def _housekeep(self, now: int) -> None:
+        """The housekeeping, in a write transaction of the actions' (on SQLite a piece of the
+        group commit, sharing a commit with the API's writes, rather than one of its own that
+        the group commit would queue behind)."""
         self._housekeeping_due, self._last_housekeeping = False, now
-        with self.db.write() as conn:
-            if not database.try_lock(conn, "housekeeping"):
-                return  # another process is at it
-            moved = housekeeping.advance_resources(conn, now)
-            streams.expire(conn, now)
-            timed = housekeeping.enforce_timers(conn, now)
-            if now - self._last_purge >= PURGE_EVERY:
-                housekeeping.purge(conn, now)
-                pruned = audit.prune(conn, now, self.audit_retention_days)
-                if pruned:
-                    log.info("pruned %d audit trail entries past their retention", pruned)
-                self._last_purge = now
-        if moved or timed:
+        if await self.actions.writes(lambda conn: self._housekeeping(conn, now)):
             self.wake()
 
-    def _heartbeat(self, now: int, busy: list[str]) -> None:
+    def _housekeeping(self, conn: sa.Connection, now: int) -> bool:
+        """Whether it moved something on (a resource, a timer): another pass is due."""
+        if not database.try_lock(conn, "housekeeping"):
+            return False  # another process is at it
+        moved = housekeeping.advance_resources(conn, now)
+        streams.expire(conn, now)
+        timed = housekeeping.enforce_timers(conn, now)
+        if now - self._last_purge >= PURGE_EVERY:
+            housekeeping.purge(conn, now)
+            pruned = audit.prune(conn, now, self.audit_retention_days)
+            if pruned:
+                log.info("pruned %d audit trail entries past their retention", pruned)
+            self._last_purge = now
+        return bool(moved or timed)
+
+    async def _heartbeat(self, now: int, busy: list[str]) -> None:
         self._last_heartbeat = now
         if busy:
-            with self.db.write() as conn:
-                sessions.heartbeat(conn, busy, self.owner, now + self.lease)
+            until = now + self.lease
+            await self.actions.writes(
+                lambda conn: sessions.heartbeat(conn, busy, self.owner, until)
+            )
 
     async def _claim_and_start(self, now: int) -> None:
         """Release the claims of finished work and start the work claimed instead."""
