@@ -11,9 +11,9 @@ from opennimble import errors
 from opennimble.domain import access, components, eulas, quotas, resources, tags
 from opennimble.domain.identity import Caller
 from opennimble.protocol import validate
+from opennimble.store import database, users
 from opennimble.store import resources as resource_store
 from opennimble.store import sessions as session_store
-from opennimble.store import users
 
 Row = dict[str, Any]
 
@@ -111,12 +111,28 @@ def plan(
 
 
 def count_against_quotas(
-    conn: sa.Connection, plan: Plan, studio_id: str, limits: quotas.Quotas = quotas.DEFAULTS
+    conn: sa.Connection,
+    plan: Plan,
+    studio_id: str,
+    session_id: str,
+    limits: quotas.Quotas = quotas.DEFAULTS,
 ) -> None:
     """Count the new session against the studio's and the owner's quotas, or refuse (which
-    rolls the transaction back). The last statements of the create: on PostgreSQL the counters'
-    rows stay locked from here until the commit, so concurrent creates wait on them briefly."""
-    quotas.take_session(conn, limits, studio_id, plan.owned_by)
+    rolls the transaction back). The counters' rows stay locked from there until the commit,
+    and every create of the studio waits for the studio's: on PostgreSQL they are taken at the
+    very end of the transaction (``database.before_commit``, before its events), after the
+    rest of the request's statements (its audit entry, its idempotency record), so that the
+    wait lasts the commit and little else; on SQLite, whose writes are serialized anyway, now.
+    """
+
+    def take(conn: sa.Connection) -> None:
+        quotas.take_session(conn, limits, studio_id, plan.owned_by)
+
+    if not database.before_commit(conn, f"quotas:{session_id}", take, QUOTAS_LAST):
+        take(conn)
+
+
+QUOTAS_LAST = 50  # the quotas' place among the work at a transaction's end: before its events
 
 
 def _owner_problems(

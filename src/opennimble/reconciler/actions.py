@@ -61,12 +61,13 @@ class Actions:
         self.cipher = cipher  # seals the desktops' VNC passwords (domain.endpoints)
         self.backups = backups.SessionBackups(db, provider, now)
 
-    async def run(self, row: Row) -> None:
-        """Do the work of ``row``'s state; failures are recorded, never raised."""
+    async def run(self, row: Row, spec: base.DesktopSpec | None = None) -> None:
+        """Do the work of ``row``'s state; failures are recorded, never raised. ``spec``: the
+        desktop of a session to bring up, if read already (see :meth:`specs`)."""
         state = row["state"]
         try:
             if state in ("CREATE_IN_PROGRESS", "START_IN_PROGRESS"):
-                await self.bring_up(row)
+                await self.bring_up(row, spec)
             elif state == "DELETE_IN_PROGRESS":
                 await self.tear_down(row)
             elif state == "STOP_IN_PROGRESS":
@@ -78,15 +79,19 @@ class Actions:
 
     # ---- the actions ------------------------------------------------------------------------
 
-    async def bring_up(self, row: Row) -> None:
-        state, spec = _state_of(row), self._spec(row)
+    async def bring_up(self, row: Row, spec: base.DesktopSpec | None = None) -> None:
+        if spec is None:
+            spec = (await self.db.run(self._read_specs, [row]))[row["session_id"]]
+        state = _state_of(row)
         if row["state"] == "START_IN_PROGRESS" and row["attrs"].get("restoreBackupId"):
             await self.backups.restore(row, spec, state)
         state = {**await self.provider.start(spec, state), "session_id": row["session_id"]}
         started = {"provider_state": state, "provider": self.provider.name}
 
         async def save() -> None:
-            await self.writes(lambda conn: sessions.update(conn, row["session_id"], **started))
+            await self.writes.batched(
+                lambda conn: sessions.update(conn, row["session_id"], **started)
+            )
 
         try:
             result = await self.provider.poll(state)
@@ -142,7 +147,7 @@ class Actions:
                 streams.delete_for_session(conn, row["session_id"])
                 quotas.release_session(conn, row["studio_id"], row["owned_by"])
 
-        await self.writes(deleted)
+        await self.writes.batched(deleted)
         log.info("session %s deleted", row["session_id"])
 
     async def stop(self, row: Row) -> None:
@@ -196,7 +201,7 @@ class Actions:
         """Come back to a desktop that is slow to start later, without holding the claim (and
         a place among the concurrent provisions) meanwhile."""
         due = self.now() + int(REQUEUE_DELAY * clock.SECOND)
-        await self.writes(
+        await self.writes.batched(
             lambda conn: sessions.update(conn, row["session_id"], next_attempt_at=due)
         )
 
@@ -244,10 +249,14 @@ class Actions:
         else:
 
             def save_and_move(conn: sa.Connection) -> None:
-                sessions.update(conn, row["session_id"], **started)
-                sessions.transition(conn, row["session_id"], (row["state"],), **values)
+                # one statement when the session is still where it was (nearly always)
+                moved = sessions.transition(
+                    conn, row["session_id"], (row["state"],), **values, **started
+                )
+                if not moved:
+                    sessions.update(conn, row["session_id"], **started)
 
-            await self.writes(save_and_move)
+            await self.writes.batched(save_and_move)
         where = f"{endpoint.get('host')}:{endpoint.get('port')}"
         log.info("session %s is READY at %s", row["session_id"], where)
 
@@ -272,8 +281,7 @@ class Actions:
     async def _clean_up_failed(self, row: Row) -> None:
         """A desktop that failed to come up must not linger (storage is kept for a retry)."""
         try:
-            with self.db.read() as conn:
-                current = sessions.get(conn, row["session_id"])
+            current = await self.db.run(self._current, row["session_id"])
             await self.provider.stop(_state_of(current or row))
         except Exception:
             log.exception("session %s: cleaning up a failed desktop failed", row["session_id"])
@@ -301,7 +309,7 @@ class Actions:
             await self._fail(row, code, f"Gave up after {attempts} attempts: {exc}")
             return
         values = {"attempts": attempts, "next_attempt_at": now + int(delay * clock.SECOND)}
-        await self.writes(lambda conn: sessions.update(conn, row["session_id"], **values))
+        await self.writes.batched(lambda conn: sessions.update(conn, row["session_id"], **values))
 
     async def _transition(
         self,
@@ -318,30 +326,54 @@ class Actions:
             if moved and end_streams:
                 streams.delete_for_session(conn, row["session_id"])
 
-        await self.writes(move)
+        await self.writes.batched(move)
 
-    def _spec(self, row: Row) -> base.DesktopSpec:
+    def _current(self, session_id: str) -> Row | None:
         with self.db.read() as conn:
-            owner = users.get_user(conn, row["owned_by"])
-            scripts = rules.initialization_scripts(conn, row)
-        return base.DesktopSpec(
-            session_id=row["session_id"],
-            studio_id=row["studio_id"],
-            owned_by=row["owned_by"],
-            owner_name=owner["name"] if owner else row["owned_by"],
-            ec2_instance_type=row["ec2_instance_type"],
-            ec2_image_id=str(row["attrs"].get("ec2ImageId", "")),
-            launch_profile_id=row["launch_profile_id"],
-            clipboard=row["attrs"].get("clipboardMode") != "DISABLED",
-            max_session_minutes=int(
-                row["attrs"].get("maxSessionLengthInMinutes")
-                or lifecycle.DEFAULT_MAX_SESSION_MINUTES
-            ),
-            init_scripts=tuple(
-                base.InitScript(s.component, s.run_context, s.script, s.parameters, s.privileged)
-                for s in scripts
-            ),
-        )
+            return sessions.get(conn, session_id)
+
+    def _read_specs(self, rows: list[Row]) -> dict[str, base.DesktopSpec]:
+        with self.db.read() as conn:
+            return self.specs(conn, rows)
+
+    def specs(self, conn: sa.Connection, rows: list[Row]) -> dict[str, base.DesktopSpec]:
+        """The desktops of the sessions among ``rows`` that are to be brought up, by session
+        id, read in ``conn`` (the claim's transaction): each owner and each launch profile's
+        initialization scripts are read once for all of them."""
+        owners: dict[str, str] = {}
+        scripts: dict[tuple[str, str], tuple[base.InitScript, ...]] = {}
+        found = {}
+        for row in rows:
+            if row["state"] not in ("CREATE_IN_PROGRESS", "START_IN_PROGRESS"):
+                continue
+            owned_by = row["owned_by"]
+            if owned_by not in owners:
+                owner = users.get_user(conn, owned_by)
+                owners[owned_by] = owner["name"] if owner else owned_by
+            profile = (row["studio_id"], row["launch_profile_id"])
+            if profile not in scripts:
+                scripts[profile] = tuple(
+                    base.InitScript(
+                        s.component, s.run_context, s.script, s.parameters, s.privileged
+                    )
+                    for s in rules.initialization_scripts(conn, row)
+                )
+            found[row["session_id"]] = base.DesktopSpec(
+                session_id=row["session_id"],
+                studio_id=row["studio_id"],
+                owned_by=owned_by,
+                owner_name=owners[owned_by],
+                ec2_instance_type=row["ec2_instance_type"],
+                ec2_image_id=str(row["attrs"].get("ec2ImageId", "")),
+                launch_profile_id=row["launch_profile_id"],
+                clipboard=row["attrs"].get("clipboardMode") != "DISABLED",
+                max_session_minutes=int(
+                    row["attrs"].get("maxSessionLengthInMinutes")
+                    or lifecycle.DEFAULT_MAX_SESSION_MINUTES
+                ),
+                init_scripts=scripts[profile],
+            )
+        return found
 
 
 def _state_of(row: Row) -> base.ProviderState:

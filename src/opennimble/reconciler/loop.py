@@ -43,6 +43,7 @@ log = logging.getLogger("opennimble.reconciler")
 
 PURGE_EVERY = 60 * clock.SECOND
 CHECK_DESKTOPS_EVERY = 30 * clock.SECOND
+WAKE_CHECK = 0.005  # seconds: how often the loop looks for wakes from other threads in a burst
 LISTEN_RETRY_MAX = 30.0  # seconds between attempts to listen again after a connection failure
 
 
@@ -86,6 +87,9 @@ class Reconciler:
         self.webhooks = webhooks.Deliverer(db, cipher, now=now, host_id=host_id)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._event: asyncio.Event | None = None
+        # a wake from another thread is on its way to the loop, or the loop looks for one soon
+        self._wake_pending = False
+        self._wanted = False  # a wake from another thread not yet seen by the loop
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_purge = 0
         self._last_check = 0
@@ -142,7 +146,25 @@ class Reconciler:
         if running is loop:
             event.set()
         else:
-            loop.call_soon_threadsafe(event.set)
+            # every create of a burst calls this, from the thread that runs its transaction
+            # (on SQLite the group commit's): a hand-over to the loop per call cost that thread
+            # a fifth of its time (the loop's wake-up, then waiting for the GIL to come back),
+            # so there is one hand-over at a time, and while it lasts the loop looks for more
+            # wakes every WAKE_CHECK seconds itself
+            self._wanted = True
+            if not self._wake_pending:
+                self._wake_pending = True
+                loop.call_soon_threadsafe(self._woken)
+
+    def _woken(self) -> None:
+        """On the loop: wake the pass wanted, and look again in a moment (see :meth:`wake`)."""
+        self._wake_pending = False  # first: a wake from now on hands over, or is seen below
+        if not self._wanted or self._event is None or self._loop is None:
+            return
+        self._wanted = False
+        self._event.set()
+        self._wake_pending = True
+        self._loop.call_later(WAKE_CHECK, self._woken)
 
     async def run(self, on_started: Callable[[], object] | None = None) -> None:
         """Reconcile (:meth:`reconcile`) and deliver webhooks until cancelled."""
@@ -296,10 +318,10 @@ class Reconciler:
         self.last_tick = time.monotonic()
         steps: list[tuple[str, Callable[[], Awaitable[object]]]] = []
         if self._housekeeping_due or now - self._last_housekeeping >= self.interval_micros:
-            steps.append(("housekeeping", lambda: self.db.run(self._housekeeping, now)))
+            steps.append(("housekeeping", lambda: self._housekeep(now)))
         if now - self._last_heartbeat >= self.lease // 4:
             busy = list(self._tasks)  # read on the loop that changes it, not in the store's thread
-            steps.append(("heartbeat", lambda: self.db.run(self._heartbeat, now, busy)))
+            steps.append(("heartbeat", lambda: self._heartbeat(now, busy)))
         steps.append(("claiming", lambda: self._claim_and_start(now)))
         for name, step in steps:
             try:
@@ -312,28 +334,36 @@ class Reconciler:
             except Exception:
                 log.exception("checking the desktops failed; trying again")
 
-    def _housekeeping(self, now: int) -> None:
+    async def _housekeep(self, now: int) -> None:
+        """The housekeeping, in a write transaction of the actions' (on SQLite a piece of the
+        group commit, sharing a commit with the API's writes, rather than one of its own that
+        the group commit would queue behind)."""
         self._housekeeping_due, self._last_housekeeping = False, now
-        with self.db.write() as conn:
-            if not database.try_lock(conn, "housekeeping"):
-                return  # another process is at it
-            moved = housekeeping.advance_resources(conn, now)
-            streams.expire(conn, now)
-            timed = housekeeping.enforce_timers(conn, now)
-            if now - self._last_purge >= PURGE_EVERY:
-                housekeeping.purge(conn, now)
-                pruned = audit.prune(conn, now, self.audit_retention_days)
-                if pruned:
-                    log.info("pruned %d audit trail entries past their retention", pruned)
-                self._last_purge = now
-        if moved or timed:
+        if await self.actions.writes(lambda conn: self._housekeeping(conn, now)):
             self.wake()
 
-    def _heartbeat(self, now: int, busy: list[str]) -> None:
+    def _housekeeping(self, conn: sa.Connection, now: int) -> bool:
+        """Whether it moved something on (a resource, a timer): another pass is due."""
+        if not database.try_lock(conn, "housekeeping"):
+            return False  # another process is at it
+        moved = housekeeping.advance_resources(conn, now)
+        streams.expire(conn, now)
+        timed = housekeeping.enforce_timers(conn, now)
+        if now - self._last_purge >= PURGE_EVERY:
+            housekeeping.purge(conn, now)
+            pruned = audit.prune(conn, now, self.audit_retention_days)
+            if pruned:
+                log.info("pruned %d audit trail entries past their retention", pruned)
+            self._last_purge = now
+        return bool(moved or timed)
+
+    async def _heartbeat(self, now: int, busy: list[str]) -> None:
         self._last_heartbeat = now
         if busy:
-            with self.db.write() as conn:
-                sessions.heartbeat(conn, busy, self.owner, now + self.lease)
+            until = now + self.lease
+            await self.actions.writes(
+                lambda conn: sessions.heartbeat(conn, busy, self.owner, until)
+            )
 
     async def _claim_and_start(self, now: int) -> None:
         """Release the claims of finished work and start the work claimed instead."""
@@ -344,32 +374,34 @@ class Reconciler:
         try:
             # read on the loop that changes them, not in the store's thread
             busy = list(self._tasks)
-            claimed = await self.db.run(self._release_and_claim, now, finished, room, busy)
+            claimed, specs = await self.actions.writes(
+                lambda conn: self._release_and_claim(conn, now, finished, room, busy)
+            )
         except Exception:
             self._finished += finished  # released at the next pass
             raise
         for row in claimed:
-            task = asyncio.get_running_loop().create_task(self._work(row))
-            self._tasks[row["session_id"]] = task
+            work = self._work(row, specs.get(row["session_id"]))
+            self._tasks[row["session_id"]] = asyncio.get_running_loop().create_task(work)
 
     def _release_and_claim(
-        self, now: int, finished: list[str], room: int, busy: list[str]
-    ) -> list[dict[str, Any]]:
+        self, conn: sa.Connection, now: int, finished: list[str], room: int, busy: list[str]
+    ) -> tuple[list[dict[str, Any]], dict[str, base.DesktopSpec]]:
         """Release the claims of ``finished`` and claim up to ``room`` due sessions other than
-        ``busy`` (those at work here), in one transaction."""
-        with self.db.write() as conn:
-            sessions.release(conn, finished, self.owner)
-            if room <= 0:
-                return []
-            claimed = self._claim(conn, now, busy, new=False, limit=room)
-            room -= len(claimed)
-            free = self.capacity - sessions.count_on_host(conn, self.host_id)
-            if free > 0:
-                claimed += self._claim(conn, now, busy, new=True, limit=min(room, free))
-            else:  # full: only what no host took in time, for the provider to refuse
-                before = now - self.capacity_wait
-                claimed += self._claim(conn, now, busy, new=True, limit=room, created_before=before)
-        return claimed
+        ``busy`` (those at work here), in one transaction (on SQLite a piece of the group
+        commit); with the desktops of those to bring up (``Actions.specs``)."""
+        sessions.release(conn, finished, self.owner)
+        if room <= 0:
+            return [], {}
+        claimed = self._claim(conn, now, busy, new=False, limit=room)
+        room -= len(claimed)
+        free = self.capacity - sessions.count_on_host(conn, self.host_id)
+        if free > 0:
+            claimed += self._claim(conn, now, busy, new=True, limit=min(room, free))
+        else:  # full: only what no host took in time, for the provider to refuse
+            before = now - self.capacity_wait
+            claimed += self._claim(conn, now, busy, new=True, limit=room, created_before=before)
+        return claimed, self.actions.specs(conn, claimed)
 
     def _claim(
         self,
@@ -393,10 +425,10 @@ class Reconciler:
             created_before=created_before,
         )
 
-    async def _work(self, row: dict[str, Any]) -> None:
+    async def _work(self, row: dict[str, Any], spec: base.DesktopSpec | None) -> None:
         started = time.monotonic()
         try:
-            await self.actions.run(row)
+            await self.actions.run(row, spec)
             metrics.provisioned(row["state"], time.monotonic() - started)
         finally:
             # the next pass releases the claim, together with those of other finished work

@@ -229,15 +229,25 @@ class Database:
 
     @contextlib.contextmanager
     def write(self) -> Iterator[sa.Connection]:
-        """A transaction for reading and writing; committed on success, rolled back on error."""
+        """A transaction for reading and writing; committed on success, rolled back on error.
+
+        On PostgreSQL, work registered with :func:`before_commit` runs last, just before the
+        commit (SQLite's group commit runs pieces of work in savepoints, which such work would
+        outlive: there it runs at once)."""
         with self._write_lock, self._connect() as conn:
             conn.execution_options(opennimble_write=True)
             committed = False
             try:
                 with conn.begin():
+                    last: dict[str, tuple[int, Callable[[sa.Connection], None]]] = {}
+                    if self.is_postgresql:
+                        conn.info[_LAST] = (conn.get_transaction(), last)
                     yield conn
+                    for _, work in sorted(last.values(), key=lambda found: found[0]):
+                        work(conn)
                 committed = True
             finally:
+                conn.info.pop(_LAST, None)
                 conn.execution_options(opennimble_write=False)
                 topics = conn.info.pop(CHANGED, None)
             if committed and topics:
@@ -342,6 +352,24 @@ def changed(conn: sa.Connection, topic: str) -> None:
         conn.info[CHANGED] = {topic}
     else:
         topics.add(topic)
+
+
+_LAST = "opennimble_before_commit"
+
+
+def before_commit(
+    conn: sa.Connection, key: str, work: Callable[[sa.Connection], None], order: int = 0
+) -> bool:
+    """Run ``work(conn)`` at the end of this transaction, just before its commit, once per
+    ``key`` (the first registration wins), in ``order`` (then as registered); False (nothing
+    registered) when the transaction offers no such place (SQLite, or not a
+    :meth:`Database.write`): then the caller does its work at once. For work that takes a
+    lock others queue on: it is held from there to the commit only."""
+    found = conn.info.get(_LAST)
+    if found is None or found[0] is not conn.get_transaction():
+        return False
+    found[1].setdefault(key, (order, work))
+    return True
 
 
 def try_lock(conn: sa.Connection, name: str) -> bool:

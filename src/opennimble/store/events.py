@@ -10,9 +10,11 @@ unrecorded and a rolled-back change records nothing.
 Numbering: a reader that has seen event N must never later find an event below N. On SQLite
 write transactions are serialized, so numbers come in commit order by themselves. On
 PostgreSQL two transactions could take numbers 10 and 11 and commit as 11, 10; so a
-transaction that records events first takes a transaction-scoped advisory lock
-(:func:`serialize`, before the row it changes is locked, so that no lock order is reversed),
-which makes number order commit order.
+transaction that records events takes a transaction-scoped advisory lock, which makes number
+order commit order. In a transaction of ``Database.write`` its events are written at its end
+(:func:`record`): the lock is the last one it takes, held for those inserts and the commit
+only. Elsewhere :func:`serialize` takes it before the row a change locks, so that no lock
+order is reversed.
 """
 
 from __future__ import annotations
@@ -35,10 +37,50 @@ LOCK = "events"
 INSERT = t.insert().returning(t.c.seq)  # built once: its compiled form is cached
 
 
+_LOCK = sa.select(sa.func.pg_advisory_xact_lock(database.lock_key(LOCK)))
+_HOOKS = sa.select(hooks.c.webhook_id, hooks.c.event_types).where(
+    hooks.c.studio_id == sa.bindparam("studio_id")
+)
+
+
 def serialize(conn: sa.Connection) -> None:
-    """Make this transaction's events numbered in commit order (see the module's doc)."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(database.lock_key(LOCK))))
+    """Make this transaction's events numbered in commit order (see the module's doc). Once
+    per transaction: a batch of changes takes the lock for all of them. Nothing to do in a
+    transaction whose events are written at its end (:func:`record`): they take it then."""
+    if conn.dialect.name != "postgresql" or database.before_commit(
+        conn, PENDING, _write_deferred, LAST
+    ):
+        return
+    _lock(conn)
+
+
+def _lock(conn: sa.Connection) -> None:
+    transaction = conn.get_transaction()
+    if transaction is None or conn.info.get("opennimble_events_locked") is not transaction:
+        conn.execute(_LOCK)
+        conn.info["opennimble_events_locked"] = transaction
+
+
+def webhooks_changed(conn: sa.Connection) -> None:
+    """Forget the webhooks read in this transaction (one was made or removed)."""
+    conn.info.pop("opennimble_webhooks", None)
+
+
+def _webhooks(conn: sa.Connection, studio_id: str) -> list[tuple[str, list[str]]]:
+    """The studio's webhooks (id, event types), read once per transaction (a batch of changes
+    of one studio reads them once)."""
+    transaction = conn.get_transaction()
+    cached = conn.info.get("opennimble_webhooks")
+    if cached is None or cached[0] is not transaction:
+        cached = conn.info["opennimble_webhooks"] = (transaction, {})
+    by_studio: dict[str, list[tuple[str, list[str]]]] = cached[1]
+    found = by_studio.get(studio_id)
+    if found is None:
+        found = [
+            (r.webhook_id, r.event_types) for r in conn.execute(_HOOKS, {"studio_id": studio_id})
+        ]
+        by_studio[studio_id] = found
+    return found
 
 
 def record(
@@ -50,9 +92,15 @@ def record(
     session_id: str,
     owned_by: str,
     detail: dict[str, Any],
-) -> int:
+) -> None:
     """Record an event (the caller called :func:`serialize` first) and queue it for every
-    webhook of the studio that wants its type; returns its sequence number."""
+    webhook of the studio that wants its type.
+
+    On PostgreSQL the events of a transaction are written at its end, just before its commit
+    (``database.before_commit``), in the order they were recorded: the lock that numbers them
+    in commit order is then held for those inserts and the commit only, not for the rest of
+    the transaction (the other statements of a CreateStreamingSession, say), and it is always
+    the last lock a transaction takes (no lock order to reverse)."""
     values = {
         "type": type_,
         "time": time,
@@ -61,15 +109,51 @@ def record(
         "owned_by": owned_by,
         "detail": detail,
     }
+    if conn.dialect.name == "postgresql":
+        pending = _deferred(conn)
+        if pending is None and database.before_commit(conn, PENDING, _write_deferred, LAST):
+            pending = []
+            conn.info[PENDING] = (conn.get_transaction(), pending)
+        if pending is not None:
+            pending.append(values)
+            return
+    _write(conn, values)
+
+
+PENDING = "opennimble_events_pending"
+LAST = 100  # the events' place among the work at a transaction's end: after everything else
+
+
+def _deferred(conn: sa.Connection) -> list[dict[str, Any]] | None:
+    """The events of this transaction waiting for its end, if it defers them."""
+    found = conn.info.get(PENDING)
+    if found is None or found[0] is not conn.get_transaction():
+        return None
+    pending: list[dict[str, Any]] = found[1]
+    return pending
+
+
+def _write_deferred(conn: sa.Connection) -> None:
+    pending = _deferred(conn)
+    conn.info.pop(PENDING, None)
+    if not pending:
+        return
+    _lock(conn)
+    for values in pending:
+        _write(conn, values)
+
+
+def _write(conn: sa.Connection, values: dict[str, Any]) -> None:
+    """Insert an event and queue its webhook deliveries."""
     seq = int(conn.execute(INSERT, values).scalar_one())
+    type_, studio_id, session_id, time = (
+        values["type"],
+        values["studio_id"],
+        values["session_id"],
+        values["time"],
+    )
     database.changed(conn, studio_id)  # the live views of this process hear of it at commit
-    wanted = [
-        r.webhook_id
-        for r in conn.execute(
-            sa.select(hooks.c.webhook_id, hooks.c.event_types).where(hooks.c.studio_id == studio_id)
-        )
-        if matches(r.event_types, type_)
-    ]
+    wanted = [w for w, types in _webhooks(conn, studio_id) if matches(types, type_)]
     if wanted:
         body = orjson.dumps(document({"seq": seq, **values})).decode()
         queued = {
@@ -84,12 +168,11 @@ def record(
             "updated_at": time,
         }
         conn.execute(deliveries.insert(), [{**queued, "webhook_id": w} for w in wanted])
-    return seq
 
 
 def session_changed(
     conn: sa.Connection, session: Row, previous: str | None, values: dict[str, Any]
-) -> int:
+) -> None:
     """Record the event of a session entering ``values["state"]`` from ``previous``."""
     state = str(values["state"])
     detail = {
@@ -100,7 +183,7 @@ def session_changed(
         "launchProfileId": session["launch_profile_id"],
         "updatedBy": values.get("updated_by"),
     }
-    return record(
+    record(
         conn,
         "session." + state.lower(),
         time=int(values.get("updated_at") or session.get("updated_at") or 0),

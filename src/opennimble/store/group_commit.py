@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from opennimble.store import database
+from opennimble.store import database, events
 
 T = TypeVar("T")
 Work = Callable[[sa.Connection], Any]
@@ -127,16 +127,82 @@ class Writes:
     transactions, awaited without blocking the event loop: on SQLite through the process's
     group commit, sharing commits with the API's writes; otherwise each in a transaction of its
     own in the store's threads (``Database.run``), where concurrent transactions overlap their
-    round trips and the server flushes their commits together."""
+    round trips and the server flushes their commits together.
 
-    def __init__(self, db: database.Database, group: GroupCommit | None = None) -> None:
+    :meth:`batched` goes further: the work of every caller that comes while the previous batch
+    is being written runs in one transaction (one piece of the group commit), one after the
+    other, each seeing the ones before it. Should the batch fail, each work is run again on its
+    own, so that a caller gets its own result or error exactly as with a transaction of its
+    own, and the others are not held back by it."""
+
+    def __init__(
+        self, db: database.Database, group: GroupCommit | None = None, max_batch: int = 256
+    ) -> None:
         self.db = db
         self.group = group if group is not None or not db.is_sqlite else GroupCommit(db)
+        self.max_batch = max_batch
+        self._pending: list[tuple[Work, asyncio.Future[Any]]] = []
+        self._writing = False
+        self.batches = 0  # transactions written by batched(), and the work they held
+        self.pieces = 0
 
     async def __call__(self, work: Callable[[sa.Connection], T]) -> T:
+        """Run ``work`` in a write transaction of its own (a piece of the group commit)."""
         if self.group is not None:
             return await asyncio.wrap_future(self.group.submit(work))
         return await self.db.run(self._transaction, work)
+
+    async def batched(self, work: Callable[[sa.Connection], T]) -> T:
+        """Run ``work`` in a write transaction shared with the batched work of other tasks of
+        this event loop (see the class's doc)."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((work, future))
+        if not self._writing:
+            self._writing = True
+            # the other tasks that are ready to run add theirs first
+            asyncio.get_running_loop().call_soon(self._start_writing)
+        return await future
+
+    def _start_writing(self) -> None:
+        asyncio.get_running_loop().create_task(self._write_batches())
+
+    async def _write_batches(self) -> None:
+        try:
+            while self._pending:
+                batch = self._pending[: self.max_batch]
+                del self._pending[: len(batch)]
+                await self._write(batch)
+        finally:
+            self._writing = False
+
+    async def _write(self, batch: list[tuple[Work, asyncio.Future[Any]]]) -> None:
+        batch = [(work, future) for work, future in batch if not future.done()]
+        if len(batch) > 1:
+
+            def all_of(conn: sa.Connection) -> list[Any]:
+                events.serialize(conn)  # the events' lock before any row's (see events)
+                return [work(conn) for work, _ in batch]
+
+            try:
+                results = await self(all_of)
+            except Exception as exc:  # one of them failed: each on its own, for its outcome
+                log.debug("a batch of %d writes failed (%s); writing each alone", len(batch), exc)
+            else:
+                self.batches += 1
+                self.pieces += len(batch)
+                for (_, future), value in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(value)
+                return
+        for work, future in batch:
+            try:
+                value = await self(work)
+            except Exception as exc:
+                if not future.done():
+                    future.set_exception(exc)
+            else:
+                if not future.done():
+                    future.set_result(value)
 
     def _transaction(self, work: Callable[[sa.Connection], T]) -> T:
         with self.db.write() as conn:

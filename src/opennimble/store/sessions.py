@@ -169,18 +169,20 @@ def transition(
     """Set ``values`` if the session is in one of ``from_states`` (compare and set); a change
     of ``state`` records its event (:mod:`opennimble.store.events`) in the same transaction."""
     from_states = tuple(from_states)
-    where = (t.c.session_id == session_id, t.c.state.in_(from_states))
+    params = _params(session_id, values, from_states)
     if "state" not in values:
-        return conn.execute(t.update().where(*where).values(**values)).rowcount == 1
+        statement = _update_statement(tuple(values), len(from_states), returning=False)
+        return conn.execute(statement, params).rowcount == 1
     events.serialize(conn)
-    about = (t.c.studio_id, t.c.owned_by, t.c.launch_profile_id, t.c.updated_at)
     if len(from_states) == 1:  # one statement: the previous state is known
-        found = conn.execute(t.update().where(*where).values(**values).returning(*about)).first()
+        statement = _update_statement(tuple(values), 1, returning=True)
+        found = conn.execute(statement, params).first()
         previous = from_states[0]
     else:  # lock and read the row first, for its previous state
-        found = conn.execute(sa.select(t.c.state, *about).where(*where).with_for_update()).first()
+        where = (t.c.session_id == session_id, t.c.state.in_(from_states))
+        found = conn.execute(sa.select(t.c.state, *_ABOUT).where(*where).with_for_update()).first()
         if found is not None:
-            conn.execute(t.update().where(*where).values(**values))
+            conn.execute(_update_statement(tuple(values), len(from_states), False), params)
             previous = found.state
     if found is None:
         return False
@@ -189,7 +191,43 @@ def transition(
 
 
 def update(conn: sa.Connection, session_id: str, **values: Any) -> None:
-    conn.execute(t.update().where(t.c.session_id == session_id).values(**values))
+    conn.execute(_update_statement(tuple(values), 0, returning=False), _params(session_id, values))
+
+
+# what an event needs of the session it describes (transition's RETURNING)
+_ABOUT = (t.c.studio_id, t.c.owned_by, t.c.launch_profile_id, t.c.updated_at)
+# UPDATEs of sessions by id, one per (columns set, number of states compared, RETURNING), built
+# once: building one per call costs several times its execution (see quota_counters)
+_updates: dict[tuple[tuple[str, ...], int, bool], sa.Update] = {}
+
+
+def _params(
+    session_id: str, values: dict[str, Any], from_states: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    # (bound parameters of an UPDATE may not take its columns' names: hence the prefixes)
+    params = {f"v_{k}": v for k, v in values.items()}
+    params["p_session_id"] = session_id
+    for i, state in enumerate(from_states):
+        params[f"p_from{i}"] = state
+    return params
+
+
+def _update_statement(columns: tuple[str, ...], states: int, returning: bool) -> sa.Update:
+    key = (columns, states, returning)
+    found = _updates.get(key)
+    if found is None:
+        where = [t.c.session_id == sa.bindparam("p_session_id")]
+        if states:
+            where.append(
+                t.c.state.in_(
+                    [sa.bindparam(f"p_from{i}", type_=t.c.state.type) for i in range(states)]
+                )
+            )
+        found = t.update().where(*where).values({c: sa.bindparam(f"v_{c}") for c in columns})
+        if returning:
+            found = found.returning(*_ABOUT)
+        _updates[key] = found
+    return found
 
 
 def claim(

@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from opennimble.store import schema
+from opennimble.store import events, schema
 
 Row = dict[str, Any]
 hooks = schema.webhooks
@@ -22,6 +22,7 @@ d = schema.webhook_deliveries
 
 
 def insert(conn: sa.Connection, row: Row) -> None:
+    events.webhooks_changed(conn)
     conn.execute(hooks.insert().values(row))
 
 
@@ -44,6 +45,7 @@ def listed(conn: sa.Connection, studio_id: str | None = None) -> list[Row]:
 
 def delete(conn: sa.Connection, webhook_id: str) -> bool:
     """Remove a webhook and its delivery log (pending deliveries are dropped)."""
+    events.webhooks_changed(conn)
     conn.execute(d.delete().where(d.c.webhook_id == webhook_id))
     return conn.execute(hooks.delete().where(hooks.c.webhook_id == webhook_id)).rowcount == 1
 

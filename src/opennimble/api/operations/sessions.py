@@ -44,7 +44,7 @@ def create_streaming_session(ctx: Context, params: Params) -> Result:
         **lifecycle.enter("CREATE_IN_PROGRESS", ctx.now, ctx.caller.user_id),
     }
     store.insert(ctx.conn, row)
-    rules.count_against_quotas(ctx.conn, plan, studio_id, ctx.install.quotas)
+    rules.count_against_quotas(ctx.conn, plan, studio_id, row["session_id"], ctx.install.quotas)
     ctx.install.wake_reconciler()
     return {"session": views.session(ctx, row)}
 
