@@ -343,7 +343,7 @@ class XDisplay:
         for _ in range(64):
             if window == ancestor:
                 return True
-            if window in (self.NONE, self.root) or window < 2:  # None, PointerRoot
+            if window < 2 or window == self.root:  # None (0), PointerRoot (1), the root
                 return False
             try:
                 window = struct.unpack_from(
