@@ -86,20 +86,32 @@ class Caller:
 
 
 async def measure(
-    callers: dict[str, Caller], batches: int, size: int
+    callers: dict[str, list[Caller]], batches: int, size: int
 ) -> dict[str, tuple[float, float]]:
-    """Per target: the median and the least of the batches' CPU microseconds per request."""
+    """Per target: the median and the least of the batches' CPU microseconds per request
+    (with several callers per target, they run at once, ``size`` requests in all)."""
     times: dict[str, list[float]] = {name: [] for name in callers}
-    for caller in callers.values():  # warm-up: caches, the store thread's connection
-        for _ in range(50):
-            await caller.once()
+    for group in callers.values():  # warm-up: caches, the store thread's connection
+        await _batch(group, 50 * len(group))
     for _ in range(batches):
-        for name, caller in callers.items():
+        for name, group in callers.items():
             started = time.process_time()
-            for _ in range(size):
-                await caller.once()
+            await _batch(group, size)
             times[name].append((time.process_time() - started) / size * 1e6)
     return {name: (statistics.median(v), min(v)) for name, v in times.items()}
+
+
+async def _batch(group: list[Caller], size: int) -> None:
+    if len(group) == 1:
+        for _ in range(size):
+            await group[0].once()
+        return
+
+    async def calls(caller: Caller, count: int) -> None:
+        for _ in range(count):
+            await caller.once()
+
+    await asyncio.gather(*(calls(caller, size // len(group)) for caller in group))
 
 
 async def profile(root: server.Root, caller: Caller, count: int, out_path: str | None) -> str:
@@ -136,18 +148,24 @@ async def run(args: argparse.Namespace, made: common.Installation, targets: list
         db.run = direct  # type: ignore[method-assign]
     try:
         callers = {
-            t.name: Caller(
-                root,
-                api_latency.sign(t.template, t.credentials, "127.0.0.1:8000", "us-west-2", 300),
-            )
+            t.name: [
+                Caller(
+                    root,
+                    api_latency.sign(t.template, t.credentials, "127.0.0.1:8000", "us-west-2", 300),
+                )
+                for _ in range(args.concurrency)
+            ]
             for t in targets
         }
         figures = await measure(callers, args.batches, args.batch)
-        print(f"CPU per request, in process (median / least of {args.batches} batches):")
+        print(
+            f"CPU per request, in process, {args.concurrency} at once "
+            f"(median / least of {args.batches} batches):"
+        )
         for name, (median, least) in figures.items():
             print(f"  {name:48s} {median:8.1f} us  {least:8.1f} us")
         if args.profile:
-            profiled = list(callers.values())[args.profile_target]
+            profiled = list(callers.values())[args.profile_target][0]
             print(await profile(root, profiled, args.profile, args.profile_out))
     finally:
         root.api.close()
@@ -167,6 +185,12 @@ def main(argv: list[str] | None = None) -> int:
         "--profile-target", type=int, default=0, help="which request to profile (0: the Get)"
     )
     parser.add_argument("--profile-out", help="also write the profile's statistics there")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="requests in flight at once (as wrk's connections queue them in a server)",
+    )
     parser.add_argument(
         "--no-hop",
         action="store_true",
