@@ -56,15 +56,27 @@ def per_op(batches: int, size: int, variants: dict[str, Callable[[], None]]) -> 
 def per_batch(
     batches: int, size: int, variants: dict[str, Callable[[int], int]]
 ) -> dict[str, float]:
-    """Median over ``batches`` of each variant's CPU microseconds per operation, alternated:
-    each variant is called with ``size`` and returns how many operations it did."""
+    """Median over ``batches`` of each variant's CPU microseconds per operation, alternated
+    (see :func:`samples`)."""
+    found = samples(batches, size, variants)
+    return {name: statistics.median(values) for name, values in found.items()}
+
+
+def samples(
+    batches: int, size: int, variants: dict[str, Callable[[int], int]]
+) -> dict[str, list[float]]:
+    """Each variant's CPU microseconds per operation in each of ``batches`` rounds: a round
+    calls every variant with ``size`` (it returns how many operations it did), the variants
+    taking turns at going first from round to round."""
     times: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(batches):
-        for name, run in variants.items():
+    names = list(variants)
+    for round_ in range(batches):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
             started = time.process_time()
-            done = run(size)
+            done = variants[name](size)
             times[name].append((time.process_time() - started) / max(done, 1) * 1e6)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return times
 
 
 @dataclasses.dataclass
@@ -198,12 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if within else 1
 
 
-def table(rows: list[tuple[str, float, float]]) -> str:
-    """Markdown: per row what is measured, its CPU with and without the feature, the cost,
-    the target and whether it is met."""
+def table(rows: list[tuple[str, float, float]], costs: list[float] | None = None) -> str:
+    """Markdown: per row what is measured, its CPU with and without the feature, the cost
+    (``costs``, or with / without - 1), the target and whether it is met."""
     lines = ["| call | with | without | cost | target | met |", "|---|---|---|---|---|---|"]
-    for what, with_, without in rows:
-        cost = with_ / without - 1
+    for i, (what, with_, without) in enumerate(rows):
+        cost = costs[i] if costs is not None else with_ / without - 1
         met = "met" if cost < TARGET else "NOT MET"
         lines.append(
             f"| {what} | {with_:,.0f} us | {without:,.0f} us | {cost:+.1%} | < {TARGET:.0%} "

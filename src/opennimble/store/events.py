@@ -50,7 +50,13 @@ _HOOKS = hot.Statement(
         hooks.c.studio_id == sa.bindparam("studio_id")
     )
 )
-_LOCK = sa.select(sa.func.pg_advisory_xact_lock(database.lock_key(LOCK)))
+_QUEUED = ("webhook_id", "seq", "session_id", "type", "body", "state", "attempts")
+_QUEUE = hot.Statement(  # a delivery, queued for a webhook
+    deliveries.insert().values(
+        {c: sa.bindparam(c) for c in (*_QUEUED, "next_attempt_at", "created_at", "updated_at")}
+    )
+)
+_LOCK = hot.Statement(sa.select(sa.func.pg_advisory_xact_lock(database.lock_key(LOCK))))
 
 
 _recording = True  # False only inside paused()
@@ -92,7 +98,7 @@ def serialize(conn: sa.Connection) -> None:
 def _lock(conn: sa.Connection) -> None:
     transaction = conn.get_transaction()
     if transaction is None or conn.info.get("opennimble_events_locked") is not transaction:
-        conn.execute(_LOCK)
+        _LOCK.tuples(conn)
         conn.info["opennimble_events_locked"] = transaction
 
 
@@ -204,7 +210,8 @@ def _write(conn: sa.Connection, values: dict[str, Any]) -> None:
             "created_at": time,
             "updated_at": time,
         }
-        conn.execute(deliveries.insert(), [{**queued, "webhook_id": w} for w in wanted])
+        for webhook_id in wanted:
+            _QUEUE.execute(conn, **queued, webhook_id=webhook_id)
 
 
 def session_changed(
