@@ -1,10 +1,13 @@
-"""Hot statements: the read path's few statements, run without per-call statement building.
+"""Hot statements: the read path's few statements, and the rows every session's creation
+writes (an audit entry, a lifecycle event, a state change), run without per-call statement
+building.
 
 A SQLAlchemy Core ``select`` costs 60-120 us per call to build, key for its compiled cache and
 turn into rows, against under 10 us for the same query on the driver. A :class:`Statement` is
 built once from the schema's tables (the one source of truth), compiled once per dialect by
 SQLAlchemy itself, and run on the driver's cursor of the transaction's connection (prepared
-on the server by psycopg); its rows are decoded by the column types: JSON with orjson (if
+on the server by psycopg); its parameters are encoded by their types' bind processors (as
+SQLAlchemy's execution would), its rows decoded by the column types: JSON with orjson (if
 the driver did not already), booleans as ``bool``.
 
 Only statements whose shape never changes belong here (no ``IN`` lists, no optional filters:
@@ -20,7 +23,7 @@ import orjson
 import sqlalchemy as sa
 
 Row = dict[str, Any]
-Decoder = Callable[[Any], Any]
+Decoder = Callable[[Any], Any]  # a column's value to or from the driver's
 
 
 def _json(value: Any) -> Any:
