@@ -15,18 +15,22 @@ order commit order. In a transaction of ``Database.write`` its events are writte
 (:func:`record`): the lock is the last one it takes, held for those inserts and the commit
 only. Elsewhere :func:`serialize` takes it before the row a change locks, so that no lock
 order is reversed.
+
+Benchmarks only: :func:`paused` runs changes without their events (see its doc).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
 
 from opennimble import clock
-from opennimble.store import database, schema
+from opennimble.store import database, hot, schema
 
 Row = dict[str, Any]
 t = schema.events
@@ -34,21 +38,58 @@ hooks = schema.webhooks
 deliveries = schema.webhook_deliveries
 
 LOCK = "events"
-INSERT = t.insert().returning(t.c.seq)  # built once: its compiled form is cached
-
-
-_LOCK = sa.select(sa.func.pg_advisory_xact_lock(database.lock_key(LOCK)))
-_HOOKS = sa.select(hooks.c.webhook_id, hooks.c.event_types).where(
-    hooks.c.studio_id == sa.bindparam("studio_id")
+# an event's statements, built and compiled once and run on the driver (store/hot.py): through
+# SQLAlchemy's execution they cost more than half of a READY transition's own CPU
+_INSERT = hot.Statement(
+    t.insert()
+    .values({c.name: sa.bindparam(c.name) for c in t.columns if c.name != "seq"})
+    .returning(t.c.seq)
 )
+_HOOKS = hot.Statement(
+    sa.select(hooks.c.webhook_id, hooks.c.event_types).where(
+        hooks.c.studio_id == sa.bindparam("studio_id")
+    )
+)
+_QUEUED = ("webhook_id", "seq", "session_id", "type", "body", "state", "attempts")
+_QUEUE = hot.Statement(  # a delivery, queued for a webhook
+    deliveries.insert().values(
+        {c: sa.bindparam(c) for c in (*_QUEUED, "next_attempt_at", "created_at", "updated_at")}
+    )
+)
+_LOCK = hot.Statement(sa.select(sa.func.pg_advisory_xact_lock(database.lock_key(LOCK))))
+
+
+_recording = True  # False only inside paused()
+
+
+def recording() -> bool:
+    """Whether changes record their events (always, but inside :func:`paused`)."""
+    return _recording
+
+
+@contextlib.contextmanager
+def paused() -> Iterator[None]:
+    """Record no event in this process while inside: the changes made meanwhile (by any
+    thread) are neither numbered, nor fed to ``GET /events``, the webhooks or the live views.
+
+    Not a feature: the seam that lets ``bench.events_inprocess`` measure what events cost a
+    change, against the same change without them, in one process. Nothing else uses it."""
+    global _recording
+    _recording = False
+    try:
+        yield
+    finally:
+        _recording = True
 
 
 def serialize(conn: sa.Connection) -> None:
     """Make this transaction's events numbered in commit order (see the module's doc). Once
     per transaction: a batch of changes takes the lock for all of them. Nothing to do in a
     transaction whose events are written at its end (:func:`record`): they take it then."""
-    if conn.dialect.name != "postgresql" or database.before_commit(
-        conn, PENDING, _write_deferred, LAST
+    if (
+        not _recording
+        or conn.dialect.name != "postgresql"
+        or database.before_commit(conn, PENDING, _write_deferred, LAST)
     ):
         return
     _lock(conn)
@@ -57,7 +98,7 @@ def serialize(conn: sa.Connection) -> None:
 def _lock(conn: sa.Connection) -> None:
     transaction = conn.get_transaction()
     if transaction is None or conn.info.get("opennimble_events_locked") is not transaction:
-        conn.execute(_LOCK)
+        _LOCK.tuples(conn)
         conn.info["opennimble_events_locked"] = transaction
 
 
@@ -77,7 +118,7 @@ def _webhooks(conn: sa.Connection, studio_id: str) -> list[tuple[str, list[str]]
     found = by_studio.get(studio_id)
     if found is None:
         found = [
-            (r.webhook_id, r.event_types) for r in conn.execute(_HOOKS, {"studio_id": studio_id})
+            (r["webhook_id"], r["event_types"]) for r in _HOOKS.rows(conn, studio_id=studio_id)
         ]
         by_studio[studio_id] = found
     return found
@@ -101,6 +142,8 @@ def record(
     in commit order is then held for those inserts and the commit only, not for the rest of
     the transaction (the other statements of a CreateStreamingSession, say), and it is always
     the last lock a transaction takes (no lock order to reverse)."""
+    if not _recording:
+        return
     values = {
         "type": type_,
         "time": time,
@@ -145,7 +188,7 @@ def _write_deferred(conn: sa.Connection) -> None:
 
 def _write(conn: sa.Connection, values: dict[str, Any]) -> None:
     """Insert an event and queue its webhook deliveries."""
-    seq = int(conn.execute(INSERT, values).scalar_one())
+    seq = int(_INSERT.scalar(conn, **values))
     type_, studio_id, session_id, time = (
         values["type"],
         values["studio_id"],
@@ -167,7 +210,8 @@ def _write(conn: sa.Connection, values: dict[str, Any]) -> None:
             "created_at": time,
             "updated_at": time,
         }
-        conn.execute(deliveries.insert(), [{**queued, "webhook_id": w} for w in wanted])
+        for webhook_id in wanted:
+            _QUEUE.execute(conn, **queued, webhook_id=webhook_id)
 
 
 def session_changed(

@@ -1,10 +1,13 @@
-"""Hot statements: the read path's few statements, run without per-call statement building.
+"""Hot statements: the read path's few statements, and the rows every session's creation
+writes (an audit entry, a lifecycle event, a state change), run without per-call statement
+building.
 
 A SQLAlchemy Core ``select`` costs 60-120 us per call to build, key for its compiled cache and
 turn into rows, against under 10 us for the same query on the driver. A :class:`Statement` is
 built once from the schema's tables (the one source of truth), compiled once per dialect by
 SQLAlchemy itself, and run on the driver's cursor of the transaction's connection (prepared
-on the server by psycopg); its rows are decoded by the column types: JSON with orjson (if
+on the server by psycopg); its parameters are encoded by their types' bind processors (as
+SQLAlchemy's execution would), its rows decoded by the column types: JSON with orjson (if
 the driver did not already), booleans as ``bool``.
 
 Only statements whose shape never changes belong here (no ``IN`` lists, no optional filters:
@@ -20,7 +23,7 @@ import orjson
 import sqlalchemy as sa
 
 Row = dict[str, Any]
-Decoder = Callable[[Any], Any]
+Decoder = Callable[[Any], Any]  # a column's value to or from the driver's
 
 
 def _json(value: Any) -> Any:
@@ -39,36 +42,48 @@ def _decoder(column: sa.ColumnElement[Any]) -> Decoder | None:
     return None
 
 
+Compiled = tuple[str, tuple[str, ...] | None, dict[str, Any], dict[str, Decoder]]
+
+
 class Statement:
-    """A statement with named bind parameters (``sa.bindparam``), compiled once per dialect."""
+    """A statement with named bind parameters (``sa.bindparam``), compiled once per dialect.
+
+    Parameters are turned into the driver's values by their types' own bind processors (a JSON
+    column's value is encoded as SQLAlchemy would); the rows of a SELECT, or of an INSERT's or
+    UPDATE's RETURNING, are named after its columns."""
 
     def __init__(self, statement: sa.Select[Any] | sa.Insert | sa.Update | sa.Delete) -> None:
         self._statement = statement
-        # per dialect: the SQL, the order of positional parameters, the compiler's own values
-        self._compiled: dict[str, tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
-        if isinstance(statement, sa.Select):
-            columns = list(statement.selected_columns)
-            self.names: tuple[str, ...] = tuple(str(c.key) for c in columns)
-            decoders = [(i, _decoder(c)) for i, c in enumerate(columns)]
-            self._decoders = [(i, d) for i, d in decoders if d is not None]
-        else:
-            self.names, self._decoders = (), []
+        # per dialect: the SQL, the order of positional parameters, the compiler's own values,
+        # the parameters' bind processors
+        self._compiled: dict[str, Compiled] = {}
+        columns = list(statement.exported_columns)  # a SELECT's, or a RETURNING's
+        self.names: tuple[str, ...] = tuple(str(c.key) for c in columns)
+        decoders = [(i, _decoder(c)) for i, c in enumerate(columns)]
+        self._decoders = [(i, d) for i, d in decoders if d is not None]
 
-    def _sql(self, dialect: sa.Dialect) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
+    def _sql(self, dialect: sa.Dialect) -> Compiled:
         found = self._compiled.get(dialect.name)
         if found is None:
             compiled = self._statement.compile(dialect=dialect)
             positions = tuple(compiled.positiontup or ()) if dialect.positional else None
             # values the compiler bound itself (e.g. SQLite's OFFSET 0 after a bound LIMIT)
             own = {k: v for k, v in compiled.params.items() if v is not None}
-            found = (compiled.string, positions, own)
+            processors: dict[str, Decoder] = {}
+            for name, bind in compiled.binds.items():
+                process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+                if process is not None:
+                    processors[name] = process
+            found = (compiled.string, positions, own, processors)
             self._compiled[dialect.name] = found
         return found
 
     def _cursor(self, conn: sa.Connection, params: dict[str, Any]) -> Any:
-        sql, positions, own = self._sql(conn.dialect)
+        sql, positions, own, processors = self._sql(conn.dialect)
         if own:
             params = {**own, **params}
+        if processors:  # as SQLAlchemy's execution does: None included (JSON's is "null")
+            params = {k: processors[k](v) if k in processors else v for k, v in params.items()}
         driver = conn.connection.driver_connection
         assert driver is not None
         cursor = driver.cursor()

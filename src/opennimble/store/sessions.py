@@ -170,23 +170,24 @@ def transition(
     of ``state`` records its event (:mod:`opennimble.store.events`) in the same transaction."""
     from_states = tuple(from_states)
     params = _params(session_id, values, from_states)
-    if "state" not in values:
+    if "state" not in values or not events.recording():  # no event: a plain compare-and-set
         statement = _update_statement(tuple(values), len(from_states), returning=False)
         return conn.execute(statement, params).rowcount == 1
     events.serialize(conn)
+    found: Row | None
     if len(from_states) == 1:  # one statement: the previous state is known
-        statement = _update_statement(tuple(values), 1, returning=True)
-        found = conn.execute(statement, params).first()
+        found = _moving_statement(tuple(values)).first(conn, **params)
         previous = from_states[0]
     else:  # lock and read the row first, for its previous state
         where = (t.c.session_id == session_id, t.c.state.in_(from_states))
-        found = conn.execute(sa.select(t.c.state, *_ABOUT).where(*where).with_for_update()).first()
+        row = conn.execute(sa.select(t.c.state, *_ABOUT).where(*where).with_for_update()).first()
+        found = None if row is None else dict(row._mapping)
         if found is not None:
             conn.execute(_update_statement(tuple(values), len(from_states), False), params)
-            previous = found.state
+            previous = found["state"]
     if found is None:
         return False
-    events.session_changed(conn, {**found._mapping, "session_id": session_id}, previous, values)
+    events.session_changed(conn, {**found, "session_id": session_id}, previous, values)
     return True
 
 
@@ -199,6 +200,19 @@ _ABOUT = (t.c.studio_id, t.c.owned_by, t.c.launch_profile_id, t.c.updated_at)
 # UPDATEs of sessions by id, one per (columns set, number of states compared, RETURNING), built
 # once: building one per call costs several times its execution (see quota_counters)
 _updates: dict[tuple[tuple[str, ...], int, bool], sa.Update] = {}
+
+
+# a change of state from one known state (the reconciler's and the API's usual transition):
+# one UPDATE ... RETURNING per set of columns, run on the driver (store/hot.py): through
+# SQLAlchemy's execution, its RETURNING cost more than the rest of the event
+_moving: dict[tuple[str, ...], hot.Statement] = {}
+
+
+def _moving_statement(columns: tuple[str, ...]) -> hot.Statement:
+    found = _moving.get(columns)
+    if found is None:
+        found = _moving[columns] = hot.Statement(_update_statement(columns, 1, returning=True))
+    return found
 
 
 def _params(
