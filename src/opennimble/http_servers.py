@@ -94,17 +94,54 @@ def serve_granian(app: Any, sock: socket.socket, settings: config.Settings) -> N
 
 
 async def _granian(app: Any, sock: socket.socket, settings: config.Settings) -> None:
+    """Run the lifespan's startup, serve until SIGTERM or SIGINT, give open requests
+    ``SHUTDOWN_GRACE`` seconds, then run the lifespan's shutdown and return (the connections
+    still open end with the process).
+
+    The lifespan is driven here, not by granian: granian runs its shutdown only once every
+    connection has ended, which a live page or a stream (ended by that very shutdown) never
+    does by itself.
+    """
+    from granian.asgi import LifespanProtocol
+
+    app = BodyDeadline(_forwarded(app, settings), settings.body_timeout)
+    server = _granian_server(app, sock, settings)
+    logs.setup(settings.log_level, settings.log_format)  # granian's logging set-up replaced it
+    lifespan: Any = LifespanProtocol(app)  # type: ignore[no-untyped-call]
+    await lifespan.startup()
+    if lifespan.interrupt:
+        raise SystemExit(1)  # the app logged why (lifespan.startup.failed)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    serving = asyncio.ensure_future(server.serve())
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([serving, stopping], return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    server.stop()
+    done, _ = await asyncio.wait([serving], timeout=SHUTDOWN_GRACE)
+    if not done:
+        log.info(
+            "requests still open %g s after the stop: they end with the server", SHUTDOWN_GRACE
+        )
+    await lifespan.shutdown()
+    failure = serving.exception() if serving.done() else None
+    if failure is not None:
+        raise failure
+
+
+def _granian_server(app: Any, sock: socket.socket, settings: config.Settings) -> Any:
     from granian.constants import HTTPModes, Interfaces
     from granian.http import HTTP1Settings
     from granian.log import LogLevels
 
-    app = BodyDeadline(_forwarded(app, settings), settings.body_timeout)
-    server = _embedded_server_class()(
+    return _embedded_server_class()(
         app,
         sock,
         address=settings.host,
         port=settings.port,
-        interface=Interfaces.ASGI,  # with the lifespan
+        interface=Interfaces.ASGINL,  # the lifespan is _granian's
         http=HTTPModes.http1,
         websockets=True,
         runtime_threads=1,
@@ -126,11 +163,6 @@ async def _granian(app: Any, sock: socket.socket, settings: config.Settings) -> 
             }
         },
     )
-    logs.setup(settings.log_level, settings.log_format)  # granian's logging set-up replaced it
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, server.stop)
-    await server.serve()
 
 
 class BodyDeadline:

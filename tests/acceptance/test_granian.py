@@ -6,11 +6,14 @@ in test_slow_clients.py; what granian lacks is in ARCHITECTURE.md ("HTTP servers
 from __future__ import annotations
 
 import pathlib
+import socket
+import time
 from collections.abc import Iterator
 
 import pytest
 import requests
 
+from opennimble import http_servers
 from tests.acceptance.test_stream import admitted, ready_session, stream_url
 from tests.acceptance.test_stream import connect as connect_websocket
 from tests.support import server as support
@@ -52,3 +55,28 @@ def test_a_stream_websocket_reaches_the_sessions_desktop(world: worlds.World) ->
         init = vnc.RfbClient(ws).handshake()
     assert (init.width, init.height) == (1280, 800)
     client.delete_streaming_session(**ids)
+
+
+def test_a_stop_ends_the_lifespan_within_the_grace_despite_an_open_request(
+    tmp_path: pathlib.Path,
+) -> None:
+    """granian itself would wait for every connection before the lifespan's shutdown; serve
+    gives open requests SHUTDOWN_GRACE seconds, as on uvicorn."""
+    server = support.Server(tmp_path / "data", env={"OPENNIMBLE_HTTP_SERVER": "granian"})
+    server.start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            # a body that never ends (body_timeout is 30 s)
+            sock.sendall(
+                b"POST /2020-08-01/studios HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\n{"
+            )
+            time.sleep(0.5)
+            started = time.monotonic()
+            server.stop()
+            took = time.monotonic() - started
+    finally:
+        server.stop()
+    assert took < http_servers.SHUTDOWN_GRACE + 3
+    log = server.log()
+    assert "they end with the server" in log
+    assert "event=stopped" in log  # the lifespan's shutdown ran
