@@ -74,8 +74,17 @@ def serve_uvicorn(app: Any, sock: socket.socket, settings: config.Settings) -> N
 
 
 def granian_header_timeout_ms(seconds: float) -> int:
-    """``header_timeout`` as granian takes it (milliseconds, 1 to 60,000)."""
-    return max(1, min(GRANIAN_MAX_HEADER_TIMEOUT_MS, round(seconds * 1000)))
+    """``header_timeout`` as granian takes it (milliseconds, 1 to 60,000; a longer one is
+    cut to a minute, saying so)."""
+    wanted = max(1, round(seconds * 1000))
+    if wanted > GRANIAN_MAX_HEADER_TIMEOUT_MS:
+        log.warning(
+            "header_timeout = %g: granian allows at most %d s, which it uses",
+            seconds,
+            GRANIAN_MAX_HEADER_TIMEOUT_MS // 1000,
+        )
+        return GRANIAN_MAX_HEADER_TIMEOUT_MS
+    return wanted
 
 
 def check(settings: config.Settings) -> None:
