@@ -6,12 +6,15 @@ package); PostgreSQL at ``OPENNIMBLE_BENCH_DATABASE_URL`` (default
 the figures mean.
 
 1. Starts the baseline (``bench.bare_server``: a bare ASGI callable on the same uvicorn stack)
-   in a separate process.
+   in a separate process, and with ``--servers`` naming granian (the default when it is
+   installed) a second one on granian, run as ``serve`` runs it with ``http_server = granian``.
 2. Per database (``--backends``): a fresh installation whose servers use the instant provider
    (``bench/instant.py``: the read path is measured, not desktops): one ``serve`` (and on
    PostgreSQL a second, ``--no-reconciler``), a studio set up through the API, one session
    created by the artist through the API (READY), and ``--sessions`` - 1 READY sessions of the
-   other members inserted in bulk (so the admin's unfiltered page holds 100).
+   other members inserted in bulk (so the admin's unfiltered page holds 100); with granian, one
+   more ``serve`` on granian on the same database, measured the same way (its rows are named
+   ``DATABASE/granian`` and compared to its own bare baseline and to uvicorn's row).
 3. Captures the requests boto3 sends for GetStreamingSession and
    ListStreamingSessions(ownedBy) as the artist and ListStreamingSessions as the studio admin
    (unfiltered, a page of 100), re-signs a few hundred copies of each with botocore's
@@ -30,6 +33,7 @@ import dataclasses
 import datetime
 import http.client
 import importlib.metadata
+import importlib.util
 import os
 import pathlib
 import platform
@@ -284,12 +288,13 @@ def run_wrk(
 
 
 @contextlib.contextmanager
-def bare_server(workdir: pathlib.Path) -> Iterator[tuple[int, int]]:
-    """The baseline in its own process; yields (port, pid)."""
+def bare_server(workdir: pathlib.Path, server: str = "uvicorn") -> Iterator[tuple[int, int]]:
+    """The baseline on ``server`` in its own process; yields (port, pid)."""
     port = support.free_port()
-    log = open(workdir / "bare-server.log", "wb")  # noqa: SIM115 - handed to the child
+    log_path = workdir / f"bare-server-{server}.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - handed to the child
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.bare_server", "--port", str(port)],
+        [sys.executable, "-m", "bench.bare_server", "--port", str(port), "--server", server],
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=HERE.parent,
@@ -299,7 +304,7 @@ def bare_server(workdir: pathlib.Path) -> Iterator[tuple[int, int]]:
         deadline = time.monotonic() + 20
         while True:
             if process.poll() is not None:
-                raise BenchError(f"bare server exited: {(workdir / 'bare-server.log').read_text()}")
+                raise BenchError(f"bare server exited: {log_path.read_text()}")
             with contextlib.suppress(OSError):
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
@@ -361,7 +366,11 @@ def populate(made: Any, sessions: int, progress: Any) -> str:
     return str(sid)
 
 
-def targets_of(made: Any, session_id: str, sessions: int) -> list[Measured]:
+def targets_of(
+    made: Any, session_id: str, sessions: int, granian: tuple[int, int] | None = None
+) -> list[Measured]:
+    """The measured requests on the uvicorn servers (the first one or two of ``made``), and
+    with ``granian`` (port, pid) the same requests on that granian server."""
     from bench import scale_common as common
 
     world = made.world
@@ -380,23 +389,48 @@ def targets_of(made: Any, session_id: str, sessions: int) -> list[Measured]:
         raise BenchError(f"ListStreamingSessions(ownedBy=artist) gave {listed['sessions']}")
     if len(page["sessions"]) != min(100, sessions):
         raise BenchError(f"the admin's ListStreamingSessions gave {len(page['sessions'])}")
-    both = [(srv.port, srv.process.pid) for srv in made.servers]
+    uvicorn = [srv for srv in made.servers if "OPENNIMBLE_HTTP_SERVER" not in srv.env]
+    both = [(srv.port, srv.process.pid) for srv in uvicorn]
     one = both[:1]
     a, b = common.credentials(artist), common.credentials(admin)
     db = made.backend
     if db == "sqlite":
-        return [
+        rows = [
             Measured(f"{db}: GetStreamingSession", get, a, one, 0.5, " (artist, own session)"),
             Measured(f"{db}: ListStreamingSessions", mine, a, one, 0.4, " (ownedBy=self: 1)"),
             Measured(
                 f"{db}: ListStreamingSessions, all", everything, b, one, 0.15, " (admin: 100)"
             ),
         ]
-    return [
-        Measured(f"{db}: GetStreamingSession", get, a, one, 0.25, " (1 process)"),
-        Measured(f"{db}: GetStreamingSession, 2 processes", get, a, both, 0.0, " (2 processes)"),
-        Measured(f"{db}: ListStreamingSessions, all", everything, b, one, 0.0, " (admin: 100)"),
+    else:
+        rows = [
+            Measured(f"{db}: GetStreamingSession", get, a, one, 0.25, " (1 process)"),
+            Measured(
+                f"{db}: GetStreamingSession, 2 processes", get, a, both, 0.0, " (2 processes)"
+            ),
+            Measured(f"{db}: ListStreamingSessions, all", everything, b, one, 0.0, " (admin: 100)"),
+        ]
+    if granian is None:
+        return rows
+    return rows + [
+        dataclasses.replace(m, name=on_granian(m.name), endpoints=[granian])
+        for m in rows
+        if len(m.endpoints) == 1
     ]
+
+
+def on_granian(name: str) -> str:
+    """The name of a row's counterpart on granian: ``sqlite: X`` -> ``sqlite/granian: X``."""
+    database, _, request = name.partition(":")
+    return f"{database}/granian:{request}"
+
+
+def on_uvicorn(name: str) -> str | None:
+    """The uvicorn row a granian row is compared to (None for a uvicorn row)."""
+    database, _, request = name.partition(":")
+    if not database.endswith("/granian"):
+        return None
+    return f"{database.removesuffix('/granian')}:{request}"
 
 
 def run_target(
@@ -437,11 +471,13 @@ def run_target(
     )
 
 
-def bare_target(backend: str, port: int, pid: int, template: Template) -> Measured:
+def bare_target(
+    backend: str, port: int, pid: int, template: Template, server: str = "uvicorn"
+) -> Measured:
     """The bare baseline, as a target: it answers the same requests with a fixed body. Its
     rounds run between those of ``backend``'s targets, whose ratios are taken to them."""
     credentials = botocore.credentials.Credentials("AKIDBARE", "bare")
-    name = f"{backend}: bare"
+    name = f"{backend}: bare" if server == "uvicorn" else on_granian(f"{backend}: bare")
     return Measured(name, template, credentials, [(port, pid)], 0.0, " (same requests as Get)")
 
 
@@ -461,7 +497,7 @@ def machine_facts() -> list[tuple[str, str]]:
                 break
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
     versions = []
-    for package in ("uvicorn", "uvloop", "httptools", "sqlalchemy", "botocore"):
+    for package in ("uvicorn", "granian", "uvloop", "httptools", "sqlalchemy", "botocore"):
         try:
             versions.append(f"{package} {importlib.metadata.version(package)}")
         except importlib.metadata.PackageNotFoundError:
@@ -485,8 +521,9 @@ def table(results: dict[str, list[Run]], measured: list[Measured]) -> str:
         return statistics.median(value(r) for r in results[name])
 
     lines = [
-        "| request | req/s | p50 ms | p99 ms | req/s vs bare | target | p50 vs bare |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| request | req/s | p50 ms | p99 ms | req/s vs bare | target | p50 vs bare "
+        "| req/s vs uvicorn |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for m in measured:
         base = baseline_of(m.name)
@@ -496,9 +533,13 @@ def table(results: dict[str, list[Run]], measured: list[Measured]) -> str:
         p99 = median(m.name, lambda r: r.p99_us)
         ratio = rps / base_rps
         target = f">= {m.target:g}x {'met' if ratio >= m.target else 'NOT met'}" if m.target else ""
+        uvicorn_row = on_uvicorn(m.name)
+        versus = ""
+        if uvicorn_row in results:
+            versus = f"{rps / median(uvicorn_row, lambda r: r.rps):.2f}x"
         lines.append(
             f"| {m.name}{m.note} | {rps:,.0f} | {p50 / 1000:.2f} | {p99 / 1000:.2f} "
-            f"| {ratio:.3f} | {target} | {p50 / base_p50:.1f}x |"
+            f"| {ratio:.3f} | {target} | {p50 / base_p50:.1f}x | {versus} |"
         )
     lines += [
         "",
@@ -539,7 +580,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--signed", type=int, default=300, help="distinct pre-signed requests per target"
     )
     parser.add_argument("--backends", default="sqlite,postgresql", help="databases to measure")
+    parser.add_argument(
+        "--servers",
+        default="uvicorn,granian",
+        help="HTTP servers to measure: uvicorn (always), granian (when installed)",
+    )
     args = parser.parse_args(argv)
+    unknown = set(args.servers.split(",")) - {"uvicorn", "granian"}
+    if unknown:
+        parser.error(f"--servers: unknown {', '.join(sorted(unknown))} (uvicorn, granian)")
     for name, least in (("rounds", 1), ("sessions", 1), ("signed", 2), ("connections", 2)):
         if getattr(args, name) < least:
             parser.error(f"--{name} must be at least {least}")
@@ -565,20 +614,42 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[Run]] = {}
     measured: list[Measured] = []
     idle_load = background_load()
+    granian = "granian" in args.servers.split(",") and granian_installed(progress)
     try:
-        with bare_server(workdir) as (bare_port, bare_pid):
+        with contextlib.ExitStack() as stack:
+            bare_port, bare_pid = stack.enter_context(bare_server(workdir))
             progress(f"bare ASGI baseline serving on port {bare_port}")
+            if granian:
+                granian_bare = stack.enter_context(bare_server(workdir, "granian"))
+                progress(f"bare ASGI baseline on granian serving on port {granian_bare[0]}")
             for backend in common.backends(args.backends):
                 with common.installation(backend, workdir / backend) as made:
                     made.add_server()
                     if backend == "postgresql":
                         made.add_server(reconciler=False)
+                    # on PostgreSQL one reconciler per host: the first server's
+                    granian_server = (
+                        made.add_server(http_server="granian", reconciler=backend == "sqlite")
+                        if granian
+                        else None
+                    )
                     common.build_world(made)
                     session_id = populate(made, args.sessions, progress)
-                    targets = targets_of(made, session_id, args.sessions)
-                    bare = bare_target(backend, bare_port, bare_pid, targets[0].template)
-                    measure(args, [bare, *targets], results, workdir, progress)
-                    measured += [bare, *targets]
+                    targets = targets_of(
+                        made,
+                        session_id,
+                        args.sessions,
+                        None
+                        if granian_server is None
+                        else (granian_server.port, granian_server.process.pid),  # type: ignore[union-attr]
+                    )
+                    template = targets[0].template
+                    bares = [bare_target(backend, bare_port, bare_pid, template)]
+                    if granian:
+                        bares.append(bare_target(backend, *granian_bare, template, "granian"))
+                    ordered = interleaved(bares, targets)
+                    measure(args, ordered, results, workdir, progress)
+                    measured += ordered
                     made.world.artist.client().delete_streaming_session(  # type: ignore[union-attr]
                         studioId=made.studio_id, sessionId=session_id
                     )
@@ -611,6 +682,22 @@ def main(argv: list[str] | None = None) -> int:
         )
     progress("done")
     return 0
+
+
+def granian_installed(progress: Any) -> bool:
+    if importlib.util.find_spec("granian") is None:
+        progress("granian is not installed (pip install 'opennimble[granian]'): not measured")
+        return False
+    return True
+
+
+def interleaved(bares: list[Measured], targets: list[Measured]) -> list[Measured]:
+    """Each bare baseline followed by the rows on its server (uvicorn's, then granian's)."""
+    ordered = []
+    for bare in bares:
+        ordered.append(bare)
+        ordered += [t for t in targets if baseline_of(t.name) == bare.name]
+    return ordered
 
 
 def _interrupt(signum: int, _frame: Any) -> None:

@@ -1,20 +1,25 @@
-"""The baseline of the API benchmark: a bare ASGI callable on the server's uvicorn stack.
+"""The baseline of the API benchmark: a bare ASGI callable on the server's HTTP stack.
 
 It answers every HTTP request with the same ~600-byte JSON document and does nothing else (no
-routing, no SigV4, no database): what remains is the cost of uvicorn (uvloop + httptools when
-installed, as ``auto`` picks them), the ASGI calls and the socket work. It runs uvicorn with
-the options of ``opennimble serve`` (see ``opennimble.cli.serve``).
+routing, no SigV4, no database): what remains is the cost of the HTTP server, the ASGI calls
+and the socket work. ``--server uvicorn`` (the default) runs uvicorn (uvloop + httptools when
+installed, as ``auto`` picks them) with the options of ``opennimble serve``; ``--server
+granian`` runs granian exactly as ``opennimble serve`` with ``http_server = "granian"`` does
+(``opennimble.http_servers``: embedded, uvloop, one runtime thread).
 
-Run: ``python -m bench.bare_server --port PORT``.
+Run: ``python -m bench.bare_server --port PORT [--server granian]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import socket
 from typing import Any
 
 import uvicorn
+
+from opennimble import config, http_servers
 
 BODY_SIZE = 600
 
@@ -70,7 +75,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--server", choices=http_servers.NAMES, default="uvicorn")
     args = parser.parse_args()
+    if args.server == "granian":
+        settings = config.Settings(http_server="granian", host=args.host, port=args.port)
+        sock = socket.create_server((args.host, args.port), backlog=2048)
+        http_servers.serve_granian(app, sock, settings)
+        return
     # the options of `opennimble serve` (opennimble.cli.serve)
     uvicorn.run(
         app,

@@ -126,11 +126,15 @@ class Installation:
         assert self.world is not None
         return self.world.studio.studio_id
 
-    def add_server(self, *, reconciler: bool = True) -> support.Server:
+    def add_server(
+        self, *, reconciler: bool = True, http_server: str = "uvicorn"
+    ) -> support.Server:
         index = len(self.servers)
         env = dict(self.env)
         if not reconciler:
             env["OPENNIMBLE_RECONCILER"] = "false"
+        if http_server != "uvicorn":
+            env["OPENNIMBLE_HTTP_SERVER"] = http_server
         srv = support.Server(self.workdir / f"server{index}", env=env)
         srv.start()
         self.servers.append(srv)

@@ -11,14 +11,13 @@ from collections.abc import Coroutine
 from typing import Any
 
 import click
-import uvicorn
 
 import opennimble
 from opennimble import (
     admin,
     config,
-    connections,
     demo,
+    http_servers,
     installation,
     logs,
     server,
@@ -32,9 +31,6 @@ from opennimble.reconciler import loop
 from opennimble.store import crypto, database
 
 common, emit, settings_from = admin.common, admin.emit, admin.settings_from
-
-
-SHUTDOWN_GRACE = 5  # seconds for open requests to finish when the server is asked to stop
 
 
 @click.group()
@@ -60,6 +56,13 @@ def main() -> None:
     help="Run a reconciler in this process (default), or leave that to `opennimble worker` "
     "processes (PostgreSQL only) [OPENNIMBLE_RECONCILER].",
 )
+@click.option(
+    "--http-server",
+    type=click.Choice(["uvicorn", "granian"]),
+    default=None,
+    help="The HTTP server: uvicorn (default; every slow-client protection) or granian "
+    "[OPENNIMBLE_HTTP_SERVER].",
+)
 def serve(config_file: str | None, with_demo: bool, **flags: Any) -> None:
     """Run the API server (and, unless told not to, its reconciler)."""
     settings = settings_from(config_file, **flags)
@@ -69,6 +72,7 @@ def serve(config_file: str | None, with_demo: bool, **flags: Any) -> None:
             "--no-reconciler needs PostgreSQL: on SQLite the one server runs the reconciler"
         )
     try:
+        http_servers.check(settings)
         lock = server.exclusive_lock(settings, reconciler=settings.reconciler)
         sock, settings = server.listen(settings)
     except (RuntimeError, installation.Problem) as exc:
@@ -90,30 +94,7 @@ def serve(config_file: str | None, with_demo: bool, **flags: Any) -> None:
         err=True,
     )
     click.echo(f"data: {settings.data_dir.resolve()}; database: {db.engine.url!r}", err=True)
-    limits = connections.Limits(
-        header_timeout=settings.header_timeout,
-        body_timeout=settings.body_timeout,
-        max_connections=connections.raise_file_limit(settings.max_connections),
-        max_header_bytes=settings.max_header_bytes,
-    )
-    uvicorn.Server(
-        uvicorn.Config(
-            app,
-            http=connections.BoundedProtocol.bounded(limits),
-            timeout_keep_alive=settings.keep_alive_timeout,
-            log_level="warning",
-            proxy_headers=bool(settings.forwarded_allow_ips),
-            forwarded_allow_ips=settings.forwarded_allow_ips or None,
-            log_config=None,  # uvicorn's own lines go through opennimble's format too
-            access_log=False,
-            lifespan="on",
-            # stream websockets carry RFB data its encodings compressed already: deflating it
-            # again would cost the server CPU for next to no gain
-            ws_per_message_deflate=False,
-            # open live pages (the portal's server-sent events) never end by themselves
-            timeout_graceful_shutdown=SHUTDOWN_GRACE,
-        )
-    ).run(sockets=[sock])
+    http_servers.run(app, sock, settings)
     if lock is not None:
         lock.close()
 

@@ -15,7 +15,7 @@ import re
 import socket
 import tomllib
 import urllib.parse
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 import pydantic_settings
@@ -210,6 +210,9 @@ class Settings(pydantic_settings.BaseSettings):
     # requests per second per caller (token bucket refill rate) and the bucket's size; 0 = off
     throttle_rate: float = pydantic.Field(default=5000.0, ge=0)
     throttle_burst: int = pydantic.Field(default=10000, ge=1)
+    # the HTTP server: uvicorn (every slow-client protection below) or granian (the header
+    # deadline and size limit only; see http_servers.py)
+    http_server: Literal["uvicorn", "granian"] = "uvicorn"
     # slow clients: seconds for a request's headers and for its body, seconds an idle
     # keep-alive connection stays open, open connections at most (over it the slowest
     # unfinished connection is closed), bytes of a request's headers at most

@@ -4,6 +4,10 @@ does not keep a legitimate boto3 client out.
 The server runs with short deadlines (2 s for headers, 2 s for a body) and the default
 connection limit (1,024): 1,100 unfinished connections, more than the limit, are the flood that
 once made the server refuse everyone.
+
+Every test runs on both HTTP servers (``http_server``): uvicorn, and granian, which closes on a
+header deadline without an answer, answers oversized headers with an empty 431, and has no
+connection limit (ARCHITECTURE.md, "HTTP servers").
 """
 
 from __future__ import annotations
@@ -25,12 +29,15 @@ FLOOD = 1100
 PATH = "/2020-08-01/studios"
 
 
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.Server]:
+@pytest.fixture(scope="module", params=["uvicorn", "granian"])
+def srv(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[support.Server]:
     data_dir: pathlib.Path = tmp_path_factory.mktemp("slow") / "data"
     server = support.Server(
         data_dir,
         env={
+            "OPENNIMBLE_HTTP_SERVER": request.param,
             "OPENNIMBLE_HEADER_TIMEOUT": str(HEADER_TIMEOUT),
             "OPENNIMBLE_BODY_TIMEOUT": str(BODY_TIMEOUT),
             "OPENNIMBLE_MAX_HEADER_BYTES": "8192",
@@ -43,6 +50,10 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.Server]:
 @pytest.fixture(scope="module")
 def operator(srv: support.Server) -> support.User:
     return srv.user("slow-admin", operator=True)
+
+
+def on_granian(srv: support.Server) -> bool:
+    return srv.env["OPENNIMBLE_HTTP_SERVER"] == "granian"
 
 
 def connect(srv: support.Server) -> socket.socket:
@@ -89,9 +100,12 @@ def test_stalled_headers_are_answered_408_and_closed_within_the_header_timeout(
     with connect(srv) as sock:
         sock.sendall(f"GET {PATH} HTTP/1.1\r\nHost: x\r\nX-Slow: ".encode())
         response, waited = read_until_closed(sock, HEADER_TIMEOUT + 5)
+    assert waited <= HEADER_TIMEOUT + 2
+    if on_granian(srv):
+        assert response == b""  # hyper closes without an answer
+        return
     status, code, _ = error_of(response)
     assert (status, code) == (408, "RequestTimeoutException")
-    assert waited <= HEADER_TIMEOUT + 2
 
 
 def test_headers_dripped_a_byte_at_a_time_do_not_extend_the_deadline(srv: support.Server) -> None:
@@ -104,6 +118,9 @@ def test_headers_dripped_a_byte_at_a_time_do_not_extend_the_deadline(srv: suppor
                 time.sleep(0.1)
         response, _ = read_until_closed(sock, 5)
     assert time.monotonic() - started <= HEADER_TIMEOUT + 3
+    if on_granian(srv):
+        assert response == b""
+        return
     assert error_of(response)[:2] == (408, "RequestTimeoutException")
 
 
@@ -118,6 +135,9 @@ def test_headers_over_the_limit_are_refused_with_a_validation_error(srv: support
     with connect(srv) as sock:
         sock.sendall(f"GET {PATH} HTTP/1.1\r\nHost: x\r\nX-Big: {'a' * 20000}".encode())
         response, _ = read_until_closed(sock, 5)
+    if on_granian(srv):
+        assert response.startswith(b"HTTP/1.1 431 ")
+        return
     status, code, body = error_of(response)
     assert (status, code) == (400, "ValidationException")
     assert "8192 bytes" in str(body["message"])
@@ -139,8 +159,13 @@ def test_a_body_over_the_limit_is_refused_and_the_rest_not_read(
 
 
 def test_a_flood_of_unfinished_connections_does_not_keep_a_legitimate_client_out(
-    srv: support.Server, operator: support.User
+    srv: support.Server, operator: support.User, request: pytest.FixtureRequest
 ) -> None:
+    if on_granian(srv):
+        # granian's backpressure holds a place per connection and nothing evicts the slowest:
+        # a newcomer waits in the listen queue until the flood's deadlines end connections
+        # (ARCHITECTURE.md, "HTTP servers"); strict, so that a granian that can is noticed
+        request.applymarker(pytest.mark.xfail(strict=True, reason="granian has no eviction"))
     client = operator.client()
     flood: list[socket.socket] = []
     try:
@@ -172,3 +197,19 @@ def test_keep_alive_requests_on_one_connection_still_work(
         client.list_studios()
         time.sleep(HEADER_TIMEOUT / 3)
     assert client.list_studios()["ResponseMetadata"]["HTTPStatusCode"] == 200
+
+
+def test_a_body_that_arrives_in_time_in_pieces_is_handled(srv: support.Server) -> None:
+    body = b'{"displayName": "x", "studioName": "x"}'
+    with connect(srv) as sock:
+        sock.sendall(
+            f"POST {PATH} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body[:10]
+        )
+        time.sleep(BODY_TIMEOUT / 2)
+        sock.sendall(body[10:])
+        sock.settimeout(10)
+        response = sock.recv(65536)
+    # handled: refused for want of a signature, not for time
+    assert error_of(response)[:2] == (403, "MissingAuthenticationTokenException")
