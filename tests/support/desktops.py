@@ -56,6 +56,7 @@ def run_as(desktop: dict[str, Any], *argv: str, **env: str) -> subprocess.Comple
         file_size_limit(desktop),
         owner,
         private_scratch(desktop["runtime_dir"]),
+        home_image(desktop),
     )
     command = confinement.command(list(argv))
     if desktop.get("namespace_of"):  # a desktop in a mount namespace of its own (a Slurm job's)
@@ -96,6 +97,13 @@ def private_scratch(runtime_dir: str | pathlib.Path) -> pathlib.Path | None:
     desktop has ended (or if it has none)."""
     scratch = local_confine.scratch_dir(pathlib.Path(runtime_dir))
     return scratch if os.path.ismount(scratch) else None
+
+
+def home_image(desktop: dict[str, Any]) -> tuple[pathlib.Path, pathlib.Path] | None:
+    """(the homes directory, the owner's home) if the home is an image mounted on it (as the
+    provider confines the desktop's processes then), None if not."""
+    home = pathlib.Path(desktop["home"])
+    return (home.parent, home) if os.path.ismount(home) else None
 
 
 X_PEER = """

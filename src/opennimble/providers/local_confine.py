@@ -35,8 +35,9 @@ Every desktop's processes bind the same directory, so they see the same sockets 
 enters a mount namespace of its own: nothing has to be kept alive to hold a namespace, and a
 restarted server, or an operator (:meth:`Confinement.command`), enters a desktop the same way.
 A server that is not root (no per-owner accounts) does neither 1 nor 3 and only limits file
-sizes. The owner's home (and the session storage in it) is on the host's file system, bounded
-only by the file size limit.
+sizes. The owner's home (and the session storage in it) is an ext4 image of ``home_size``
+mounted on it by the provider (:mod:`local_home_images`); each process unmounts, in its
+namespace, the copies of the other accounts' homes that the namespace started with.
 """
 
 from __future__ import annotations
@@ -81,6 +82,9 @@ class Confinement:
     # the desktop's scratch file system (:func:`mount_scratch`), whose directories are bound on
     # /tmp, /var/tmp, /dev/shm and /run/lock (None: the host's); only with ``sockets``
     scratch: pathlib.Path | None = None
+    # (the homes directory, the owner's home) when homes are images mounted on them
+    # (:mod:`local_home_images`): every other home's copy is unmounted in the namespace
+    homes: tuple[pathlib.Path, pathlib.Path] | None = None
 
     def command(self, argv: list[str]) -> list[str]:
         """``argv`` confined: run this as root (or as the server's user when ``user`` is
@@ -98,6 +102,8 @@ class Confinement:
                 f'case "$m" in {runtime}*) umount --lazy -- "$m" || exit 126;; esac; done '
                 "|| exit 126"
             )
+        if self.sockets is not None and self.homes is not None:
+            steps.append(_unmount_other_homes(*self.homes))
         if self.sockets is not None:
             source = shlex.quote(str(self.sockets))
             steps.append(f"mount --bind -- {source} {X11_SOCKETS} || exit 126")
@@ -113,6 +119,18 @@ class Confinement:
         if self.sockets is None:
             return inner
         return ["unshare", "--mount", "--propagation", "slave", "--", *inner]
+
+
+def _unmount_other_homes(homes: pathlib.Path, own: pathlib.Path) -> str:
+    """The step that unmounts, in the namespace, the copies of the homes mounted on the host
+    when it was made, except the owner's: none stays mounted (its image attached) for as long
+    as this desktop runs, after its own account's desktops ended."""
+    inside, mine = shlex.quote(f"{homes}/"), shlex.quote(str(own))
+    return (
+        "findmnt -rn -o TARGET | while read -r m; do "
+        f'case "$m" in {mine}|{inside}*/*) ;; {inside}*) umount --lazy -- "$m" || exit 126;; '
+        "esac; done || exit 126"
+    )
 
 
 def popen(

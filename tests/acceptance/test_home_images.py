@@ -1,0 +1,154 @@
+"""Each owner's home is a file system of its own of ``home_size`` (an ext4 image mounted on it):
+mounted while a desktop of the owner runs, or while the provider works in it (backups,
+restores, discarding storage), unmounted otherwise, with nothing left attached; a home made
+before ``home_size`` was set moves into its image, unless it is too large for it."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.support import desktops
+from tests.support import world as worlds
+from tests.support.server import FAST
+
+pytestmark = [
+    pytest.mark.xvnc,
+    pytest.mark.skipif(os.geteuid() != 0, reason="home images are mounted as root"),
+]
+HOME_SIZE = "64"  # MiB
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[worlds.World]:
+    data_dir = tmp_path_factory.mktemp("home-images") / "data"
+    env = {"OPENNIMBLE_PROVIDERS__LOCAL__HOME_SIZE": HOME_SIZE}
+    with worlds.running_world(data_dir, env) as built:
+        yield built
+
+
+def attached(world: worlds.World) -> list[str]:
+    """The loop devices whose file is one of the installation's home images."""
+    listed = subprocess.run(
+        ["losetup", "--list", "--noheadings", "--output", "BACK-FILE"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    images = str(world.server.desktops_dir / "home-images") + "/"
+    return [path for path in listed if path.startswith(images)]
+
+
+def ready(world: worlds.World, user: Any, profile: str) -> dict[str, Any]:
+    session_id = desktops.create_session(user, world.studio, profile)
+    user.client().get_waiter("streaming_session_ready").wait(
+        studioId=world.studio.studio_id, sessionId=session_id, WaiterConfig=FAST
+    )
+    return desktops.record(world.server, session_id)
+
+
+def settled(world: worlds.World, user: Any, session_id: str, action: str) -> None:
+    """Stop or delete a session and wait until it is STOPPED or DELETED."""
+    client, ids = user.client(), {"studioId": world.studio.studio_id, "sessionId": session_id}
+    getattr(client, f"{action}_streaming_session")(**ids)
+    client.get_waiter(f"streaming_session_{action}ped" if action == "stop" else
+                      "streaming_session_deleted").wait(**ids, WaiterConfig=FAST)  # fmt: skip
+
+
+def write(desktop: dict[str, Any], path: pathlib.Path, text: str) -> None:
+    done = desktops.run_as(desktop, "sh", "-c", f"echo {text} > {path}")
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_home_is_mounted_while_its_desktops_run(world: worlds.World) -> None:
+    """Two desktops of one owner: the home stays mounted until the last ends; a stop backs the
+    storage up from the image, a start from that backup restores it into the image while no
+    desktop runs, and the files are there when the home is mounted again."""
+    studio, artist = world.studio, world.artist
+    profile = desktops.stoppable(
+        studio.admin, studio, [artist], sessionBackup={"mode": "AUTOMATIC", "maxBackupsToRetain": 1}
+    )
+    first = ready(world, artist, profile)
+    home = pathlib.Path(first["home"])
+    assert os.path.ismount(home) and len(attached(world)) == 1
+    work = home / "sessions" / first["session_id"] / "work.txt"
+    write(first, work, "before")
+    write(first, home / "notes.txt", "mine")
+    second = ready(world, artist, profile)
+    settled(world, artist, first["session_id"], "stop")
+    assert os.path.ismount(home), "the home went with one desktop while another runs"
+    write(second, work, "after")  # the same owner's other desktop changes the stored work
+    settled(world, artist, second["session_id"], "delete")
+    assert not os.path.ismount(home) and attached(world) == []
+    assert list(home.iterdir()) == [], "the owner's files are on the host's file system"
+    client, ids = artist.client(), {"studioId": studio.studio_id, "sessionId": first["session_id"]}
+    (backup,) = [
+        b
+        for b in client.list_streaming_session_backups(studioId=studio.studio_id)[
+            "streamingSessionBackups"
+        ]
+        if b["sessionId"] == first["session_id"]
+    ]
+    client.start_streaming_session(**ids, backupId=backup["backupId"])
+    client.get_waiter("streaming_session_ready").wait(**ids, WaiterConfig=FAST)
+    assert os.path.ismount(home)
+    assert work.read_text() == "before\n", "the backup was not restored into the home's image"
+    assert (home / "notes.txt").read_text() == "mine\n"
+    settled(world, artist, first["session_id"], "delete")
+    assert not os.path.ismount(home) and attached(world) == []
+
+
+def test_a_restarted_server_keeps_the_home_mounted(world: worlds.World) -> None:
+    """The server restarts while a desktop runs: the desktop and its home stay, and deleting
+    the session afterwards unmounts the home."""
+    profile = desktops.stoppable(world.studio.admin, world.studio, [world.artist])
+    desktop = ready(world, world.artist, profile)
+    world.server.stop()
+    world.server.start()
+    world.artist.client().get_waiter("streaming_session_ready").wait(
+        studioId=world.studio.studio_id, sessionId=desktop["session_id"], WaiterConfig=FAST
+    )
+    assert os.path.ismount(desktop["home"])
+    write(desktop, pathlib.Path(desktop["home"]) / "still.txt", "here")
+    settled(world, world.artist, desktop["session_id"], "delete")
+    assert not os.path.ismount(desktop["home"]) and attached(world) == []
+
+
+def test_an_existing_home_moves_into_its_image(world: worlds.World) -> None:
+    """A home made while ``home_size`` was 0 is copied into its image on its first mount (and
+    emptied on the host); one holding more than ``home_size`` is refused, saying so, and left
+    as it was."""
+    server, studio, artist = world.server, world.studio, world.artist2
+    profile = desktops.stoppable(studio.admin, studio, [artist])
+    server.stop()
+    server.env["OPENNIMBLE_PROVIDERS__LOCAL__HOME_SIZE"] = "0"
+    server.start()
+    desktop = ready(world, artist, profile)
+    home = pathlib.Path(desktop["home"])
+    assert not os.path.ismount(home)
+    write(desktop, home / "notes.txt", "kept")
+    big = home / "big"
+    done = desktops.run_as(desktop, "sh", "-c", f"head -c 80000000 /dev/zero > {big}")
+    assert done.returncode == 0, done.stderr
+    settled(world, artist, desktop["session_id"], "delete")
+    server.stop()
+    server.env["OPENNIMBLE_PROVIDERS__LOCAL__HOME_SIZE"] = HOME_SIZE
+    server.start()
+    refused_id = desktops.create_session(artist, studio, profile)
+    refused = desktops.settle(artist, studio, refused_id)
+    assert refused["state"] == "CREATE_FAILED"
+    assert "more than home_size (64 MiB)" in refused["statusMessage"]
+    assert big.stat().st_size == 80000000 and (home / "notes.txt").read_text() == "kept\n"
+    assert not os.path.ismount(home) and attached(world) == []
+    big.unlink()
+    settled(world, artist, refused_id, "delete")
+    desktop = ready(world, artist, profile)
+    assert os.path.ismount(home)
+    assert (home / "notes.txt").read_text() == "kept\n"
+    assert os.stat(home / "notes.txt").st_uid == desktop["uid"]
+    settled(world, artist, desktop["session_id"], "delete")
+    assert not os.path.ismount(home) and attached(world) == []
+    assert list(home.iterdir()) == [], "the home's old copy stays on the host's file system"
