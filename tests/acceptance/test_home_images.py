@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from opennimble import config
 from tests.support import desktops
 from tests.support import world as worlds
 from tests.support.server import FAST
@@ -152,3 +155,32 @@ def test_an_existing_home_moves_into_its_image(world: worlds.World) -> None:
     settled(world, artist, desktop["session_id"], "delete")
     assert not os.path.ismount(home) and attached(world) == []
     assert list(home.iterdir()) == [], "the home's old copy stays on the host's file system"
+
+
+# Runs "$@" in a mount namespace of its own whose /dev is a tmpfs with null, zero, random and
+# urandom bound from the host's, and no loop device: a host without the loop module, as far
+# as the command can tell. "$1": an empty directory to make the new /dev in.
+WITHOUT_LOOP_DEVICES = (
+    'mount -t tmpfs none "$1" && for d in null zero random urandom; do '
+    'touch "$1/$d" && mount --bind "/dev/$d" "$1/$d" || exit 1; done && '
+    'mount --move "$1" /dev && shift && exec "$@"'
+)
+
+
+def test_a_host_without_loop_devices_is_refused_at_start(tmp_path: pathlib.Path) -> None:
+    """With ``home_size`` set, a server on a host without loop devices refuses to start and
+    says why and what to do, rather than failing every session later."""
+    data = tmp_path / "data"
+    (tmp_path / "dev").mkdir()
+    argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", WITHOUT_LOOP_DEVICES]
+    argv += ["sh", str(tmp_path / "dev"), sys.executable, "-m", "opennimble", "serve"]
+    argv += ["--port", "0", "--data-dir", str(data)]
+    env = {**os.environ, "OPENNIMBLE_PROVIDERS__LOCAL__HOME_SIZE": "64"}
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+    finally:
+        shutil.rmtree(config.default_desktops_dir(data), ignore_errors=True)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "home_size is set, but this host has no loop devices" in done.stderr
+    assert "modprobe loop" in done.stderr and "home_size = 0" in done.stderr

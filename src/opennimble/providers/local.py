@@ -154,6 +154,7 @@ class LocalProvider(base.Provider):
             images = self._runtime_dir.parent / local_home_images.IMAGES_DIR
             self._home_images = local_home_images.HomeImages(images, home_size, self._host)
             self._home_images.check()  # refused at start, not at the first session
+            self._home_images.check_not_shared(self._homes_dir)
         self._backups = local_backups.Backups(
             pathlib.Path(backups_dir or self._runtime_dir.parent / "backups")
         )

@@ -55,7 +55,13 @@ MIN_INODES = 1024
 MOUNT_OPTIONS = "loop,nosuid,nodev"
 TOOLS = ("mkfs.ext4", "e2fsck", "losetup", "mount", "umount", "cp")
 INSTALL_HINT = "install Debian's e2fsprogs, mount and coreutils packages"
-E2FSCK_FIXED = 1  # e2fsck: errors were corrected; 2: corrected, the system should reboot
+# file systems that several hosts mount: homes there are shared, not for a host's image
+SHARED_FILE_SYSTEMS = frozenset(
+    ("nfs", "nfs4", "cifs", "smb3", "ceph", "glusterfs", "fuse.glusterfs", "lustre", "gpfs",
+     "beegfs", "9p", "fuse.sshfs", "afs", "ocfs2", "gfs2")
+)  # fmt: skip
+# e2fsck's exit statuses after which the file system is usable: clean, errors corrected,
+# errors corrected and the system should reboot (which concerns only a mounted root)
 E2FSCK_USABLE = (0, 1, 2)
 
 
@@ -82,6 +88,24 @@ class HomeImages:
                 f"images on ({_tail(found.stderr) or 'no /dev/loop-control'}): load the loop "
                 "module (modprobe loop; in a container, give it the loop devices) or set "
                 "home_size = 0 in [providers.local], which leaves homes unbounded"
+            )
+
+    def check_not_shared(self, homes_dir: pathlib.Path) -> None:
+        """PermanentFailure (at server start) if ``homes_dir`` is on a file system that hosts
+        share: each host would mount an image of its own on the same homes."""
+        found = subprocess.run(
+            ["findmnt", "-n", "-o", "FSTYPE", "--target", str(_existing(homes_dir))],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        kind = found.stdout.strip()
+        if kind in SHARED_FILE_SYSTEMS:
+            raise base.PermanentFailure(
+                f"home_size is set, but homes_dir {homes_dir} is on {kind}, which hosts share: "
+                "every host would mount a home image of its own on the same homes; set "
+                "home_size = 0 in [providers.local] and bound the homes with that storage's "
+                "quotas"
             )
 
     def image(self, account: Account) -> pathlib.Path:
@@ -225,6 +249,12 @@ def unmount_all(directory: pathlib.Path) -> list[str]:
             _unmount(pathlib.Path(fields[4]))
             unmounted.append(fields[4])
     return unmounted
+
+
+def _existing(path: pathlib.Path) -> pathlib.Path:
+    """``path`` or the nearest directory above it that exists."""
+    path = pathlib.Path(path).absolute()
+    return next(p for p in (path, *path.parents) if p.exists())
 
 
 def inodes(size: int) -> int:
