@@ -87,6 +87,9 @@ def test_a_home_is_mounted_while_its_desktops_run(world: worlds.World) -> None:
     settled(world, artist, second["session_id"], "delete")
     assert not os.path.ismount(home) and attached(world) == []
     assert list(home.iterdir()) == [], "the owner's files are on the host's file system"
+    with desktops.home_at_rest(world.server, first) as image:
+        assert image != home and (image / "notes.txt").read_text() == "mine\n"
+        assert (image / work.relative_to(home)).read_text() == "after\n"
     client, ids = artist.client(), {"studioId": studio.studio_id, "sessionId": first["session_id"]}
     (backup,) = [
         b

@@ -13,13 +13,15 @@ import pathlib
 import socket
 import struct
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from opennimble.gateway import rfb
-from opennimble.providers import local_cgroups, local_confine
+from opennimble.providers import local_cgroups, local_confine, local_home_images
 from tests.support import slurm
 from tests.support.server import FAST, Server, User
 from tests.support.world import Studio
@@ -104,6 +106,25 @@ def home_image(desktop: dict[str, Any]) -> tuple[pathlib.Path, pathlib.Path] | N
     provider confines the desktop's processes then), None if not."""
     home = pathlib.Path(desktop["home"])
     return (home.parent, home) if os.path.ismount(home) else None
+
+
+@contextlib.contextmanager
+def home_at_rest(server: Server, desktop: dict[str, Any]) -> Iterator[pathlib.Path]:
+    """The desktop owner's home, to look at from the host whatever runs: the home itself when
+    it is mounted (a desktop of the owner runs) or has no image (``home_size`` 0); otherwise
+    its image (local_home_images), mounted read-only on a directory of its own for the look."""
+    home = pathlib.Path(desktop["home"])
+    image = server.desktops_dir / local_home_images.IMAGES_DIR / f"{desktop['user']}.ext4"
+    if os.path.ismount(home) or not image.exists():
+        yield home
+        return
+    with tempfile.TemporaryDirectory(dir=server.desktops_dir) as place:
+        options = "loop,ro,noload,nosuid,nodev"
+        subprocess.run(["mount", "-o", options, "--", str(image), place], check=True)
+        try:
+            yield pathlib.Path(place)
+        finally:
+            subprocess.run(["umount", "--", place], check=True)
 
 
 X_PEER = """
