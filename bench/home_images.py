@@ -4,13 +4,14 @@ the host's file system and with homes as ext4 images, in one run, and the mount 
 Run: ``.venv/bin/python -m bench.home_images [--sessions 8]`` as root (images are mounted as
 root), with Xvnc and the built-in desktop's packages (``make setup``).
 
-1. Two servers, one after the other, each on a fresh data directory: ``home_size`` 0 and
+1. Two servers side by side, each on a fresh data directory: ``home_size`` 0 and
    ``home_size`` 10240 (the default). On each, the artist creates ``--sessions`` sessions one
-   after the other, each deleted once READY: every start is then the account's only desktop,
-   so with images every start checks and mounts the home (``e2fsck -p``, ``mount -o loop``)
-   and every deletion unmounts it, the costliest case (a desktop started while another of the
-   account runs mounts nothing). A warm-up session first makes the account (and its image).
-   Timed from CreateStreamingSession to the first GetStreamingSession that reads READY.
+   after the other, taking turns with the other server, each deleted once READY: every start
+   is then the account's only desktop, so with images every start checks and mounts the home
+   (``e2fsck -p``, ``mount -o loop``) and every deletion unmounts it, the costliest case (a
+   desktop started while another of the account runs mounts nothing). A warm-up session
+   first makes the account (and its image). Timed from CreateStreamingSession to the first
+   GetStreamingSession that reads READY.
 2. The mount alone: a 10 GiB image made, then checked and mounted and unmounted
    ``--sessions`` times, through the provider's own module.
 3. Prints a table; deletes every session, stops the servers, removes the data, accounts,
@@ -27,8 +28,6 @@ import sys
 import tempfile
 import time
 
-from tests.support import world as worlds
-
 from bench import session_ready
 from opennimble.providers import (
     local_accounts,
@@ -41,15 +40,20 @@ from opennimble.providers import (
 SIZE_MIB = 10240
 
 
-def sessions_with(home_size: int, count: int) -> list[float]:
-    """Seconds to READY of ``count`` sessions, one at a time, on a server with ``home_size``."""
-    env = {"OPENNIMBLE_PROVIDERS__LOCAL__HOME_SIZE": str(home_size)}
-    with session_ready.served(env, 4) as world:
-        try:
-            session_ready.one_after_another(world, 1, keep=False)  # warm-up: the account
-            return session_ready.one_after_another(world, count, keep=False).ready
-        finally:
-            worlds.delete_all_sessions(world, timeout=300)
+def sessions(count: int) -> tuple[list[float], list[float]]:
+    """Seconds to READY of ``count`` sessions, one at a time, on a server with ``home_size`` 0
+    and on one with ``home_size`` SIZE_MIB, running side by side, taking turns (so that both
+    meet the same load)."""
+    unbounded = {"OPENNIMBLE_PROVIDERS__LOCAL__HOME_SIZE": "0"}
+    bounded = {"OPENNIMBLE_PROVIDERS__LOCAL__HOME_SIZE": str(SIZE_MIB)}
+    with session_ready.served(unbounded, 4) as plain, session_ready.served(bounded, 4) as imaged:
+        times: tuple[list[float], list[float]] = ([], [])
+        for world in (plain, imaged):  # warm-up: the accounts (and the image)
+            session_ready.one_after_another(world, 1, keep=False)
+        for _ in range(count):
+            for world, samples in zip((plain, imaged), times, strict=True):
+                samples += session_ready.one_after_another(world, 1, keep=False).ready
+        return times
 
 
 def mounts(count: int) -> tuple[float, list[float], list[float]]:
@@ -92,8 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         print("home images are mounted as root: run as root", file=sys.stderr)
         return 2
     made, mounted, unmounted = mounts(args.sessions)
-    unbounded = sessions_with(0, args.sessions)
-    bounded = sessions_with(SIZE_MIB, args.sessions)
+    unbounded, bounded = sessions(args.sessions)
     load = os.getloadavg()
     print(f"\n{args.sessions} each, on {os.cpu_count()} cores, load {load[0]:.2f} {load[1]:.2f}")
     print(f"{'':58} {'p50 ms':>8} {'p95 ms':>8}")
