@@ -16,7 +16,9 @@ and applications of the image's desktop recipe), all running as the owner's own 
 
 Every process of a desktop runs in its control group (:mod:`local_cgroups`) and its
 confinement (:mod:`local_confine`): an X socket directory of its own, a size-limited /tmp,
-/var/tmp, /dev/shm and /run/lock of its own and a file size limit. Everything runs detached in
+/var/tmp, /dev/shm and /run/lock of its own and a file size limit; the owner's home is a file
+system of ``home_size`` (:mod:`local_home_images`), mounted while a desktop of the owner runs
+or the provider works in it. Everything runs detached in
 sessions of its own, so desktops outlive the server process that started them; what is
 needed to find one again is in the provider state and in the desktop's
 record (:mod:`local_host`). A desktop interrupted before step 6 completed is ended and started
