@@ -66,45 +66,54 @@ def write(desktop: dict[str, Any], path: pathlib.Path, text: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
+def backups_of(world: worlds.World, user: Any, session_id: str) -> list[dict[str, Any]]:
+    listed = user.client().list_streaming_session_backups(studioId=world.studio.studio_id)
+    found = [b for b in listed["streamingSessionBackups"] if b["sessionId"] == session_id]
+    return sorted(found, key=lambda b: b["createdAt"])
+
+
+def unmounted(world: worlds.World, home: pathlib.Path) -> bool:
+    return not os.path.ismount(home) and attached(world) == []
+
+
 def test_a_home_is_mounted_while_its_desktops_run(world: worlds.World) -> None:
-    """Two desktops of one owner: the home stays mounted until the last ends; a stop backs the
-    storage up from the image, a start from that backup restores it into the image while no
-    desktop runs, and the files are there when the home is mounted again."""
+    """The home is mounted from the owner's first desktop until the last ends (two desktops of
+    one owner); the backups taken on stops while no other desktop of the owner runs are read
+    from the image, and a start from one restores it into the image while no desktop runs."""
     studio, artist = world.studio, world.artist
     profile = desktops.stoppable(
-        studio.admin, studio, [artist], sessionBackup={"mode": "AUTOMATIC", "maxBackupsToRetain": 1}
+        studio.admin, studio, [artist], sessionBackup={"mode": "AUTOMATIC", "maxBackupsToRetain": 2}
     )
     first = ready(world, artist, profile)
-    home = pathlib.Path(first["home"])
+    home, session_id = pathlib.Path(first["home"]), first["session_id"]
+    ids = {"studioId": studio.studio_id, "sessionId": session_id}
     assert os.path.ismount(home) and len(attached(world)) == 1
-    work = home / "sessions" / first["session_id"] / "work.txt"
+    work = home / "sessions" / session_id / "work.txt"
     write(first, work, "before")
     write(first, home / "notes.txt", "mine")
-    second = ready(world, artist, profile)
-    settled(world, artist, first["session_id"], "stop")
-    assert os.path.ismount(home), "the home went with one desktop while another runs"
-    write(second, work, "after")  # the same owner's other desktop changes the stored work
-    settled(world, artist, second["session_id"], "delete")
-    assert not os.path.ismount(home) and attached(world) == []
+    settled(world, artist, session_id, "stop")  # backs "before" up with no desktop running
+    assert unmounted(world, home)
     assert list(home.iterdir()) == [], "the owner's files are on the host's file system"
     with desktops.home_at_rest(world.server, first) as image:
         assert image != home and (image / "notes.txt").read_text() == "mine\n"
-        assert (image / work.relative_to(home)).read_text() == "after\n"
-    client, ids = artist.client(), {"studioId": studio.studio_id, "sessionId": first["session_id"]}
-    (backup,) = [
-        b
-        for b in client.list_streaming_session_backups(studioId=studio.studio_id)[
-            "streamingSessionBackups"
-        ]
-        if b["sessionId"] == first["session_id"]
-    ]
-    client.start_streaming_session(**ids, backupId=backup["backupId"])
-    client.get_waiter("streaming_session_ready").wait(**ids, WaiterConfig=FAST)
+        assert (image / work.relative_to(home)).read_text() == "before\n"
+    artist.client().start_streaming_session(**ids)
+    artist.client().get_waiter("streaming_session_ready").wait(**ids, WaiterConfig=FAST)
+    assert work.read_text() == "before\n"
+    second = ready(world, artist, profile)
+    write(second, work, "after")  # the same owner's other desktop changes the stored work
+    settled(world, artist, session_id, "stop")
+    assert os.path.ismount(home), "the home went with one desktop while another runs"
+    settled(world, artist, second["session_id"], "delete")
+    assert unmounted(world, home)
+    oldest = backups_of(world, artist, session_id)[0]
+    artist.client().start_streaming_session(**ids, backupId=oldest["backupId"])
+    artist.client().get_waiter("streaming_session_ready").wait(**ids, WaiterConfig=FAST)
     assert os.path.ismount(home)
     assert work.read_text() == "before\n", "the backup was not restored into the home's image"
     assert (home / "notes.txt").read_text() == "mine\n"
-    settled(world, artist, first["session_id"], "delete")
-    assert not os.path.ismount(home) and attached(world) == []
+    settled(world, artist, session_id, "delete")
+    assert unmounted(world, home)
 
 
 def test_a_restarted_server_keeps_the_home_mounted(world: worlds.World) -> None:
@@ -120,7 +129,7 @@ def test_a_restarted_server_keeps_the_home_mounted(world: worlds.World) -> None:
     assert os.path.ismount(desktop["home"])
     write(desktop, pathlib.Path(desktop["home"]) / "still.txt", "here")
     settled(world, world.artist, desktop["session_id"], "delete")
-    assert not os.path.ismount(desktop["home"]) and attached(world) == []
+    assert unmounted(world, pathlib.Path(desktop["home"]))
 
 
 def test_an_existing_home_moves_into_its_image(world: worlds.World) -> None:
@@ -148,7 +157,7 @@ def test_an_existing_home_moves_into_its_image(world: worlds.World) -> None:
     assert refused["state"] == "CREATE_FAILED"
     assert "more than home_size (64 MiB)" in refused["statusMessage"]
     assert big.stat().st_size == 80000000 and (home / "notes.txt").read_text() == "kept\n"
-    assert not os.path.ismount(home) and attached(world) == []
+    assert unmounted(world, home)
     big.unlink()
     settled(world, artist, refused_id, "delete")
     desktop = ready(world, artist, profile)
@@ -156,7 +165,7 @@ def test_an_existing_home_moves_into_its_image(world: worlds.World) -> None:
     assert (home / "notes.txt").read_text() == "kept\n"
     assert os.stat(home / "notes.txt").st_uid == desktop["uid"]
     settled(world, artist, desktop["session_id"], "delete")
-    assert not os.path.ismount(home) and attached(world) == []
+    assert unmounted(world, home)
     assert list(home.iterdir()) == [], "the home's old copy stays on the host's file system"
 
 
