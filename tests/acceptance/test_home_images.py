@@ -10,6 +10,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -73,7 +74,14 @@ def backups_of(world: worlds.World, user: Any, session_id: str) -> list[dict[str
 
 
 def unmounted(world: worlds.World, home: pathlib.Path) -> bool:
-    return not os.path.ismount(home) and attached(world) == []
+    """Whether ``home`` is unmounted and no image of the installation is on a loop device
+    (the kernel may take a moment to clear one after its file system was unmounted)."""
+    if os.path.ismount(home):
+        return False
+    deadline = time.monotonic() + 5
+    while attached(world) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return attached(world) == []
 
 
 def test_a_home_is_mounted_while_its_desktops_run(world: worlds.World) -> None:

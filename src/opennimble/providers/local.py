@@ -317,13 +317,15 @@ class LocalProvider(base.Provider):
     ) -> base.ProviderState:
         record = self._host.read(sid)
         account = Account.from_state(state) or Account.from_state(record)
-        await self._end(state, sid, account)
+        await self._host.end(state, sid)
         await self._open_port(record.get("port"))
         await asyncio.to_thread(local_confine.remove_sockets, self._host.session_dir(sid))
         await asyncio.to_thread(local_confine.unmount_scratch, self._host.session_dir(sid))
         if discard_storage and account is not None:
-            async with self._home(account):
+            async with self._home(account):  # still mounted if the desktop ran: released after
                 await local_session.discard_storage(account, sid)
+        elif account is not None and self._home_images is not None:
+            await self._home_images.release(account)
         kept = {"session_id": sid, "runtime_dir": str(self._host.session_dir(sid))}
         kept.update(account.as_state() if account is not None else {})
         if self._host.session_dir(sid).is_dir():
