@@ -30,8 +30,9 @@ its image attached) after that account's last desktop ended.
 
 Homes in a ``homes_dir`` that hosts share (over NFS, Slurm's) must not be loop-mounted by two
 hosts at once: such installations keep ``home_size`` 0 and bound the shared file system with
-its own quotas. Images are not resized when ``home_size`` changes: a new size applies to homes
-made afterwards.
+its own quotas (a ``homes_dir`` on NFS, CIFS, Ceph and the like is refused at start when
+``home_size`` is set: :meth:`HomeImages.check_not_shared`). Images are not resized when
+``home_size`` changes: a new size applies to homes made afterwards.
 """
 
 from __future__ import annotations
