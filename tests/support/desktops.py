@@ -101,11 +101,11 @@ def private_scratch(runtime_dir: str | pathlib.Path) -> pathlib.Path | None:
     return scratch if os.path.ismount(scratch) else None
 
 
-def home_image(desktop: dict[str, Any]) -> tuple[pathlib.Path, pathlib.Path] | None:
-    """(the homes directory, the owner's home) if the home is an image mounted on it (as the
-    provider confines the desktop's processes then), None if not."""
+def home_image(desktop: dict[str, Any]) -> pathlib.Path | None:
+    """The owner's home if it is an image mounted on it (as the provider confines the
+    desktop's processes then), None if not."""
     home = pathlib.Path(desktop["home"])
-    return (home.parent, home) if os.path.ismount(home) else None
+    return home if os.path.ismount(home) else None
 
 
 @contextlib.contextmanager

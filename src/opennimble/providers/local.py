@@ -451,14 +451,14 @@ class LocalProvider(base.Provider):
         confined: as that account (``as_owner`` False: as the provider's user), with the
         desktop's own X sockets when accounts are isolated."""
         directory = self._host.session_dir(sid)
-        sockets, scratch, homes = None, None, None
+        sockets, scratch, home = None, None, None
         if self._accounts.isolate:
             sockets = local_confine.sockets_dir(directory)
             scratch = local_confine.scratch_dir(directory) if self._scratch else None
         if self._home_images is not None:
-            homes = (self._homes_dir, account.home)
+            home = account.home
         user = (account.uid, account.gid) if as_owner and account.isolated else None
-        return local_confine.Confinement(sockets, self._max_file_size, user, scratch, homes)
+        return local_confine.Confinement(sockets, self._max_file_size, user, scratch, home)
 
     def limits(self, instance_type: str) -> local_cgroups.Limits:
         """A desktop's limits: its instance type's vCPUs and memory, scaled for this host."""

@@ -65,6 +65,7 @@ SCRATCH_MOUNTS = (
     ("lock", "/run/lock"),
 )
 SCRATCH_SOURCE = "opennimble-scratch"  # the tmpfs's name in the mount table
+HOME_LABEL = "opennimble-home"  # the file system label of the home images (local_home_images)
 SOCKETS_DIR = ".X11-unix"  # in PRIVATE_DIR: bound on /tmp/.X11-unix
 X11_SOCKETS = pathlib.Path("/tmp/.X11-unix")
 TOOLS = ("unshare", "mount", "umount", "findmnt", "setpriv")
@@ -82,9 +83,9 @@ class Confinement:
     # the desktop's scratch file system (:func:`mount_scratch`), whose directories are bound on
     # /tmp, /var/tmp, /dev/shm and /run/lock (None: the host's); only with ``sockets``
     scratch: pathlib.Path | None = None
-    # (the homes directory, the owner's home) when homes are images mounted on them
-    # (:mod:`local_home_images`): every other home's copy is unmounted in the namespace
-    homes: tuple[pathlib.Path, pathlib.Path] | None = None
+    # the owner's home when homes are images mounted on them (:mod:`local_home_images`):
+    # the copies of every other home image's mount are unmounted in the namespace
+    home: pathlib.Path | None = None
 
     def command(self, argv: list[str]) -> list[str]:
         """``argv`` confined: run this as root (or as the server's user when ``user`` is
@@ -102,8 +103,8 @@ class Confinement:
                 f'case "$m" in {runtime}*) umount --lazy -- "$m" || exit 126;; esac; done '
                 "|| exit 126"
             )
-        if self.sockets is not None and self.homes is not None:
-            steps.append(_unmount_other_homes(*self.homes))
+        if self.sockets is not None and self.home is not None:
+            steps.append(_unmount_other_homes(self.home))
         if self.sockets is not None:
             source = shlex.quote(str(self.sockets))
             steps.append(f"mount --bind -- {source} {X11_SOCKETS} || exit 126")
@@ -121,15 +122,16 @@ class Confinement:
         return ["unshare", "--mount", "--propagation", "slave", "--", *inner]
 
 
-def _unmount_other_homes(homes: pathlib.Path, own: pathlib.Path) -> str:
-    """The step that unmounts, in the namespace, the copies of the homes mounted on the host
-    when it was made, except the owner's: none stays mounted (its image attached) for as long
-    as this desktop runs, after its own account's desktops ended."""
-    inside, mine = shlex.quote(f"{homes}/"), shlex.quote(str(own))
+def _unmount_other_homes(own: pathlib.Path) -> str:
+    """The step that unmounts, in the namespace, the copies of the home images (of any
+    installation on the host: known by their label) mounted on the host when it was made,
+    except the owner's: none stays mounted (its image attached) for as long as this desktop
+    runs, after its own account's desktops ended."""
+    mine = shlex.quote(str(own))
     return (
-        "findmnt -rn -o TARGET | while read -r m; do "
-        f'case "$m" in {mine}|{inside}*/*) ;; {inside}*) umount --lazy -- "$m" || exit 126;; '
-        "esac; done || exit 126"
+        f"findmnt -rn -t ext4 -o TARGET,LABEL | while read -r m l; do "
+        f'if [ "$l" = {HOME_LABEL} ] && [ "$m" != {mine} ]; then '
+        'umount --lazy -- "$m" || exit 126; fi; done || exit 126'
     )
 
 

@@ -24,8 +24,9 @@ an image (made before ``home_size`` was set) is copied into its new image on its
 home larger than ``home_size`` is refused with a message saying so, and left as it was.
 
 Desktops' mount namespaces start as copies of the host's mounts, with the homes mounted then;
-each confined process unmounts the copies of every home but its owner's in its own namespace
-(:mod:`local_confine`), so that no desktop keeps another account's file system mounted (and
+each confined process unmounts the copies of every home image's mount (of any installation
+on the host: by their label) but its owner's in its own namespace (:mod:`local_confine`), so
+that no desktop keeps another account's file system mounted (and
 its image attached) after that account's last desktop ended.
 
 Homes in a ``homes_dir`` that hosts share (over NFS, Slurm's) must not be loop-mounted by two
@@ -40,13 +41,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import os
 import pathlib
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
 
-from opennimble.providers import base, local_host, local_process
+from opennimble.providers import base, local_confine, local_host, local_process
 from opennimble.providers.local_accounts import Account
 
 IMAGES_DIR = "home-images"  # in desktops_dir: root's, mode 0700
@@ -117,14 +119,17 @@ class HomeImages:
 
     # ---- mounting (blocking) ----------------------------------------------------------------
 
-    def mount(self, account: Account) -> None:
+    def mount(self, account: Account, *, create: bool = True) -> None:
         """Mount the account's image on its home unless it is mounted; made first if there is
-        none (with what the home holds). Call under the host lock."""
+        none (with what the home holds), unless ``create`` is False (then a home without an
+        image stays as it is). Call under the host lock."""
         if os.path.ismount(account.home):
             return
         self._prepare_directory()
         image = self.image(account)
         if not image.exists():
+            if not create:
+                return
             self._create(account, image)
         if not _attached(image):
             _check(image)
@@ -215,8 +220,8 @@ class HomeImages:
             path = self._lock_path(account)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:  # never waits: the exclusive lock is only tried, under the host lock
-                fcntl.flock(fd, fcntl.LOCK_SH)
-                await asyncio.to_thread(self.mount, account)
+                fcntl.flock(fd, fcntl.LOCK_SH)  # work on a home without an image: as it is
+                await asyncio.to_thread(functools.partial(self.mount, account, create=False))
             except BaseException:
                 os.close(fd)
                 raise
@@ -264,7 +269,13 @@ def inodes(size: int) -> int:
 
 def _mkfs(image: pathlib.Path, size: int, account: Account) -> None:
     argv = ["mkfs.ext4", "-q", "-F", "-m", "0", "-N", str(inodes(size))]
-    argv += ["-E", f"root_owner={account.uid}:{account.gid}", "-L", "opennimble-home", str(image)]
+    argv += [
+        "-E",
+        f"root_owner={account.uid}:{account.gid}",
+        "-L",
+        local_confine.HOME_LABEL,
+        str(image),
+    ]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise base.PermanentFailure(
