@@ -55,6 +55,7 @@ from opennimble.providers import (
     local_accounts,
     local_cgroups,
     local_display,
+    local_home_images,
     local_recipes,
     local_xvnc,
 )
@@ -209,9 +210,11 @@ def served(env: dict[str, str], room: int) -> Iterator[worlds.World]:
         worlds.delete_all_sessions(world, timeout=300)
     finally:
         srv.stop()
+        local_home_images.unmount_all(srv.desktops_dir)
         local_accounts.remove_accounts(base)
         local_accounts.remove_accounts(srv.desktops_dir)
         shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(srv.desktops_dir, ignore_errors=True)  # runtime files, homes, images
 
 
 def one_after_another(world: worlds.World, count: int, keep: bool) -> Measured:

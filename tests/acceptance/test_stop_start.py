@@ -108,8 +108,9 @@ def test_stop_with_delete_retention_discards_the_session_storage(
     stopping = call(artist, "stop_streaming_session", world, ready, volumeRetentionMode="DELETE")
     assert stopping["volumeRetentionMode"] == "DELETE"
     wait(artist, "streaming_session_stopped", world, ready)
-    assert not in_storage.parent.exists()
-    assert in_home.read_text() == "plan\n"
+    with desktops.home_at_rest(world.server, desktops.record(world.server, ready)) as home:
+        assert not (home / "sessions" / ready).exists()
+        assert (home / in_home.name).read_text() == "plan\n"
     call(artist, "start_streaming_session", world, ready)
     wait(artist, "streaming_session_ready", world, ready)
     assert in_storage.parent.is_dir() and not in_storage.exists()
@@ -131,12 +132,14 @@ def test_an_administrator_stops_and_starts_a_session_others_may_not(
     wait(admin.client(), "streaming_session_ready", world, ready)
     call(admin.client(), "stop_streaming_session", world, ready)
     wait(admin.client(), "streaming_session_stopped", world, ready)
-    storage = pathlib.Path(desktops.record(world.server, ready)["home"]) / "sessions" / ready
-    assert storage.is_dir()
+    desktop = desktops.record(world.server, ready)
+    with desktops.home_at_rest(world.server, desktop) as home:
+        assert (home / "sessions" / ready).is_dir()
     deleted = call(admin.client(), "delete_streaming_session", world, ready)
     assert deleted["state"] == "DELETE_IN_PROGRESS"
     wait(admin.client(), "streaming_session_deleted", world, ready)
-    assert not storage.exists() and storage.parent.parent.is_dir()  # the home stays
+    with desktops.home_at_rest(world.server, desktop) as home:
+        assert not (home / "sessions" / ready).exists() and home.is_dir()  # the home stays
 
 
 def test_sessions_of_a_profile_without_stopped_time_cannot_be_stopped(

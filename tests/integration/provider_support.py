@@ -21,6 +21,7 @@ from opennimble.providers import (
     local,
     local_accounts,
     local_cgroups,
+    local_home_images,
     local_network,
     local_process,
 )
@@ -96,6 +97,7 @@ def reachable_data_dir() -> Iterator[pathlib.Path]:
         groups = local_cgroups.hierarchy(directory)
         for name in groups.names():
             groups.group(name).kill()
+        local_home_images.unmount_all(base_dir)
         local_accounts.remove_accounts(base_dir)
         local_network.Firewall(local_network.table_name(directory)).remove()
         shutil.rmtree(base_dir, ignore_errors=True)

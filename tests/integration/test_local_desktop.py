@@ -286,6 +286,38 @@ def test_a_session_stopped_under_an_earlier_account_moves_its_storage_to_the_new
     asyncio.run(scenario())
 
 
+def test_storage_moves_between_two_home_images(runtime_dir: pathlib.Path) -> None:
+    """With home images (home_size), moving a session's storage from an account of an earlier
+    version mounts both homes around the move: the storage arrives in the new account's image,
+    leaves the old one's, and the rest of the old home stays in its image."""
+    provider = local.LocalProvider(runtime_dir=runtime_dir, ready_timeout=10.0, home_size=2**26)
+    spec = make_spec()
+    earlier = dataclasses.replace(spec, studio_id="stid-earlier")  # another account of the user
+
+    async def scenario() -> None:
+        state = await started(provider, earlier)
+        old_home = pathlib.Path(state["home"])
+        writes = (
+            f"echo mine > {old_home}/notes.txt; echo work > {old_home}/sessions/{spec.session_id}/x"
+        )
+        as_owner(state, "sh", "-c", writes)
+        again = await provider.start(spec, await provider.stop(state))
+        await support.wait_ready(provider, again)
+        assert not os.path.ismount(old_home) and os.path.ismount(again["home"])
+        storage = pathlib.Path(again["home"]) / "sessions" / spec.session_id
+        assert (storage / "x").read_text() == "work\n"
+        await provider.delete(again)
+        assert not os.path.ismount(again["home"])
+        other = await started(provider, dataclasses.replace(earlier, session_id="st-other"))
+        assert os.path.ismount(old_home)  # the old account's image, mounted again
+        assert (old_home / "notes.txt").read_text() == "mine\n"
+        assert not (old_home / "sessions" / spec.session_id).exists()
+        await provider.delete(other)
+        assert not os.path.ismount(old_home)
+
+    asyncio.run(scenario())
+
+
 def test_stopping_one_desktop_leaves_the_owners_other_desktop_alone(
     provider: local.LocalProvider,
 ) -> None:

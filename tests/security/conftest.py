@@ -25,9 +25,11 @@ from tests.support.server import FAST, shared_dir
 
 B_SECRET = "b-private-work"
 # desktops of the scene may write files of 64 MiB at most, and 32 MiB and 2048 files in their
-# /tmp, /var/tmp and /dev/shm together (tests/security/test_needs_isolation)
+# /tmp, /var/tmp and /dev/shm together; each owner's home holds 96 MiB
+# (tests/security/test_needs_isolation)
 LIMITS = {
     "OPENNIMBLE_PROVIDERS__LOCAL__MAX_FILE_SIZE": "64",
+    "OPENNIMBLE_PROVIDERS__LOCAL__HOME_SIZE": "96",
     "OPENNIMBLE_PROVIDERS__LOCAL__SCRATCH_SIZE": "32",
     "OPENNIMBLE_PROVIDERS__LOCAL__SCRATCH_FILES": "2048",
 }

@@ -14,6 +14,7 @@ import pathlib
 import stat
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,7 @@ from tests.support.server import FAST, Server
 
 LIMIT = 64 * 1024 * 1024  # desktop_max_file_size of the scene's server (conftest), in bytes
 SCRATCH_SIZE, SCRATCH_FILES = 32 * 1024 * 1024, 2048  # scratch_size and _files (conftest)
+HOME_SIZE = 96 * 1024 * 1024  # home_size (conftest)
 
 pytestmark = [pytest.mark.xvnc, pytest.mark.security]
 
@@ -122,6 +124,77 @@ def test_a_cannot_fill_the_disk_for_everyone(scene: Scene) -> None:
     assert size <= LIMIT, f"A wrote a file of {size} bytes, past the limit"
 
 
+# Writes files of 16 MiB (under the file size limit) into a directory until a write fails and
+# prints what stopped it (an errno name, "none" if nothing did) and how far it got; the files
+# stay (the caller removes them, with "rm -f DIR/fill*").
+FILL_FILES = """
+import errno, sys
+place, written, n = sys.argv[1], 0, 0
+try:
+    while written < 1 << 30:
+        with open(f"{place}/fill{n}", "wb") as out:
+            for _ in range(16):
+                out.write(b"\\1" * 1048576)
+                out.flush()
+                written += 1048576
+        n += 1
+    print("none", written)
+except OSError as exc:
+    print(errno.errorcode[exc.errno], written)
+"""
+
+
+def works_on(scene: Scene, desktop: dict[str, Any], user: Any, place: str) -> None:
+    """The ``desktop`` of ``user`` writes 4 MiB in ``place`` (as its owner sees it) and the API
+    says it is READY."""
+    writes = desktops.run_as(
+        desktop, "sh", "-c", f"head -c 4194304 /dev/zero > {place}/w && rm {place}/w"
+    )
+    assert writes.returncode == 0, f"cannot write in {place}: {writes.stderr}"
+    session = user.client().get_streaming_session(
+        studioId=scene.world.studio.studio_id, sessionId=desktop["session_id"]
+    )["session"]
+    assert session["state"] == "READY"
+
+
+def test_a_cannot_fill_the_disk_through_the_home(scene: Scene) -> None:
+    """A writes files without end into the session's storage in A's home (each under the file
+    size limit): A's desktop must run out of space (ENOSPC) at A's own home size (``home_size``,
+    an ext4 image mounted on the home), not at a full disk for every artist and the server.
+    Meanwhile B's desktop writes to B's home and the API answers; once A removes the files,
+    A's desktop works on: A writes again, and its display answers."""
+    storage = pathlib.Path(scene.a["home"]) / "sessions" / scene.a["session_id"]
+    filled = scene.as_a("python3", "-c", FILL_FILES, str(storage))
+    try:
+        assert filled.returncode == 0, filled.stderr
+        why, written = filled.stdout.split()
+        assert why == "ENOSPC", f"A wrote {written} bytes in A's home: {why}"
+        assert HOME_SIZE // 2 < int(written) <= HOME_SIZE, f"A wrote {written} bytes"
+        assert os.path.ismount(scene.a["home"]), "A's home is not a file system of its own"
+        host = os.statvfs(scene.data_dir)
+        assert host.f_bavail * host.f_frsize > 2 * HOME_SIZE, "the host's disk filled up"
+        works_on(scene, scene.b, scene.world.artist2, "$HOME")
+    finally:
+        cleaned = scene.as_a("sh", "-c", f"rm -f {storage}/fill*")
+        assert cleaned.returncode == 0, cleaned.stderr
+    works_on(scene, scene.a, scene.world.artist, str(storage))
+    assert scene.as_a("xwininfo", "-root").returncode == 0, "A's display does not answer"
+
+
+def test_no_desktop_keeps_another_accounts_home_mounted(scene: Scene) -> None:
+    """B's desktop started while A's home was mounted: its mount namespace must not keep A's
+    home mounted, or A's home image would stay attached (and could be mounted twice) after
+    A's last desktop ended. Its own home is there."""
+    for pid in desktops.session_pids(scene.b["session_id"]):
+        try:
+            table = pathlib.Path(f"/proc/{pid}/mountinfo").read_text()
+        except OSError:  # ended meanwhile
+            continue
+        targets = {line.split()[4] for line in table.splitlines()}
+        assert scene.a["home"] not in targets, f"B's process {pid} keeps A's home mounted"
+        assert scene.b["home"] in targets, f"B's process {pid} has not its home mounted"
+
+
 def mounts_of(session_id: str) -> list[str]:
     """The host's mount points in the runtime directory of a session."""
     table = pathlib.Path("/proc/self/mountinfo").read_text().splitlines()
@@ -173,15 +246,7 @@ def test_a_cannot_fill_the_scratch_space_for_everyone(scene: Scene, place: str) 
         assert why_files == "ENOSPC", f"A made {made} files in {place}: {why_files}"
         assert int(made) <= SCRATCH_FILES
         assert not pathlib.Path(place, "f0").exists(), f"A's files are in the host's {place}"
-        b_writes = desktops.run_as(
-            scene.b, "sh", "-c", f"head -c 4194304 /dev/zero > {place}/b && rm {place}/b"
-        )
-        assert b_writes.returncode == 0, f"B cannot write in {place}: {b_writes.stderr}"
-        client = scene.world.artist2.client()
-        session = client.get_streaming_session(
-            studioId=scene.world.studio.studio_id, sessionId=scene.b["session_id"]
-        )["session"]
-        assert session["state"] == "READY"
+        works_on(scene, scene.b, scene.world.artist2, place)
     finally:
         cleaned = scene.as_a("sh", "-c", f"rm -f {place}/f[0-9]* {place}/fill")
         assert cleaned.returncode == 0, cleaned.stderr

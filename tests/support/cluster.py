@@ -75,6 +75,8 @@ class Cluster:
         }
         # the hosts share this machine's accounts, so they share the homes too
         common["OPENNIMBLE_PROVIDERS__LOCAL__HOMES_DIR"] = str(shared_dir("homes"))
+        # and, as hosts sharing homes must, do not mount an image of their own on them
+        common["OPENNIMBLE_PROVIDERS__LOCAL__HOME_SIZE"] = "0"
         made = cls(root, [], [])
         for i in range(servers):
             data_dir = reachable(root / f"server{i}")

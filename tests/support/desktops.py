@@ -13,13 +13,15 @@ import pathlib
 import socket
 import struct
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from opennimble.gateway import rfb
-from opennimble.providers import local_cgroups, local_confine
+from opennimble.providers import local_cgroups, local_confine, local_home_images
 from tests.support import slurm
 from tests.support.server import FAST, Server, User
 from tests.support.world import Studio
@@ -56,6 +58,7 @@ def run_as(desktop: dict[str, Any], *argv: str, **env: str) -> subprocess.Comple
         file_size_limit(desktop),
         owner,
         private_scratch(desktop["runtime_dir"]),
+        home_image(desktop),
     )
     command = confinement.command(list(argv))
     if desktop.get("namespace_of"):  # a desktop in a mount namespace of its own (a Slurm job's)
@@ -96,6 +99,32 @@ def private_scratch(runtime_dir: str | pathlib.Path) -> pathlib.Path | None:
     desktop has ended (or if it has none)."""
     scratch = local_confine.scratch_dir(pathlib.Path(runtime_dir))
     return scratch if os.path.ismount(scratch) else None
+
+
+def home_image(desktop: dict[str, Any]) -> pathlib.Path | None:
+    """The owner's home if it is an image mounted on it (as the provider confines the
+    desktop's processes then), None if not."""
+    home = pathlib.Path(desktop["home"])
+    return home if os.path.ismount(home) else None
+
+
+@contextlib.contextmanager
+def home_at_rest(server: Server, desktop: dict[str, Any]) -> Iterator[pathlib.Path]:
+    """The desktop owner's home, to look at from the host whatever runs: the home itself when
+    it is mounted (a desktop of the owner runs) or has no image (``home_size`` 0); otherwise
+    its image (local_home_images), mounted read-only on a directory of its own for the look."""
+    home = pathlib.Path(desktop["home"])
+    image = server.desktops_dir / local_home_images.IMAGES_DIR / f"{desktop['user']}.ext4"
+    if os.path.ismount(home) or not image.exists():
+        yield home
+        return
+    with tempfile.TemporaryDirectory(dir=server.desktops_dir) as place:
+        options = "loop,ro,noload,nosuid,nodev"
+        subprocess.run(["mount", "-o", options, "--", str(image), place], check=True)
+        try:
+            yield pathlib.Path(place)
+        finally:
+            subprocess.run(["umount", "--", place], check=True)
 
 
 X_PEER = """

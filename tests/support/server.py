@@ -24,7 +24,7 @@ import botocore.config
 import requests
 
 from opennimble import config
-from opennimble.providers import local_accounts, local_cgroups, local_network
+from opennimble.providers import local_accounts, local_cgroups, local_home_images, local_network
 from tests.support import databases
 
 if TYPE_CHECKING:
@@ -99,6 +99,7 @@ def shared_dir(name: str) -> pathlib.Path:
 
 
 def _remove_shared(directory: pathlib.Path) -> None:
+    local_home_images.unmount_all(directory)
     local_accounts.remove_accounts(directory)
     shutil.rmtree(directory, ignore_errors=True)
 
@@ -106,6 +107,7 @@ def _remove_shared(directory: pathlib.Path) -> None:
 def _remove_installation(data_dir: pathlib.Path) -> None:
     desktops = config.default_desktops_dir(data_dir)
     remove_groups(desktops)
+    local_home_images.unmount_all(desktops)
     local_accounts.remove_accounts(desktops)
     remove_filter(data_dir)
     shutil.rmtree(desktops, ignore_errors=True)

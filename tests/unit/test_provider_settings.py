@@ -137,3 +137,12 @@ def test_desktop_directories_in_a_scratch_directory_are_refused(target: str) -> 
         f"to directories outside {target}"
     )
     local_confine.check_scratch_targets(pathlib.Path("/var/lib/opennimble/homes"))
+
+
+def test_home_size_is_a_setting_of_the_local_table(tmp_path: pathlib.Path) -> None:
+    """Homes hold 10 GiB by default; 0 leaves them unbounded; a size too small for an ext4
+    file system is refused, naming the key."""
+    assert local_of(settings_of(tmp_path, "")).home_size == 10240
+    assert local_of(settings_of(tmp_path, "[providers.local]\nhome_size = 0\n")).home_size == 0
+    with pytest.raises(config.Invalid, match=r"`home_size` of \[providers.local\]: 0 "):
+        local_of(settings_of(tmp_path, "[providers.local]\nhome_size = 8\n"))

@@ -16,7 +16,9 @@ and applications of the image's desktop recipe), all running as the owner's own 
 
 Every process of a desktop runs in its control group (:mod:`local_cgroups`) and its
 confinement (:mod:`local_confine`): an X socket directory of its own, a size-limited /tmp,
-/var/tmp, /dev/shm and /run/lock of its own and a file size limit. Everything runs detached in
+/var/tmp, /dev/shm and /run/lock of its own and a file size limit; the owner's home is a file
+system of ``home_size`` (:mod:`local_home_images`), mounted while a desktop of the owner runs
+or the provider works in it. Everything runs detached in
 sessions of its own, so desktops outlive the server process that started them; what is
 needed to find one again is in the provider state and in the desktop's
 record (:mod:`local_host`). A desktop interrupted before step 6 completed is ended and started
@@ -30,6 +32,7 @@ and the start is retried with another port.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -50,6 +53,7 @@ from opennimble.providers import (
     local_cgroups,
     local_confine,
     local_display,
+    local_home_images,
     local_host,
     local_network,
     local_process,
@@ -110,6 +114,7 @@ class LocalProvider(base.Provider):
         max_processes: int = 1024,
         max_file_size: int | None = MAX_FILE_SIZE,
         scratch: local_confine.ScratchLimits | None = None,
+        home_size: int = 0,
         groups: local_cgroups.Hierarchy | None = None,
     ) -> None:
         self._runtime_dir = pathlib.Path(runtime_dir).absolute()
@@ -146,6 +151,12 @@ class LocalProvider(base.Provider):
             local_confine.check_scratch_targets(self._runtime_dir, self._homes_dir)
         self._scratch = scratch if isolate else None
         self._accounts = local_accounts.Accounts(self._homes_dir, isolate=isolate)
+        self._home_images = None  # home_size bytes per home: an image mounted on it (as root)
+        if isolate and home_size:
+            images = self._runtime_dir.parent / local_home_images.IMAGES_DIR
+            self._home_images = local_home_images.HomeImages(images, home_size, self._host)
+            self._home_images.check()  # refused at start, not at the first session
+            self._home_images.check_not_shared(self._homes_dir)
         self._backups = local_backups.Backups(
             pathlib.Path(backups_dir or self._runtime_dir.parent / "backups")
         )
@@ -190,6 +201,7 @@ class LocalProvider(base.Provider):
             resource_scale=own.resource_scale,
             max_processes=own.max_processes,
             scratch=own.scratch_limits(),
+            home_size=own.home_size * 1024 * 1024,
         )
 
     # ---- the contract -----------------------------------------------------------------------
@@ -226,6 +238,9 @@ class LocalProvider(base.Provider):
         await self._adopt_storage(previous, account, sid)
         self._host.session_dir(sid).mkdir(parents=True, exist_ok=True)
         self._host.session_dir(sid).chmod(0o711)  # whatever the server's umask (077)
+        # the record names the account from now on: its home stays mounted while the
+        # desktop's control group exists (local_home_images)
+        self._host.write(sid, self._stopped_record(sid, account))
         if self._accounts.isolate:  # fresh X sockets for every run of the desktop
             owner = local_session.owner_of(account)
             directory = self._host.session_dir(sid)
@@ -234,8 +249,14 @@ class LocalProvider(base.Provider):
                 await asyncio.to_thread(local_confine.mount_scratch, directory, self._scratch)
         state = {}
         try:  # a start that fails leaves nothing running, nor its control group
-            await asyncio.to_thread(self._make_group, spec)
-            confinements = (self._confinement(sid, account), self._confinement(sid, None))
+            async with self._host.lock():  # the home is mounted before the group exists
+                if self._home_images is not None:
+                    await asyncio.to_thread(self._home_images.mount, account)
+                await asyncio.to_thread(self._make_group, spec)
+            confinements = (
+                self._confinement(sid, account),
+                self._confinement(sid, account, as_owner=False),
+            )
             runners = local_session.system_runners(
                 self._host, spec, account, self._ready_timeout, confinements
             )
@@ -255,7 +276,7 @@ class LocalProvider(base.Provider):
             state["wait_for_window"] = local_recipes.has_window(recipe, spec.clipboard)
             self._host.write(sid, state)
         except BaseException:
-            await asyncio.shield(self._host.end(state, sid))
+            await asyncio.shield(self._end(state, sid, account))
             raise
         return _public(state)
 
@@ -301,12 +322,32 @@ class LocalProvider(base.Provider):
         await asyncio.to_thread(local_confine.remove_sockets, self._host.session_dir(sid))
         await asyncio.to_thread(local_confine.unmount_scratch, self._host.session_dir(sid))
         if discard_storage and account is not None:
-            await local_session.discard_storage(account, sid)
+            async with self._home(account):  # still mounted if the desktop ran: released after
+                await local_session.discard_storage(account, sid)
+        elif account is not None and self._home_images is not None:
+            await self._home_images.release(account)
         kept = {"session_id": sid, "runtime_dir": str(self._host.session_dir(sid))}
         kept.update(account.as_state() if account is not None else {})
         if self._host.session_dir(sid).is_dir():
             self._host.write(sid, {**kept, "pid": None})
         return kept
+
+    def _stopped_record(self, sid: str, account: Account) -> dict[str, Any]:
+        directory = str(self._host.session_dir(sid))
+        return {"session_id": sid, "runtime_dir": directory, **account.as_state(), "pid": None}
+
+    async def _end(self, state: base.ProviderState, sid: str, account: Account | None) -> None:
+        """End every process of the desktop; then its owner's home is unmounted if no other
+        desktop of the owner is on this host."""
+        await self._host.end(state, sid)
+        if self._home_images is not None and account is not None:
+            await self._home_images.release(account)
+
+    def _home(self, account: Account) -> contextlib.AbstractAsyncContextManager[None]:
+        """The account's home mounted around the provider's work in it (if homes are images)."""
+        if self._home_images is None:
+            return contextlib.nullcontext()
+        return self._home_images.using(account)
 
     async def delete(self, state: base.ProviderState) -> None:
         sid = state.get("session_id")
@@ -324,7 +365,8 @@ class LocalProvider(base.Provider):
         account = Account.from_state(state) or Account.from_state(self._host.read(sid))
         if account is None:
             raise base.PermanentFailure(f"no desktop account is known for session {sid}")
-        return await self._backups.take(account, sid, _session_id(backup_id))
+        async with self._home(account):
+            return await self._backups.take(account, sid, _session_id(backup_id))
 
     async def restore(
         self, spec: base.DesktopSpec, state: base.ProviderState, backup: base.ProviderState
@@ -336,7 +378,8 @@ class LocalProvider(base.Provider):
             if self._attachable(self._host.read(sid), sid):
                 return  # restored and started by an earlier attempt
             account = await asyncio.to_thread(self._account, spec)
-            await self._backups.restore(account, sid, backup)
+            async with self._home(account):
+                await self._backups.restore(account, sid, backup)
 
     async def delete_backup(self, backup: base.ProviderState) -> None:
         await self._backups.delete(backup)
@@ -386,12 +429,13 @@ class LocalProvider(base.Provider):
         last, and a session whose old storage is gone is not moved again."""
         if previous is None or previous.name == account.name or not previous.isolated:
             return
-        if not await local_session.has_storage(previous, sid):
-            return
-        moving = await self._backups.take(previous, sid, f"moving-to-{account.name}")
-        await self._backups.restore(account, sid, moving)
-        await self._backups.delete(moving)
-        await local_session.discard_storage(previous, sid)
+        async with self._home(previous), self._home(account):
+            if not await local_session.has_storage(previous, sid):
+                return
+            moving = await self._backups.take(previous, sid, f"moving-to-{account.name}")
+            await self._backups.restore(account, sid, moving)
+            await self._backups.delete(moving)
+            await local_session.discard_storage(previous, sid)
         log.info("moved the storage of session %s from %s to %s", sid, previous.name, account.name)
 
     def _make_group(self, spec: base.DesktopSpec) -> None:
@@ -400,16 +444,21 @@ class LocalProvider(base.Provider):
         group.create()
         group.limit(self.limits(spec.ec2_instance_type))
 
-    def _confinement(self, sid: str, account: Account | None) -> local_confine.Confinement:
-        """How a process of the desktop of ``sid`` is confined: as ``account`` (None: as the
-        provider's user), with the desktop's own X sockets when accounts are isolated."""
+    def _confinement(
+        self, sid: str, account: Account, *, as_owner: bool = True
+    ) -> local_confine.Confinement:
+        """How a process of the desktop of ``sid``, whose owner's account is ``account``, is
+        confined: as that account (``as_owner`` False: as the provider's user), with the
+        desktop's own X sockets when accounts are isolated."""
         directory = self._host.session_dir(sid)
-        sockets, scratch = None, None
+        sockets, scratch, home = None, None, None
         if self._accounts.isolate:
             sockets = local_confine.sockets_dir(directory)
             scratch = local_confine.scratch_dir(directory) if self._scratch else None
-        user = (account.uid, account.gid) if account is not None and account.isolated else None
-        return local_confine.Confinement(sockets, self._max_file_size, user, scratch)
+        if self._home_images is not None:
+            home = account.home
+        user = (account.uid, account.gid) if as_owner and account.isolated else None
+        return local_confine.Confinement(sockets, self._max_file_size, user, scratch, home)
 
     def limits(self, instance_type: str) -> local_cgroups.Limits:
         """A desktop's limits: its instance type's vCPUs and memory, scaled for this host."""

@@ -35,8 +35,9 @@ Every desktop's processes bind the same directory, so they see the same sockets 
 enters a mount namespace of its own: nothing has to be kept alive to hold a namespace, and a
 restarted server, or an operator (:meth:`Confinement.command`), enters a desktop the same way.
 A server that is not root (no per-owner accounts) does neither 1 nor 3 and only limits file
-sizes. The owner's home (and the session storage in it) is on the host's file system, bounded
-only by the file size limit.
+sizes. The owner's home (and the session storage in it) is an ext4 image of ``home_size``
+mounted on it by the provider (:mod:`local_home_images`); each process unmounts, in its
+namespace, the copies of the other accounts' homes that the namespace started with.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ SCRATCH_MOUNTS = (
     ("lock", "/run/lock"),
 )
 SCRATCH_SOURCE = "opennimble-scratch"  # the tmpfs's name in the mount table
+HOME_LABEL = "opennimble-home"  # the file system label of the home images (local_home_images)
 SOCKETS_DIR = ".X11-unix"  # in PRIVATE_DIR: bound on /tmp/.X11-unix
 X11_SOCKETS = pathlib.Path("/tmp/.X11-unix")
 TOOLS = ("unshare", "mount", "umount", "findmnt", "setpriv")
@@ -81,6 +83,9 @@ class Confinement:
     # the desktop's scratch file system (:func:`mount_scratch`), whose directories are bound on
     # /tmp, /var/tmp, /dev/shm and /run/lock (None: the host's); only with ``sockets``
     scratch: pathlib.Path | None = None
+    # the owner's home when homes are images mounted on them (:mod:`local_home_images`):
+    # the copies of every other home image's mount are unmounted in the namespace
+    home: pathlib.Path | None = None
 
     def command(self, argv: list[str]) -> list[str]:
         """``argv`` confined: run this as root (or as the server's user when ``user`` is
@@ -98,6 +103,8 @@ class Confinement:
                 f'case "$m" in {runtime}*) umount --lazy -- "$m" || exit 126;; esac; done '
                 "|| exit 126"
             )
+        if self.sockets is not None and self.home is not None:
+            steps.append(_unmount_other_homes(self.home))
         if self.sockets is not None:
             source = shlex.quote(str(self.sockets))
             steps.append(f"mount --bind -- {source} {X11_SOCKETS} || exit 126")
@@ -113,6 +120,19 @@ class Confinement:
         if self.sockets is None:
             return inner
         return ["unshare", "--mount", "--propagation", "slave", "--", *inner]
+
+
+def _unmount_other_homes(own: pathlib.Path) -> str:
+    """The step that unmounts, in the namespace, the copies of the home images (of any
+    installation on the host: known by their label) mounted on the host when it was made,
+    except the owner's: none stays mounted (its image attached) for as long as this desktop
+    runs, after its own account's desktops ended."""
+    mine = shlex.quote(str(own))
+    return (
+        f"findmnt -rn -t ext4 -o TARGET,LABEL | while read -r m l; do "
+        f'if [ "$l" = {HOME_LABEL} ] && [ "$m" != {mine} ]; then '
+        'umount --lazy -- "$m" || exit 126; fi; done || exit 126'
+    )
 
 
 def popen(

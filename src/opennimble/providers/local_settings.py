@@ -22,6 +22,7 @@ from opennimble.providers import local_confine
 log = logging.getLogger("opennimble.providers")
 
 Model = TypeVar("Model", bound=pydantic.BaseModel)
+MIN_HOME_SIZE = 32  # MiB: an ext4 file system with its journal and some room
 
 
 class DesktopSettings(pydantic.BaseModel):
@@ -103,6 +104,17 @@ class LocalSettings(DesktopSettings):
     scratch_size: int = pydantic.Field(default=2048, ge=16)
     # files (and directories) they may hold together
     scratch_files: int = pydantic.Field(default=100_000, ge=1024)
+
+    # MiB an owner's home (with their sessions' storage) may hold: an ext4 image of its own,
+    # sparse (local_home_images); 0: unbounded, as homes in a homes_dir that hosts share must be
+    home_size: int = pydantic.Field(default=10240, ge=0)
+
+    @pydantic.field_validator("home_size")
+    @classmethod
+    def _home_size(cls, value: int) -> int:
+        if 0 < value < MIN_HOME_SIZE:
+            raise ValueError(f"0 (unbounded) or at least {MIN_HOME_SIZE} (MiB)")
+        return value
 
     def scratch_limits(self) -> local_confine.ScratchLimits:
         return local_confine.ScratchLimits(self.scratch_size * 1024 * 1024, self.scratch_files)
