@@ -37,7 +37,8 @@ WM_STATE_NORMAL = 1
 ROOT_EVENTS = X.SubstructureNotifyMask | X.PropertyChangeMask | X.FocusChangeMask
 WINDOW_EVENTS = X.SubstructureNotifyMask | X.FocusChangeMask | X.PropertyChangeMask
 LOOK_AGAIN = 0.05  # seconds between looks at the display when no event comes
-ASK_AGAIN = 0.1  # seconds before asking a window manager that does not answer again
+ASK_AGAIN = 0.01  # seconds before asking a window manager that does not answer again
+REDIRECT_LOOK = 0.002  # seconds between looks for a window manager's redirection
 AUTH_FILE = "provider.xauth"
 FAMILY_LOCAL = 256
 # python-xlib reads the cookie's file from XAUTHORITY while it connects: one connect at a time
@@ -165,6 +166,8 @@ def wait_window_manager(display: int, xauthority: pathlib.Path, timeout: float) 
         return lacking
     try:
         with connect(display, xauthority) as conn:
+            if not _redirected(conn, deadline):
+                return "the window manager does not manage the screen yet"
             if _answers(conn, deadline):
                 return None
             return "the window manager does not answer yet"
@@ -174,9 +177,25 @@ def wait_window_manager(display: int, xauthority: pathlib.Path, timeout: float) 
         return f"the X display went away ({exc})"
 
 
+def _redirected(conn: Display, deadline: float) -> bool:
+    """Whether, before ``deadline``, a client redirects the root window's children's
+    configuration requests to itself, as a window manager does once it manages the screen.
+    A window manager takes the screen's selection first: until it redirects them too, a
+    resize of ours passes straight to the server, and its answer would say nothing."""
+    root = conn.screen().root
+    while True:
+        if root.get_attributes().all_event_masks & X.SubstructureRedirectMask:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(REDIRECT_LOOK)
+
+
 def _answers(conn: Display, deadline: float) -> bool:
     """Whether the window manager passes on a resize of an unmapped window of ours (ICCCM: it
-    must, for windows it does not manage) before ``deadline``."""
+    must, for windows it does not manage) before ``deadline``. It is asked again and again:
+    Openbox leaves the requests that came while it started up unanswered, and answers the
+    first that comes once it handles its events."""
     root = conn.screen().root
     probe = root.create_window(
         -10, -10, 1, 1, 0, 0, X.InputOnly, X.CopyFromParent, event_mask=X.StructureNotifyMask
