@@ -233,7 +233,7 @@ class LocalProvider(base.Provider):
             if self._scratch is not None:
                 await asyncio.to_thread(local_confine.mount_scratch, directory, self._scratch)
         state = {}
-        gate = -1
+        gate: local_session.Gate | None = None
         try:  # a start that fails leaves nothing running, nor its control group
             await asyncio.to_thread(self._make_group, spec)
             confinements = (self._confinement(sid, account), self._confinement(sid, None))
@@ -260,8 +260,8 @@ class LocalProvider(base.Provider):
             await asyncio.shield(self._host.end(state, sid))
             raise
         finally:
-            if gate >= 0:
-                os.close(gate)
+            if gate is not None:
+                gate.close()
         return _public(state)
 
     async def poll(self, state: base.ProviderState) -> base.PollResult:
@@ -461,7 +461,7 @@ class LocalProvider(base.Provider):
 
     async def _start_desktop(
         self, exe: str, spec: base.DesktopSpec, account: Account, recipe: config.DesktopRecipe
-    ) -> tuple[dict[str, Any], int]:
+    ) -> tuple[dict[str, Any], local_session.Gate]:
         """Start Xvnc and, meanwhile, the session script, which waits for the display
         (:func:`local_session.launch`); returns Xvnc's state and the session's gate."""
         confinement = self._confinement(spec.session_id, account)
@@ -478,7 +478,7 @@ class LocalProvider(base.Provider):
             xvnc.cancel()
             await asyncio.gather(xvnc, session, return_exceptions=True)
             if not session.cancelled() and session.exception() is None:
-                os.close(session.result())
+                session.result().close()
             raise
 
     async def _start_xvnc(

@@ -18,6 +18,7 @@ import contextlib
 import os
 import pathlib
 import subprocess
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -109,11 +110,11 @@ async def launch(
     account: Account,
     recipe: config.DesktopRecipe,
     confinement: local_confine.Confinement,
-) -> int:
+) -> Gate:
     """Make the session's storage and start the session script (the window manager and the
     applications) as the owner in the desktop's ``confinement``, while the desktop's X server
     may still be starting: the script waits for the display's number (:func:`begin`). Returns
-    the writing end of its gate, for :func:`begin`, which the caller closes."""
+    its gate, for :func:`begin`, which the caller closes."""
     sid, directory = spec.session_id, host.session_dir(spec.session_id)
     env = environment(host, account, sid, extra=recipe.environment)
     env["XAUTHORITY"] = str(directory / XAUTHORITY_FILE)  # DISPLAY comes through the gate
@@ -142,7 +143,7 @@ async def launch(
         raise
     finally:
         os.close(gate)
-    return opener
+    return Gate(opener)
 
 
 async def begin(
@@ -153,11 +154,11 @@ async def begin(
     display: int,
     timeout: float,
     confinement: local_confine.Confinement,
-    gate: int,
+    gate: Gate,
 ) -> None:
     """Once the X server runs on ``display``: run the user scripts, as the owner in the
     desktop's ``confinement``, then let the session launched with ``gate`` (:func:`launch`)
-    start the window manager and, once it answers, the applications."""
+    start the window manager and, once it manages the screen, the applications."""
     sid, directory = spec.session_id, host.session_dir(spec.session_id)
     env = environment(host, account, sid, display, recipe.environment)
     group = host.groups.group(sid)
@@ -165,14 +166,44 @@ async def begin(
         directory, env, account.home, timeout, confinement, owner_of(account), group
     )
     await local_scripts.run_all(spec.init_scripts, base.USER_INITIALIZATION, runner)
-    with contextlib.suppress(BrokenPipeError):  # the session ended already
-        os.write(gate, f"{display}\n".encode())
-    # the applications wait for the window manager (a window mapped before it manages
-    # the screen stays unmanaged, without the focus: keystrokes would be lost)
+    gate.send(f"{display}\n")
+    # the applications wait until the window manager manages the screen (a window mapped
+    # before stays unmanaged, without the focus: keystrokes would be lost); its start-up and
+    # theirs then overlap, and it is asked until it answers, which wakes it for theirs too
+    # (they start anyway if it never does: then the desktop's poll says what it lacks)
     auth = directory / local_display.AUTH_FILE
-    await asyncio.to_thread(local_display.wait_window_manager, display, auth, timeout)
-    with contextlib.suppress(BrokenPipeError):
-        os.write(gate, b"go\n")
+    await asyncio.to_thread(local_display.wait_window_manager, display, auth, timeout, gate.go)
+    gate.go()
+
+
+class Gate:
+    """The writing end of a session script's gate: the display's number, then ``go`` for the
+    applications. Usable from a thread that outlives its caller: once closed, it sends
+    nothing (its file descriptor's number may be another file's by then)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._lock = threading.Lock()
+        self._gone = False
+
+    def send(self, line: str) -> None:
+        with self._lock, contextlib.suppress(BrokenPipeError):  # the session ended already
+            if self._fd >= 0:
+                os.write(self._fd, line.encode())
+
+    def go(self) -> None:
+        """Start the applications (once)."""
+        with self._lock:
+            if self._gone:
+                return
+            self._gone = True
+        self.send("go\n")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
 
 
 def owner_environment(account: Account, sid: str) -> dict[str, str]:
