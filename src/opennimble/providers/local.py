@@ -248,6 +248,7 @@ class LocalProvider(base.Provider):
             if self._scratch is not None:
                 await asyncio.to_thread(local_confine.mount_scratch, directory, self._scratch)
         state = {}
+        gate: local_session.Gate | None = None
         try:  # a start that fails leaves nothing running, nor its control group
             async with self._host.lock():  # the home is mounted before the group exists
                 if self._home_images is not None:
@@ -261,16 +262,17 @@ class LocalProvider(base.Provider):
                 self._host, spec, account, self._ready_timeout, confinements
             )
             await local_scripts.run_all(spec.init_scripts, base.SYSTEM_INITIALIZATION, *runners)
-            state = await self._start_xvnc(exe, spec, account)
-            recipe, display = chosen.recipe, state["display"]
-            await local_session.start(
+            recipe = chosen.recipe
+            state, gate = await self._start_desktop(exe, spec, account, recipe)
+            await local_session.begin(
                 self._host,
                 spec,
                 account,
                 recipe,
-                display,
+                state["display"],
                 self._ready_timeout,
                 self._confinement(sid, account),
+                gate,
             )
             state["launched"] = True
             state["wait_for_window"] = local_recipes.has_window(recipe, spec.clipboard)
@@ -278,6 +280,9 @@ class LocalProvider(base.Provider):
         except BaseException:
             await asyncio.shield(self._end(state, sid, account))
             raise
+        finally:
+            if gate is not None:
+                gate.close()
         return _public(state)
 
     async def poll(self, state: base.ProviderState) -> base.PollResult:
@@ -503,20 +508,50 @@ class LocalProvider(base.Provider):
             if problem is not None:
                 raise base.PermanentFailure(problem)
 
+    async def _start_desktop(
+        self, exe: str, spec: base.DesktopSpec, account: Account, recipe: config.DesktopRecipe
+    ) -> tuple[dict[str, Any], local_session.Gate]:
+        """Start Xvnc and, meanwhile, the session script, which waits for the display
+        (:func:`local_session.launch`); returns Xvnc's state and the session's gate."""
+        confinement = self._confinement(spec.session_id, account)
+        xvnc = asyncio.ensure_future(self._start_xvnc(exe, spec, account))
+        session = asyncio.ensure_future(
+            local_session.launch(self._host, spec, account, recipe, confinement)
+        )
+        try:
+            await asyncio.wait((xvnc, session), return_when=asyncio.FIRST_EXCEPTION)
+            return xvnc.result(), session.result()
+        except BaseException:
+            # the session's start is short and not cancelled (a process it is starting in a
+            # thread would get a closed gate); the caller ends what did start
+            xvnc.cancel()
+            await asyncio.gather(xvnc, session, return_exceptions=True)
+            if not session.cancelled() and session.exception() is None:
+                session.result().close()
+            raise
+
     async def _start_xvnc(
         self, exe: str, spec: base.DesktopSpec, account: Account
     ) -> dict[str, Any]:
-        await local_xnames.make_room(self._host.ending)  # X display names squatted: free some
-        for _ in range(PORT_ATTEMPTS):
-            port = self._reserve_port()
-            await self._close_port(port)  # other desktops' accounts never reach it
-            try:
-                return await self._launch(exe, spec, account, port)
-            except _PortTaken:
-                await self._open_port(port)
-                continue
-            finally:
-                self._reserved_ports.discard(port)
+        password = local_xvnc.new_password()
+        port = self._reserve_port()
+        try:
+            _, _, obfuscated = await asyncio.gather(  # side by side: each waits for a program
+                local_xnames.make_room(self._host.ending),  # X display names squatted: free some
+                self._close_port(port),  # other desktops' accounts never reach it
+                asyncio.to_thread(local_xvnc.password_file_content, password),
+            )
+            for attempt in range(PORT_ATTEMPTS):
+                if attempt:
+                    self._reserved_ports.discard(port)
+                    port = self._reserve_port()
+                    await self._close_port(port)
+                try:
+                    return await self._launch(exe, spec, account, port, password, obfuscated)
+                except _PortTaken:
+                    await self._open_port(port)
+        finally:
+            self._reserved_ports.discard(port)
         raise base.TemporaryFailure(f"no free VNC port after {PORT_ATTEMPTS} attempts")
 
     def _reserve_port(self) -> int:
@@ -527,11 +562,17 @@ class LocalProvider(base.Provider):
         return port
 
     async def _launch(
-        self, exe: str, spec: base.DesktopSpec, account: Account, port: int
+        self,
+        exe: str,
+        spec: base.DesktopSpec,
+        account: Account,
+        port: int,
+        password: str,
+        obfuscated: bytes,
     ) -> dict[str, Any]:
-        """Start one Xvnc on ``port`` and return its state once it accepts connections."""
+        """Start one Xvnc on ``port`` asking for ``password`` (``obfuscated``: its password
+        file's content) and return its state once it accepts connections."""
         sid, directory = spec.session_id, self._host.session_dir(spec.session_id)
-        password = local_xvnc.new_password()
         state: dict[str, Any] = {"display": None, "port": port, "host": self._advertise_host}
         state.update(password=password, runtime_dir=str(directory), session_id=sid)
         state.update(account.as_state(), launched=False, owned_by=spec.owned_by)
@@ -546,7 +587,6 @@ class LocalProvider(base.Provider):
         local_xvnc.write_private(
             directory / local_display.AUTH_FILE, local_display.auth_entry(cookie)
         )
-        obfuscated = await asyncio.to_thread(local_xvnc.password_file_content, password)
         local_xvnc.write_private(password_file, obfuscated, owner)
         async with self._host.lock():
             self._host.check_capacity(sid, spec.owned_by)

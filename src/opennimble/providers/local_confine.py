@@ -97,11 +97,13 @@ class Confinement:
                 steps.append(f"[ ! -d {target} ] || mount --bind -- {source} {target} || exit 126")
             # the namespace's copies of the desktops' scratch file systems (this one's too,
             # bound where it belongs now) go, so that none outlives its desktop in here
+            # (one umount for them all: there is a copy for every desktop of the host; findmnt
+            # escapes blanks in what it lists, so its words are whole mount points)
             runtime = shlex.quote(f"{self.scratch.parent.parent}/")
             steps.append(
-                f"findmnt -rn -S {SCRATCH_SOURCE} -o TARGET | while read -r m; do "
-                f'case "$m" in {runtime}*) umount --lazy -- "$m" || exit 126;; esac; done '
-                "|| exit 126"
+                f"set -f; ours=; for m in $(findmnt -rn -S {SCRATCH_SOURCE} -o TARGET); do "
+                f'case "$m" in {runtime}*) ours="$ours $m";; esac; done; '
+                '[ -z "$ours" ] || umount --lazy -- $ours || exit 126'
             )
         if self.sockets is not None and self.home is not None:
             steps.append(_unmount_other_homes(self.home))

@@ -25,7 +25,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from Xlib import X, Xatom, error
 from Xlib.display import Display
@@ -37,7 +37,8 @@ WM_STATE_NORMAL = 1
 ROOT_EVENTS = X.SubstructureNotifyMask | X.PropertyChangeMask | X.FocusChangeMask
 WINDOW_EVENTS = X.SubstructureNotifyMask | X.FocusChangeMask | X.PropertyChangeMask
 LOOK_AGAIN = 0.05  # seconds between looks at the display when no event comes
-ASK_AGAIN = 0.1  # seconds before asking a window manager that does not answer again
+ASK_AGAIN = 0.01  # seconds before asking a window manager that does not answer again
+REDIRECT_LOOK = 0.002  # seconds between looks for a window manager's redirection
 AUTH_FILE = "provider.xauth"
 FAMILY_LOCAL = 256
 # python-xlib reads the cookie's file from XAUTHORITY while it connects: one connect at a time
@@ -139,32 +140,50 @@ def wait_usable(
     deadline = time.monotonic() + timeout
     try:
         with connect(display, xauthority) as conn:
-            root = conn.screen().root
-            root.change_attributes(event_mask=ROOT_EVENTS)
-            conn.sync()
-            while True:
-                lacking = missing(conn, want_window)
-                left = deadline - time.monotonic()
-                if lacking is None or left <= 0:
-                    return lacking
-                _next_events(conn, left)
+            return _wait_usable(conn, want_window, deadline)
     except Unreachable as exc:
         return f"the X display is not reachable yet ({exc})"
     except (error.XError, error.ConnectionClosedError, OSError) as exc:
         return f"the X display went away ({exc})"
 
 
-def wait_window_manager(display: int, xauthority: pathlib.Path, timeout: float) -> str | None:
+def _wait_usable(conn: Display, want_window: bool, deadline: float) -> str | None:
+    root = conn.screen().root
+    root.change_attributes(event_mask=ROOT_EVENTS)
+    conn.sync()
+    while True:
+        lacking = missing(conn, want_window)
+        left = deadline - time.monotonic()
+        if lacking is None or left <= 0:
+            return lacking
+        _next_events(conn, left)
+
+
+def wait_window_manager(
+    display: int,
+    xauthority: pathlib.Path,
+    timeout: float,
+    managing: Callable[[], object] | None = None,
+) -> str | None:
     """Wait up to ``timeout`` seconds until a window manager runs on the display and answers:
     owning the screen is not enough, a window manager still starting up handles no request (an
     xterm that asks to be resized then waits 5 s for an answer). So a window of our own asks
-    to be resized, through the window manager, until the answer comes."""
+    to be resized, through the window manager, until the answer comes. ``managing`` is called
+    as soon as the window manager manages the screen (it owns the screen and redirects the
+    requests of new windows to itself), before it answers: applications started from then on
+    are the window manager's from their first window on, and the questions asked until it
+    answers wake it for theirs too (Openbox handles nothing that came while it started up
+    until something else comes)."""
     deadline = time.monotonic() + timeout
-    lacking = wait_usable(display, xauthority, want_window=False, timeout=timeout)
-    if lacking is not None:
-        return lacking
     try:
-        with connect(display, xauthority) as conn:
+        with connect(display, xauthority) as conn:  # one connection: each costs CPU time
+            lacking = _wait_usable(conn, False, deadline)
+            if lacking is not None:
+                return lacking
+            if not _redirected(conn, deadline):
+                return "the window manager does not manage the screen yet"
+            if managing is not None:
+                managing()
             if _answers(conn, deadline):
                 return None
             return "the window manager does not answer yet"
@@ -174,9 +193,25 @@ def wait_window_manager(display: int, xauthority: pathlib.Path, timeout: float) 
         return f"the X display went away ({exc})"
 
 
+def _redirected(conn: Display, deadline: float) -> bool:
+    """Whether, before ``deadline``, a client redirects the root window's children's
+    configuration requests to itself, as a window manager does once it manages the screen.
+    A window manager takes the screen's selection first: until it redirects them too, a
+    resize of ours passes straight to the server, and its answer would say nothing."""
+    root = conn.screen().root
+    while True:
+        if root.get_attributes().all_event_masks & X.SubstructureRedirectMask:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(REDIRECT_LOOK)
+
+
 def _answers(conn: Display, deadline: float) -> bool:
     """Whether the window manager passes on a resize of an unmapped window of ours (ICCCM: it
-    must, for windows it does not manage) before ``deadline``."""
+    must, for windows it does not manage) before ``deadline``. It is asked again and again:
+    Openbox leaves the requests that came while it started up unanswered, and answers the
+    first that comes once it handles its events."""
     root = conn.screen().root
     probe = root.create_window(
         -10, -10, 1, 1, 0, 0, X.InputOnly, X.CopyFromParent, event_mask=X.StructureNotifyMask

@@ -69,14 +69,26 @@ def has_window(recipe: config.DesktopRecipe, clipboard: bool) -> bool:
 
 
 def session_script(
-    recipe: config.DesktopRecipe, clipboard: bool, gate_fd: int | None = None
+    recipe: config.DesktopRecipe,
+    clipboard: bool,
+    gate_fd: int | None = None,
+    display_first: bool = False,
 ) -> str:
     """The shell script that runs the desktop's window manager and applications. With
     ``gate_fd``, the applications start only once a line (or the end) comes on that file
     descriptor: the provider sends it once the window manager manages the screen, so that
-    the first windows are managed (framed, given the focus) from the start."""
-    lines = [
-        "# The desktop session of an opennimble streaming session (generated).",
+    the first windows are managed (framed, given the focus) from the start. With
+    ``display_first`` too, the script is started before its X server is up and waits for a
+    line before that one, the display's number, before it starts anything (it exits if none
+    comes)."""
+    lines = ["# The desktop session of an opennimble streaming session (generated)."]
+    if gate_fd is not None and display_first:
+        lines += [
+            f"read -r display <&{gate_fd} || exit 1",
+            'case "$display" in ""|*[!0-9]*) exit 1;; esac',
+            'DISPLAY=":$display"; export DISPLAY',
+        ]
+    lines += [
         "keep_window_manager() {",
         "  quick=0",
         f'  while [ "$quick" -lt {GIVE_UP_AFTER} ]; do',

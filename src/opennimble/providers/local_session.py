@@ -4,9 +4,11 @@ Every process of the session gets a minimal environment (nothing of the server's
 secrets), the owner's identity, the display and the recipe's environment, and runs in the
 desktop's control group (:mod:`local_cgroups`). Before the window manager and the applications
 start, the session's storage ``~/sessions/<session id>`` is made and the
-``USER_INITIALIZATION`` scripts run. Work in the owner's home is always done as the owner, so
-that nothing the owner placed there (a symbolic link, say) can turn it against someone else's
-files.
+``USER_INITIALIZATION`` scripts run. The session script is started while the desktop's X
+server is still starting (what it takes to start a confined process then costs no time) and
+waits for the display's number on a pipe, its *gate*. Work in the owner's home is always done
+as the owner, so that nothing the owner placed there (a symbolic link, say) can turn it against
+someone else's files.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import contextlib
 import os
 import pathlib
 import subprocess
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -101,30 +104,25 @@ def system_runners(
     return unprivileged, privileged
 
 
-async def start(
+async def launch(
     host: Host,
     spec: base.DesktopSpec,
     account: Account,
     recipe: config.DesktopRecipe,
-    display: int,
-    timeout: float,
     confinement: local_confine.Confinement,
-) -> None:
-    """Make the session's storage, run the user scripts, then start the session script (the
-    window manager and the applications), all as the owner in the desktop's
-    ``confinement``."""
+) -> Gate:
+    """Make the session's storage and start the session script (the window manager and the
+    applications) as the owner in the desktop's ``confinement``, while the desktop's X server
+    may still be starting: the script waits for the display's number (:func:`begin`). Returns
+    its gate, for :func:`begin`, which the caller closes."""
     sid, directory = spec.session_id, host.session_dir(spec.session_id)
-    env = environment(host, account, sid, display, recipe.environment)
+    env = environment(host, account, sid, extra=recipe.environment)
+    env["XAUTHORITY"] = str(directory / XAUTHORITY_FILE)  # DISPLAY comes through the gate
     await make_storage(account, sid, env)
-    group = host.groups.group(sid)
-    runner = local_scripts.Runner(
-        directory, env, account.home, timeout, confinement, owner_of(account), group
-    )
-    await local_scripts.run_all(spec.init_scripts, base.USER_INITIALIZATION, runner)
     script = directory / SESSION_FILE
     gate, opener = os.pipe()
     try:
-        text = local_recipes.session_script(recipe, spec.clipboard, gate_fd=gate)
+        text = local_recipes.session_script(recipe, spec.clipboard, gate, display_first=True)
         local_xvnc.write_private(script, text.encode(), owner_of(account))
         # bash, not sh: dash reads no file descriptor above 9 (``<&12``), and the gate's
         # number is whatever the server's next free one is
@@ -140,18 +138,72 @@ async def start(
             remember=False,
             pass_fds=(gate,),
         )
-        os.close(gate)
-        gate = -1
-        # the applications wait for the window manager (a window mapped before it manages
-        # the screen stays unmanaged, without the focus: keystrokes would be lost)
-        auth = directory / local_display.AUTH_FILE
-        await asyncio.to_thread(local_display.wait_window_manager, display, auth, timeout)
-        with contextlib.suppress(BrokenPipeError):  # the session ended already
-            os.write(opener, b"go\n")
+    except BaseException:
+        os.close(opener)
+        raise
     finally:
-        for fd in (gate, opener):
-            if fd >= 0:
-                os.close(fd)
+        os.close(gate)
+    return Gate(opener)
+
+
+async def begin(
+    host: Host,
+    spec: base.DesktopSpec,
+    account: Account,
+    recipe: config.DesktopRecipe,
+    display: int,
+    timeout: float,
+    confinement: local_confine.Confinement,
+    gate: Gate,
+) -> None:
+    """Once the X server runs on ``display``: run the user scripts, as the owner in the
+    desktop's ``confinement``, then let the session launched with ``gate`` (:func:`launch`)
+    start the window manager and, once it manages the screen, the applications."""
+    sid, directory = spec.session_id, host.session_dir(spec.session_id)
+    env = environment(host, account, sid, display, recipe.environment)
+    group = host.groups.group(sid)
+    runner = local_scripts.Runner(
+        directory, env, account.home, timeout, confinement, owner_of(account), group
+    )
+    await local_scripts.run_all(spec.init_scripts, base.USER_INITIALIZATION, runner)
+    gate.send(f"{display}\n")
+    # the applications wait until the window manager manages the screen (a window mapped
+    # before stays unmanaged, without the focus: keystrokes would be lost); its start-up and
+    # theirs then overlap, and it is asked until it answers, which wakes it for theirs too
+    # (they start anyway if it never does: then the desktop's poll says what it lacks)
+    auth = directory / local_display.AUTH_FILE
+    await asyncio.to_thread(local_display.wait_window_manager, display, auth, timeout, gate.go)
+    gate.go()
+
+
+class Gate:
+    """The writing end of a session script's gate: the display's number, then ``go`` for the
+    applications. Usable from a thread that outlives its caller: once closed, it sends
+    nothing (its file descriptor's number may be another file's by then)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._lock = threading.Lock()
+        self._gone = False
+
+    def send(self, line: str) -> None:
+        with self._lock, contextlib.suppress(BrokenPipeError):  # the session ended already
+            if self._fd >= 0:
+                os.write(self._fd, line.encode())
+
+    def go(self) -> None:
+        """Start the applications (once)."""
+        with self._lock:
+            if self._gone:
+                return
+            self._gone = True
+        self.send("go\n")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
 
 
 def owner_environment(account: Account, sid: str) -> dict[str, str]:

@@ -7,11 +7,12 @@ it afterwards (the stream gateway of any server reaches the desktop through the 
 provider reports). One reconciler runs per host: on PostgreSQL it holds an advisory lock named
 after the host for its whole life, on SQLite there is one process per database anyway.
 
-Each pass does the quick database housekeeping (one process at a time), then claims due
-sessions: first the work of sessions bound to this host (and deletions of sessions that never
-got a desktop), then new sessions, as many as the host has capacity for (``max_desktops``
-minus the sessions whose desktop it runs); a new session that no host with room took within
-the claim timeout is taken by a full host, whose provider refuses it (INSUFFICIENT_CAPACITY).
+Each pass claims due sessions: first the work of sessions bound to this host (and deletions
+of sessions that never got a desktop), then new sessions, as many as the host has capacity for
+(``max_desktops`` minus the sessions whose desktop it runs); a new session that no host with
+room took within the claim timeout is taken by a full host, whose provider refuses it
+(INSUFFICIENT_CAPACITY). Then, while the claimed work runs, it does the quick database
+housekeeping (one process at a time); what that moves on is claimed by the next pass.
 A claim is a lease, renewed by heartbeats while the
 work runs, so a claim whose holder died is taken over once it lapses; a restarted host drops
 the claims of its previous process at once. Each claimed session's action runs as its own
@@ -316,13 +317,16 @@ class Reconciler:
         the housekeeping must not stop heartbeats or claims."""
         now = self.now()
         self.last_tick = time.monotonic()
-        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = []
+        # claiming first: the work it claims starts at once, and the housekeeping's transaction
+        # (an API call asks for both) runs meanwhile instead of before it
+        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+            ("claiming", lambda: self._claim_and_start(now))
+        ]
         if self._housekeeping_due or now - self._last_housekeeping >= self.interval_micros:
             steps.append(("housekeeping", lambda: self._housekeep(now)))
         if now - self._last_heartbeat >= self.lease // 4:
             busy = list(self._tasks)  # read on the loop that changes it, not in the store's thread
             steps.append(("heartbeat", lambda: self._heartbeat(now, busy)))
-        steps.append(("claiming", lambda: self._claim_and_start(now)))
         for name, step in steps:
             try:
                 await step()
