@@ -7,6 +7,7 @@ import pathlib
 import select
 import subprocess
 import threading
+from typing import Any
 
 import pytest
 from Xlib import X
@@ -67,10 +68,7 @@ def test_a_window_manager_answers_only_once_it_manages_the_screen(tmp_path: path
     with vnc.xvnc(tmp_path / "x") as server:
         auth = provider_auth(server, tmp_path)
         with local_display.connect(server.display, auth) as wm:  # a window manager, by steps
-            root = wm.screen().root
-            owner = root.create_window(-10, -10, 1, 1, 0, 0, X.InputOnly, X.CopyFromParent)
-            owner.set_selection_owner(wm.intern_atom("WM_S0"), X.CurrentTime)
-            wm.sync()
+            root = take_the_screen(wm)
             lacking = local_display.wait_window_manager(server.display, auth, 0.3)
             assert lacking == "the window manager does not manage the screen yet"
             root.change_attributes(event_mask=X.SubstructureRedirectMask)
@@ -85,6 +83,16 @@ def test_a_window_manager_answers_only_once_it_manages_the_screen(tmp_path: path
             finally:
                 stop.set()
                 answering.join()
+
+
+def take_the_screen(wm: Display) -> Any:
+    """What a window manager does first: own the screen's selection (``WM_S0``); return the
+    root window."""
+    root = wm.screen().root
+    owner = root.create_window(-10, -10, 1, 1, 0, 0, X.InputOnly, X.CopyFromParent)
+    owner.set_selection_owner(wm.intern_atom("WM_S0"), X.CurrentTime)
+    wm.sync()
+    return root
 
 
 def _pass_requests_on(wm: Display, stop: threading.Event) -> None:

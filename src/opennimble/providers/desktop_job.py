@@ -14,10 +14,14 @@ programs, not opennimble. Running as the owner on the node the scheduler picked,
 3. starts Xvnc with the command line the provider built (the local provider's), on a free
    port of the node, with the VNC password file and ``Xauthority`` of the description;
 4. runs the ``USER_INITIALIZATION`` scripts with the display, then the recipe's session: the
-   window manager at once, the applications once it runs (so their windows are managed);
+   window manager at once, the applications once it manages the screen (so their windows
+   are managed);
 5. waits until the desktop is *usable*, asking the display itself as an X client (a few core
    protocol requests over its socket, with the desktop's cookie): a window manager owns the
-   screen (``WM_S0``, or EWMH's ``_NET_SUPPORTING_WM_CHECK``) and, unless the recipe opens no
+   screen (``WM_S0``, or EWMH's ``_NET_SUPPORTING_WM_CHECK``) and redirects the root window's
+   children's requests to itself (Openbox takes the selection first: an application started
+   in between maps before it is managed, and an xterm then waits seconds for its resize), and,
+   unless the recipe opens no
    window, an application window of ``_NET_CLIENT_LIST`` is mapped and holds the keyboard
    focus, the same rule as the local provider's (``local_display``), so that a keystroke typed
    right after READY arrives;
@@ -237,6 +241,7 @@ class XDisplay:
 
     IS_VIEWABLE = 2
     NONE = 0
+    SUBSTRUCTURE_REDIRECT = 1 << 20  # an event mask bit: a window manager's
 
     def __init__(self, display: int, cookie: bytes) -> None:
         self.display, self.cookie = display, cookie
@@ -321,6 +326,8 @@ class XDisplay:
         )[0]
         if owner == self.NONE and not self.windows(self.root, "_NET_SUPPORTING_WM_CHECK"):
             return "the window manager is not running yet"
+        if not self.redirected():
+            return "the window manager does not manage the screen yet"
         if not want_window:
             return None
         clients = [w for w in self.windows(self.root, "_NET_CLIENT_LIST") if self.viewable(w)]
@@ -330,6 +337,12 @@ class XDisplay:
         if not any(self.within(focus, client) for client in clients):
             return "no application window has the keyboard focus yet"
         return None
+
+    def redirected(self) -> bool:
+        """Whether a client selected SubstructureRedirect on the root (GetWindowAttributes'
+        all-event-masks), as a window manager does once it manages the screen."""
+        reply = self.request(3, 0, struct.pack("<I", self.root))
+        return bool(struct.unpack_from("<I", reply, 32)[0] & self.SUBSTRUCTURE_REDIRECT)
 
     def viewable(self, window: int) -> bool:
         try:
