@@ -223,7 +223,9 @@ def _answers(conn: Display, deadline: float) -> bool:
             wait_until = min(deadline, time.monotonic() + ASK_AGAIN)
             while time.monotonic() < wait_until:
                 if not conn.pending_events():
-                    select.select([conn.fileno()], [], [], wait_until - time.monotonic())
+                    # the time left, never below 0 (the clock moves between the two looks)
+                    left = max(0.0, wait_until - time.monotonic())
+                    select.select([conn.fileno()], [], [], left)
                 for _ in range(conn.pending_events()):
                     event = conn.next_event()
                     if event.type == X.ConfigureNotify and event.window.id == probe.id:
