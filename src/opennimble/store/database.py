@@ -21,6 +21,7 @@ import hashlib
 import pathlib
 import threading
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, ParamSpec, TypeVar
 
@@ -198,6 +199,10 @@ class Database:
         engine = sa.create_engine(self.url, connect_args={"timeout": 30})
         sa.event.listen(engine, "connect", _sqlite_connect)
         sa.event.listen(engine, "begin", _sqlite_begin)
+        if path and path != ":memory:":
+            existing = _ExistingFileOnly(pathlib.Path(path).exists())
+            sa.event.listen(engine, "do_connect", existing.do_connect)
+            sa.event.listen(engine, "connect", existing.connected)
         return engine
 
     @contextlib.contextmanager
@@ -418,6 +423,24 @@ def _answers(conn: sa.Connection) -> bool:
     except Exception:
         return False
     return True
+
+
+class _ExistingFileOnly:
+    """Once an SQLite database file exists (or this engine made it), connections open it
+    read-write and never create it: a file moved away while the server runs makes them fail
+    (the database is unreachable, as /readyz says), instead of each new connection making an
+    empty database that the pool would keep after the real file came back."""
+
+    def __init__(self, exists: bool) -> None:
+        self.exists = exists
+
+    def do_connect(self, _dialect: Any, _record: Any, cargs: list[Any], cparams: Any) -> None:
+        if self.exists and cargs and not str(cargs[0]).startswith("file:"):
+            cargs[0] = "file:" + urllib.parse.quote(str(cargs[0])) + "?mode=rw"
+            cparams["uri"] = True
+
+    def connected(self, _dbapi_connection: Any, _record: Any) -> None:
+        self.exists = True
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
