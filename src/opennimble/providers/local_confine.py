@@ -68,7 +68,7 @@ SCRATCH_SOURCE = "opennimble-scratch"  # the tmpfs's name in the mount table
 HOME_LABEL = "opennimble-home"  # the file system label of the home images (local_home_images)
 SOCKETS_DIR = ".X11-unix"  # in PRIVATE_DIR: bound on /tmp/.X11-unix
 X11_SOCKETS = pathlib.Path("/tmp/.X11-unix")
-TOOLS = ("unshare", "mount", "umount", "findmnt", "setpriv")
+TOOLS = ("unshare", "mount", "umount", "mountpoint", "findmnt", "setpriv")
 INSTALL_HINT = "install Debian's util-linux and mount packages"
 
 
@@ -98,12 +98,15 @@ class Confinement:
             # the namespace's copies of the desktops' scratch file systems (this one's too,
             # bound where it belongs now) go, so that none outlives its desktop in here
             # (one umount for them all: there is a copy for every desktop of the host; findmnt
-            # escapes blanks in what it lists, so its words are whole mount points)
+            # escapes blanks in what it lists, so its words are whole mount points); a copy may
+            # go meanwhile (its desktop ended: the host's unmount propagates), so if that umount
+            # fails, each copy still mounted is unmounted by itself
             runtime = shlex.quote(f"{self.scratch.parent.parent}/")
             steps.append(
                 f"set -f; ours=; for m in $(findmnt -rn -S {SCRATCH_SOURCE} -o TARGET); do "
                 f'case "$m" in {runtime}*) ours="$ours $m";; esac; done; '
-                '[ -z "$ours" ] || umount --lazy -- $ours || exit 126'
+                '[ -z "$ours" ] || umount --lazy -- $ours 2>/dev/null || '
+                f"for m in $ours; do {_UNMOUNT_IF_MOUNTED} done"
             )
         if self.sockets is not None and self.home is not None:
             steps.append(_unmount_other_homes(self.home))
@@ -133,8 +136,17 @@ def _unmount_other_homes(own: pathlib.Path) -> str:
     return (
         f"findmnt -rn -t ext4 -o TARGET,LABEL | while read -r m l; do "
         f'if [ "$l" = {HOME_LABEL} ] && [ "$m" != {mine} ]; then '
-        'umount --lazy -- "$m" || exit 126; fi; done || exit 126'
+        f"{_UNMOUNT_IF_MOUNTED} fi; done || exit 126"
     )
+
+
+# unmount "$m" lazily unless it is gone: a mount listed a moment ago may have been unmounted on
+# the host since (its desktop ended), which is no failure; one still mounted that cannot be
+# unmounted is (the error is in the desktop's log, and the process does not start)
+_UNMOUNT_IF_MOUNTED = (
+    'umount --lazy -- "$m" 2>/dev/null || ! mountpoint -q -- "$m" || '
+    '{ umount --lazy -- "$m" || exit 126; };'
+)
 
 
 def popen(
