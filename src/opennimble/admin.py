@@ -208,20 +208,33 @@ def users_group() -> None:
     help="Create the installation (data directory, database) if there is none yet.",
 )
 @click.option("--password-stdin", is_flag=True, help="Read a portal password from standard input.")
+@click.option(
+    "--key",
+    is_flag=True,
+    help="Also create an access key for the user (its secret is printed once, as by keys create).",
+)
 def users_create(
     name: str,
     operator: bool,
     init: bool,
     password_stdin: bool,
+    key: bool,
     config_file: str | None,
     **flags: Any,
 ) -> None:
-    """Create a user; prints its userId and the identityStoreId."""
+    """Create a user; prints its userId and the identityStoreId (and with --key its access
+    key: accessKeyId and secretAccessKey). Nothing is created if any of it fails."""
     password = _stdin_password() if password_stdin else None
-    with Opened(config_file, flags, create=init) as inst, inst.db.write() as conn:
-        created = identity.create_user(conn, name, operator, clock.system_now())
-        if password is not None:
-            passwords.set_password(conn, name, password)
+    with Opened(config_file, flags, create=init) as inst:
+        cipher = server.cipher(inst.settings, inst.db) if key else None
+        with inst.db.write() as conn:
+            now = clock.system_now()
+            created = identity.create_user(conn, name, operator, now)
+            if password is not None:
+                passwords.set_password(conn, name, password)
+            if cipher is not None:
+                access = identity.create_access_key(conn, cipher, str(created["userId"]), now)
+                created = {**created, **access}
         emit(created)
 
 

@@ -67,6 +67,30 @@ def test_users_list_show_disable_enable(world: World) -> None:
     assert world.artist.client().get_studio(studioId=sid)["studio"]["studioId"] == sid
 
 
+def test_a_user_created_with_a_key_signs_at_once(world: World) -> None:
+    plain = listed(world, "users", "create", "keyless")
+    assert "secretAccessKey" not in plain
+    assert listed(world, "users", "show", "keyless")["accessKeys"] == []
+    made = listed(world, "users", "create", "keyed", "--key")
+    assert made["name"] == "keyed" and made["userId"] and made["accessKeyId"]
+    user = User(
+        "keyed",
+        made["userId"],
+        made["identityStoreId"],
+        made["accessKeyId"],
+        made["secretAccessKey"],
+        world.server,
+    )
+    world.operator.client().put_studio_members(
+        studioId=world.studio.studio_id,
+        identityStoreId=user.identity_store_id,
+        members=[{"principalId": user.user_id, "persona": "ADMINISTRATOR"}],
+    )
+    assert user.client().get_studio(studioId=world.studio.studio_id)["studio"]["studioId"]
+    shown = listed(world, "users", "show", "keyed")
+    assert [k["accessKeyId"] for k in shown["accessKeys"]] == [made["accessKeyId"]]
+
+
 def test_revoking_one_key(world: World) -> None:
     sid = world.studio.studio_id
     user = world.server.user("twokeys")
