@@ -32,10 +32,10 @@ if TYPE_CHECKING:
 
 REGION = "us-west-2"
 SOURCE_TREE = pathlib.Path(__file__).resolve().parents[2]  # where `tests` imports from
-FAST = {
-    "Delay": 1,
-    "MaxAttempts": 60,
-}  # waiter config for tests: the model's waiters, polled faster
+# waiter config for tests: the model's waiters, polled faster (a desktop is READY in a quarter
+# of a second: polling every second made each wait cost the suite most of a second) and given
+# as long as before (a minute)
+FAST = {"Delay": 0.2, "MaxAttempts": 300}
 
 
 def free_port() -> int:
@@ -244,14 +244,15 @@ class Server(Child):
 
     def user(self, name: str, operator: bool = False) -> User:
         flags = ["--operator"] if operator else []
-        created = cli(self.data_dir, "users", "create", name, "--init", *flags, env=self.env)
-        key = cli(self.data_dir, "keys", "create", str(created["userId"]), env=self.env)
+        created = cli(
+            self.data_dir, "users", "create", name, "--init", "--key", *flags, env=self.env
+        )
         return User(
             name,
             str(created["userId"]),
             str(created["identityStoreId"]),
-            str(key["accessKeyId"]),
-            str(key["secretAccessKey"]),
+            str(created["accessKeyId"]),
+            str(created["secretAccessKey"]),
             self,
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import pathlib
@@ -99,10 +100,13 @@ def create_studio(operator: User, admin: User, members: list[User]) -> Studio:
 
 
 def build(server: Server) -> World:
-    operator = server.user("operator", operator=True)
-    admin, artist, artist2, outsider, foreign_admin = (
-        server.user(n) for n in ("admin", "artist", "artist2", "outsider", "foreignadmin")
-    )
+    # the users side by side: each is a run of the CLI, most of whose time is its start-up
+    names = ("admin", "artist", "artist2", "outsider", "foreignadmin")
+    with concurrent.futures.ThreadPoolExecutor(len(names) + 1) as pool:
+        first = pool.submit(server.user, "operator", operator=True)
+        others = list(pool.map(server.user, names))
+    operator = first.result()
+    admin, artist, artist2, outsider, foreign_admin = others
     studio = create_studio(operator, admin, [artist, artist2])
     foreign = create_studio(operator, foreign_admin, [])
     return World(server, operator, artist, artist2, outsider, studio, foreign)
