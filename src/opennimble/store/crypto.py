@@ -7,7 +7,6 @@ import hmac
 import os
 import pathlib
 
-import sqlalchemy as sa
 from cryptography.fernet import Fernet, InvalidToken
 
 from opennimble.store import database, users
@@ -68,14 +67,8 @@ def check_key(db: database.Database, cipher: Cipher, key_file: pathlib.Path) -> 
     nothing of the key); every server of one database must then use that key file.
     """
     check = hmac.new(cipher.key, b"opennimble installation key", hashlib.sha256).hexdigest()
-    for attempt in range(2):
-        try:
-            with db.write() as conn:
-                stored = users.set_meta_default(conn, KEY_CHECK, check)
-            break
-        except sa.exc.IntegrityError:  # another process recorded its key at the same moment
-            if attempt:
-                raise
+    with db.write() as conn:  # (the first of processes starting at once records its key)
+        stored = users.set_meta_default(conn, KEY_CHECK, check)
     if not hmac.compare_digest(stored, check):
         raise KeyMismatch(
             f"the installation key in {key_file} is not the key this database was set up with; "

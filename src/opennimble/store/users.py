@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from opennimble.store import generations, schema
 
@@ -57,13 +58,27 @@ def get_meta(conn: sa.Connection, key: str) -> str | None:
     return str(value) if value is not None else None
 
 
+# (ON CONFLICT DO NOTHING: a value another transaction stored first stays)
+_INSERT_META = {
+    "postgresql": postgresql.insert(schema.meta).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(schema.meta).on_conflict_do_nothing(),
+}
+
+
 def set_meta_default(conn: sa.Connection, key: str, value: str) -> str:
-    """Store ``value`` under ``key`` unless a value is there already; return what is stored."""
+    """Store ``value`` under ``key`` unless a value is there already; return what is stored.
+
+    Safe when several processes do it at once (two CLI runs making the first users of an
+    installation, say): the insert does nothing if another transaction stored a value first (on
+    PostgreSQL it waits for that one to end), and the value read after it is the one stored."""
     current = get_meta(conn, key)
     if current is not None:
         return current
-    conn.execute(schema.meta.insert().values(key=key, value=value))
-    return value
+    conn.execute(_INSERT_META[conn.dialect.name], {"key": key, "value": value})
+    stored = get_meta(conn, key)
+    assert stored is not None  # inserted, or committed by another transaction before
+    return stored
+
 
 
 def delete_user(conn: sa.Connection, user_id: str) -> int:
