@@ -331,6 +331,7 @@ time.sleep(60)
 """
 
 
+@pytest.mark.x_names  # another run's host_wide squatter would leave A no name to take
 def test_a_squatter_cannot_make_a_later_desktop_fail(scene: Scene) -> None:
     """A takes every free X display name from :0 to :63 it can reach (socket files in its
     /tmp/.X11-unix, abstract sockets, X lock files) and holds them; desktops started
