@@ -80,7 +80,6 @@ def set_meta_default(conn: sa.Connection, key: str, value: str) -> str:
     return stored
 
 
-
 def delete_user(conn: sa.Connection, user_id: str) -> int:
     """Delete a user and their access keys; return how many keys went."""
     generations.bump(conn)
