@@ -406,6 +406,41 @@ def test_recipes_choose_what_runs(runtime_dir: pathlib.Path) -> None:
     )
 
 
+def test_a_session_that_ends_before_the_desktop_is_usable_fails_at_once(
+    runtime_dir: pathlib.Path,
+) -> None:
+    """The session script ends before the desktop is usable (here its window manager's line
+    ends it; a confinement that fails would too): nothing would start the window manager or the
+    applications any more, so the desktop fails then, instead of after the ready timeout."""
+    # (in the function that runs the window manager, $$ is the session script's shell)
+    ends_the_session = "echo the session ends here; kill -TERM $$; exec sleep 30"
+    recipes = {"ami-0ends": config.DesktopRecipe(window_manager=ends_the_session)}
+    provider = local.LocalProvider(runtime_dir=runtime_dir, recipes=recipes, ready_timeout=60)
+    began = time.monotonic()
+
+    async def scenario() -> base.PermanentFailure:
+        state = await provider.start(make_spec(ec2_image_id="ami-0ends"), {})
+        try:
+            while time.monotonic() - began < 30:
+                try:
+                    result = await provider.poll(state)
+                except base.PermanentFailure as failure:
+                    return failure
+                assert result.health is base.Health.STARTING, result
+                await asyncio.sleep(0.2)
+            raise AssertionError("the desktop did not fail")
+        finally:
+            await provider.delete(state)
+
+    failure = asyncio.run(scenario())
+    assert failure.message.startswith(
+        "The desktop session ended before the desktop was usable "
+        "(the window manager is not running yet): "
+    ), failure.message
+    assert "the session ends here" in failure.message
+    assert time.monotonic() - began < 30  # not the 60 s of ready_timeout
+
+
 def test_a_data_directory_closed_to_other_users_is_refused(data_dir: pathlib.Path) -> None:
     closed = data_dir.parent / "private"
     closed.mkdir(mode=0o700)

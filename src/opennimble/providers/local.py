@@ -276,6 +276,7 @@ class LocalProvider(base.Provider):
             )
             state["launched"] = True
             state["wait_for_window"] = local_recipes.has_window(recipe, spec.clipboard)
+            state["session_pid"], state["session_start_time"] = gate.pid, gate.start_time
             self._host.write(sid, state)
         except BaseException:
             await asyncio.shield(self._end(state, sid, account))
@@ -301,6 +302,7 @@ class LocalProvider(base.Provider):
             return base.PollResult(base.Health.STARTING, message="VNC port not answering yet")
         lacking = await self._usable(state, sid)
         if lacking is not None:
+            self._check_session(state, sid, lacking)
             return base.PollResult(base.Health.STARTING, message=lacking)
         record = self._mark_ready(state, sid)
         password = record.get("password") if _same_desktop(record, state) else None
@@ -697,6 +699,16 @@ class LocalProvider(base.Provider):
             record.get("wait_for_window") is not False,
             USABLE_WAIT,
         )
+
+    def _check_session(self, state: base.ProviderState, sid: str, lacking: str) -> None:
+        """PermanentFailure if the desktop's session script ended before the desktop was
+        usable: nothing would start its window manager or applications any more."""
+        record = self._host.read(sid)
+        if _same_desktop(record, state) and local_session.session_ended(record):
+            tail = local_session.log_tail(self._host, sid)
+            raise base.PermanentFailure(
+                f"The desktop session ended before the desktop was usable ({lacking}): {tail}"
+            )
 
     def _mark_ready(self, state: base.ProviderState, sid: str) -> dict[str, Any]:
         """Note in the record that this desktop came up: from now on its end is not a failure.

@@ -19,6 +19,7 @@ import os
 import pathlib
 import subprocess
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +28,7 @@ from opennimble.providers import (
     base,
     local_confine,
     local_display,
+    local_process,
     local_recipes,
     local_scripts,
     local_xvnc,
@@ -36,6 +38,9 @@ from opennimble.providers.local_host import Host
 
 SESSION_FILE = "session.sh"
 SESSION_LOG = "session.log"
+# while the window manager is not up, whether the session script still runs is looked at this
+# often (seconds)
+WINDOW_MANAGER_LOOK = 1.0
 XAUTHORITY_FILE = "Xauthority"
 STORAGE_DIR = "sessions"
 
@@ -127,7 +132,7 @@ async def launch(
         # bash, not sh: dash reads no file descriptor above 9 (``<&12``), and the gate's
         # number is whatever the server's next free one is
         argv, log_path = ["/bin/bash", str(script)], directory / SESSION_LOG
-        await asyncio.to_thread(
+        pid, started = await asyncio.to_thread(
             host.spawn,
             sid,
             argv,
@@ -143,7 +148,7 @@ async def launch(
         raise
     finally:
         os.close(gate)
-    return Gate(opener)
+    return Gate(opener, pid, started)
 
 
 async def begin(
@@ -172,19 +177,33 @@ async def begin(
     # theirs then overlap, and it is asked until it answers, which wakes it for theirs too
     # (they start anyway if it never does: then the desktop's poll says what it lacks)
     auth = directory / local_display.AUTH_FILE
-    await asyncio.to_thread(local_display.wait_window_manager, display, auth, timeout, gate.go)
+    deadline = time.monotonic() + timeout
+    while True:  # in slices, so that a session script that ended is noticed (then the poll fails)
+        until = min(deadline, time.monotonic() + WINDOW_MANAGER_LOOK)
+        lacking = await asyncio.to_thread(
+            local_display.wait_window_manager, display, auth, until - time.monotonic(), gate.go
+        )
+        now = time.monotonic()
+        if lacking is None or now < until or now >= deadline or gate.ended():
+            break  # managing; or it gave up early (the display went away), or out of time
     gate.go()
 
 
 class Gate:
     """The writing end of a session script's gate: the display's number, then ``go`` for the
     applications. Usable from a thread that outlives its caller: once closed, it sends
-    nothing (its file descriptor's number may be another file's by then)."""
+    nothing (its file descriptor's number may be another file's by then). ``pid`` and
+    ``start_time``: the session script's process."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, pid: int, start_time: int | None) -> None:
         self._fd = fd
+        self.pid, self.start_time = pid, start_time  # the session script's
         self._lock = threading.Lock()
         self._gone = False
+
+    def ended(self) -> bool:
+        """Whether the session script has ended."""
+        return local_process.start_time_of(self.pid) != self.start_time
 
     def send(self, line: str) -> None:
         with self._lock, contextlib.suppress(BrokenPipeError):  # the session ended already
@@ -211,6 +230,18 @@ def owner_environment(account: Account, sid: str) -> dict[str, str]:
     storage, its backups)."""
     del sid  # the same for every session of the owner
     return {**base_environment(), **account.environment()}
+
+
+def session_ended(record: dict[str, Any]) -> bool:
+    """Whether the session script of a desktop's ``record`` (its process, noted at the start)
+    has ended."""
+    pid, started = record.get("session_pid"), record.get("session_start_time")
+    return isinstance(pid, int) and local_process.start_time_of(pid) != started
+
+
+def log_tail(host: Host, sid: str) -> str:
+    """The end of the session script's log (the window manager's and applications' output)."""
+    return local_xvnc.log_tail(host.session_dir(sid) / SESSION_LOG)
 
 
 async def discard_storage(account: Account, sid: str) -> None:
