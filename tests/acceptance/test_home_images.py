@@ -192,7 +192,10 @@ def test_a_host_without_loop_devices_is_refused_at_start(tmp_path: pathlib.Path)
     says why and what to do, rather than failing every session later."""
     data = tmp_path / "data"
     (tmp_path / "dev").mkdir()
-    argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", WITHOUT_LOOP_DEVICES]
+    # slave, not private: the host's unmounts reach the namespace, which keeps no copy of
+    # another installation's home image attached meanwhile (the other run's tests wait for
+    # their images to be detached)
+    argv = ["unshare", "--mount", "--propagation", "slave", "sh", "-c", WITHOUT_LOOP_DEVICES]
     argv += ["sh", str(tmp_path / "dev"), sys.executable, "-m", "opennimble", "serve"]
     argv += ["--port", "0", "--data-dir", str(data)]
     env = {**os.environ, "OPENNIMBLE_PROVIDERS__LOCAL__HOME_SIZE": "64"}
