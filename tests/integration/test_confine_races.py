@@ -66,36 +66,34 @@ def listing_also(desktops: pathlib.Path, *extra: str) -> dict[str, str]:
     return {"PATH": f"{shims}:{os.environ['PATH']}"}
 
 
+def confined(desktops: pathlib.Path, home: pathlib.Path | None = None) -> local_confine.Confinement:
+    """The confinement of a process of the desktop ``this`` (as root)."""
+    this = desktops / "desktops" / "this"
+    return local_confine.Confinement(
+        sockets=local_confine.sockets_dir(this),
+        max_file_size=None,
+        user=None,
+        scratch=local_confine.scratch_dir(this),
+        home=home,
+    )
+
+
 def run(
-    confinement: local_confine.Confinement, env: dict[str, str]
+    confinement: local_confine.Confinement, env: dict[str, str], script: str = "echo started"
 ) -> subprocess.CompletedProcess[str]:
-    argv = confinement.command(["/bin/sh", "-c", "echo started"])
+    argv = confinement.command(["/bin/sh", "-c", script])
     return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=30, check=False)
 
 
 def test_a_scratch_copy_that_went_meanwhile(desktops: pathlib.Path) -> None:
-    this = desktops / "desktops" / "this"
     gone = desktops / "desktops" / "gone" / local_confine.SCRATCH_DIR
-    confinement = local_confine.Confinement(
-        sockets=local_confine.sockets_dir(this),
-        max_file_size=None,
-        user=None,
-        scratch=local_confine.scratch_dir(this),
-    )
-    done = run(confinement, listing_also(desktops, str(gone)))
+    done = run(confined(desktops), listing_also(desktops, str(gone)))
     assert (done.returncode, done.stdout) == (0, "started\n"), done.stderr
 
 
 def test_a_home_that_went_meanwhile(desktops: pathlib.Path) -> None:
-    this = desktops / "desktops" / "this"
     gone = desktops / "homes" / "on-gone"
-    confinement = local_confine.Confinement(
-        sockets=local_confine.sockets_dir(this),
-        max_file_size=None,
-        user=None,
-        scratch=local_confine.scratch_dir(this),
-        home=desktops / "homes" / "on-this",
-    )
+    confinement = confined(desktops, home=desktops / "homes" / "on-this")
     done = run(confinement, listing_also(desktops, f"{gone} {local_confine.HOME_LABEL}"))
     assert (done.returncode, done.stdout) == (0, "started\n"), done.stderr
 
@@ -103,19 +101,9 @@ def test_a_home_that_went_meanwhile(desktops: pathlib.Path) -> None:
 def test_a_copy_still_mounted_is_unmounted(desktops: pathlib.Path) -> None:
     """The other desktop's scratch copy is gone inside the process's namespace, also when the
     first umount failed (for the mount listed that was gone)."""
-    this = desktops / "desktops" / "this"
     other = local_confine.scratch_dir(desktops / "desktops" / "other")
     gone = desktops / "desktops" / "gone" / local_confine.SCRATCH_DIR
-    confinement = local_confine.Confinement(
-        sockets=local_confine.sockets_dir(this),
-        max_file_size=None,
-        user=None,
-        scratch=local_confine.scratch_dir(this),
-    )
-    argv = confinement.command(
-        ["/bin/sh", "-c", f"mountpoint -q {other} && echo kept || echo gone"]
-    )
-    env = listing_also(desktops, str(gone))
-    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=30, check=False)
+    script = f"mountpoint -q {other} && echo kept || echo gone"
+    done = run(confined(desktops), listing_also(desktops, str(gone)), script)
     assert (done.returncode, done.stdout) == (0, "gone\n"), done.stderr
     assert os.path.ismount(other)  # on the host it stays: its desktop runs
