@@ -203,7 +203,7 @@ class Gate:
 
     def ended(self) -> bool:
         """Whether the session script has ended."""
-        return local_process.start_time_of(self.pid) != self.start_time
+        return session_ended({"session_pid": self.pid, "session_start_time": self.start_time})
 
     def send(self, line: str) -> None:
         with self._lock, contextlib.suppress(BrokenPipeError):  # the session ended already
