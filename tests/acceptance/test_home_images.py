@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from opennimble import config
+from opennimble.providers import local_confine
 from tests.support import desktops
 from tests.support import world as worlds
 from tests.support.server import FAST
@@ -179,8 +180,12 @@ def test_an_existing_home_moves_into_its_image(world: worlds.World) -> None:
 
 # Runs "$@" in a mount namespace of its own whose /dev is a tmpfs with null, zero, random and
 # urandom bound from the host's, and no loop device: a host without the loop module, as far
-# as the command can tell. "$1": an empty directory to make the new /dev in.
+# as the command can tell. "$1": an empty directory to make the new /dev in. The copies of the
+# home images mounted on the host go first: where the host's mounts are private, the namespace
+# would keep them attached while it lasts (the other run's tests wait for theirs to be detached)
 WITHOUT_LOOP_DEVICES = (
+    "findmnt -rn -t ext4 -o TARGET,LABEL | while read -r m l; do "
+    f'[ "$l" != {local_confine.HOME_LABEL} ] || umount --lazy -- "$m" || exit 1; done && '
     'mount -t tmpfs none "$1" && for d in null zero random urandom; do '
     'touch "$1/$d" && mount --bind "/dev/$d" "$1/$d" || exit 1; done && '
     'mount --move "$1" /dev && shift && exec "$@"'
@@ -192,9 +197,6 @@ def test_a_host_without_loop_devices_is_refused_at_start(tmp_path: pathlib.Path)
     says why and what to do, rather than failing every session later."""
     data = tmp_path / "data"
     (tmp_path / "dev").mkdir()
-    # slave, not private: the host's unmounts reach the namespace, which keeps no copy of
-    # another installation's home image attached meanwhile (the other run's tests wait for
-    # their images to be detached)
     argv = ["unshare", "--mount", "--propagation", "slave", "sh", "-c", WITHOUT_LOOP_DEVICES]
     argv += ["sh", str(tmp_path / "dev"), sys.executable, "-m", "opennimble", "serve"]
     argv += ["--port", "0", "--data-dir", str(data)]

@@ -1,15 +1,21 @@
-"""A desktop process starts although the mounts its confinement unmounts go meanwhile.
+"""A desktop process starts although the mounts its confinement unmounts go meanwhile, and
+its namespace keeps no other desktop's mounts alive.
 
 Every confined process unmounts, in its new mount namespace, the copies of the other
 desktops' scratch file systems and of the other accounts' home images that the namespace
 started with. Those are listed first, then unmounted; a desktop that ends in between (its
-scratch file system and maybe its owner's home are unmounted on the host, and the unmount
-propagates into the namespace) must not make the new process fail: that left a desktop whose
-session script never ran (no window manager, never READY) when a desktop started while
-another one was being deleted.
+scratch file system and maybe its owner's home are unmounted on the host, and where the
+host's mounts are shared the unmount propagates into the namespace) must not make the new
+process fail: that left a desktop whose session script never ran (no window manager, never
+READY) when a desktop started while another one was being deleted.
 
 The race is made certain here: ``findmnt`` lists, besides what is mounted, a scratch copy and
 a home that are not mounted (any more).
+
+Where the host's mounts are private (no systemd), nothing of the host's unmounts reaches the
+namespace: a copy it keeps holds its file system (and a home image's loop device) for as long
+as the desktop runs, so the copies of another installation's mounts go too, also from a
+desktop of an installation whose homes are not images.
 """
 
 from __future__ import annotations
@@ -107,3 +113,42 @@ def test_a_copy_still_mounted_is_unmounted(desktops: pathlib.Path) -> None:
     done = run(confined(desktops), listing_also(desktops, str(gone)), script)
     assert (done.returncode, done.stdout) == (0, "gone\n"), done.stderr
     assert os.path.ismount(other)  # on the host it stays: its desktop runs
+
+
+@pytest.fixture
+def elsewhere(tmp_path: pathlib.Path) -> Iterator[tuple[pathlib.Path, pathlib.Path]]:
+    """Another installation's desktop scratch file system and home image, mounted:
+    (scratch mount point, home)."""
+    root = server.shared_dir("confine-elsewhere")
+    runtime, home = root / "desktops" / "theirs", root / "homes" / "on-theirs"
+    runtime.mkdir(parents=True)
+    home.mkdir(parents=True)
+    image = tmp_path / "home.img"
+    with open(image, "wb") as out:
+        out.truncate(8 * 1024 * 1024)
+    made = ["mkfs.ext4", "-q", "-F", "-L", local_confine.HOME_LABEL, str(image)]
+    subprocess.run(made, check=True, capture_output=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(home)], check=True)
+    scratch = local_confine.mount_scratch(runtime, LIMITS)
+    try:
+        yield scratch, home
+    finally:
+        local_confine.unmount_scratch(runtime)
+        subprocess.run(["umount", str(home)], check=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_no_copy_of_another_installations_mounts_stays(
+    desktops: pathlib.Path, elsewhere: tuple[pathlib.Path, pathlib.Path]
+) -> None:
+    """A desktop of an installation without home images (home None) leaves no copy of
+    another installation's scratch file system or home image in its namespace: its own scratch
+    is where it belongs, the others' are gone there and still mounted on the host."""
+    scratch, home = elsewhere
+    script = (
+        f"for m in {scratch} {home}; do mountpoint -q $m && echo kept $m; done; "
+        "mountpoint -q /tmp && echo tmp; true"
+    )
+    done = run(confined(desktops), {"PATH": os.environ["PATH"]}, script)
+    assert (done.returncode, done.stdout) == (0, "tmp\n"), done.stderr
+    assert os.path.ismount(scratch) and os.path.ismount(home)

@@ -4,18 +4,20 @@ socket directory of their own, scratch space of their own and a file size limit.
 Every process of a desktop starts as root behind the control group's gate
 (:func:`local_cgroups.popen`), then, before anything of the desktop runs:
 
-1. enters a mount namespace of its own (``unshare --mount``; mounts of the host still
-   propagate in) and binds the desktop's own socket directory on ``/tmp/.X11-unix``: the
-   desktop's Xvnc puts its X socket file there, where no other artist sees it, connects to it,
-   or takes its name; the directory is ``<runtime dir>/x11/.X11-unix`` (root's, mode 1777, as X
-   servers expect it) in a directory of the owner's (mode 0700), out of other artists' reach;
-   before that, it binds the directories of the desktop's *scratch file system* on ``/tmp``,
+1. enters a mount namespace of its own (``unshare --mount``, a slave of the host's mounts:
+   where they are shared, as systemd makes them, the host's mounts and unmounts propagate in;
+   elsewhere it holds a private copy) and binds the desktop's own socket directory on
+   ``/tmp/.X11-unix``: the desktop's Xvnc puts its X socket file there, where no other artist
+   sees it, connects to it, or takes its name; the directory is
+   ``<runtime dir>/x11/.X11-unix`` (root's, mode 1777, as X servers expect it) in a directory
+   of the owner's (mode 0700), out of other artists' reach; before that, it binds the directories of the desktop's *scratch file system* on ``/tmp``,
    ``/var/tmp``, ``/dev/shm`` and ``/run/lock``: one tmpfs per desktop, ``size`` and
    ``nr_inodes`` limited (``scratch_size``, ``scratch_files``), mounted by the provider on
    ``<runtime dir>/scratch`` (root's, mode 0700) before the desktop's first process starts
-   and unmounted after its last ended (the copies of every desktop's scratch file system
-   that the new namespace starts with are unmounted in it, so that none is kept alive past
-   its desktop by another desktop's namespace). An artist who fills them gets ENOSPC and
+   and unmounted after its last ended (the copies of every desktop's scratch file system,
+   and of every home image, that the new namespace starts with are unmounted in it first,
+   whatever installation of the host they belong to, so that none is kept alive past its
+   desktop by another desktop's namespace). An artist who fills them gets ENOSPC and
    fills nothing of the host's, nor another desktop's; what is in them lives in memory,
    charged to the desktop's control group (so it counts in its memory limit too), and is gone
    when the desktop stops;
@@ -91,25 +93,22 @@ class Confinement:
         """``argv`` confined: run this as root (or as the server's user when ``user`` is
         None), it does the rest before ``argv`` runs."""
         steps = []
+        if self.sockets is not None:
+            # first, the namespace's copies of every desktop's scratch file system and of
+            # every home image (of any installation on the host), except this desktop's own,
+            # go: none is kept alive past its desktop in here (the host's unmounts reach this
+            # namespace only where the host's mounts are shared); before the binds on /tmp,
+            # which could hide some
+            steps.append(_unmount_other_scratch(self.scratch))
+            steps.append(_unmount_other_homes(self.home))
         if self.sockets is not None and self.scratch is not None:
             for name, target in SCRATCH_MOUNTS:  # /tmp first: the sockets go into it
                 source = shlex.quote(str(self.scratch / name))
                 steps.append(f"[ ! -d {target} ] || mount --bind -- {source} {target} || exit 126")
-            # the namespace's copies of the desktops' scratch file systems (this one's too,
-            # bound where it belongs now) go, so that none outlives its desktop in here
-            # (one umount for them all: there is a copy for every desktop of the host; findmnt
-            # escapes blanks in what it lists, so its words are whole mount points); a copy may
-            # go meanwhile (its desktop ended: the host's unmount propagates), so if that umount
-            # fails, each copy still mounted is unmounted by itself
-            runtime = shlex.quote(f"{self.scratch.parent.parent}/")
-            steps.append(
-                f"set -f; ours=; for m in $(findmnt -rn -S {SCRATCH_SOURCE} -o TARGET); do "
-                f'case "$m" in {runtime}*) ours="$ours $m";; esac; done; '
-                '[ -z "$ours" ] || umount --lazy -- $ours 2>/dev/null || '
-                f"for m in $ours; do {_UNMOUNT_IF_MOUNTED} done"
-            )
-        if self.sockets is not None and self.home is not None:
-            steps.append(_unmount_other_homes(self.home))
+            # and this desktop's own copy, bound where it belongs now (hidden, so kept, if a
+            # bind covers it)
+            own = shlex.quote(str(self.scratch))
+            steps.append(f"m={own}; {_UNMOUNT_IF_MOUNTED.removesuffix(';')}")
         if self.sockets is not None:
             source = shlex.quote(str(self.sockets))
             steps.append(f"mount --bind -- {source} {X11_SOCKETS} || exit 126")
@@ -127,12 +126,29 @@ class Confinement:
         return ["unshare", "--mount", "--propagation", "slave", "--", *inner]
 
 
-def _unmount_other_homes(own: pathlib.Path) -> str:
+def _unmount_other_scratch(own: pathlib.Path | None) -> str:
+    """The step that unmounts, in the namespace, the copies of the scratch file systems (of
+    every desktop of any installation: known by their source) that it started with, except
+    ``own``. One umount for them all (there is one for every desktop of the host; findmnt
+    escapes blanks in what it lists, so its words are whole mount points); a copy may have
+    gone meanwhile (where the host's unmounts propagate), so if that umount fails, each copy
+    still mounted is unmounted by itself."""
+    mine = shlex.quote(str(own) if own is not None else "")
+    return (
+        f"set -f; copies=; for m in $(findmnt -rn -S {SCRATCH_SOURCE} -o TARGET); do "
+        f'[ "$m" = {mine} ] || copies="$copies $m"; done; '
+        '[ -z "$copies" ] || umount --lazy -- $copies 2>/dev/null || '
+        f"for m in $copies; do {_UNMOUNT_IF_MOUNTED} done"
+    )
+
+
+def _unmount_other_homes(own: pathlib.Path | None) -> str:
     """The step that unmounts, in the namespace, the copies of the home images (of any
     installation on the host: known by their label) mounted on the host when it was made,
-    except the owner's: none stays mounted (its image attached) for as long as this desktop
-    runs, after its own account's desktops ended."""
-    mine = shlex.quote(str(own))
+    except the owner's (``own``, None if homes are not images here): none stays mounted (its
+    image attached) for as long as this desktop runs, after its own account's desktops
+    ended."""
+    mine = shlex.quote(str(own) if own is not None else "")
     return (
         f"findmnt -rn -t ext4 -o TARGET,LABEL | while read -r m l; do "
         f'if [ "$l" = {HOME_LABEL} ] && [ "$m" != {mine} ]; then '
