@@ -8,19 +8,19 @@ Every process of a desktop starts as root behind the control group's gate
    where they are shared, as systemd makes them, the host's mounts and unmounts propagate in;
    elsewhere it holds a private copy) and binds the desktop's own socket directory on
    ``/tmp/.X11-unix``: the desktop's Xvnc puts its X socket file there, where no other artist
-   sees it, connects to it, or takes its name; the directory is
-   ``<runtime dir>/x11/.X11-unix`` (root's, mode 1777, as X servers expect it) in a directory
-   of the owner's (mode 0700), out of other artists' reach; before that, it binds the directories of the desktop's *scratch file system* on ``/tmp``,
-   ``/var/tmp``, ``/dev/shm`` and ``/run/lock``: one tmpfs per desktop, ``size`` and
-   ``nr_inodes`` limited (``scratch_size``, ``scratch_files``), mounted by the provider on
-   ``<runtime dir>/scratch`` (root's, mode 0700) before the desktop's first process starts
-   and unmounted after its last ended (the copies of every desktop's scratch file system,
-   and of every home image, that the new namespace starts with are unmounted in it first,
-   whatever installation of the host they belong to, so that none is kept alive past its
-   desktop by another desktop's namespace). An artist who fills them gets ENOSPC and
-   fills nothing of the host's, nor another desktop's; what is in them lives in memory,
-   charged to the desktop's control group (so it counts in its memory limit too), and is gone
-   when the desktop stops;
+   sees it, connects to it, or takes its name; the directory is ``<runtime dir>/x11/.X11-unix``
+   (root's, mode 1777, as X servers expect it) in a directory of the owner's (mode 0700), out
+   of other artists' reach; before that, it binds the directories of the desktop's *scratch
+   file system* on ``/tmp``, ``/var/tmp``, ``/dev/shm`` and ``/run/lock``: one tmpfs per
+   desktop, ``size`` and ``nr_inodes`` limited (``scratch_size``, ``scratch_files``), mounted
+   by the provider on ``<runtime dir>/scratch`` (root's, mode 0700) before the desktop's first
+   process starts and unmounted after its last ended (the copies of every desktop's scratch
+   file system, and of every home image, that the new namespace starts with are unmounted in it
+   first, whatever installation of the host they belong to, so that none is kept alive past its
+   desktop by another desktop's namespace). An artist who fills them gets ENOSPC and fills
+   nothing of the host's, nor another desktop's; what is in them lives in memory, charged to
+   the desktop's control group (so it counts in its memory limit too), and is gone when the
+   desktop stops;
 2. gets ``RLIMIT_FSIZE`` (soft and hard, so the artist cannot raise it) of
    ``max_file_size``: no file written from a desktop grows past it;
 3. becomes the owner's account (``setpriv``, no supplementary groups).
