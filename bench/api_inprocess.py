@@ -36,7 +36,7 @@ import uvloop
 
 from bench import api_latency
 from bench import scale_common as common
-from opennimble import config, server
+from opennimble import config, installation, server
 
 Signed = tuple[str, str, dict[str, str], bytes]
 
@@ -137,7 +137,7 @@ async def run(args: argparse.Namespace, made: common.Installation, targets: list
     env = {**made.env, "OPENNIMBLE_RECONCILER": "false"}
     os.environ.update(env)
     settings = config.load(data_dir=str(made.workdir / "inprocess"))
-    db = server.open_database(settings)
+    db = installation.open_database(settings)
     root = server.Root(settings, db)
     if args.no_hop:  # a measurement of the hop's cost only: the server never does this
         db._store_thread()  # this thread keeps its connection, as the store thread does

@@ -17,8 +17,7 @@ from typing import Any
 import click
 import sqlalchemy as sa
 
-from opennimble import clock, config, errors, installation, server
-from opennimble.api import context, dispatch, throttle
+from opennimble import clock, config, errors, installation
 from opennimble.domain import audit, identity, paging, passwords, stream_tokens
 from opennimble.protocol import model
 from opennimble.store import crypto, database, users
@@ -91,7 +90,7 @@ def _refuse_password_in_argv(url: str | None) -> None:
 def open_installation(settings: config.Settings, *, create: bool = False) -> database.Database:
     """The installation's database; without ``create`` one that does not exist is refused."""
     try:
-        return server.open_database(settings, create=create)
+        return installation.open_database(settings, create=create)
     except installation.Problem as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -142,7 +141,11 @@ class Opened:
 
     def call(self, operation: str, as_user: str | None, **params: Any) -> dict[str, Any]:
         """Invoke an operation of the API as an operator (the first one, or ``as_user``)."""
-        key = server.cipher(self.settings, self.db)
+        # the API's dispatcher (with every operation's handler) only for the commands that
+        # call the API: the others start without it
+        from opennimble.api import context, dispatch, throttle
+
+        key = installation.cipher(self.settings, self.db)
         install = context.Installation(
             region=self.settings.region,
             account_id=self.settings.account_id,
@@ -226,7 +229,7 @@ def users_create(
     key: accessKeyId and secretAccessKey). Nothing is created if any of it fails."""
     password = _stdin_password() if password_stdin else None
     with Opened(config_file, flags, create=init) as inst:
-        cipher = server.cipher(inst.settings, inst.db) if key else None
+        cipher = installation.cipher(inst.settings, inst.db) if key else None
         with inst.db.write() as conn:
             now = clock.system_now()
             created = identity.create_user(conn, name, operator, now)
@@ -318,7 +321,7 @@ def keys_group() -> None:
 def keys_create(user: str, config_file: str | None, **flags: Any) -> None:
     """Create an access key for a user (by name or userId); prints the secret once."""
     with Opened(config_file, flags) as inst:
-        key = server.cipher(inst.settings, inst.db)
+        key = installation.cipher(inst.settings, inst.db)
         with inst.db.write() as conn:
             user_id = identity.find_user(conn, user)["user_id"]
             emit(identity.create_access_key(conn, key, user_id, clock.system_now()))

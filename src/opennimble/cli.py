@@ -13,22 +13,13 @@ from typing import Any
 import click
 
 import opennimble
-from opennimble import (
-    admin,
-    config,
-    demo,
-    http_servers,
-    installation,
-    logs,
-    server,
-    upkeep,
-    webhooks_cli,
-)
+from opennimble import admin, config, installation, logs, upkeep, webhooks_cli
 from opennimble.api import coverage
 from opennimble.protocol import model
-from opennimble.providers import base as provider_base
-from opennimble.reconciler import loop
 from opennimble.store import crypto, database
+
+# `serve` and `worker` import the server's parts (the API, portal, gateway, reconciler and
+# providers, the HTTP servers) when they run: the operator's other commands start without them
 
 common, emit, settings_from = admin.common, admin.emit, admin.settings_from
 
@@ -65,6 +56,9 @@ def main() -> None:
 )
 def serve(config_file: str | None, with_demo: bool, **flags: Any) -> None:
     """Run the API server (and, unless told not to, its reconciler)."""
+    from opennimble import demo, http_servers, server
+    from opennimble.providers import base as provider_base
+
     settings = settings_from(config_file, **flags)
     _log_setup(settings)
     if not settings.reconciler and database.is_sqlite(settings.resolved_database_url):
@@ -73,8 +67,8 @@ def serve(config_file: str | None, with_demo: bool, **flags: Any) -> None:
         )
     try:
         http_servers.check(settings)
-        lock = server.exclusive_lock(settings, reconciler=settings.reconciler)
-        sock, settings = server.listen(settings)
+        lock = installation.exclusive_lock(settings, reconciler=settings.reconciler)
+        sock, settings = installation.listen(settings)
     except (RuntimeError, installation.Problem) as exc:
         raise click.ClickException(str(exc)) from None
     db = admin.open_installation(settings, create=True)
@@ -114,6 +108,9 @@ def worker(config_file: str | None, **flags: Any) -> None:
     It claims new sessions while it has capacity (max_desktops), runs their desktops, and
     drives the sessions bound to it. Stops on SIGTERM or SIGINT; desktops keep running.
     """
+    from opennimble.providers import base as provider_base
+    from opennimble.reconciler import loop
+
     advertise_host = flags.pop("advertise_host", None)
     settings = settings_from(config_file, **flags)
     if advertise_host is not None:  # a key of the provider's table
@@ -127,8 +124,8 @@ def worker(config_file: str | None, **flags: Any) -> None:
             "on SQLite `opennimble serve` runs the reconciler itself"
         )
     try:
-        lock = server.exclusive_lock(settings)
-        db = server.open_database(settings)
+        lock = installation.exclusive_lock(settings)
+        db = installation.open_database(settings)
         reconciler = loop.Reconciler.from_settings(db, settings)
     except (
         RuntimeError,

@@ -32,7 +32,7 @@ log = logging.getLogger("opennimble.connections")
 
 SHUTDOWN_GRACE = 5  # seconds for open requests to finish when the server is asked to stop
 NAMES = ("uvicorn", "granian")
-BACKLOG = 2048  # as server.listen makes the socket
+BACKLOG = 2048  # as installation.listen makes the socket
 # granian's header deadline is given in milliseconds, at most a minute
 GRANIAN_MAX_HEADER_TIMEOUT_MS = 60_000
 

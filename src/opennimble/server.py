@@ -10,16 +10,8 @@ Nimble API, and runs the reconciler for the life of the server
 from __future__ import annotations
 
 import asyncio
-import errno
-import fcntl
 import logging
-import os
-import pathlib
-import socket
-import stat
-from typing import IO, Any
-
-import sqlalchemy as sa
+from typing import Any
 
 from opennimble import clock, config, health, installation, logs
 from opennimble.api import app as api_app
@@ -27,106 +19,10 @@ from opennimble.domain import audit
 from opennimble.gateway import app as gateway
 from opennimble.portal import app as portal_app
 from opennimble.reconciler import loop
-from opennimble.store import changes, crypto, database, group_commit
+from opennimble.store import changes, database, group_commit
 
 log = logging.getLogger("opennimble.server")
 reconciler_log = logging.getLogger("opennimble.reconciler")
-
-
-def open_database(settings: config.Settings, *, create: bool = True) -> database.Database:
-    """The installation's database, with its schema upgraded to the newest migration.
-
-    Without ``create``, a data directory or database that holds no installation yet is
-    refused (:class:`Problem`) instead of becoming a new installation.
-    """
-    sqlite = database.is_sqlite(settings.resolved_database_url)
-    if not create and sqlite:
-        installation.require_sqlite(settings)
-    if create or sqlite:  # (an existing PostgreSQL installation needs no data directory here)
-        installation.prepare_data_dir(settings.data_dir)
-        private_data_dir(settings)
-    db = database.Database(settings.resolved_database_url)
-    try:
-        if not create and not sqlite:
-            installation.require_schema(db)
-        db.upgrade()
-    except sa.exc.OperationalError as exc:
-        db.dispose()
-        raise installation.Problem(
-            f"cannot use the database {db.engine.url!r}: {exc.orig or exc} "
-            "(check database_url, OPENNIMBLE_DATABASE_URL or --database-url)"
-        ) from None
-    except BaseException:
-        db.dispose()
-        raise
-    return db
-
-
-def listen(settings: config.Settings) -> tuple[socket.socket, config.Settings]:
-    """The server's listening socket, bound before anything announces the endpoint, and the
-    settings with the port it really has (``port = 0`` picks a free one).
-
-    Raises :class:`installation.Problem` when the address cannot be had (a port taken,
-    an address not of this machine), saying which and how to choose another.
-    """
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    try:
-        sock = socket.create_server((settings.host, settings.port), family=family, backlog=2048)
-    except OSError as exc:
-        taken = exc.errno == errno.EADDRINUSE
-        reason = "another program listens there" if taken else exc.strerror
-        raise installation.Problem(
-            f"cannot listen on {settings.host} port {settings.port}: {reason}; choose another "
-            "with --port (or OPENNIMBLE_PORT; 0 picks a free one) or --host"
-        ) from None
-    port = sock.getsockname()[1]
-    return sock, settings.model_copy(update={"port": port})
-
-
-def private_data_dir(settings: config.Settings) -> None:
-    """Make the data directory (mode 0700 under the commands' umask 077), or take away what
-    other users could read or write in one that exists: only the server reads its files.
-    (Desktop accounts may still need to *search* it: the local provider allows that.)"""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    mode = stat.S_IMODE(settings.data_dir.stat().st_mode)
-    if mode & 0o066:
-        settings.data_dir.chmod(mode & ~0o066)
-
-
-def cipher(settings: config.Settings, db: database.Database | None = None) -> crypto.Cipher:
-    """The installation key; with ``db``, checked to be the key that database was set up with
-    (:class:`crypto.KeyMismatch` otherwise)."""
-    key = crypto.Cipher.from_file(settings.resolved_key_file)
-    if db is not None:
-        crypto.check_key(db, key, settings.resolved_key_file)
-    return key
-
-
-def exclusive_lock(settings: config.Settings, *, reconciler: bool = True) -> IO[str] | None:
-    """Hold a lock file in the data directory when only one process may use it: on SQLite one
-    server per database; on any database one reconciler per data directory (the runtime files
-    of its host's desktops live there)."""
-    sqlite = database.is_sqlite(settings.resolved_database_url)
-    if not (sqlite or reconciler):
-        return None
-    installation.prepare_data_dir(settings.data_dir)
-    private_data_dir(settings)
-    path = pathlib.Path(settings.data_dir) / "serve.lock"
-    # "a": a process refused the lock must not truncate the holder's pid away
-    handle = open(path, "a")  # noqa: SIM115 - held for the life of the process
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise RuntimeError(
-            f"another opennimble process uses {settings.data_dir} already (on SQLite one server "
-            "runs per database; on PostgreSQL one server or worker with a reconciler runs per "
-            "data directory)"
-        ) from None
-    handle.truncate(0)
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
-    return handle
 
 
 class Root:
@@ -136,7 +32,7 @@ class Root:
         self, settings: config.Settings, db: database.Database, now: clock.Now = clock.system_now
     ) -> None:
         self.db = db
-        key = cipher(settings, db)
+        key = installation.cipher(settings, db)
         # SQLite: the API's and the reconciler's writes share commits (store/group_commit.py)
         group = group_commit.GroupCommit(db) if db.is_sqlite else None
         writes = group_commit.Writes(db, group)

@@ -14,7 +14,7 @@ import click
 import sqlalchemy as sa
 
 import opennimble
-from opennimble import admin, clock, config, installation, server
+from opennimble import admin, clock, config, installation
 from opennimble.domain import audit
 from opennimble.store import audit as audit_store
 from opennimble.store import crypto, database, snapshot
@@ -156,7 +156,7 @@ def backup_command(dest: pathlib.Path, config_file: str | None, **flags: Any) ->
         raise click.ClickException(f"{dest} exists and is not an empty directory: name a new one")
     with admin.Opened(config_file, flags) as inst:
         settings, db = inst.settings, inst.db
-        server.cipher(settings, db)  # the key file is the database's (KeyMismatch otherwise)
+        installation.cipher(settings, db)  # the key file is the database's (KeyMismatch otherwise)
         schema = snapshot.revision(db)
         try:
             dest.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -246,7 +246,7 @@ def restore_command(src: pathlib.Path, force: bool, config_file: str | None, **f
             f"{kind}: restore it onto a {manifest['database']} database_url"
         )
     try:
-        lock = server.exclusive_lock(settings)
+        lock = installation.exclusive_lock(settings)
     except (RuntimeError, installation.Problem) as exc:
         raise click.ClickException(str(exc)) from None
     try:
@@ -259,7 +259,7 @@ def restore_command(src: pathlib.Path, force: bool, config_file: str | None, **f
         _put_back(src, settings, clean=bool(occupied))
         db = admin.open_installation(settings, create=True)  # upgrades an older schema
         try:
-            server.cipher(settings, db)
+            installation.cipher(settings, db)
         except crypto.KeyMismatch as exc:
             raise click.ClickException(str(exc)) from None
         finally:

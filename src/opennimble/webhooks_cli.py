@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from opennimble import clock, server
+from opennimble import clock, installation
 from opennimble.admin import OUTPUT, Opened, common, emit
 from opennimble.domain import ids
 from opennimble.domain import webhooks as rules
@@ -75,7 +75,7 @@ def webhooks_add(
     except rules.Invalid as exc:
         raise click.UsageError(str(exc)) from None
     with Opened(config_file, flags) as inst:
-        row["secret"] = server.cipher(inst.settings, inst.db).encrypt(secret)
+        row["secret"] = installation.cipher(inst.settings, inst.db).encrypt(secret)
         with inst.db.write() as conn:
             studio = resources.get(conn, "studio", studio_id)
             if studio is None or studio["state"] == "DELETED":

@@ -28,7 +28,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from opennimble import clock, config, demo, server
+from opennimble import clock, config, demo, installation, server
 from opennimble.domain.identity import Caller
 from opennimble.protocol import model
 from opennimble.store import changes, database, events, generations
@@ -113,7 +113,7 @@ class Listening:
 def served(tmp_path: pathlib.Path) -> Iterator[tuple[server.Root, Traced, str, dict[str, Any]]]:
     """A server (no reconciler: nothing else reads on its own), with the demo's studio."""
     settings = config.Settings(data_dir=tmp_path / "data", reconciler=False, port=free_port())
-    db = server.open_database(settings)
+    db = installation.open_database(settings)
     traced = Traced(db.engine)
     root = server.Root(settings, db)
     demo.bootstrap(settings, root.api)
