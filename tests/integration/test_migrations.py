@@ -12,7 +12,7 @@ import alembic.script
 import pytest
 import sqlalchemy as sa
 
-from opennimble.store import database, schema
+from opennimble.store import database, quota_counters, schema
 from tests.support import rows
 
 
@@ -111,8 +111,10 @@ def test_the_quota_counters_are_filled_from_the_sessions_present(database_url: s
             row = rows.session(studio_id=studio_id, owned_by=owner, state=state)
             conn.execute(schema.sessions.insert().values(**row))
     db.upgrade()
+    t = schema.quota_counters
     with db.read() as conn:
-        found = {tuple(r) for r in conn.execute(sa.select(schema.quota_counters))}
+        counted = sa.select(t.c.studio_id, t.c.owned_by, sa.func.sum(t.c.used))
+        found = {tuple(r) for r in conn.execute(counted.group_by(t.c.studio_id, t.c.owned_by))}
     db.dispose()
     assert found == {
         ("s1", "", 3),
@@ -121,3 +123,23 @@ def test_the_quota_counters_are_filled_from_the_sessions_present(database_url: s
         ("s2", "", 1),
         ("s2", "ann", 1),
     }
+
+
+def test_the_quota_counters_are_spread_over_their_stripes(database_url: str) -> None:
+    """A counter's count moves onto its stripes as a limit is shared out: no stripe holds more
+    than its share of a limit the count was within."""
+    db = database.Database(database_url)
+    with db.engine.begin() as conn:
+        config = database.alembic_config(db.url)
+        config.attributes["connection"] = conn
+        alembic.command.upgrade(config, "0020_change_notifications")
+        conn.execute(sa.text("INSERT INTO quota_counters VALUES ('s1', '', 19)"))  # as it was
+    db.upgrade()
+    t = schema.quota_counters
+    with db.read() as conn:
+        stripes = sa.select(t.c.stripe, t.c.used).where(t.c.studio_id == "s1")
+        found = {int(stripe): int(used) for stripe, used in conn.execute(stripes)}
+    db.dispose()
+    assert sum(found.values()) == 19
+    assert all(found[s] <= quota_counters.share(19, s) for s in found)
+    assert sorted(found.values()) == [2, 2, 2, 2, 2, 3, 3, 3]

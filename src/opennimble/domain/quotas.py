@@ -77,10 +77,10 @@ def check_resource(
 def take_session(conn: sa.Connection, quotas: Quotas, studio_id: str, owner: str) -> None:
     """Count one more session against the studio's and the owner's quotas, or refuse.
 
-    Each quota is a counter row taken with a conditional UPDATE in the creating transaction
-    (:mod:`opennimble.store.quota_counters`): no count over the studio's sessions, and
-    concurrent creates never both take the last place. A refusal rolls the transaction back,
-    and with it what it took.
+    Each quota is a counter, striped over a few rows, taken with a conditional UPDATE of one
+    of them in the creating transaction (:mod:`opennimble.store.quota_counters`): no count over
+    the studio's sessions, concurrent creates never both take the last place, and they mostly
+    lock different rows. A refusal rolls the transaction back, and with it what it took.
     """
     checks = (
         (

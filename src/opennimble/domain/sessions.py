@@ -118,11 +118,12 @@ def count_against_quotas(
     limits: quotas.Quotas = quotas.DEFAULTS,
 ) -> None:
     """Count the new session against the studio's and the owner's quotas, or refuse (which
-    rolls the transaction back). The counters' rows stay locked from there until the commit,
-    and every create of the studio waits for the studio's: on PostgreSQL they are taken at the
-    very end of the transaction (``database.before_commit``, before its events), after the
-    rest of the request's statements (its audit entry, its idempotency record), so that the
-    wait lasts the commit and little else; on SQLite, whose writes are serialized anyway, now.
+    rolls the transaction back). The counters' rows taken (one stripe of each counter) stay
+    locked from there until the commit, and a create that picks the same stripe waits: on
+    PostgreSQL they are taken at the very end of the transaction (``database.before_commit``,
+    before its events), after the rest of the request's statements (its audit entry, its
+    idempotency record), so that the wait lasts the commit and little else; on SQLite, whose
+    writes are serialized anyway, now.
     """
 
     def take(conn: sa.Connection) -> None:

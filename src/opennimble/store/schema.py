@@ -184,14 +184,17 @@ streams = sa.Table(
 )
 
 # Quota counters: the sessions (not DELETED) of a studio (owned_by "") and of each owner in
-# it. CreateStreamingSession takes one with a conditional UPDATE (used < limit) in its own
-# transaction; a session reaching DELETED gives it back. A create costs the same whatever the
-# studio's size, and holds each counter's row only until its transaction ends.
+# it, each counter split into ``quota_counters.STRIPES`` rows (``stripe``), each with its share
+# of the limit. CreateStreamingSession takes one place with a conditional UPDATE (used < the
+# stripe's share) of one stripe, another if that one is full, in its own transaction; a session
+# reaching DELETED gives one back. A create costs the same whatever the studio's size, and
+# concurrent creates of a studio (or of an owner) mostly lock different rows.
 quota_counters = sa.Table(
     "quota_counters",
     metadata,
     sa.Column("studio_id", Id, primary_key=True),
     sa.Column("owned_by", Id, primary_key=True),
+    sa.Column("stripe", sa.SmallInteger, primary_key=True, autoincrement=False),
     sa.Column("used", sa.Integer, nullable=False),
 )
 
