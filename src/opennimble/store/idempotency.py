@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from opennimble.store import schema
+from opennimble.store import hot, schema
 
 Row = dict[str, Any]
 t = schema.idempotency
@@ -24,9 +24,11 @@ _KEY = (
     t.c.scope == sa.bindparam("k_scope"),
     t.c.token == sa.bindparam("k_token"),
 )
-_GET = sa.select(t).where(*_KEY)
+# the read and the response on the driver (store/hot.py); the insert through SQLAlchemy, whose
+# IntegrityError tells a racing duplicate
+_GET = hot.Statement(sa.select(t).where(*_KEY))
 _INSERT = t.insert()
-_RESPOND = t.update().where(*_KEY).values(response=sa.bindparam("response"))
+_RESPOND = hot.Statement(t.update().where(*_KEY).values(response=sa.bindparam("response")))
 
 
 def _key(operation: str, caller: str, scope: str, token: str) -> dict[str, str]:
@@ -34,8 +36,7 @@ def _key(operation: str, caller: str, scope: str, token: str) -> dict[str, str]:
 
 
 def get(conn: sa.Connection, operation: str, caller: str, scope: str, token: str) -> Row | None:
-    row = conn.execute(_GET, _key(operation, caller, scope, token)).first()
-    return dict(row._mapping) if row else None
+    return _GET.first(conn, **_key(operation, caller, scope, token))
 
 
 def insert(conn: sa.Connection, row: Row) -> None:
@@ -46,7 +47,7 @@ def respond(
     conn: sa.Connection, operation: str, caller: str, scope: str, token: str, response: Any
 ) -> None:
     """Record the response of the request the record was inserted for."""
-    conn.execute(_RESPOND, {**_key(operation, caller, scope, token), "response": response})
+    _RESPOND.execute(conn, **_key(operation, caller, scope, token), response=response)
 
 
 def purge(conn: sa.Connection, before: int) -> int:

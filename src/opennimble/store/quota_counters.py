@@ -33,25 +33,29 @@ import random
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from opennimble.store import database, schema
+from opennimble.store import database, hot, schema
 
 t = schema.quota_counters
 STUDIO = ""  # the owner under which a studio's total is counted
 STRIPES = 8  # rows per counter (a migration spreads the counts when this changes)
 
-# (bound parameters of an UPDATE may not take its columns' names)
+# on the driver (store/hot.py), built once: every create runs two of them, each cost several
+# times its execution through SQLAlchemy's (bound parameters of an UPDATE may not take its
+# columns' names)
 _COUNTER = (t.c.studio_id == sa.bindparam("studio"), t.c.owned_by == sa.bindparam("owner"))
 _KEY = (*_COUNTER, t.c.stripe == sa.bindparam("at"))
-_INCREMENT = t.update().where(*_KEY, t.c.used < sa.bindparam("limit")).values(used=t.c.used + 1)
-_STRIPES = sa.select(t.c.stripe, t.c.used).where(*_COUNTER)
-_USED = sa.select(sa.func.sum(t.c.used)).where(*_COUNTER)
+_INCREMENT = hot.Statement(
+    t.update().where(*_KEY, t.c.used < sa.bindparam("limit")).values(used=t.c.used + 1)
+)
+_STRIPES = hot.Statement(sa.select(t.c.stripe, t.c.used).where(*_COUNTER))
+_USED = hot.Statement(sa.select(sa.func.sum(t.c.used)).where(*_COUNTER))
 # (RETURNING says whether the row was made: the driver's rowcount of such an insert is not
 # reliable on every database)
 _FIRST = {
-    "postgresql": postgresql.insert(t).on_conflict_do_nothing().returning(t.c.used),
-    "sqlite": sqlite.insert(t).on_conflict_do_nothing().returning(t.c.used),
+    "postgresql": hot.Statement(postgresql.insert(t).on_conflict_do_nothing().returning(t.c.used)),
+    "sqlite": hot.Statement(sqlite.insert(t).on_conflict_do_nothing().returning(t.c.used)),
 }
-_DECREMENT = t.update().where(*_KEY, t.c.used > 0).values(used=t.c.used - 1)
+_DECREMENT = hot.Statement(t.update().where(*_KEY, t.c.used > 0).values(used=t.c.used - 1))
 
 
 def share(limit: int, stripe: int) -> int:
@@ -66,7 +70,7 @@ def take(conn: sa.Connection, studio_id: str, owned_by: str, limit: int) -> bool
     if share(limit, first) > 0 and _take_on(conn, key, first, limit):
         return True
     # that stripe was full (or has no share of a small limit): the others that have room
-    held = {int(stripe): int(used) for stripe, used in conn.execute(_STRIPES, key)}
+    held = {int(stripe): int(used) for stripe, used in _STRIPES.tuples(conn, **key)}
     for offset in range(1, STRIPES):
         stripe = (first + offset) % STRIPES
         if held.get(stripe, 0) < share(limit, stripe) and _take_on(conn, key, stripe, limit):
@@ -77,20 +81,20 @@ def take(conn: sa.Connection, studio_id: str, owned_by: str, limit: int) -> bool
 def _take_on(conn: sa.Connection, key: dict[str, str], stripe: int, limit: int) -> bool:
     """One more on ``stripe`` if it is under its share; whether it was."""
     at = {**key, "at": stripe, "limit": share(limit, stripe)}
-    if conn.execute(_INCREMENT, at).rowcount == 1:
+    if _INCREMENT.execute(conn, **at) == 1:
         return True
     # no row, or a full one, or one that a concurrent transaction made after this one's update
     # looked: make the row with this session counted unless it is there (on PostgreSQL the
     # insert waits for a concurrent maker to end); if it is, count again, on what is committed
     row = {"studio_id": key["studio"], "owned_by": key["owner"], "stripe": stripe, "used": 1}
-    if conn.execute(_FIRST[conn.dialect.name], row).first() is not None:
+    if _FIRST[conn.dialect.name].tuples(conn, **row):
         return True
-    return conn.execute(_INCREMENT, at).rowcount == 1
+    return _INCREMENT.execute(conn, **at) == 1
 
 
 def used(conn: sa.Connection, studio_id: str, owned_by: str) -> int | None:
     """The counter's value (all its stripes); None when nothing was ever counted on it."""
-    value = conn.execute(_USED, {"studio": studio_id, "owner": owned_by}).scalar()
+    value = _USED.scalar(conn, studio=studio_id, owner=owned_by)
     return None if value is None else int(value)
 
 
@@ -134,9 +138,9 @@ def _give_back_places(conn: sa.Connection, places: dict[tuple[str, str], int]) -
     for studio_id, owned_by in order:
         key = {"studio": studio_id, "owner": owned_by}
         left = places[(studio_id, owned_by)]
-        held = sorted((int(s), int(u)) for s, u in conn.execute(_STRIPES, key) if u > 0)
+        held = sorted((int(s), int(u)) for s, u in _STRIPES.tuples(conn, **key) if u > 0)
         for stripe, count in held:
-            while left and count and conn.execute(_DECREMENT, {**key, "at": stripe}).rowcount:
+            while left and count and _DECREMENT.execute(conn, **key, at=stripe):
                 left, count = left - 1, count - 1
             if not left:
                 break

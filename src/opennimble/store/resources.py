@@ -6,7 +6,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from opennimble.store import generations, paging, schema
+from opennimble.store import generations, hot, paging, schema
 
 Row = dict[str, Any]
 t = schema.resources
@@ -17,20 +17,18 @@ def insert(conn: sa.Connection, row: Row) -> None:
     conn.execute(t.insert().values(row))
 
 
-# built once: building a select per call costs several times running it
-_GET = sa.select(t).where(t.c.resource_id == sa.bindparam("id"), t.c.kind == sa.bindparam("kind"))
-_GET_IN_STUDIO = _GET.where(t.c.studio_id == sa.bindparam("studio_id"))
+# on the driver (store/hot.py): every create reads its launch profile and image this way
+_BY_ID = sa.select(t).where(t.c.resource_id == sa.bindparam("id"), t.c.kind == sa.bindparam("kind"))
+_GET = hot.Statement(_BY_ID)
+_GET_IN_STUDIO = hot.Statement(_BY_ID.where(t.c.studio_id == sa.bindparam("studio_id")))
 
 
 def get(
     conn: sa.Connection, kind: str, resource_id: str, studio_id: str | None = None
 ) -> Row | None:
     if studio_id is None:
-        row = conn.execute(_GET, {"id": resource_id, "kind": kind}).first()
-    else:
-        values = {"id": resource_id, "kind": kind, "studio_id": studio_id}
-        row = conn.execute(_GET_IN_STUDIO, values).first()
-    return dict(row._mapping) if row else None
+        return _GET.first(conn, id=resource_id, kind=kind)
+    return _GET_IN_STUDIO.first(conn, id=resource_id, kind=kind, studio_id=studio_id)
 
 
 def find_live_by_name(conn: sa.Connection, kind: str, name: str) -> Row | None:
