@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from opennimble.store import paging, schema
+from opennimble.store import hot, paging, schema
 
 Row = dict[str, Any]
 t = schema.eulas
@@ -18,10 +18,13 @@ def all_eulas(conn: sa.Connection) -> list[Row]:
     return [dict(r._mapping) for r in conn.execute(sa.select(t).order_by(t.c.eula_id))]
 
 
+# read by every create (store/hot.py: on the driver, built once)
+_REQUIREMENTS = hot.Statement(sa.select(t.c.eula_id, t.c.ec2_image_ids).order_by(t.c.eula_id))
+
+
 def requirements(conn: sa.Connection) -> list[tuple[str, list[str]]]:
     """(eula id, the ec2ImageIds that require it) for the whole catalogue, without the texts."""
-    query = sa.select(t.c.eula_id, t.c.ec2_image_ids).order_by(t.c.eula_id)
-    return [(str(r.eula_id), list(r.ec2_image_ids)) for r in conn.execute(query)]
+    return [(str(r["eula_id"]), list(r["ec2_image_ids"])) for r in _REQUIREMENTS.rows(conn)]
 
 
 def get(conn: sa.Connection, eula_id: str) -> Row | None:
