@@ -69,9 +69,10 @@ def take(conn: sa.Connection, studio_id: str, owned_by: str, limit: int) -> bool
     first = random.randrange(STRIPES)
     if share(limit, first) > 0 and _take_on(conn, key, first, limit):
         return True
-    # that stripe was full (or has no share of a small limit): the others that have room
+    # that stripe was full (or has no share of a small limit): those that have room now (that
+    # one too, should a place have been given back on it meanwhile)
     held = {int(stripe): int(used) for stripe, used in _STRIPES.tuples(conn, **key)}
-    for offset in range(1, STRIPES):
+    for offset in range(STRIPES):
         stripe = (first + offset) % STRIPES
         if held.get(stripe, 0) < share(limit, stripe) and _take_on(conn, key, stripe, limit):
             return True
