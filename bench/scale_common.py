@@ -292,20 +292,21 @@ def replay(
     connections: int,
 ) -> list[api_latency.Run]:
     """Replay ``signed`` against every server at once (wrk per server, ``connections`` each);
-    the requests are split between the servers."""
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix="opennimble-bench-"))
-    share = max(1, len(signed) // len(servers))
-    files = []
-    for i, srv in enumerate(servers):
-        part = signed[i * share : (i + 1) * share] or signed
-        path = tmp / f"requests{i}.lua"
-        api_latency.write_requests(path, [fix_host(r, srv.port) for r in part])
-        files.append(path)
-    procs = [
-        _spawn_wrk(srv.port, path, seconds, connections)
-        for srv, path in zip(servers, files, strict=True)
-    ]
-    return [_finish_wrk(p, srv.port) for p, srv in zip(procs, servers, strict=True)]
+    the requests are split between the servers (in Lua files removed once wrk is done)."""
+    with tempfile.TemporaryDirectory(prefix="opennimble-bench-") as name:
+        tmp = pathlib.Path(name)
+        share = max(1, len(signed) // len(servers))
+        files = []
+        for i, srv in enumerate(servers):
+            part = signed[i * share : (i + 1) * share] or signed
+            path = tmp / f"requests{i}.lua"
+            api_latency.write_requests(path, [fix_host(r, srv.port) for r in part])
+            files.append(path)
+        procs = [
+            _spawn_wrk(srv.port, path, seconds, connections)
+            for srv, path in zip(servers, files, strict=True)
+        ]
+        return [_finish_wrk(p, srv.port) for p, srv in zip(procs, servers, strict=True)]
 
 
 def fix_host(
