@@ -25,6 +25,7 @@ import logging
 import os
 import pathlib
 import pstats
+import resource
 import statistics
 import sys
 import tempfile
@@ -87,18 +88,27 @@ class Caller:
 
 async def measure(
     callers: dict[str, list[Caller]], batches: int, size: int
-) -> dict[str, tuple[float, float]]:
+) -> dict[str, tuple[float, float, float]]:
     """Per target: the median and the least of the batches' CPU microseconds per request
-    (with several callers per target, they run at once, ``size`` requests in all)."""
+    (with several callers per target, they run at once, ``size`` requests in all), and the
+    median of the process's voluntary context switches per request (a thread waking another,
+    or waiting for the GIL: each costs tens of microseconds of CPU on a small VM)."""
     times: dict[str, list[float]] = {name: [] for name in callers}
+    switches: dict[str, list[float]] = {name: [] for name in callers}
     for group in callers.values():  # warm-up: caches, the store thread's connection
         await _batch(group, 50 * len(group))
     for _ in range(batches):
         for name, group in callers.items():
+            switched = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
             started = time.process_time()
             await _batch(group, size)
             times[name].append((time.process_time() - started) / size * 1e6)
-    return {name: (statistics.median(v), min(v)) for name, v in times.items()}
+            switched = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw - switched
+            switches[name].append(switched / size)
+    return {
+        name: (statistics.median(v), min(v), statistics.median(switches[name]))
+        for name, v in times.items()
+    }
 
 
 async def _batch(group: list[Caller], size: int) -> None:
@@ -160,10 +170,10 @@ async def run(args: argparse.Namespace, made: common.Installation, targets: list
         figures = await measure(callers, args.batches, args.batch)
         print(
             f"CPU per request, in process, {args.concurrency} at once "
-            f"(median / least of {args.batches} batches):"
+            f"(median / least of {args.batches} batches; context switches per request):"
         )
-        for name, (median, least) in figures.items():
-            print(f"  {name:48s} {median:8.1f} us  {least:8.1f} us")
+        for name, (median, least, switched) in figures.items():
+            print(f"  {name:48s} {median:8.1f} us  {least:8.1f} us  {switched:5.2f}")
         if args.profile:
             profiled = list(callers.values())[args.profile_target][0]
             print(await profile(root, profiled, args.profile, args.profile_out))

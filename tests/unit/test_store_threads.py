@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from typing import Any
 
 import pytest
 
@@ -90,3 +92,67 @@ def test_shutdown_finishes_the_work_queued_before_it() -> None:
         return list(await asyncio.gather(*answers))
 
     assert asyncio.run(main()) == [0, 1, 2]
+
+
+def _counting_wakes(loop: asyncio.AbstractEventLoop) -> list[int]:
+    """Count the store threads' wakes of ``loop`` (its call_soon_threadsafe)."""
+    wakes = [0]
+    original = loop.call_soon_threadsafe
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        wakes[0] += 1
+        return original(*args, **kwargs)
+
+    loop.call_soon_threadsafe = counted  # type: ignore[method-assign,assignment]
+    return wakes
+
+
+@pytest.mark.parametrize(("linger", "most_wakes"), [(1.0, 2), (0.0, 21)])
+def test_answers_of_queued_work_reach_the_loop_together(linger: float, most_wakes: int) -> None:
+    """Work queued behind other work: with ``linger``, its answers wake the loop once."""
+    threads = StoreThreads(1, "test-store", linger=linger)
+    gate = threading.Event()
+
+    async def main() -> tuple[list[int], int]:
+        wakes = _counting_wakes(asyncio.get_running_loop())
+        first = asyncio.ensure_future(threads.run(gate.wait))
+        await asyncio.sleep(0.05)  # the thread waits at the gate
+        rest = [asyncio.ensure_future(threads.run(abs, -n)) for n in range(20)]
+        await asyncio.sleep(0)
+        gate.set()
+        await first
+        return list(await asyncio.gather(*rest)), wakes[0]
+
+    try:
+        answers, wakes = asyncio.run(main())
+    finally:
+        threads.shutdown()
+    assert answers == list(range(20))
+    assert 1 <= wakes <= most_wakes
+    if linger == 0.0:
+        assert wakes == 21  # each answer at once
+
+
+def test_a_kept_answer_waits_no_longer_than_the_linger_and_one_piece_of_work() -> None:
+    threads = StoreThreads(1, "test-store", linger=0.05)
+    gate = threading.Event()
+
+    async def main() -> float:
+        first = asyncio.ensure_future(threads.run(gate.wait))
+        await asyncio.sleep(0.05)
+        quick = asyncio.ensure_future(threads.run(abs, -1))
+        slow = [asyncio.ensure_future(threads.run(time.sleep, 0.1)) for _ in range(10)]
+        await asyncio.sleep(0)
+        started = time.monotonic()
+        gate.set()
+        await first
+        assert await quick == 1
+        waited = time.monotonic() - started
+        await asyncio.gather(*slow)  # a second of work queued behind the quick answer
+        return waited
+
+    try:
+        waited = asyncio.run(main())
+    finally:
+        threads.shutdown()
+    assert waited < 0.5  # the linger (0.05 s) and at most one slow piece (0.1 s), not all ten

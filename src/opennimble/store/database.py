@@ -54,6 +54,10 @@ POOL_SIZE = 10  # PostgreSQL connections a process keeps (and as many more at pe
 # (an embedded query costs microseconds: more threads would only contend for the GIL and the
 # write lock; measured in bench/README.md)
 POOL_THREADS = POOL_SIZE
+# how long SQLite's store thread keeps an answer while it runs the work queued behind it, to
+# wake the loop once for several (see store/threads.py): CPython's switch interval, the time a
+# thread that waits for the GIL lets pass before it asks for it
+SQLITE_LINGER = 0.005
 # a store thread's kept PostgreSQL reader idle this long (seconds) is pinged before its next use
 READER_IDLE_PING = 1.0
 P = ParamSpec("P")
@@ -108,7 +112,10 @@ class Database:
             if self._threads is None:
                 count = 1 if self.is_sqlite else POOL_THREADS
                 self._threads = StoreThreads(
-                    count, "opennimble-store", initializer=self._store_thread
+                    count,
+                    "opennimble-store",
+                    initializer=self._store_thread,
+                    linger=SQLITE_LINGER if self.is_sqlite else 0.0,
                 )
             return self._threads
 
