@@ -581,6 +581,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--backends", default="sqlite,postgresql", help="databases to measure")
     parser.add_argument(
+        "--only",
+        default="",
+        help="measure only the requests whose names contain one of these (comma-separated: "
+        "e.g. GetStreamingSession); the bare baseline always",
+    )
+    parser.add_argument(
         "--servers",
         default="uvicorn,granian",
         help="HTTP servers to measure: uvicorn (always), granian (when installed)",
@@ -644,6 +650,9 @@ def main(argv: list[str] | None = None) -> int:
                         else (granian_server.port, granian_server.process.pid),  # type: ignore[union-attr]
                     )
                     template = targets[0].template
+                    if args.only:
+                        wanted = [w for w in args.only.split(",") if w]
+                        targets = [t for t in targets if any(w in t.name for w in wanted)]
                     bares = [bare_target(backend, bare_port, bare_pid, template)]
                     if granian:
                         bares.append(bare_target(backend, *granian_bare, template, "granian"))
