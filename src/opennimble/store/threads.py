@@ -88,12 +88,11 @@ class StoreThreads:
             self._initializer()
         answers = _Answers(self._linger)
         while True:
-            if answers.due():
+            if answers and (answers.due() or self._queue.empty()):
                 answers.hand_over()
             try:  # block only when no answer waits to be handed over
                 item = self._queue.get_nowait() if answers else self._queue.get()
-            except queue.Empty:
-                answers.hand_over()
+            except queue.Empty:  # another thread took it: hand over on the next turn
                 continue
             if item is None:
                 answers.hand_over()
@@ -138,7 +137,7 @@ class _Answers:
         self._waiting.setdefault(loop, []).append((future, set_it, value))
 
     def due(self) -> bool:
-        return bool(self._waiting) and time.monotonic() - self._since >= self._linger
+        return time.monotonic() - self._since >= self._linger
 
     def hand_over(self) -> None:
         waiting, self._waiting = self._waiting, {}
