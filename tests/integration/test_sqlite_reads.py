@@ -5,7 +5,6 @@ again."""
 from __future__ import annotations
 
 import asyncio
-import pathlib
 
 import pytest
 import sqlalchemy as sa
@@ -14,13 +13,6 @@ from opennimble.store import database, schema
 from tests.support import rows
 
 pytestmark = pytest.mark.sqlite
-
-
-@pytest.fixture
-def db(tmp_path: pathlib.Path) -> database.Database:
-    made = database.Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    made.upgrade()
-    return made
 
 
 def count(conn: sa.Connection) -> int:
@@ -52,7 +44,4 @@ async def _reads(db: database.Database) -> list[int]:
 def test_reads_without_snapshot_see_each_commit_and_the_next_read_is_a_snapshot(
     db: database.Database,
 ) -> None:
-    try:
-        assert asyncio.run(_reads(db)) == [0, 1, 1, 1]
-    finally:
-        db.dispose()
+    assert asyncio.run(_reads(db)) == [0, 1, 1, 1]
