@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -54,9 +56,49 @@ class Dispatcher:
             )
             raise
 
+    async def invoke_grouped(
+        self, op: model.Operation, caller: Caller, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        """:meth:`invoke` for a write operation with a group commit (SQLite), awaited on the
+        event loop: the checks that need no database run here, the transaction's work in the
+        group commit's thread, and no thread waits for the commit."""
+        assert self.group is not None and op.method != "GET"
+        try:
+            handler, token = self._checked(op, caller, params)
+            for attempt in range(3):
+                work = self._work(op, handler, caller, params, token)
+                try:
+                    return await asyncio.wrap_future(self.group.submit(work))
+                except sa.exc.IntegrityError:
+                    if token is None or attempt == 2:  # see _invoke
+                        raise
+            raise AssertionError("unreachable")
+        except errors.ServiceError as exc:
+            if self.trail is not None:
+                who = audit.Who.of(caller)
+                self.trail.refused_request(
+                    op.name, who, params, exc.status, exc.error_type, exc.message
+                )
+            raise
+
     def _invoke(
         self, op: model.Operation, caller: Caller, params: dict[str, Any]
     ) -> dict[str, Any]:
+        handler, token = self._checked(op, caller, params)
+        for attempt in range(3):
+            try:
+                return self._run(op, self._work(op, handler, caller, params, token))
+            except sa.exc.IntegrityError:
+                # another server committed the same idempotent request first: read its record
+                if token is None or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _checked(
+        self, op: model.Operation, caller: Caller, params: dict[str, Any]
+    ) -> tuple[registry.Handler, str | None]:
+        """What needs no database: the caller's rate, the input, the handler; the request's
+        idempotency token, if the operation has one."""
         self.limiter.admit(caller)
         validate.validate(op.input, params)
         handler = registry.HANDLERS.get(op.name)
@@ -68,23 +110,29 @@ class Dispatcher:
             )
         token_member = op.idempotency_member
         token = params.get(token_member.name) if token_member else None
-        for attempt in range(3):
-            try:
-                return self._run(op, handler, caller, params, token)
-            except sa.exc.IntegrityError:
-                # another server committed the same idempotent request first: read its record
-                if token is None or attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        return handler, token
 
     def _run(
+        self, op: model.Operation, work: Callable[[sa.Connection], dict[str, Any]]
+    ) -> dict[str, Any]:
+        if op.method == "GET":  # each statement its own snapshot, on every database
+            with self.db.read(snapshot=False) as conn:
+                return work(conn)
+        if self.group is not None:
+            return self.group.run(work)
+        with self.db.write() as conn:
+            return work(conn)
+
+    def _work(
         self,
         op: model.Operation,
         handler: registry.Handler,
         caller: Caller,
         params: dict[str, Any],
         token: str | None,
-    ) -> dict[str, Any]:
+    ) -> Callable[[sa.Connection], dict[str, Any]]:
+        """The operation's work in a transaction: the caller still a user, the handler, and
+        for a change its audit entry."""
         now = self.now()
 
         def work(conn: sa.Connection) -> dict[str, Any]:
@@ -99,13 +147,7 @@ class Dispatcher:
                 audit.accepted(conn, ctx.now, op.name, who, role, params, result)
                 return result
 
-        if op.method == "GET":  # each statement its own snapshot, on every database
-            with self.db.read(snapshot=False) as conn:
-                return work(conn)
-        if self.group is not None:
-            return self.group.run(work)
-        with self.db.write() as conn:
-            return work(conn)
+        return work
 
 
 def _call(
