@@ -155,6 +155,43 @@ def test_refused_and_accepted_deletes_are_recorded_with_caller_key_and_address(
     assert "AccessDeniedException" in table[1]
 
 
+def test_refusals_of_any_input_are_recorded_and_do_not_lose_the_others(
+    world: worlds.World,
+) -> None:
+    """A refused request's values are the client's: a NUL character (which PostgreSQL's text
+    refuses) or a studio id longer than the trail's column. They once made the whole batch
+    of refusals written with them fail (all lost), and a long studio id made an idempotent
+    request fail with a server error on PostgreSQL (its idempotency record's scope)."""
+    studio_id, long_id = world.studio.studio_id, "s" * 300
+    operator = world.operator.client()
+    expect.error(lambda: operator.delete_studio(studioId=long_id), "ResourceNotFoundException")
+    artist = world.artist.client()
+    expect.error(
+        lambda: artist.delete_streaming_session(studioId=studio_id, sessionId="nul\x00here"),
+        "ValidationException",
+        "NUL",
+    )
+    expect.error(
+        lambda: artist.delete_streaming_session(studioId=studio_id, sessionId="no-such-session"),
+        "ResourceNotFoundException",
+    )
+
+    def refused() -> list[dict[str, Any]]:
+        entries = audit(world, "--outcome", "refused", "--since", "1h")
+        return [e for e in entries if e["operation"] in ("DeleteStudio", "DeleteStreamingSession")]
+
+    deadline = time.monotonic() + 10
+    while len(found := refused()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    by_resource = {e["resourceId"]: e for e in found}
+    assert "no-such-session" in by_resource, found
+    nul = by_resource["nul\ufffdhere"]  # its message quotes the value: NUL replaced there too
+    assert nul["errorCode"] == "ValidationException" and "\x00" not in nul["message"]
+    (studio_entry,) = [e for e in found if e["operation"] == "DeleteStudio"]
+    assert studio_entry["errorCode"] == "ResourceNotFoundException"
+    assert studio_entry["studioId"] == long_id[:256]  # cut to the column, not refused
+
+
 def test_a_bad_time_filter_is_a_clear_error(world: worlds.World) -> None:
     data_dir = str(world.server.data_dir.resolve())
     answer = subprocess.run(

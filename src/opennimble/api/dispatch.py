@@ -192,7 +192,8 @@ def _idempotent(
     ctx: Context, op: model.Operation, handler: registry.Handler, params: dict[str, Any], token: str
 ) -> dict[str, Any]:
     assert op.idempotency_member is not None
-    key = (op.name, ctx.caller.user_id, str(params.get("studioId", "")), token)
+    scope = idempotency.scope_of(str(params.get("studioId", "")))
+    key = (op.name, ctx.caller.user_id, scope, token)
     fingerprint = _fingerprint({k: v for k, v in params.items() if k != op.idempotency_member.name})
     record = idempotency.get(ctx.conn, *key)
     if record is None:

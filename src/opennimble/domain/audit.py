@@ -233,8 +233,19 @@ class Trail:
         try:
             with self.db.write() as conn:
                 store.insert(conn, [entry(conn, event) for event in pending])
+            return
         except Exception:  # the trail must not take the server down; the log says why
-            log.exception("could not write %d refusals to the audit trail", len(pending))
+            if len(pending) == 1:
+                log.exception("could not write a refusal to the audit trail")
+                return
+        # one entry the database refuses must not lose the others: each on its own
+        log.warning("a batch of %d refusals failed to be written: writing each", len(pending))
+        for event in pending:
+            try:
+                with self.db.write() as conn:
+                    store.insert(conn, [entry(conn, event)])
+            except Exception:
+                log.exception("could not write a refusal to the audit trail")
 
     def close(self) -> None:
         """Write what waits and stop the writer (at shutdown)."""

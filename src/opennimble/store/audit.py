@@ -19,11 +19,34 @@ _INSERT_ONE = hot.Statement(
 )
 
 
+# the text columns' lengths (None: unbounded)
+_TEXT = {c.name: c.type.length for c in t.columns if isinstance(c.type, sa.String)}
+
+
 def insert(conn: sa.Connection, rows: list[Row]) -> None:
-    if len(rows) == 1:
-        _INSERT_ONE.execute(conn, **rows[0])
-    elif rows:
-        conn.execute(t.insert(), rows)
+    """Write entries; their text made to fit (see :func:`fit`)."""
+    fitted = [fit(row) for row in rows]
+    if len(fitted) == 1:
+        _INSERT_ONE.execute(conn, **fitted[0])
+    elif fitted:
+        conn.execute(t.insert(), fitted)
+
+
+def fit(row: Row) -> Row:
+    """``row`` as every database stores it: a refused request's values are the client's
+    (a studio id of any length, NUL characters, which PostgreSQL's text refuses), so NUL
+    becomes U+FFFD and a value longer than its column is cut to the column's length."""
+    fitted = dict(row)
+    for name, length in _TEXT.items():
+        value = fitted.get(name)
+        if not isinstance(value, str):
+            continue
+        if "\x00" in value:
+            value = value.replace("\x00", "\ufffd")
+        if length is not None and len(value) > length:
+            value = value[:length]
+        fitted[name] = value
+    return fitted
 
 
 @dataclasses.dataclass(frozen=True)

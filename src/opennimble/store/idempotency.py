@@ -7,6 +7,7 @@ one fail to insert and read the winner's record instead.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,6 +30,19 @@ _KEY = (
 _GET = hot.Statement(sa.select(t).where(*_KEY))
 _INSERT = t.insert()
 _RESPOND = hot.Statement(t.update().where(*_KEY).values(response=sa.bindparam("response")))
+
+
+_SCOPE_LENGTH = schema.Id.length or 64  # the scope column is an Id
+
+
+def scope_of(studio_id: str) -> str:
+    """The record's scope for a request naming ``studio_id`` (as the client sent it): the
+    id itself, or a digest of it when it is longer than the column (such an id names no
+    studio; its request fails in the transaction that holds its record)."""
+    if len(studio_id) <= _SCOPE_LENGTH:
+        return studio_id
+    digest = hashlib.sha256(studio_id.encode("utf-8", "surrogatepass")).hexdigest()
+    return ("sha256:" + digest)[:_SCOPE_LENGTH]
 
 
 def _key(operation: str, caller: str, scope: str, token: str) -> dict[str, str]:
