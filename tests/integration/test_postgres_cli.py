@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from tests.support.cluster import Worker
-from tests.support.server import cli
+from tests.support.server import cli, reachable
 
 
 def opennimble(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -64,9 +64,8 @@ def test_one_reconciler_per_host(tmp_path: pathlib.Path, database_url: str) -> N
     first = Worker(tmp_path / "a", "the-host", env, tmp_path)
     first.start()
     try:
-        again = opennimble(
-            "worker", "--host-id", "the-host", "--data-dir", str(tmp_path / "b"), env=env
-        )
+        other_dir = reachable(tmp_path / "b")  # it makes its desktops directory before refusing
+        again = opennimble("worker", "--host-id", "the-host", "--data-dir", str(other_dir), env=env)
         assert again.returncode == 1
         assert "another reconciler runs as host the-host" in again.stderr
         same_dir = opennimble(

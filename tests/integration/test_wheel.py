@@ -13,7 +13,7 @@ import sysconfig
 import pytest
 import requests
 
-from tests.support.server import announced
+from tests.support.server import announced, reachable
 
 SOURCE_TREE = pathlib.Path(__file__).resolve().parents[2]
 NOVNC = SOURCE_TREE / "node_modules" / "@novnc" / "novnc"
@@ -68,8 +68,9 @@ def test_a_wheel_install_serves_novnc(tmp_path: pathlib.Path) -> None:
     )
     assert where.startswith(str(venv)), where
 
+    data = reachable(tmp_path / "data")  # its desktops directory removed at exit
     server = subprocess.Popen(
-        [python, "-m", "opennimble", "serve", "--port", "0", "--data-dir", tmp_path / "data"],
+        [python, "-m", "opennimble", "serve", "--port", "0", "--data-dir", data],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

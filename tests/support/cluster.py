@@ -27,6 +27,9 @@ class Worker(Child):
     log_dir: pathlib.Path
     process: subprocess.Popen[bytes] | None = None
 
+    def __post_init__(self) -> None:
+        self.data_dir = reachable(self.data_dir)  # its desktops directory removed at exit
+
     @property
     def log_path(self) -> pathlib.Path:
         return self.log_dir / f"{self.host_id}-worker.log"
@@ -84,7 +87,7 @@ class Cluster:
             env_i = {**common, "OPENNIMBLE_RECONCILER": "false"}
             made.servers.append(Server(data_dir, env=env_i))
         for i in range(workers):
-            made.workers.append(Worker(reachable(root / f"host{i}"), f"host{i}", common, root))
+            made.workers.append(Worker(root / f"host{i}", f"host{i}", common, root))
         return made
 
     def start(self) -> None:
