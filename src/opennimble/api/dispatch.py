@@ -50,10 +50,7 @@ class Dispatcher:
         try:
             return self._invoke(op, caller, params)
         except errors.ServiceError as exc:
-            who = audit.Who.of(caller)
-            self.trail.refused_request(
-                op.name, who, params, exc.status, exc.error_type, exc.message
-            )
+            self._refused(op, caller, params, exc)
             raise
 
     async def invoke_grouped(
@@ -74,12 +71,18 @@ class Dispatcher:
                         raise
             raise AssertionError("unreachable")
         except errors.ServiceError as exc:
-            if self.trail is not None:
-                who = audit.Who.of(caller)
-                self.trail.refused_request(
-                    op.name, who, params, exc.status, exc.error_type, exc.message
-                )
+            self._refused(op, caller, params, exc)
             raise
+
+    def _refused(
+        self, op: model.Operation, caller: Caller, params: dict[str, Any], exc: errors.ServiceError
+    ) -> None:
+        """Record a refusal of the dispatcher in the audit trail, if there is one."""
+        if self.trail is not None:
+            who = audit.Who.of(caller)
+            self.trail.refused_request(
+                op.name, who, params, exc.status, exc.error_type, exc.message
+            )
 
     def _invoke(
         self, op: model.Operation, caller: Caller, params: dict[str, Any]
