@@ -15,10 +15,18 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Collection
 
 import pytest
 
-from opennimble.providers import base, local, local_host, local_process, local_xvnc
+from opennimble.providers import (
+    base,
+    local,
+    local_host,
+    local_process,
+    local_xnames,
+    local_xvnc,
+)
 from tests.integration import provider_support as support
 from tests.integration.provider_support import (
     alive,
@@ -273,10 +281,8 @@ def write_script(path: pathlib.Path, body: str) -> str:
     [
         ("exit 1\n", "Xvnc exited with status 1: (no output"),
         (
-            "echo '(EE) Fatal server error:' >&2\n"
-            "echo '(EE) Server is already active for display 1' >&2\nexit 1\n",
-            "Xvnc exited with status 1: Fatal server error: / "
-            "Server is already active for display 1",
+            "echo '(EE) Fatal server error:' >&2\necho '(EE) No screens found' >&2\nexit 1\n",
+            "Xvnc exited with status 1: Fatal server error: / No screens found",
         ),
     ],
 )
@@ -289,6 +295,29 @@ def test_failing_xvnc_is_a_permanent_failure(
         asyncio.run(provider.start(make_spec(), {}))
     assert failure.value.status_code == "INTERNAL_ERROR"
     assert expected in failure.value.message
+
+
+@pytest.mark.host_wide  # each display found taken evicts the host's squatters
+def test_an_xvnc_that_finds_every_display_taken_fails_for_now(
+    runtime_dir: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    """Xvnc exits saying the display it was given is taken, every time: each start of it gets
+    another display, and after LAUNCH_ATTEMPTS the start fails as temporary (retried later)."""
+    tried = tmp_path / "displays"
+    body = (
+        f'echo "$1" >> {tried}\n'
+        "echo '(EE) Fatal server error:' >&2\n"
+        "echo \"(EE) Cannot establish any listening sockets - Make sure an X server isn't "
+        'already running" >&2\nexit 1\n'
+    )
+    xvnc = write_script(tmp_path / "Xvnc", body)
+    provider = local.LocalProvider(runtime_dir=runtime_dir, xvnc=xvnc, isolate=False)
+    with pytest.raises(base.TemporaryFailure) as failure:
+        asyncio.run(provider.start(make_spec(), {}))
+    assert "at each of 5 attempts" in failure.value.message
+    displays = tried.read_text().split()
+    assert len(displays) == local.LAUNCH_ATTEMPTS == len(set(displays))
+    assert all(display.startswith(":") for display in displays)
 
 
 def test_xvnc_dying_after_start_fails_the_poll(
@@ -357,6 +386,105 @@ def test_port_taken_before_xvnc_binds_it_is_retried(runtime_dir: pathlib.Path) -
             await provider.delete(state)
 
         asyncio.run(scenario())
+
+
+def hold_display_names(count: int) -> list[socket.socket]:
+    """Bind the abstract names of the ``count`` lowest free X displays (as a squatter would)."""
+    held: list[socket.socket] = []
+    for display in range(local_xnames.DISPLAYS):
+        if len(held) == count:
+            break
+        sock = socket.socket(socket.AF_UNIX)
+        try:
+            sock.bind(f"\0/tmp/.X11-unix/X{display}")
+            held.append(sock)
+        except OSError:
+            sock.close()
+    return held
+
+
+def display_of(sock: socket.socket) -> int:
+    return int(sock.getsockname()[1:].decode().removeprefix("/tmp/.X11-unix/X"))
+
+
+@pytest.mark.host_wide  # evicts the host's squatters
+def test_display_taken_before_xvnc_binds_it_is_retried(
+    runtime_dir: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The name of the display chosen for a desktop is taken before its Xvnc binds it: Xvnc
+    exits at once and the provider starts it again on another display."""
+    (held,) = hold_display_names(1)
+    chosen, real = display_of(held), local_xnames.free_name
+    asked: list[set[int]] = []
+
+    def late(avoid: Collection[int] = ()) -> int | None:  # chose before the name was taken
+        asked.append(set(avoid))
+        return chosen if len(asked) == 1 else real(avoid)
+
+    monkeypatch.setattr(local_xnames, "free_name", late)
+    provider = local.LocalProvider(runtime_dir=runtime_dir)
+
+    async def scenario() -> None:
+        state = await provider.start(make_spec(), {})
+        assert state["display"] != chosen
+        await wait_ready(provider, state)
+        await provider.delete(state)
+
+    with held:
+        asyncio.run(scenario())
+    assert chosen in asked[1]
+
+
+# Binds the abstract names of the N lowest free X displays, prints their numbers and holds them
+# until its standard input closes.
+HOLD_NAMES = """
+import resource, socket, sys
+count = int(sys.argv[1])
+_, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+held = {}
+for display in range(59536):
+    if len(held) == count:
+        break
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.bind(f"\\0/tmp/.X11-unix/X{display}")
+        held[display] = sock
+    except OSError:
+        sock.close()
+print(*held, flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.host_wide  # takes 2,000 X display names
+def test_taken_display_names_cost_xvnc_nothing(runtime_dir: pathlib.Path) -> None:
+    """With the 2,000 lowest free display names taken, a desktop starts on the next free one at
+    once: its Xvnc is given that number, instead of trying (and logging, and keeping a file
+    descriptor of) every number from 0 up."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_NAMES, "2000"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    provider = local.LocalProvider(runtime_dir=runtime_dir)
+
+    async def scenario() -> None:
+        state = await provider.start(make_spec(), {})
+        await wait_ready(provider, state)
+        log = pathlib.Path(state["runtime_dir"]) / local_host.LOG_FILE
+        assert state["display"] > max(held)
+        assert "_XSERVTrans" not in log.read_text()  # what Xvnc logs for each number it tries
+        await provider.delete(state)
+
+    try:
+        assert holder.stdout is not None
+        held = [int(display) for display in holder.stdout.readline().split()]
+        assert len(held) == 2000
+        asyncio.run(scenario())
+    finally:
+        holder.communicate("")
 
 
 def test_reap_kills_desktops_of_unknown_sessions(

@@ -36,6 +36,17 @@ def test_a_table_with_every_name_taken_leaves_none_free(
     (tmp_path / "net").mkdir()
     (tmp_path / "net" / "unix").write_text("\n".join([header, *rows[1:]]) + "\n")
     monkeypatch.setattr(local_xnames, "PROC", tmp_path)
-    assert local_xnames.free_names() == 1  # X0 only
+    assert local_xnames.free_name() == 0  # X0 only
+    assert local_xnames.free_name(avoid={0}) is None
     (tmp_path / "net" / "unix").write_text("\n".join([header, *rows]) + "\n")
-    assert local_xnames.free_names() == 0
+    assert local_xnames.free_name() is None
+
+
+def test_the_lowest_free_name_is_chosen_but_not_one_to_avoid(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    (tmp_path / "net").mkdir()
+    (tmp_path / "net" / "unix").write_text(TABLE)  # X0 and X59535 are taken
+    monkeypatch.setattr(local_xnames, "PROC", tmp_path)
+    assert local_xnames.free_name() == 1
+    assert local_xnames.free_name(avoid={1, 2}) == 3

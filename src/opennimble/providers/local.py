@@ -24,9 +24,9 @@ needed to find one again is in the provider state and in the desktop's
 record (:mod:`local_host`). A desktop interrupted before step 6 completed is ended and started
 afresh. Stopping ends every process of the desktop (:mod:`local_process`) and keeps the home
 and the session's storage; ``discard_storage`` and deletion remove the storage, never the
-home. Xvnc picks its own display number (``-displayfd``) and reports it
-once it accepts connections; if another process takes its RFB port first, it exits at once
-and the start is retried with another port.
+home. Xvnc gets the lowest free display number (:mod:`local_xnames`) and reports it
+(``-displayfd``) once it accepts connections; if another process takes its display or its RFB
+port first, it exits at once and the start is retried with another.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ log = logging.getLogger("opennimble.providers.local")
 HOST = "127.0.0.1"
 PASSWORD_FILE = "passwd"
 MAX_FILE_SIZE = 16 * 1024**3  # bytes, the default of max_file_size
-PORT_ATTEMPTS = 5
+LAUNCH_ATTEMPTS = 5  # Xvnc starts that find their port or display taken, before giving up
 STOP_GRACE = 5.0
 USABLE_WAIT = 1.0  # seconds a poll waits for a starting desktop to become usable
 _SESSION_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
@@ -85,6 +85,10 @@ _STATE_KEYS = (
 
 class _PortTaken(Exception):
     """Xvnc could not bind the RFB port chosen for it (or another start may succeed)."""
+
+
+class _DisplayTaken(Exception):
+    """Xvnc could not take the X display chosen for it: someone took its name meanwhile."""
 
 
 class LocalProvider(base.Provider):
@@ -164,6 +168,7 @@ class LocalProvider(base.Provider):
         self._probe_host = HOST if interface in ("0.0.0.0", "::", "") else interface
         self._advertise_host = advertise_host or self._probe_host
         self._reserved_ports: set[int] = set()
+        self._reserved_displays: set[int] = set()
         self._opened = False
         # desktop accounts may not connect to these (the database's) nor to any desktop's port
         self._closed_ports = set(closed_ports or ())
@@ -537,24 +542,47 @@ class LocalProvider(base.Provider):
     ) -> dict[str, Any]:
         password = local_xvnc.new_password()
         port = self._reserve_port()
+        tried: set[int] = set()  # display numbers that were taken when Xvnc came to bind them
         try:
-            _, _, obfuscated = await asyncio.gather(  # side by side: each waits for a program
-                local_xnames.make_room(self._host.ending),  # X display names squatted: free some
+            _, obfuscated = await asyncio.gather(  # side by side: each waits for a program
                 self._close_port(port),  # other desktops' accounts never reach it
                 asyncio.to_thread(local_xvnc.password_file_content, password),
             )
-            for attempt in range(PORT_ATTEMPTS):
-                if attempt:
+            for _ in range(LAUNCH_ATTEMPTS):
+                display = await self._reserve_display(tried)
+                try:
+                    return await self._launch(
+                        exe, spec, account, port, display, password, obfuscated
+                    )
+                except _PortTaken:
+                    await self._open_port(port)
                     self._reserved_ports.discard(port)
                     port = self._reserve_port()
                     await self._close_port(port)
-                try:
-                    return await self._launch(exe, spec, account, port, password, obfuscated)
-                except _PortTaken:
-                    await self._open_port(port)
+                except _DisplayTaken:
+                    tried.add(display)  # taken since it was chosen: a squatter at work?
+                    await local_xnames.evict_squatters(self._host.ending)
+                finally:
+                    self._reserved_displays.discard(display)
         finally:
             self._reserved_ports.discard(port)
-        raise base.TemporaryFailure(f"no free VNC port after {PORT_ATTEMPTS} attempts")
+        raise base.TemporaryFailure(
+            f"Xvnc found its VNC port or X display taken at each of {LAUNCH_ATTEMPTS} attempts"
+        )
+
+    async def _reserve_display(self, tried: set[int]) -> int:
+        """A display number for an Xvnc about to start: free on the host (:mod:`local_xnames`),
+        not in ``tried`` and not another start's of this process."""
+        while True:
+            avoid = tried | self._reserved_displays
+            display = await local_xnames.choose(self._host.ending, avoid)
+            if display is None:
+                raise base.TemporaryFailure(
+                    "no X display name is free on this host, and no squatter holds several"
+                )
+            if display not in self._reserved_displays:  # taken by another start meanwhile
+                self._reserved_displays.add(display)
+                return display
 
     def _reserve_port(self) -> int:
         port = _free_port(self._probe_host)
@@ -569,11 +597,12 @@ class LocalProvider(base.Provider):
         spec: base.DesktopSpec,
         account: Account,
         port: int,
+        display: int,
         password: str,
         obfuscated: bytes,
     ) -> dict[str, Any]:
-        """Start one Xvnc on ``port`` asking for ``password`` (``obfuscated``: its password
-        file's content) and return its state once it accepts connections."""
+        """Start one Xvnc on ``display`` and ``port`` asking for ``password`` (``obfuscated``:
+        its password file's content) and return its state once it accepts connections."""
         sid, directory = spec.session_id, self._host.session_dir(spec.session_id)
         state: dict[str, Any] = {"display": None, "port": port, "host": self._advertise_host}
         state.update(password=password, runtime_dir=str(directory), session_id=sid)
@@ -599,6 +628,7 @@ class LocalProvider(base.Provider):
                 port=port,
                 geometry=self._geometry,
                 displayfd=write_fd,
+                display=display,
                 xauthority=str(xauthority),
                 password_file=str(password_file),
                 interface=self._interface,
@@ -660,10 +690,8 @@ class LocalProvider(base.Provider):
         tail = self._host.log_tail(state["session_id"])
         if status is not None and status > 0 and "Address already in use" in tail:
             return _PortTaken()
-        if status is not None and status > 0 and local_xnames.NO_FREE_NAME in tail:
-            if await local_xnames.evict_squatters(self._host.ending):
-                return _PortTaken()  # the names are free again: start it again
-            return base.TemporaryFailure(f"no X display name is free on this host: {tail}")
+        if status is not None and status > 0 and any(m in tail for m in local_xvnc.DISPLAY_TAKEN):
+            return _DisplayTaken()
         return base.PermanentFailure(f"{local_xvnc.describe_exit(status)}: {tail}")
 
     # ---- health -----------------------------------------------------------------------------

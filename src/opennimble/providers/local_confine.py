@@ -27,10 +27,10 @@ Every process of a desktop starts as root behind the control group's gate
 
 X clients (libxcb) try the display's *abstract* socket, ``@/tmp/.X11-unix/X<n>``, before the
 file. Abstract sockets have no permissions and one namespace per network namespace, which
-desktops share with the host; so Xvnc also listens there, under the display number it found
-free in that namespace (``-displayfd``): the name of a running desktop's display is held by its
-own X server, nobody can put a server of theirs in front of it, and a name someone holds only
-makes the next desktop take the next free number. Its socket file, in the private directory,
+desktops share with the host; so Xvnc also listens there, under a display number whose name
+is free in that namespace (:mod:`local_xnames`): the name of a running desktop's display is held
+by its own X server, nobody can put a server of theirs in front of it, and a name someone holds
+only makes the next desktop take the next free number. Its socket file, in the private directory,
 cannot be squatted at all.
 
 Every desktop's processes bind the same directory, so they see the same sockets although each

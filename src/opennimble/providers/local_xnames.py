@@ -1,12 +1,16 @@
-"""X display names in the host's abstract socket namespace, and the processes that squat them.
+"""X display names in the host's abstract socket namespace: choosing a free one for a new
+desktop, and the processes that squat them.
 
 X clients (libxcb) connect to a display's abstract socket, ``@/tmp/.X11-unix/X<n>``, before
 its socket file, so every desktop's Xvnc holds its own abstract name (:mod:`local_confine`):
 nobody can stand in front of a running desktop's X server. Abstract names belong to the network
 namespace, which desktops share with the host, so an artist can bind names too; one that is
-taken only moves the next desktop's Xvnc (``-displayfd``) to the next free number. An artist
-holding *every* name (about 59,500 sockets: a few processes suffice) would make every later
-Xvnc exit with ``Failed to find a socket to listen on``.
+taken only moves the next desktop to another number. The provider chooses the number
+(:func:`choose`: the lowest whose name is free, read from ``/proc/net/unix``) and gives it to
+Xvnc, which binds it or exits at once if someone took it meanwhile; the provider then chooses
+again. Xvnc's own search (``-displayfd`` without a display) is not used: it tries every number
+from 0 up, logs a few lines for each taken one and keeps a file descriptor of each, so a few
+thousand taken names fill its log with megabytes and its file table, and it fails.
 
 Turning the abstract listener off (``-nolisten local``, which TigerVNC's Xvnc accepts) is no
 answer: the clients of the desktop would still try the abstract name first and connect to the
@@ -14,13 +18,13 @@ squatter's socket (sending it their cookie and drawing their windows there); lib
 1.16) has no display name that skips it, and a Landlock scope that refused the connection
 would make the clients fail, not fall back to the file.
 
-So when no name is free before an Xvnc starts, or an Xvnc found none, the provider *evicts
-the squatters*: it ends every process of another user than root and itself that holds two or
-more X display names (an X server holds one: an artist's own Xvfb is left alone; a squatter
-would need a process per name, and each desktop's ``max_processes`` caps that far below
-59,500), then starts the Xvnc. The processes are found by their file descriptors
-(``/proc/<pid>/fd``); what holds a socket outside any file table (in flight in another
-socket's queue) is not found.
+So when no name is free, or the one chosen was taken before Xvnc could bind it, the provider
+*evicts the squatters*: it ends every process of another user than root and itself that holds
+two or more X display names (an X server holds one: an artist's own Xvfb is left alone; a
+squatter of every name would need a process per name, and each desktop's ``max_processes``
+caps that far below the ~59,500 names), then chooses again. The processes are found by their
+file descriptors (``/proc/<pid>/fd``); what holds a socket outside any file table (in flight in
+another socket's queue) is not found.
 """
 
 from __future__ import annotations
@@ -30,13 +34,13 @@ import logging
 import os
 import pathlib
 import re
+from collections.abc import Collection
 
 from opennimble.providers import local_process
 
 log = logging.getLogger("opennimble.providers.local")
 
-NO_FREE_NAME = "Failed to find a socket to listen on"  # Xvnc's last words when none is free
-DISPLAYS = 65536 - 6000  # the display numbers an X server tries (-displayfd): TCP port 6000 + n
+DISPLAYS = 65536 - 6000  # the display numbers an X server may take: its TCP port is 6000 + n
 PROC = pathlib.Path("/proc")
 _NAME = re.compile(r"@/tmp/\.X11-unix/X(\d+)")
 _SOCKET = re.compile(r"socket:\[(\d+)\]")
@@ -53,10 +57,11 @@ def display_sockets(table: str) -> dict[int, int]:
     return found
 
 
-def free_names() -> int:
-    """How many X display names are free in this network namespace."""
+def free_name(avoid: Collection[int] = ()) -> int | None:
+    """The lowest display number whose name is free in this network namespace and not in
+    ``avoid``; None if there is none."""
     taken = set(display_sockets((PROC / "net" / "unix").read_text()).values())
-    return DISPLAYS - len(taken & set(range(DISPLAYS)))
+    return next((n for n in range(DISPLAYS) if n not in taken and n not in avoid), None)
 
 
 def holders() -> dict[int, set[int]]:
@@ -86,11 +91,13 @@ def squatters() -> dict[int, int]:
     }
 
 
-async def make_room(ending: local_process.Ending) -> None:
-    """Evict the squatters before an X server starts if no X display name is free: an Xvnc
-    that finds none takes seconds trying all of them and logs a line for each."""
-    if await asyncio.to_thread(free_names) == 0:
-        await evict_squatters(ending)
+async def choose(ending: local_process.Ending, avoid: Collection[int] = ()) -> int | None:
+    """A display number for a new X server (:func:`free_name`), evicting the squatters first
+    if no name is free; None if none is free even then."""
+    display = await asyncio.to_thread(free_name, avoid)
+    if display is None and await evict_squatters(ending):
+        display = await asyncio.to_thread(free_name, avoid)
+    return display
 
 
 async def evict_squatters(ending: local_process.Ending) -> int:
@@ -98,7 +105,7 @@ async def evict_squatters(ending: local_process.Ending) -> int:
     found = await asyncio.to_thread(squatters)
     for pid, count in sorted(found.items()):
         log.warning(
-            "no X display name was free: ending process %d of uid %s, which held %d of them",
+            "ending process %d of uid %s: it held %d X display names, which new desktops need",
             pid,
             local_process.uid_of(pid),
             count,

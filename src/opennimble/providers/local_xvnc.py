@@ -20,7 +20,6 @@ import os
 import pathlib
 import re
 import secrets
-import select
 import shutil
 import string
 import struct
@@ -38,6 +37,10 @@ PASSWORD_LENGTH = 8  # all that VNC authentication uses
 PROBE_TIMEOUT = 1.0
 _PASSWORD_ALPHABET = string.ascii_letters + string.digits
 _RFB_GREETING = re.compile(rb"RFB \d{3}\.\d{3}\n")
+DISPLAY_TAKEN = (  # Xvnc's last words when the display it was given is someone else's
+    "Cannot establish any listening sockets",  # its name (or socket file) is held
+    "Server is already active for display",  # its lock file is a running server's
+)
 CLIPBOARD_OFF = [
     "-AcceptCutText=0",
     "-SendCutText=0",
@@ -58,10 +61,14 @@ def xvnc_command(
     password_file: str,
     interface: str = "127.0.0.1",
     clipboard: bool = True,
+    display: int | None = None,
 ) -> list[str]:
-    """The command line of a session's Xvnc."""
+    """The command line of a session's Xvnc: on ``display`` if given (it exits at once if
+    that is taken, saying one of :data:`DISPLAY_TAKEN`), else on the first free number it
+    finds; either way it writes the number to ``displayfd`` once it accepts connections."""
     argv = [
-        xvnc, "-displayfd", str(displayfd), "-rfbport", str(port), "-interface", interface,
+        xvnc, *([] if display is None else [f":{display}"]),
+        "-displayfd", str(displayfd), "-rfbport", str(port), "-interface", interface,
         "-SecurityTypes", "VncAuth", "-PasswordFile", password_file,
         # failed logins must not lock the gateway (which connects from the same address) out
         "-UseBlacklist=0",
@@ -129,7 +136,7 @@ def read_display(fd: int, timeout: float) -> int:
     try:
         while not data.endswith(b"\n"):
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
+            if left <= 0 or not local_process.wait_readable(fd, left):
                 raise TimeoutError
             chunk = os.read(fd, 64)
             if not chunk:
