@@ -383,13 +383,20 @@ def _free_port(interface: str) -> int:
         return port
 
 
+def _readable(fd: int, timeout: float) -> bool:
+    """Whether ``fd`` can be read within ``timeout`` s (poll: any descriptor number)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(timeout * 1000))
+
+
 def _read_display(fd: int, timeout: float) -> int | None:
     """The display number Xvnc writes once it accepts connections (None if it exited)."""
     deadline, data = time.monotonic() + timeout, b""
     try:
         while not data.endswith(b"\n"):
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
+            if left <= 0 or not _readable(fd, left):
                 return None
             chunk = os.read(fd, 64)
             if not chunk:
