@@ -17,22 +17,26 @@ TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 TEST_LOGS := .test-logs
 # The two runs are independent (own servers, ports, data directories, accounts, control groups
 # and Slurm clusters), and mostly wait on desktops and sockets: they run side by side, each
-# into its own log, printed whole when both have ended.
+# into its own log, printed whole when both have ended. The tests marked host_wide take
+# something of the whole host for a while (every X display name, squatted; the squatters
+# evicted): they run alone afterwards, on SQLite, so that neither run disturbs them.
 test: setup test-packages lint check-minimums
 	@mkdir -p $(TEST_LOGS); rm -f $(TEST_LOGS)/*.log
 	@if $(BIN)/python -c "import psycopg, sys; psycopg.connect(sys.argv[1], connect_timeout=3).close()" \
 	    '$(TEST_DATABASE_URL)' 2>/dev/null; then \
 	  echo "== the suite on SQLite and, at the same time, on PostgreSQL ($(TEST_DATABASE_URL))"; \
 	  OPENNIMBLE_TEST_DATABASE_URL='$(TEST_DATABASE_URL)' $(BIN)/pytest --ignore=tests/unit \
-	    > $(TEST_LOGS)/postgresql.log 2>&1 & pg=$$!; \
+	    -m 'not host_wide' > $(TEST_LOGS)/postgresql.log 2>&1 & pg=$$!; \
 	else \
 	  echo "== no PostgreSQL at $(TEST_DATABASE_URL): its run of the suite is skipped"; pg=""; \
 	fi; \
-	$(BIN)/pytest > $(TEST_LOGS)/sqlite.log 2>&1; sqlite=$$?; \
+	$(BIN)/pytest -m 'not host_wide' > $(TEST_LOGS)/sqlite.log 2>&1; sqlite=$$?; \
 	status=0; [ -z "$$pg" ] || { wait $$pg || status=$$?; }; \
 	echo "== the suite on SQLite"; cat $(TEST_LOGS)/sqlite.log; \
 	if [ -n "$$pg" ]; then echo "== the suite on PostgreSQL"; cat $(TEST_LOGS)/postgresql.log; fi; \
-	[ $$sqlite -eq 0 ] && [ $$status -eq 0 ]
+	echo "== the tests that take something of the whole host (host_wide), alone, on SQLite"; \
+	$(BIN)/pytest -m host_wide; host=$$?; \
+	[ $$sqlite -eq 0 ] && [ $$status -eq 0 ] && [ $$host -eq 0 ]
 
 setup: system-packages $(STAMP) $(NOVNC) aws4-suite
 

@@ -331,7 +331,7 @@ time.sleep(60)
 """
 
 
-@pytest.mark.x_names  # another run's host_wide squatter would leave A no name to take
+@pytest.mark.host_wide  # squats names; another test's desktop could evict the squatter
 def test_a_squatter_cannot_make_a_later_desktop_fail(scene: Scene) -> None:
     """A takes every free X display name from :0 to :63 it can reach (socket files in its
     /tmp/.X11-unix, abstract sockets, X lock files) and holds them; desktops started
@@ -360,11 +360,11 @@ def test_a_squatter_cannot_make_a_later_desktop_fail(scene: Scene) -> None:
     scene.as_a("sh", "-c", "rm -f /tmp/.X[0-9]*-lock")
 
 
-# Binds every X display's abstract name that is free (all Xvnc -displayfd would try), from
-# four processes, each holding a quarter (file descriptors: raised to the hard limit); prints
-# the pids of the holders and how many names they hold, and holds them for a minute in the
-# background, taking every name of the quarter that someone else frees meanwhile (other X
-# servers on the machine end).
+# Binds every X display's abstract name that is free (all an X server could take), from four
+# processes, each holding a quarter (file descriptors: raised to the hard limit); prints the pids
+# of the holders and how many names they hold, and holds them for a minute in the background,
+# taking every name of the quarter that someone else frees meanwhile (other X servers on the
+# machine end). A holder ended before it reported (another provider evicting it) prints nothing.
 SQUAT_ALL = """
 import os, resource, socket, sys, time
 _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -373,6 +373,7 @@ reader, writer = os.pipe()
 for part in range(4):
     if os.fork() == 0:
         os.setsid()
+        os.close(reader)
         held, missing = [], set(range(part, 59536, 4))
         def grab():
             for n in list(missing):
@@ -385,15 +386,33 @@ for part in range(4):
                     sock.close()
         grab()
         os.write(writer, f"{os.getpid()} {len(held)}\\n".encode())
-        os.close(1); os.close(2)
+        os.close(writer); os.close(1); os.close(2)
         for _ in range(600):  # names other X servers give up are taken as well
             time.sleep(0.1)
             grab()
         os._exit(0)
+os.close(writer)
 with os.fdopen(reader) as lines:
-    for _ in range(4):
-        print(lines.readline().strip())
+    print(lines.read().strip())
 """
+
+
+def squat_every_name(scene: Scene) -> dict[int, int]:
+    """A's squatters of every free name: pid -> names held."""
+    squat = scene.as_a("python3", "-c", SQUAT_ALL)
+    assert squat.returncode == 0, squat.stderr
+    fields = squat.stdout.split()  # pid count pid count ...
+    squatters = {int(pid): int(count) for pid, count in zip(fields[::2], fields[1::2], strict=True)}
+    if len(squatters) < 4 or sum(squatters.values()) <= 59_000:
+        end_squatters(scene, squatters)
+        raise AssertionError(f"A held only {squatters} names")
+    return squatters
+
+
+def end_squatters(scene: Scene, squatters: dict[int, int]) -> None:
+    for pid in squatters:
+        if local_process.uid_of(pid) == scene.a["uid"]:
+            os.kill(pid, 9)
 
 
 @pytest.mark.host_wide
@@ -402,13 +421,8 @@ def test_a_squatter_of_every_abstract_name_cannot_stop_a_new_desktop(scene: Scen
     X server finds one): B's next desktop must still come up READY and usable. The provider
     ends the processes that hold more than one name (an X server holds one: A's own desktop
     runs on) and starts its Xvnc again."""
-    squat = scene.as_a("python3", "-c", SQUAT_ALL)
-    assert squat.returncode == 0, squat.stderr
-    squatters = {
-        int(pid): int(count) for pid, count in (line.split() for line in squat.stdout.splitlines())
-    }
+    squatters = squat_every_name(scene)
     try:
-        assert sum(squatters.values()) > 59_000, f"A held only {squatters} names"
         world = scene.world
         session_id = ready(world, world.artist2, world.studio.launch_profile_id)
         desktop = desktops.record(world.server, session_id)
@@ -423,9 +437,7 @@ def test_a_squatter_of_every_abstract_name_cannot_stop_a_new_desktop(scene: Scen
             studioId=world.studio.studio_id, sessionId=session_id, WaiterConfig=FAST
         )
     finally:
-        for pid in squatters:
-            if local_process.uid_of(pid) == scene.a["uid"]:
-                os.kill(pid, 9)
+        end_squatters(scene, squatters)
 
 
 @pytest.fixture

@@ -73,7 +73,11 @@ def run_as(desktop: dict[str, Any], *argv: str, **env: str) -> subprocess.Comple
         text=True,
     )
     with process:
-        out, err = process.communicate(timeout=20)
+        try:
+            out, err = process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()  # not left waiting for: the test fails now, not at its timeout
+            raise
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
