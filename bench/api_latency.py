@@ -603,12 +603,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def wrk_missing() -> bool:
+    """Whether wrk is missing (then says how to install it): the benchmarks that replay
+    requests with it call this first."""
+    if shutil.which("wrk") is not None:
+        return False
+    print("wrk not found: install Debian's wrk package (apt-get install wrk)", file=sys.stderr)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     from bench import scale_common as common
 
     args = parse_args(argv)
-    if shutil.which("wrk") is None:
-        print("wrk not found: install Debian's wrk package (apt-get install wrk)", file=sys.stderr)
+    if wrk_missing():
         return 2
     started = time.monotonic()
     signal.signal(signal.SIGTERM, _interrupt)  # clean up (servers, database) when terminated

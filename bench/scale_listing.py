@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=4.0, help="seconds per wrk round")
     parser.add_argument("--backends", default="sqlite,postgresql")
     args = parser.parse_args(argv)
+    if api_latency.wrk_missing():
+        return 2
     lines = [
         "| database | sessions in the table | page p50 ms | page p99 ms | pages/s (1 conn) "
         f"| p50 / p50 at {SMALL:,} |",

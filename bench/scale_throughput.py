@@ -143,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=4.0, help="seconds per wrk round")
     parser.add_argument("--backends", default="sqlite,postgresql")
     args = parser.parse_args(argv)
+    if api_latency.wrk_missing():
+        return 2
     lines = [
         "| database | API processes | GetStreamingSession /s | CreateStreamingSession /s |",
         "|---|---|---|---|",
