@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from opennimble.providers import local_xnames
+from opennimble.providers import desktop_job, local_xnames
 
 TABLE = """Num       RefCount Protocol Flags    Type St Inode Path
 0000000000000000: 00000002 00000000 00010000 0001 01 35391 @/tmp/.X11-unix/X0
@@ -50,3 +50,18 @@ def test_the_lowest_free_name_is_chosen_but_not_one_to_avoid(
     monkeypatch.setattr(local_xnames, "PROC", tmp_path)
     assert local_xnames.free_name() == 1
     assert local_xnames.free_name(avoid={1, 2}) == 3
+
+
+def test_the_slurm_job_launcher_chooses_the_same_way(tmp_path: pathlib.Path) -> None:
+    """The launcher in a Slurm job (standalone: no opennimble import) reads the node's table
+    the same way."""
+    table = tmp_path / "unix"
+    table.write_text(TABLE)  # X0 and X59535 are taken
+    assert desktop_job.free_display(set(), str(table)) == 1
+    assert desktop_job.free_display({1, 2}, str(table)) == 3
+    rows = [
+        f"0000000000000000: 00000002 00000000 00000000 0001 07 {1000 + n} @/tmp/.X11-unix/X{n}"
+        for n in range(desktop_job.DISPLAYS)
+    ]
+    table.write_text("\n".join([TABLE.splitlines()[0], *rows]) + "\n")
+    assert desktop_job.free_display(set(), str(table)) is None

@@ -51,7 +51,12 @@ from typing import Any
 X11_SOCKETS = "/tmp/.X11-unix"
 ENDPOINT_FILE = "endpoint.json"
 FAILURE_FILE = "failure.json"
-PORT_ATTEMPTS = 5
+LAUNCH_ATTEMPTS = 5  # Xvnc starts that find their port or display taken, before giving up
+DISPLAYS = 65536 - 6000  # the display numbers an X server may take: its TCP port is 6000 + n
+DISPLAY_TAKEN = (  # Xvnc's last words when the display it was given is someone else's
+    "Cannot establish any listening sockets",
+    "Server is already active for display",
+)
 GATE_FD = 9  # the session script's applications start once a line comes on it (dash: <= 9)
 LOOK_AGAIN = 0.05  # seconds between looks at the display while it is not usable yet
 TAIL = 300
@@ -137,21 +142,33 @@ class Launcher:
                 )
 
     def start_xvnc(self) -> tuple[subprocess.Popen[bytes], int, int]:
-        for _ in range(PORT_ATTEMPTS):
+        """Start Xvnc on a free port and the node's lowest free display number (not Xvnc's own
+        search, which keeps a descriptor and logs lines for every taken number); another
+        port or display when someone takes the chosen one first."""
+        tried: set[int] = set()
+        for _ in range(LAUNCH_ATTEMPTS):
             port = _free_port(self.desc["interface"])
+            display = free_display(tried)
+            if display is None:
+                raise Failure("no X display name is free on the node")
             read_fd, write_fd = os.pipe()
             fill = {"port": str(port), "displayfd": str(write_fd)}
-            argv = [arg.format(**fill) for arg in self.desc["xvnc_command"]]
-            process = self.spawn(argv, "xvnc.log", self.environment(), pass_fds=(write_fd,))
+            xvnc, *args = [arg.format(**fill) for arg in self.desc["xvnc_command"]]
+            process = self.spawn(
+                [xvnc, f":{display}", *args], "xvnc.log", self.environment(), pass_fds=(write_fd,)
+            )
             os.close(write_fd)
-            display = _read_display(read_fd, float(self.desc["timeout"]))
-            if display is not None:
-                return process, port, display
+            reported = _read_display(read_fd, float(self.desc["timeout"]))
+            if reported is not None:
+                return process, port, reported
             process.kill()
             process.wait()
-            if "Address already in use" not in _tail(self.path("xvnc.log")):
-                raise Failure(f"Xvnc did not start on the node: {_tail(self.path('xvnc.log'))}")
-        raise Failure(f"no free VNC port on the node after {PORT_ATTEMPTS} attempts")
+            log = _tail(self.path("xvnc.log"))
+            if any(taken in log for taken in DISPLAY_TAKEN):
+                tried.add(display)
+            elif "Address already in use" not in log:
+                raise Failure(f"Xvnc did not start on the node: {log}")
+        raise Failure(f"Xvnc found its port or display taken at each of {LAUNCH_ATTEMPTS} attempts")
 
     def start_session(self, env: dict[str, str]) -> int:
         """Start the session script, which starts the window manager at once and the
@@ -388,6 +405,21 @@ def _readable(fd: int, timeout: float) -> bool:
     poller = select.poll()
     poller.register(fd, select.POLLIN)
     return bool(poller.poll(timeout * 1000))
+
+
+def free_display(avoid: set[int], sockets: str = "/proc/net/unix") -> int | None:
+    """The lowest display number whose abstract name (``@/tmp/.X11-unix/X<n>``, what X
+    clients try first) is free in this network namespace (``sockets``: its table of unix
+    sockets) and not in ``avoid``."""
+    taken = set()
+    with open(sockets) as table:
+        next(table)
+        for line in table:
+            fields = line.split()
+            path = fields[7] if len(fields) >= 8 else ""
+            if path.startswith("@/tmp/.X11-unix/X") and path[17:].isdigit():
+                taken.add(int(path[17:]))
+    return next((n for n in range(DISPLAYS) if n not in taken and n not in avoid), None)
 
 
 def _read_display(fd: int, timeout: float) -> int | None:
