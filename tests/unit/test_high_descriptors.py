@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from opennimble.providers import local_process, local_xvnc
+from opennimble.providers import desktop_job, local_xvnc
 
 HIGH = 1500
 
@@ -35,9 +35,9 @@ def high_pipe() -> Iterator[tuple[int, int]]:
 
 def test_waiting_on_a_descriptor_past_1023(high_pipe: tuple[int, int]) -> None:
     read_fd, write_fd = high_pipe
-    assert not local_process.wait_readable(read_fd, 0.01)
+    assert not desktop_job.wait_readable(read_fd, 0.01)
     os.write(write_fd, b"x")
-    assert local_process.wait_readable(read_fd, 1.0)
+    assert desktop_job.wait_readable(read_fd, 1.0)
 
 
 def test_the_display_xvnc_reports_is_read_from_a_descriptor_past_1023(

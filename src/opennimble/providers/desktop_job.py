@@ -54,8 +54,8 @@ FAILURE_FILE = "failure.json"
 LAUNCH_ATTEMPTS = 5  # Xvnc starts that find their port or display taken, before giving up
 DISPLAYS = 65536 - 6000  # the display numbers an X server may take: its TCP port is 6000 + n
 DISPLAY_TAKEN = (  # Xvnc's last words when the display it was given is someone else's
-    "Cannot establish any listening sockets",
-    "Server is already active for display",
+    "Cannot establish any listening sockets",  # its name (or socket file) is held
+    "Server is already active for display",  # its lock file is a running server's
 )
 GATE_FD = 9  # the session script's applications start once a line comes on it (dash: <= 9)
 LOOK_AGAIN = 0.05  # seconds between looks at the display while it is not usable yet
@@ -400,11 +400,13 @@ def _free_port(interface: str) -> int:
         return port
 
 
-def _readable(fd: int, timeout: float) -> bool:
-    """Whether ``fd`` can be read within ``timeout`` s (poll: any descriptor number)."""
+def wait_readable(fd: int, timeout: float) -> bool:
+    """Whether ``fd`` has something to read (or its end was closed) within ``timeout``
+    seconds. poll(), not select(): a busy server's descriptors pass 1023, which select()
+    cannot watch (the local provider uses this too)."""
     poller = select.poll()
     poller.register(fd, select.POLLIN)
-    return bool(poller.poll(timeout * 1000))
+    return bool(poller.poll(max(0.0, timeout) * 1000))
 
 
 def free_display(avoid: set[int], sockets: str = "/proc/net/unix") -> int | None:
@@ -428,7 +430,7 @@ def _read_display(fd: int, timeout: float) -> int | None:
     try:
         while not data.endswith(b"\n"):
             left = deadline - time.monotonic()
-            if left <= 0 or not _readable(fd, left):
+            if left <= 0 or not wait_readable(fd, left):
                 return None
             chunk = os.read(fd, 64)
             if not chunk:

@@ -32,7 +32,7 @@ from Xlib.protocol import display as protocol_display
 from Xlib.support import unix_connect
 from Xlib.xobject.drawable import Window
 
-from opennimble.providers import local_process
+from opennimble.providers import desktop_job
 
 WM_STATE_NORMAL = 1
 ROOT_EVENTS = X.SubstructureNotifyMask | X.PropertyChangeMask | X.FocusChangeMask
@@ -226,7 +226,7 @@ def _answers(conn: Display, deadline: float) -> bool:
                 if not conn.pending_events():
                     # the time left, never below 0 (the clock moves between the two looks)
                     left = max(0.0, wait_until - time.monotonic())
-                    local_process.wait_readable(conn.fileno(), left)
+                    desktop_job.wait_readable(conn.fileno(), left)
                 for _ in range(conn.pending_events()):
                     event = conn.next_event()
                     if event.type == X.ConfigureNotify and event.window.id == probe.id:
@@ -245,7 +245,7 @@ def _next_events(conn: Display, timeout: float) -> None:
     watched too. (Not every change that matters reaches the root window as an event: focus
     passing between two of its descendants does not, hence LOOK_AGAIN.)"""
     if not conn.pending_events():
-        local_process.wait_readable(conn.fileno(), min(timeout, LOOK_AGAIN))
+        desktop_job.wait_readable(conn.fileno(), min(timeout, LOOK_AGAIN))
     for _ in range(conn.pending_events()):
         event = conn.next_event()
         if event.type == X.CreateNotify:  # its children (a window manager's frame) matter too

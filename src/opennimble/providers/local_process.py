@@ -14,21 +14,11 @@ import dataclasses
 import itertools
 import os
 import pathlib
-import select
 import signal
 import time
 from collections.abc import Callable, Iterable
 
 PROC = pathlib.Path("/proc")
-
-
-def wait_readable(fd: int, timeout: float) -> bool:
-    """Whether ``fd`` has something to read (or its end was closed) within ``timeout``
-    seconds. poll(), not select(): a busy server's descriptors pass 1023, which select()
-    cannot watch."""
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(max(0.0, timeout) * 1000))
 
 
 def desktop_name(session_id: str) -> str:

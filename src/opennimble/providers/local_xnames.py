@@ -36,11 +36,11 @@ import pathlib
 import re
 from collections.abc import Collection
 
-from opennimble.providers import local_process
+from opennimble.providers import desktop_job, local_process
 
 log = logging.getLogger("opennimble.providers.local")
 
-DISPLAYS = 65536 - 6000  # the display numbers an X server may take: its TCP port is 6000 + n
+DISPLAYS = desktop_job.DISPLAYS  # the display numbers an X server may take
 PROC = pathlib.Path("/proc")
 _NAME = re.compile(r"@/tmp/\.X11-unix/X(\d+)")
 _SOCKET = re.compile(r"socket:\[(\d+)\]")
@@ -60,8 +60,7 @@ def display_sockets(table: str) -> dict[int, int]:
 def free_name(avoid: Collection[int] = ()) -> int | None:
     """The lowest display number whose name is free in this network namespace and not in
     ``avoid``; None if there is none."""
-    taken = set(display_sockets((PROC / "net" / "unix").read_text()).values())
-    return next((n for n in range(DISPLAYS) if n not in taken and n not in avoid), None)
+    return desktop_job.free_display(set(avoid), str(PROC / "net" / "unix"))
 
 
 def holders() -> dict[int, set[int]]:

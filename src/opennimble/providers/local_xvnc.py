@@ -27,7 +27,7 @@ import subprocess
 import time
 from typing import Any
 
-from opennimble.providers import base, local_process
+from opennimble.providers import base, desktop_job, local_process
 
 INSTALL_HINT = (
     "install Debian's tigervnc-standalone-server and tigervnc-tools packages (make setup) or "
@@ -37,10 +37,7 @@ PASSWORD_LENGTH = 8  # all that VNC authentication uses
 PROBE_TIMEOUT = 1.0
 _PASSWORD_ALPHABET = string.ascii_letters + string.digits
 _RFB_GREETING = re.compile(rb"RFB \d{3}\.\d{3}\n")
-DISPLAY_TAKEN = (  # Xvnc's last words when the display it was given is someone else's
-    "Cannot establish any listening sockets",  # its name (or socket file) is held
-    "Server is already active for display",  # its lock file is a running server's
-)
+DISPLAY_TAKEN = desktop_job.DISPLAY_TAKEN  # Xvnc's last words when its display is taken
 CLIPBOARD_OFF = [
     "-AcceptCutText=0",
     "-SendCutText=0",
@@ -136,7 +133,7 @@ def read_display(fd: int, timeout: float) -> int:
     try:
         while not data.endswith(b"\n"):
             left = deadline - time.monotonic()
-            if left <= 0 or not local_process.wait_readable(fd, left):
+            if left <= 0 or not desktop_job.wait_readable(fd, left):
                 raise TimeoutError
             chunk = os.read(fd, 64)
             if not chunk:
