@@ -71,3 +71,39 @@ def test_a_failed_commit_fails_every_write_of_it(db: database.Database) -> None:
     assert all(isinstance(e, sa.exc.IntegrityError) for e in errors), errors
     assert stored(db) == set()
     db.dispose()
+
+
+def test_a_write_that_fails_after_writing_leaves_nothing_of_its_own(db: database.Database) -> None:
+    """A piece's savepoint undoes what it wrote before it failed, and nothing of the pieces
+    before and after it; a piece may take savepoints of its own inside."""
+
+    def half_done(conn: sa.Connection) -> None:
+        insert("half")(conn)
+        raise ValueError("refused after writing")
+
+    def nested(conn: sa.Connection) -> str:
+        with conn.begin_nested():
+            insert("inner")(conn)
+        try:
+            with conn.begin_nested():
+                insert("inner-undone")(conn)
+                raise KeyError("undone by its own savepoint")
+        except KeyError:
+            pass
+        return "nested"
+
+    group = group_commit.GroupCommit(db)
+    with db.write():  # queue them up: one batch
+        futures = [
+            group.submit(insert("before")),
+            group.submit(half_done),
+            group.submit(nested),
+            group.submit(insert("after")),
+        ]
+    outcomes = [f.exception(10) or f.result() for f in futures]
+    group.close()
+    assert outcomes[0] == "before" and outcomes[2:] == ["nested", "after"]
+    assert isinstance(outcomes[1], ValueError)
+    assert stored(db) == {"before", "inner", "after"}
+    assert group.batches == 1
+    db.dispose()
