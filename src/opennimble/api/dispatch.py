@@ -198,23 +198,29 @@ def _idempotent(
     scope = idempotency.scope_of(str(params.get("studioId", "")))
     key = (op.name, ctx.caller.user_id, scope, token)
     fingerprint = _fingerprint({k: v for k, v in params.items() if k != op.idempotency_member.name})
-    record = idempotency.get(ctx.conn, *key)
-    if record is None:
-        idempotency.insert(
-            ctx.conn,
-            {
-                "operation": key[0],
-                "caller": key[1],
-                "scope": key[2],
-                "token": key[3],
-                "fingerprint": fingerprint,
-                "response": PENDING,
-                "created_at": ctx.now,
-            },
+    pending = {
+        "operation": key[0],
+        "caller": key[1],
+        "scope": key[2],
+        "token": key[3],
+        "fingerprint": fingerprint,
+        "response": PENDING,
+        "created_at": ctx.now,
+    }
+    for _ in range(2):
+        if idempotency.claim(ctx.conn, pending):
+            result = handler(ctx, params)
+            idempotency.respond(ctx.conn, *key, result)
+            return result
+        record = idempotency.get(ctx.conn, *key)
+        if record is not None:
+            break
+    else:  # the record was there, then gone (purged) twice in a row
+        raise errors.ConflictException(
+            f"The client token '{token}' is being used by another request at this moment; "
+            "try again",
+            context={"fields": "clientToken"},
         )
-        result = handler(ctx, params)
-        idempotency.respond(ctx.conn, *key, result)
-        return result
     if record["fingerprint"] != fingerprint:
         raise errors.ValidationException(
             f"The client token '{token}' was already used with different parameters for "

@@ -11,7 +11,8 @@ SQLAlchemy's execution would), its rows decoded by the column types: JSON with o
 the driver did not already), booleans as ``bool``.
 
 Only statements whose shape never changes belong here (no ``IN`` lists, no optional filters:
-each variant is a statement of its own).
+each variant is a statement of its own; :class:`Insert` keeps one per set of columns given).
+The driver's errors are raised as SQLAlchemy's (``sa.exc.IntegrityError`` and the others).
 """
 
 from __future__ import annotations
@@ -87,12 +88,19 @@ class Statement:
         driver = conn.connection.driver_connection
         assert driver is not None
         cursor = driver.cursor()
-        if positions is not None:
-            cursor.execute(sql, tuple(params[name] for name in positions))
-        elif conn.dialect.name == "postgresql":
-            cursor.execute(sql, params, prepare=True)
-        else:
-            cursor.execute(sql, params)
+        try:
+            if positions is not None:
+                cursor.execute(sql, tuple(params[name] for name in positions))
+            elif conn.dialect.name == "postgresql":
+                cursor.execute(sql, params, prepare=True)
+            else:
+                cursor.execute(sql, params)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            cursor.close()
+            # as SQLAlchemy's execution raises it: an IntegrityError tells a duplicate key
+            raise sa.exc.DBAPIError.instance(
+                sql, params, exc, conn.dialect.loaded_dbapi.Error
+            ) from exc
         return cursor
 
     def tuples(self, conn: sa.Connection, **params: Any) -> list[tuple[Any, ...]]:
@@ -129,3 +137,20 @@ class Statement:
             return int(cursor.rowcount)
         finally:
             cursor.close()
+
+
+class Insert:
+    """A table's INSERT of the columns a row gives (the others left to their defaults): one
+    :class:`Statement` per set of columns, built on first use."""
+
+    def __init__(self, table: sa.Table) -> None:
+        self._table = table
+        self._statements: dict[tuple[str, ...], Statement] = {}
+
+    def execute(self, conn: sa.Connection, row: Row) -> None:
+        names = tuple(row)
+        statement = self._statements.get(names)
+        if statement is None:
+            values: dict[str, Any] = {n: sa.bindparam(n) for n in names}  # typed as columns
+            statement = self._statements[names] = Statement(self._table.insert().values(values))
+        statement.execute(conn, **row)

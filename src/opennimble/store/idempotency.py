@@ -2,7 +2,9 @@
 
 The record is written in the same transaction as the work it guards, under a primary key on the
 four parts, so N identical requests racing on any number of servers create one resource: all but
-one fail to insert and read the winner's record instead.
+one fail to insert and read the winner's record instead. The insert comes first
+(:func:`claim`: ``ON CONFLICT DO NOTHING``, which on PostgreSQL waits for a racing insert of the
+same key to commit or roll back), so a new request costs one statement, not a read and an insert.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import hashlib
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from opennimble.store import hot, schema
 
@@ -25,10 +28,15 @@ _KEY = (
     t.c.scope == sa.bindparam("k_scope"),
     t.c.token == sa.bindparam("k_token"),
 )
-# the read and the response on the driver (store/hot.py); the insert through SQLAlchemy, whose
-# IntegrityError tells a racing duplicate
+# on the driver (store/hot.py)
 _GET = hot.Statement(sa.select(t).where(*_KEY))
-_INSERT = t.insert()
+# the record, unless one with its key exists (RETURNING says whether it was made)
+_CLAIM = {
+    "postgresql": hot.Statement(
+        postgresql.insert(t).on_conflict_do_nothing().returning(t.c.created_at)
+    ),
+    "sqlite": hot.Statement(sqlite.insert(t).on_conflict_do_nothing().returning(t.c.created_at)),
+}
 _RESPOND = hot.Statement(t.update().where(*_KEY).values(response=sa.bindparam("response")))
 
 
@@ -53,8 +61,9 @@ def get(conn: sa.Connection, operation: str, caller: str, scope: str, token: str
     return _GET.first(conn, **_key(operation, caller, scope, token))
 
 
-def insert(conn: sa.Connection, row: Row) -> None:
-    conn.execute(_INSERT, row)
+def claim(conn: sa.Connection, row: Row) -> bool:
+    """Insert the record ``row`` unless one with its key exists; whether it was inserted."""
+    return bool(_CLAIM[conn.dialect.name].tuples(conn, **row))
 
 
 def respond(
