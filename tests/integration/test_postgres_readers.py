@@ -43,6 +43,25 @@ def test_an_idle_reader_is_pinged_and_replaced_without_a_failed_read(
     db.dispose()
 
 
+def test_an_idle_pooled_connection_is_pinged_and_replaced_without_a_failed_write(
+    db: database.Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Write transactions take pooled connections: one that sat idle is pinged at checkout
+    (not every checkout: a round trip of every write), and one the server ended is replaced."""
+    monkeypatch.setattr(database, "READER_IDLE_PING", 0.0)  # every checkout finds it idle
+    first = _write_pid(db)
+    assert _write_pid(db) == first  # the same pooled connection, it answered the ping
+    with psycopg.connect(databases.server_url() or "", autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+    assert _write_pid(db) != first  # the ping found it gone: no write failed
+    db.dispose()
+
+
+def _write_pid(db: database.Database) -> int:
+    with db.write() as conn:
+        return int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+
+
 def _read_pid(db: database.Database) -> int:
     with db.read() as conn:
         return int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
