@@ -142,7 +142,7 @@ def harness(made: common.Installation, world: worlds.World) -> Harness:
         page_size=100,
         codec=paging.TokenCodec(key.key),
         stream_tokens=stream_tokens.StreamTokens(key.key),
-        wake_reconciler=lambda: None,
+        wake_reconciler=context.no_wake,
         quotas=quotas.Quotas.from_settings(unlimited),
     )
     artist = world.artist

@@ -154,7 +154,7 @@ class Opened:
             codec=paging.TokenCodec(key.key),
             stream_tokens=stream_tokens.StreamTokens(key.key),
             # the servers' reconcilers see the work: NOTIFY on PostgreSQL, their polling on SQLite
-            wake_reconciler=lambda: None,
+            wake_reconciler=context.no_wake,
         )
         runner = dispatch.Dispatcher(
             self.db, install, clock.system_now, throttle.Throttle(0, 1), self.trail

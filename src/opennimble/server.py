@@ -15,6 +15,7 @@ from typing import Any
 
 from opennimble import clock, config, health, installation, logs
 from opennimble.api import app as api_app
+from opennimble.api import context
 from opennimble.domain import audit
 from opennimble.gateway import app as gateway
 from opennimble.portal import app as portal_app
@@ -51,7 +52,7 @@ class Root:
             region=settings.region,
             account_id=settings.account_id,
             public_url=settings.resolved_public_url,
-            wake_reconciler=self.reconciler.wake if self.reconciler else _no_wake,
+            wake_reconciler=self.reconciler.wake if self.reconciler else context.no_wake,
             now=now,
             page_size=settings.page_size,
             settings=settings,
@@ -168,7 +169,3 @@ async def _refuse_websocket(receive: Any, send: Any) -> None:
     """Websockets exist only under the stream paths."""
     if (await receive())["type"] == "websocket.connect":
         await send({"type": "websocket.close", "code": 1008})
-
-
-def _no_wake() -> None:
-    """Without a reconciler in this process: the database's NOTIFY wakes the workers."""

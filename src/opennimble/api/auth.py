@@ -22,6 +22,10 @@ _REFUSALS: dict[str, type[errors.AuthenticationError]] = {
 }
 
 
+class NotRemembered(Exception):
+    """The request's access key is not in memory: reading it needs the database."""
+
+
 class Authenticator:
     """Verifies requests; keeps decrypted secrets of keys seen in memory (never on disk)."""
 
@@ -37,6 +41,12 @@ class Authenticator:
             region=region,
             service="nimble",
             lookup=self._secret,
+            now=lambda: clock.to_datetime(now()),
+        )
+        self._remembered_verifier = sigv4.Verifier(
+            region=region,
+            service="nimble",
+            lookup=self._remembered_secret,
             now=lambda: clock.to_datetime(now()),
         )
 
@@ -55,13 +65,29 @@ class Authenticator:
             self._known[access_key_id] = entry
         return entry
 
+    def _remembered_secret(self, access_key_id: str) -> str | None:
+        with self._lock:
+            known = self._known.get(access_key_id)
+        if known is None:
+            raise NotRemembered(access_key_id)
+        return known[0]
+
     def _secret(self, access_key_id: str) -> str | None:
         entry = self._load(access_key_id)
         return entry[0] if entry else None
 
-    def authenticate(self, request: sigv4.SignedRequest, client: str | None = None) -> Caller:
-        """The caller who signed ``request``, sending it from the address ``client``."""
-        caller = self._authenticate(request)
+    def authenticate(
+        self,
+        request: sigv4.SignedRequest,
+        client: str | None = None,
+        *,
+        remembered_only: bool = False,
+    ) -> Caller:
+        """The caller who signed ``request``, sending it from the address ``client``.
+
+        ``remembered_only``: raise :class:`NotRemembered` rather than read an access key not
+        in memory (the caller is on the event loop, where no database call belongs)."""
+        caller = self._authenticate(request, remembered_only)
         if client is None:
             return caller
         key = (caller, client)
@@ -72,15 +98,16 @@ class Authenticator:
             found = self._from[key] = dataclasses.replace(caller, client=client)
         return found
 
-    def _authenticate(self, request: sigv4.SignedRequest) -> Caller:
+    def _authenticate(self, request: sigv4.SignedRequest, remembered_only: bool) -> Caller:
         if any(name.lower() == "x-amz-security-token" for name, _ in request.headers):
             raise errors.UnrecognizedClientException(
                 "The security token included in the request is invalid: this server issues no "
                 "temporary credentials; sign requests with an access key of the identity store, "
                 "without X-Amz-Security-Token"
             )
+        verifier = self._remembered_verifier if remembered_only else self._verifier
         try:
-            access_key_id = self._verifier.verify(request)
+            access_key_id = verifier.verify(request)
         except sigv4.SignatureError as exc:
             raise _REFUSALS[exc.code](exc.message) from None
         entry = self._load(access_key_id)

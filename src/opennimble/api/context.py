@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from typing import Protocol
 
 import sqlalchemy as sa
 
 from opennimble.domain import ids, paging, stream_tokens
 from opennimble.domain.identity import Caller
 from opennimble.domain.quotas import Quotas
+
+
+class Wake(Protocol):
+    """Ask this process's reconciler for a pass; ``housekeeping=False``: a session has work
+    (claiming is enough), not a resource (the housekeeping advances those)."""
+
+    def __call__(self, housekeeping: bool = True) -> None: ...
+
+
+def no_wake(housekeeping: bool = True) -> None:
+    """No reconciler in this process: the database's NOTIFY wakes the workers (PostgreSQL), or
+    the server's reconciler polls (SQLite)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,7 +34,7 @@ class Installation:
     page_size: int
     codec: paging.TokenCodec
     stream_tokens: stream_tokens.StreamTokens
-    wake_reconciler: Callable[[], None]
+    wake_reconciler: Wake
     quotas: Quotas = dataclasses.field(default_factory=Quotas)
 
     def arn(self, resource_type: str, resource_id: str) -> str:

@@ -45,7 +45,7 @@ def create_streaming_session(ctx: Context, params: Params) -> Result:
     }
     store.insert(ctx.conn, row)
     rules.count_against_quotas(ctx.conn, plan, studio_id, row["session_id"], ctx.install.quotas)
-    ctx.install.wake_reconciler()
+    ctx.install.wake_reconciler(housekeeping=False)
     return {"session": views.session(ctx, row)}
 
 
@@ -111,7 +111,7 @@ def _transition(
     if not store.transition(ctx.conn, row["session_id"], states, **values):
         raise lifecycle.conflict(row, action)
     row.update(values)
-    ctx.install.wake_reconciler()
+    ctx.install.wake_reconciler(housekeeping=False)
     return {"session": views.session(ctx, row)}
 
 
