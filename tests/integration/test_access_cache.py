@@ -14,7 +14,7 @@ import pytest
 from tests.support import databases, expect
 from tests.support import world as worlds
 from tests.support.cluster import Cluster
-from tests.support.server import Server, User, cli
+from tests.support.server import FAST, Server, User, cli
 
 
 @pytest.fixture
@@ -90,3 +90,50 @@ def test_changes_hold_on_every_server_at_once(servers: list[Server]) -> None:
     admin.client().update_studio(studioId=sid, displayName="renamed")
     studio_on_b = on_b_admin.get_studio(studioId=sid)["studio"]
     assert studio_on_b["displayName"] == "renamed"
+
+
+def test_launch_profile_changes_hold_for_creates_on_every_server_at_once(
+    servers: list[Server],
+) -> None:
+    """A create reads the launch profile, its image and the EULA catalogue from what its server
+    remembers: a change of the launch profile through server A holds for server B's next
+    create (each attempt here is refused, so that no desktop is started)."""
+    a, b = servers[0], servers[-1]
+    operator, admin, artist = a.user("operator", operator=True), a.user("admin"), a.user("artist")
+    studio = worlds.create_studio(operator, admin, [artist])
+    sid, lp = studio.studio_id, studio.launch_profile_id
+    on_b, ad = as_on(artist, b), admin.client()
+
+    def create() -> None:
+        on_b.create_streaming_session(
+            studioId=sid,
+            launchProfileId=lp,
+            ec2InstanceType="g5.xlarge",
+            streamingImageId=studio.other_image_id,
+        )
+
+    for _ in range(2):  # server B remembers the launch profile: neither value is allowed
+        expect.error(create, "ValidationException", "ec2InstanceType", "streamingImageId")
+
+    # the instance type allowed through server A: server B refuses only the image, at once
+    ad.update_launch_profile(
+        studioId=sid,
+        launchProfileId=lp,
+        streamConfiguration={
+            "clipboardMode": "ENABLED",
+            "ec2InstanceTypes": ["g4dn.xlarge", "g5.xlarge"],
+            "streamingImageIds": [studio.image_id],
+        },
+    )
+    ad.get_waiter("launch_profile_ready").wait(studioId=sid, launchProfileId=lp, WaiterConfig=FAST)
+    response = expect.error(create, "ValidationException", "streamingImageId")
+    assert "ec2InstanceType'" not in response["Error"]["Message"]
+
+    # the launch profile deleted through server A: server B no longer finds it, at once
+    ad.delete_launch_profile(studioId=sid, launchProfileId=lp)
+    with pytest.raises(on_b.exceptions.ClientError) as refused:
+        create()
+    assert refused.value.response["Error"]["Code"] in (
+        "ConflictException",  # DELETE_IN_PROGRESS
+        "ResourceNotFoundException",  # DELETED
+    )

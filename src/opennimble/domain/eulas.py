@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from opennimble import config, errors
+from opennimble.domain import access
 from opennimble.store import eulas
 
 log = logging.getLogger("opennimble.eulas")
@@ -49,7 +50,9 @@ def required_by_image(conn: sa.Connection, ec2_image_id: str | None) -> list[str
     """The ids of the EULAs that a streaming image of ``ec2_image_id`` requires."""
     if not ec2_image_id:
         return []
-    return [eula_id for eula_id, images in eulas.requirements(conn) if ec2_image_id in images]
+    # remembered while the access generation stays the same (a change of the catalogue bumps it)
+    catalogue = access.remembered(conn, ("eulas", ""), lambda: eulas.requirements(conn))
+    return [eula_id for eula_id, images in catalogue if ec2_image_id in images]
 
 
 def require_accepted(conn: sa.Connection, studio_id: str, owner_id: str, image: Row) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from opennimble import clock, errors
-from opennimble.domain import ids
+from opennimble.domain import access, ids
 from opennimble.store import eulas, members, resources
 
 Row = dict[str, Any]
@@ -118,6 +118,20 @@ def new(
 def get_live(conn: sa.Connection, kind: Kind, studio_id: str, resource_id: str) -> Row:
     """A resource of the studio that is not DELETED, or ResourceNotFoundException."""
     row = resources.get(conn, kind.name, resource_id, studio_id)
+    if row is None or row["state"] == "DELETED":
+        raise errors.not_found(kind.label, resource_id)
+    return row
+
+
+def remembered_live(conn: sa.Connection, kind: Kind, studio_id: str, resource_id: str) -> Row:
+    """:func:`get_live`, from what this process remembers while the access generation stays the
+    same (:class:`opennimble.domain.access.Remembered`: every change of a resource bumps it),
+    for the reads of every CreateStreamingSession. The row is shared: do not change it."""
+    row = access.remembered(
+        conn,
+        ("resource", f"{kind.name}/{studio_id}/{resource_id}"),
+        lambda: resources.get(conn, kind.name, resource_id, studio_id),
+    )
     if row is None or row["state"] == "DELETED":
         raise errors.not_found(kind.label, resource_id)
     return row

@@ -46,9 +46,10 @@ def plan(
     params: dict[str, Any],
 ) -> Plan:
     """Check a CreateStreamingSession request against the spec's rules (the quotas are taken
-    by :func:`count_against_quotas`, once the session is written)."""
+    by :func:`count_against_quotas`, once the session is written). The plan's launch profile
+    and image are rows this process remembers (shared: not to be changed)."""
     access.studio(conn, caller, studio_id)
-    profile = resources.get_live(
+    profile = resources.remembered_live(
         conn, resources.LAUNCH_PROFILE, studio_id, params["launchProfileId"]
     )
     admin = access.is_admin(conn, caller, studio_id)
@@ -96,7 +97,7 @@ def plan(
         )
     if problems:
         raise validate.exception(problems)
-    image = resources.get_live(conn, resources.STREAMING_IMAGE, studio_id, image_id)
+    image = resources.remembered_live(conn, resources.STREAMING_IMAGE, studio_id, image_id)
     if image["state"] != "READY":
         raise validate.exception(
             [("streamingImageId", f"Streaming image {image_id} is {image['state']}, not READY")]

@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from opennimble.store import hot, paging, schema
+from opennimble.store import generations, hot, paging, schema
 
 Row = dict[str, Any]
 t = schema.eulas
@@ -32,16 +32,23 @@ def get(conn: sa.Connection, eula_id: str) -> Row | None:
     return dict(row._mapping) if row else None
 
 
+# a change of the catalogue bumps the access generation: servers remember its requirements
+# (see opennimble.store.generations)
+
+
 def insert(conn: sa.Connection, row: Row) -> None:
     conn.execute(t.insert().values(row))
+    generations.bump(conn)
 
 
 def update(conn: sa.Connection, eula_id: str, **values: Any) -> None:
     conn.execute(t.update().where(t.c.eula_id == eula_id).values(**values))
+    generations.bump(conn)
 
 
 def delete(conn: sa.Connection, eula_ids: Iterable[str]) -> None:
     conn.execute(t.delete().where(t.c.eula_id.in_(tuple(eula_ids))))
+    generations.bump(conn)
 
 
 def page(

@@ -1,7 +1,10 @@
 """Generation counters: a cheap "has anything I remember changed?" for every server at once.
 
 ``access`` is bumped in the same transaction as every change to what the access rules read:
-users (deleted, disabled), access keys (deleted), memberships, studios (state, attributes).
+users (deleted, disabled), access keys (deleted), memberships, studios (state, attributes);
+and to what every CreateStreamingSession reads besides: the other resources (launch profiles,
+streaming images) and the EULA catalogue. All of them change seldom next to the requests that
+read them.
 A server that read the counter at the start of a transaction knows that what it remembered
 under the same value is still what the database says; any change commits a new value, which
 every server's next transaction reads (no time window, no message to miss).

@@ -68,15 +68,15 @@ def update(
 ) -> bool:
     """Update a resource; with ``expected_state``, only if it is still in that state.
 
-    A studio's change bumps the access generation: servers remember studios (see
-    :mod:`opennimble.store.generations`)."""
+    A change bumps the access generation: servers remember studios, and the launch profiles and
+    images that creates read (see :mod:`opennimble.store.generations`)."""
     query = t.update().where(t.c.resource_id == resource_id).values(**values)
     if expected_state is not None:
         query = query.where(t.c.state == expected_state)
-    kinds = list(conn.execute(query.returning(t.c.kind)).scalars())
-    if STUDIO in kinds:
+    changed = conn.execute(query).rowcount
+    if changed:
         generations.bump(conn)
-    return len(kinds) == 1
+    return bool(changed == 1)
 
 
 def in_state(conn: sa.Connection, state: str, limit: int = 100) -> list[Row]:
@@ -119,4 +119,5 @@ def purge_deleted(conn: sa.Connection, before: int) -> list[Row]:
     gone = [dict(r._mapping) for r in conn.execute(query)]
     if gone:
         conn.execute(t.delete().where(t.c.resource_id.in_([r["resource_id"] for r in gone])))
+        generations.bump(conn)  # a remembered row of theirs goes too
     return gone
