@@ -399,7 +399,7 @@ class Reconciler:
             return [], {}
         claimed = self._claim(conn, now, busy, new=False, limit=room)
         room -= len(claimed)
-        free = self.capacity - sessions.count_on_host(conn, self.host_id)
+        free = self.capacity - sessions.count_on_host(conn, self.host_id, self.capacity)
         if free > 0:
             claimed += self._claim(conn, now, busy, new=True, limit=min(room, free))
         else:  # full: only what no host took in time, for the provider to refuse
