@@ -34,13 +34,14 @@ LAUNCH_PROFILE = "launch_profile"
 
 
 class Remembered:
-    """What the access rules read (users' validity, memberships, studios), remembered by a
-    process for as long as the database's access generation stays the same.
+    """What the access rules read (users' validity, memberships, studios), and a create's
+    launch profile, image and EULA requirements, remembered by a process for as long as the
+    database's access generation stays the same.
 
     Every change to those rows bumps the generation in its own transaction
     (:mod:`opennimble.store.generations`); a transaction that reads the generation first
     (:meth:`using`) gets what was remembered under the same value, and remembers what it reads
-    only while that value is still the newest this process has seen. So a change made through
+    only while that value is still the one this process saw last. So a change made through
     any server or the CLI holds for the next request on every server: no time window.
     """
 
@@ -57,7 +58,9 @@ class Remembered:
         that run on ``conn`` meanwhile use what is remembered under it."""
         generation = generations.read(conn)
         with self._lock:
-            if generation > self._generation:
+            # moved on; or back: a transaction that bumped it was rolled back after reads
+            # under its value, which must not be taken for the next change's
+            if generation != self._generation:
                 self._generation, self._entries = generation, {}
         token = _current.set((conn, self, generation))
         try:

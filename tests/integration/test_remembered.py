@@ -1,0 +1,45 @@
+"""What a process remembers under the access generation (``domain/access.Remembered``) when a
+transaction that moved the generation is rolled back: nothing read under the value that was
+never committed survives it (on SQLite, a group commit whose commit fails; on any database, a
+transaction that fails after its change)."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from opennimble.domain import access
+from opennimble.store import database, generations
+
+
+class Undone(Exception):
+    pass
+
+
+def test_what_was_read_under_a_rolled_back_generation_is_forgotten(
+    db: database.Database,
+) -> None:
+    memory = access.Remembered()
+    loads: list[str] = []
+
+    def value(conn: sa.Connection, text: str) -> str:
+        def load() -> str:
+            loads.append(text)
+            return text
+
+        return access.remembered(conn, ("test", "key"), load)
+
+    with db.write() as conn:  # the generation exists, committed
+        generations.bump(conn)
+    with pytest.raises(Undone), db.write() as conn:
+        generations.bump(conn)  # a change, and a read after it, in a transaction...
+        with memory.using(conn):
+            assert value(conn, "uncommitted") == "uncommitted"
+        raise Undone  # ... that is rolled back
+    with db.write() as conn:
+        with memory.using(conn):
+            assert value(conn, "committed") == "committed"  # not the rolled-back one
+        generations.bump(conn)  # another change commits the same generation number
+    with db.write() as conn, memory.using(conn):
+        assert value(conn, "after") == "after"
+    assert loads == ["uncommitted", "committed", "after"]
