@@ -167,6 +167,9 @@ class Settings(pydantic_settings.BaseSettings):
     port: int = pydantic.Field(default=8000, ge=0, le=65535)
     data_dir: pathlib.Path = pathlib.Path("./opennimble-data")
     database_url: str = ""
+    # PostgreSQL: threads of a process that run the API's statements (each waits on the
+    # database's answers; more when the database is far away, fewer when the CPU is short)
+    database_threads: int = pydantic.Field(default=4, ge=1, le=10)
     region: str = pydantic.Field(default="us-west-2", pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     account_id: str = pydantic.Field(default="000000000000", pattern=r"^\d{12}$")
     public_url: str = ""

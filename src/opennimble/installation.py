@@ -88,7 +88,7 @@ def open_database(settings: config.Settings, *, create: bool = True) -> database
     if create or sqlite:  # (an existing PostgreSQL installation needs no data directory here)
         prepare_data_dir(settings.data_dir)
         private_data_dir(settings)
-    db = database.Database(settings.resolved_database_url)
+    db = database.Database(settings.resolved_database_url, settings.database_threads)
     try:
         if not create and not sqlite:
             require_schema(db)

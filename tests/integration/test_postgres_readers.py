@@ -3,6 +3,10 @@ replaced, and the reads that follow see the database as it is."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
+
 import psycopg
 import pytest
 import sqlalchemy as sa
@@ -65,3 +69,20 @@ def _write_pid(db: database.Database) -> int:
 def _read_pid(db: database.Database) -> int:
     with db.read() as conn:
         return int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+
+
+def test_the_store_threads_are_as_many_as_configured(database_url: str) -> None:
+    """``database_threads``: the threads that run the API's statements on PostgreSQL."""
+    db = database.Database(database_url, threads=3)
+
+    async def main() -> set[str]:
+        def name() -> str:
+            time.sleep(0.05)  # long enough that every thread takes a piece
+            return threading.current_thread().name
+
+        return set(await asyncio.gather(*(db.run(name) for _ in range(12))))
+
+    try:
+        assert len(asyncio.run(main())) == 3
+    finally:
+        db.dispose()

@@ -51,11 +51,13 @@ LISTEN_CHECK = 30.0
 # how long taking a host's lock waits for a holder that is going away
 LOCK_WAIT = 3.0
 POOL_SIZE = 10  # PostgreSQL connections a process keeps (and as many more at peaks)
-# threads that run store work for the event loop (Database.run): on PostgreSQL as many as the
-# pool keeps connections (each waits on the network); on SQLite one, which keeps its connection
-# (an embedded query costs microseconds: more threads would only contend for the GIL and the
-# write lock; measured in bench/README.md)
-POOL_THREADS = POOL_SIZE
+# threads that run store work for the event loop (Database.run): on PostgreSQL
+# ``database_threads`` (each waits on the network, and each takes the GIL back for every
+# answer: on a 2-core host with the database local, 4 served ~15% more Gets and creates than
+# 10; a database farther away wants more); on SQLite one, which keeps its connection (an
+# embedded query costs microseconds: more threads would only contend for the GIL and the write
+# lock; measured in bench/README.md)
+POOL_THREADS = 4
 # how long SQLite's store thread keeps an answer while it runs the work queued behind it, to
 # wake the loop once for several (see store/threads.py): CPython's switch interval, the time a
 # thread that waits for the GIL lets pass before it asks for it
@@ -83,8 +85,10 @@ def is_sqlite(url: str) -> bool:
 
 
 class Database:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, threads: int = POOL_THREADS) -> None:
+        """``threads``: the store threads of ``run`` on PostgreSQL (SQLite has one)."""
         self.url = normalize_url(url)
+        self.threads = max(1, min(threads, POOL_SIZE))
         backend = sa.engine.make_url(self.url).get_backend_name()
         self.is_sqlite = backend == "sqlite"
         self.is_postgresql = backend == "postgresql"
@@ -116,7 +120,7 @@ class Database:
     def _start_threads(self) -> StoreThreads:
         with self._threads_lock:
             if self._threads is None:
-                count = 1 if self.is_sqlite else POOL_THREADS
+                count = 1 if self.is_sqlite else self.threads
                 self._threads = StoreThreads(
                     count,
                     "opennimble-store",
