@@ -61,6 +61,23 @@ def test_an_idle_pooled_connection_is_pinged_and_replaced_without_a_failed_write
     db.dispose()
 
 
+def test_after_a_broken_connection_the_pools_others_are_replaced(db: database.Database) -> None:
+    """Connections in use a moment ago are not pinged; when one of them is found broken (the
+    database went away), the rollback of its transaction makes SQLAlchemy drop the pool's other
+    connections of before: one write fails, not one for every pooled connection."""
+    with db.write() as one, db.write() as other:  # two pooled connections, both used just now
+        pids = [
+            int(c.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()) for c in (one, other)
+        ]
+    with psycopg.connect(databases.server_url() or "", autocommit=True) as admin:
+        for pid in pids:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with pytest.raises(sa.exc.OperationalError), db.write() as conn:
+        generations.read(conn)  # a hot statement: the broken connection is found here
+    assert _write_pid(db) not in pids  # the other one was replaced
+    db.dispose()
+
+
 def _write_pid(db: database.Database) -> int:
     with db.write() as conn:
         return int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
