@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from opennimble.providers import desktop_job, local_xvnc
+from opennimble.providers import desktop_job
 
 HIGH = 1500
 
@@ -45,4 +45,4 @@ def test_the_display_xvnc_reports_is_read_from_a_descriptor_past_1023(
 ) -> None:
     read_fd, write_fd = high_pipe
     os.write(write_fd, b"42\n")
-    assert local_xvnc.read_display(read_fd, timeout=1.0) == 42
+    assert desktop_job.read_display(read_fd, timeout=1.0) == 42

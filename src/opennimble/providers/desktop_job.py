@@ -158,9 +158,10 @@ class Launcher:
                 [xvnc, f":{display}", *args], "xvnc.log", self.environment(), pass_fds=(write_fd,)
             )
             os.close(write_fd)
-            reported = _read_display(read_fd, float(self.desc["timeout"]))
-            if reported is not None:
-                return process, port, reported
+            try:
+                return process, port, read_display(read_fd, float(self.desc["timeout"]))
+            except (TimeoutError, EOFError):
+                pass
             process.kill()
             process.wait()
             log = _tail(self.path("xvnc.log"))
@@ -409,32 +410,39 @@ def wait_readable(fd: int, timeout: float) -> bool:
     return bool(poller.poll(max(0.0, timeout) * 1000))
 
 
+def display_sockets(table: str) -> dict[int, int]:
+    """The sockets bound to an X display's abstract name (``@/tmp/.X11-unix/X<n>``, what X
+    clients try first) in ``table``, the text of ``/proc/net/unix``: inode -> display number."""
+    found = {}
+    for line in table.splitlines()[1:]:
+        fields = line.split()
+        path = fields[7] if len(fields) >= 8 else ""
+        if path.startswith("@/tmp/.X11-unix/X") and path[17:].isdigit():
+            found[int(fields[6])] = int(path[17:])
+    return found
+
+
 def free_display(avoid: set[int], sockets: str = "/proc/net/unix") -> int | None:
-    """The lowest display number whose abstract name (``@/tmp/.X11-unix/X<n>``, what X
-    clients try first) is free in this network namespace (``sockets``: its table of unix
-    sockets) and not in ``avoid``."""
-    taken = set()
+    """The lowest display number whose abstract name is free in this network namespace
+    (``sockets``: its table of unix sockets) and not in ``avoid``."""
     with open(sockets) as table:
-        next(table)
-        for line in table:
-            fields = line.split()
-            path = fields[7] if len(fields) >= 8 else ""
-            if path.startswith("@/tmp/.X11-unix/X") and path[17:].isdigit():
-                taken.add(int(path[17:]))
+        taken = set(display_sockets(table.read()).values())
     return next((n for n in range(DISPLAYS) if n not in taken and n not in avoid), None)
 
 
-def _read_display(fd: int, timeout: float) -> int | None:
-    """The display number Xvnc writes once it accepts connections (None if it exited)."""
+def read_display(fd: int, timeout: float) -> int:
+    """Read the display number Xvnc writes to ``-displayfd`` once it accepts connections;
+    closes ``fd``. Raises EOFError if Xvnc closed the pipe (it exited), TimeoutError after
+    ``timeout`` seconds."""
     deadline, data = time.monotonic() + timeout, b""
     try:
         while not data.endswith(b"\n"):
             left = deadline - time.monotonic()
             if left <= 0 or not wait_readable(fd, left):
-                return None
+                raise TimeoutError
             chunk = os.read(fd, 64)
             if not chunk:
-                return None
+                raise EOFError
             data += chunk
         return int(data)
     finally:

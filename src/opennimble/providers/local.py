@@ -48,6 +48,7 @@ from opennimble import config
 from opennimble.domain import instance_types
 from opennimble.providers import (
     base,
+    desktop_job,
     local_accounts,
     local_backups,
     local_cgroups,
@@ -646,7 +647,7 @@ class LocalProvider(base.Provider):
     async def _wait_display(self, state: dict[str, Any], read_fd: int) -> int:
         """The display number Xvnc reports once it accepts connections."""
         try:
-            return await asyncio.to_thread(local_xvnc.read_display, read_fd, self._ready_timeout)
+            return await asyncio.to_thread(desktop_job.read_display, read_fd, self._ready_timeout)
         except EOFError:
             raise await self._launch_failure(state) from None
         except TimeoutError:

@@ -42,19 +42,8 @@ log = logging.getLogger("opennimble.providers.local")
 
 DISPLAYS = desktop_job.DISPLAYS  # the display numbers an X server may take
 PROC = pathlib.Path("/proc")
-_NAME = re.compile(r"@/tmp/\.X11-unix/X(\d+)")
 _SOCKET = re.compile(r"socket:\[(\d+)\]")
-
-
-def display_sockets(table: str) -> dict[int, int]:
-    """The sockets bound to an X display's abstract name in ``table`` (the text of
-    ``/proc/net/unix``): inode -> display number."""
-    found = {}
-    for line in table.splitlines()[1:]:
-        fields = line.split()
-        if len(fields) >= 8 and (name := _NAME.fullmatch(fields[7])):
-            found[int(fields[6])] = int(name[1])
-    return found
+display_sockets = desktop_job.display_sockets  # inode -> display, of /proc/net/unix's text
 
 
 def free_name(avoid: Collection[int] = ()) -> int | None:

@@ -24,7 +24,6 @@ import shutil
 import string
 import struct
 import subprocess
-import time
 from typing import Any
 
 from opennimble.providers import base, desktop_job, local_process
@@ -122,26 +121,6 @@ async def rfb_ready(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> boo
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
-
-
-def read_display(fd: int, timeout: float) -> int:
-    """Read the display number Xvnc writes to ``-displayfd``; closes ``fd``.
-
-    Raises EOFError if Xvnc closed the pipe (it exited) and TimeoutError after ``timeout``.
-    """
-    deadline, data = time.monotonic() + timeout, b""
-    try:
-        while not data.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0 or not desktop_job.wait_readable(fd, left):
-                raise TimeoutError
-            chunk = os.read(fd, 64)
-            if not chunk:
-                raise EOFError
-            data += chunk
-        return int(data)
-    finally:
-        os.close(fd)
 
 
 def describe_exit(status: int | None) -> str:
