@@ -38,7 +38,7 @@ def test_a_reader_ended_by_the_server_is_replaced(db: database.Database) -> None
 def test_an_idle_reader_is_pinged_and_replaced_without_a_failed_read(
     db: database.Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(database, "READER_IDLE_PING", 0.0)  # every read finds it idle
+    monkeypatch.setattr(database, "IDLE_PING", 0.0)  # every read finds it idle
     db._store_thread()
     first = _read_pid(db)
     with psycopg.connect(databases.server_url() or "", autocommit=True) as admin:
@@ -52,7 +52,7 @@ def test_an_idle_pooled_connection_is_pinged_and_replaced_without_a_failed_write
 ) -> None:
     """Write transactions take pooled connections: one that sat idle is pinged at checkout
     (not every checkout: a round trip of every write), and one the server ended is replaced."""
-    monkeypatch.setattr(database, "READER_IDLE_PING", 0.0)  # every checkout finds it idle
+    monkeypatch.setattr(database, "IDLE_PING", 0.0)  # every checkout finds it idle
     first = _write_pid(db)
     assert _write_pid(db) == first  # the same pooled connection, it answered the ping
     with psycopg.connect(databases.server_url() or "", autocommit=True) as admin:

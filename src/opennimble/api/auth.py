@@ -50,9 +50,12 @@ class Authenticator:
             now=lambda: clock.to_datetime(now()),
         )
 
-    def _load(self, access_key_id: str) -> tuple[str, Caller] | None:
+    def _remembered(self, access_key_id: str) -> tuple[str, Caller] | None:
         with self._lock:
-            known = self._known.get(access_key_id)
+            return self._known.get(access_key_id)
+
+    def _load(self, access_key_id: str) -> tuple[str, Caller] | None:
+        known = self._remembered(access_key_id)
         if known is not None:
             return known
         with self._db.read() as conn:
@@ -66,8 +69,7 @@ class Authenticator:
         return entry
 
     def _remembered_secret(self, access_key_id: str) -> str | None:
-        with self._lock:
-            known = self._known.get(access_key_id)
+        known = self._remembered(access_key_id)
         if known is None:
             raise NotRemembered(access_key_id)
         return known[0]

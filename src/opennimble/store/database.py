@@ -64,7 +64,7 @@ POOL_THREADS = 4
 SQLITE_LINGER = 0.005
 # a PostgreSQL connection idle this long (seconds) is pinged before its next use: a store
 # thread's kept reader, and a pooled connection at checkout
-READER_IDLE_PING = 1.0
+IDLE_PING = 1.0
 _IDLE_SINCE = "opennimble_idle_since"  # a pooled connection's record.info: when checked in
 # conn.info's flag of a SQLite read in autocommit mode (Database.read(snapshot=False))
 _AUTOCOMMIT = "opennimble_autocommit"
@@ -139,7 +139,7 @@ class Database:
         read to the next: no pool checkout with its ping and its isolation level set and
         reset per read, and the hot statements stay prepared on the server (measured: a Get
         cost 280 us of CPU with a pooled connection). A connection idle for
-        ``READER_IDLE_PING`` seconds is pinged before use, as the pool pings at checkout;
+        ``IDLE_PING`` seconds is pinged before use, as the pool pings at checkout;
         one that fails is dropped (the next read connects afresh). Other threads take a
         pooled connection."""
         if not getattr(self._kept, "keep_reader", False):
@@ -164,7 +164,7 @@ class Database:
         conn: sa.Connection | None = getattr(self._kept, "reader", None)
         if conn is not None and not (conn.closed or conn.invalidated or _broken(conn)):
             idle = time.monotonic() - getattr(self._kept, "reader_used", 0.0)
-            if idle < READER_IDLE_PING or _answers(conn):
+            if idle < IDLE_PING or _answers(conn.connection.driver_connection):
                 return conn
         if conn is not None:
             self._drop_reader(conn)
@@ -443,25 +443,22 @@ def _idle_since(_dbapi_connection: Any, record: Any) -> None:
 
 def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
     """At a pooled PostgreSQL connection's checkout: a round trip if it sat idle for
-    ``READER_IDLE_PING`` seconds (a server restarted meanwhile has closed it); one that does not
+    ``IDLE_PING`` seconds (a server restarted meanwhile has closed it); one that does not
     answer is replaced (the pool connects afresh). SQLAlchemy's ``pool_pre_ping`` pinged at
     every checkout: one round trip more for every write transaction, 1 of a create's 16."""
     since = record.info.get(_IDLE_SINCE)
-    if since is None or time.monotonic() - since < READER_IDLE_PING:
+    if since is None or time.monotonic() - since < IDLE_PING:
         return  # just connected, or in use a moment ago
-    try:
-        record.driver_connection.execute("SELECT 1")
-        record.driver_connection.rollback()  # the connection is not in autocommit mode
-    except psycopg.Error as exc:
-        raise sa.exc.DisconnectionError(f"an idle connection did not answer: {exc}") from exc
+    if not _answers(record.driver_connection):
+        raise sa.exc.DisconnectionError("an idle pooled connection did not answer")
 
 
-def _answers(conn: sa.Connection) -> bool:
-    """A round trip on an idle connection (what the pool's pre-ping does)."""
-    driver = conn.connection.driver_connection
+def _answers(driver: Any) -> bool:
+    """A round trip on an idle driver connection (ended, if it is not in autocommit mode)."""
     try:
         assert driver is not None
         driver.execute("SELECT 1")
+        driver.rollback()  # nothing in autocommit mode
     except Exception:
         return False
     return True

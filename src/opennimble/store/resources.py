@@ -10,7 +10,6 @@ from opennimble.store import generations, hot, paging, schema
 
 Row = dict[str, Any]
 t = schema.resources
-STUDIO = "studio"  # the kind of studios' rows
 
 
 def insert(conn: sa.Connection, row: Row) -> None:
