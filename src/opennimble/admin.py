@@ -421,7 +421,7 @@ def sessions_delete(
     **flags: Any,
 ) -> None:
     """Delete sessions of a studio (DeleteStreamingSession as an operator); the reconciler ends
-    their desktops."""
+    their desktops. (Ids made by earlier versions may begin with '-': put those after '--'.)"""
     with Opened(config_file, flags) as inst:
         deleted = [
             inst.call("DeleteStreamingSession", as_user, studioId=studio_id, sessionId=sid)[

@@ -12,7 +12,17 @@ _UPPER_ALNUM = string.ascii_uppercase + "234567"
 
 def resource_id() -> str:
     """22 characters of URL-safe base64 (launch profiles, images, components, sessions...)."""
-    return secrets.token_urlsafe(16)
+    return _token(16)
+
+
+def _token(nbytes: int, length: int | None = None) -> str:
+    """URL-safe base64 of ``nbytes`` random bytes (cut to ``length``) that does not begin with
+    '-': a command line takes such a word for an option (``opennimble sessions delete STUDIO
+    -n8w...`` failed with "No such option '-n'")."""
+    while True:
+        value = secrets.token_urlsafe(nbytes)[:length]
+        if not value.startswith("-"):
+            return value
 
 
 def studio_id(region: str) -> str:
@@ -32,7 +42,7 @@ def access_key_id() -> str:
 
 
 def secret_access_key() -> str:
-    return secrets.token_urlsafe(30)[:40]
+    return _token(30, 40)
 
 
 def arn(region: str, account_id: str, resource_type: str, resource: str) -> str:
