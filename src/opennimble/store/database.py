@@ -207,7 +207,13 @@ class Database:
     def _create_engine(self) -> sa.Engine:
         if not self.is_sqlite:
             engine = sa.create_engine(
-                self.url, pool_size=POOL_SIZE, max_overflow=POOL_SIZE, json_serializer=json_text
+                self.url,
+                pool_size=POOL_SIZE,
+                max_overflow=POOL_SIZE,
+                json_serializer=json_text,
+                # the hot statements prepare their own (store/libpq.py); psycopg's, once it has
+                # any, are all deallocated after every rollback, ours with them
+                connect_args={"prepare_threshold": None},
             )
             sa.event.listen(engine, "checkin", _idle_since)
             sa.event.listen(engine, "checkout", _ping_if_idle)

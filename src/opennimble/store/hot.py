@@ -5,10 +5,11 @@ building.
 A SQLAlchemy Core ``select`` costs 60-120 us per call to build, key for its compiled cache and
 turn into rows, against under 10 us for the same query on the driver. A :class:`Statement` is
 built once from the schema's tables (the one source of truth), compiled once per dialect by
-SQLAlchemy itself, and run on the driver's cursor of the transaction's connection (prepared
-on the server by psycopg); its parameters are encoded by their types' bind processors (as
-SQLAlchemy's execution would), its rows decoded by the column types: JSON with orjson (if
-the driver did not already), booleans as ``bool``.
+SQLAlchemy itself, and run on the driver of the transaction's connection: SQLite's cursor,
+or on PostgreSQL libpq's connection, prepared once per connection (store/libpq.py). Its
+parameters are encoded by their types' bind processors (as SQLAlchemy's execution would), its
+rows decoded by the column types where the driver did not: on SQLite JSON with orjson,
+booleans as ``bool``.
 
 Only statements whose shape never changes belong here (no ``IN`` lists, no optional filters:
 each variant is a statement of its own; :class:`Insert` keeps one per set of columns given).
@@ -22,12 +23,16 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from opennimble.store import libpq
 
 Row = dict[str, Any]
 Decoder = Callable[[Any], Any]  # a column's value to or from the driver's
 
 
 def _json(value: Any) -> Any:
+    # SQLite's JSON columns have numeric affinity: a top-level number comes back as one
     return orjson.loads(value) if isinstance(value, (str, bytes)) else value
 
 
@@ -35,7 +40,11 @@ def _bool(value: Any) -> Any:
     return None if value is None else bool(value)
 
 
-def _decoder(column: sa.ColumnElement[Any]) -> Decoder | None:
+def _decoder(column: sa.ColumnElement[Any], dialect: sa.Dialect) -> Decoder | None:
+    """How a column's value from the driver becomes SQLAlchemy's (None: as it is). psycopg
+    loads JSON and booleans itself; SQLite gives JSON's text and booleans' integers."""
+    if dialect.name == "postgresql":
+        return None
     if isinstance(column.type, sa.JSON):
         return _json
     if isinstance(column.type, sa.Boolean):
@@ -43,7 +52,18 @@ def _decoder(column: sa.ColumnElement[Any]) -> Decoder | None:
     return None
 
 
-Compiled = tuple[str, tuple[str, ...] | None, dict[str, Any], dict[str, Decoder]]
+# the SQL (``bytes`` on PostgreSQL: libpq's ``$n`` placeholders), the order of positional
+# parameters (None: named), the compiler's own values, the parameters' bind processors, the
+# columns' decoders
+Compiled = tuple[
+    str | bytes,
+    tuple[str, ...] | None,
+    dict[str, Any],
+    dict[str, Decoder],
+    list[tuple[int, Decoder]],
+]
+# PostgreSQL's statements are compiled for libpq's placeholders (store/libpq.py)
+_DOLLAR = postgresql.psycopg.dialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
 
 
 class Statement:
@@ -55,66 +75,71 @@ class Statement:
 
     def __init__(self, statement: sa.Select[Any] | sa.Insert | sa.Update | sa.Delete) -> None:
         self._statement = statement
-        # per dialect: the SQL, the order of positional parameters, the compiler's own values,
-        # the parameters' bind processors
-        self._compiled: dict[str, Compiled] = {}
-        columns = list(statement.exported_columns)  # a SELECT's, or a RETURNING's
-        self.names: tuple[str, ...] = tuple(str(c.key) for c in columns)
-        decoders = [(i, _decoder(c)) for i, c in enumerate(columns)]
-        self._decoders = [(i, d) for i, d in decoders if d is not None]
+        self._compiled: dict[str, Compiled] = {}  # per dialect
+        self._columns = list(statement.exported_columns)  # a SELECT's, or a RETURNING's
+        self.names: tuple[str, ...] = tuple(str(c.key) for c in self._columns)
 
     def _sql(self, dialect: sa.Dialect) -> Compiled:
         found = self._compiled.get(dialect.name)
         if found is None:
-            compiled = self._statement.compile(dialect=dialect)
-            positions = tuple(compiled.positiontup or ()) if dialect.positional else None
-            # values the compiler bound itself (e.g. SQLite's OFFSET 0 after a bound LIMIT)
-            own = {k: v for k, v in compiled.params.items() if v is not None}
-            processors: dict[str, Decoder] = {}
-            for name, bind in compiled.binds.items():
-                process = bind.type.dialect_impl(dialect).bind_processor(dialect)
-                if process is not None:
-                    processors[name] = process
-            found = (compiled.string, positions, own, processors)
-            self._compiled[dialect.name] = found
+            found = self._compiled[dialect.name] = self._compile(dialect)
         return found
 
-    def _cursor(self, conn: sa.Connection, params: dict[str, Any]) -> Any:
-        sql, positions, own, processors = self._sql(conn.dialect)
+    def _compile(self, dialect: sa.Dialect) -> Compiled:
+        postgres = dialect.name == "postgresql"
+        compiled = self._statement.compile(dialect=_DOLLAR if postgres else dialect)
+        positional = postgres or dialect.positional
+        positions = tuple(compiled.positiontup or ()) if positional else None
+        # values the compiler bound itself (e.g. SQLite's OFFSET 0 after a bound LIMIT)
+        own = {k: v for k, v in compiled.params.items() if v is not None}
+        processors: dict[str, Decoder] = {}
+        for name, bind in compiled.binds.items():
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:
+                processors[name] = process
+        decoders = [(i, _decoder(c, dialect)) for i, c in enumerate(self._columns)]
+        sql = compiled.string.encode() if postgres else compiled.string
+        return sql, positions, own, processors, [(i, d) for i, d in decoders if d is not None]
+
+    def _values(self, conn: sa.Connection, params: dict[str, Any]) -> tuple[Compiled, Any]:
+        """The compiled statement, and the driver's parameters (positional or named)."""
+        compiled = self._sql(conn.dialect)
+        _, positions, own, processors, _ = compiled
         if own:
             params = {**own, **params}
         if processors:  # as SQLAlchemy's execution does: None included (JSON's is "null")
             params = {k: processors[k](v) if k in processors else v for k, v in params.items()}
-        driver = conn.connection.driver_connection
-        assert driver is not None
-        cursor = driver.cursor()
+        if positions is not None:
+            return compiled, tuple(params[name] for name in positions)
+        return compiled, params
+
+    def _run(self, conn: sa.Connection, params: dict[str, Any]) -> libpq.Result:
+        compiled, values = self._values(conn, params)
+        sql = compiled[0]
         try:
-            if positions is not None:
-                cursor.execute(sql, tuple(params[name] for name in positions))
-            elif conn.dialect.name == "postgresql":
-                cursor.execute(sql, params, prepare=True)
-            else:
-                cursor.execute(sql, params)
+            if isinstance(sql, bytes):
+                return libpq.execute(conn, sql, values)
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(sql, values)
+                return libpq.Result(cursor.fetchall(), cursor.rowcount)
+            finally:
+                cursor.close()
         except conn.dialect.loaded_dbapi.Error as exc:
-            cursor.close()
             # as SQLAlchemy's execution raises it: an IntegrityError tells a duplicate key
             raise sa.exc.DBAPIError.instance(
-                sql, params, exc, conn.dialect.loaded_dbapi.Error
+                str(sql), values, exc, conn.dialect.loaded_dbapi.Error
             ) from exc
-        return cursor
 
     def tuples(self, conn: sa.Connection, **params: Any) -> list[tuple[Any, ...]]:
         """The rows as the driver gave them (no decoding)."""
-        cursor = self._cursor(conn, params)
-        try:
-            return list(cursor.fetchall())
-        finally:
-            cursor.close()
+        return self._run(conn, params).rows
 
     def rows(self, conn: sa.Connection, **params: Any) -> list[Row]:
-        names, decoders = self.names, self._decoders
+        names = self.names
+        decoders = self._sql(conn.dialect)[4]
         out = []
-        for values in self.tuples(conn, **params):
+        for values in self._run(conn, params).rows:
             row = dict(zip(names, values, strict=True))
             for index, decode in decoders:
                 name = names[index]
@@ -132,11 +157,7 @@ class Statement:
 
     def execute(self, conn: sa.Connection, **params: Any) -> int:
         """Run a statement that returns no rows; how many rows it changed."""
-        cursor = self._cursor(conn, params)
-        try:
-            return int(cursor.rowcount)
-        finally:
-            cursor.close()
+        return self._run(conn, params).rowcount
 
 
 class Insert:
