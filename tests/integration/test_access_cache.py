@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.support import databases, expect
+from opennimble.store import database, sessions
+from tests.support import databases, expect, rows
 from tests.support import world as worlds
 from tests.support.cluster import Cluster
 from tests.support.server import FAST, Server, User, cli
@@ -90,6 +91,52 @@ def test_changes_hold_on_every_server_at_once(servers: list[Server]) -> None:
     admin.client().update_studio(studioId=sid, displayName="renamed")
     studio_on_b = on_b_admin.get_studio(studioId=sid)["studio"]
     assert studio_on_b["displayName"] == "renamed"
+
+
+def test_a_get_holds_access_changes_on_every_server_at_once(servers: list[Server]) -> None:
+    """A GetStreamingSession reads the access generation with the session's row (one
+    statement): what its server remembers still gives way to a change at once, and a disabled
+    caller is refused as such whether the session exists or not."""
+    a, b = servers[0], servers[-1]
+    operator, admin, artist = a.user("operator", operator=True), a.user("admin"), a.user("artist")
+    studio = worlds.create_studio(operator, admin, [artist])
+    sid, lp = studio.studio_id, studio.launch_profile_id
+    row = rows.session(  # a DELETED session: no desktop, nothing for the reconciler to do
+        studio_id=sid,
+        launch_profile_id=lp,
+        owned_by=artist.user_id,
+        created_by=artist.user_id,
+        state="DELETED",
+        status_code="STREAMING_SESSION_DELETED",
+    )
+    db = database.Database(databases.url_for(a.data_dir))
+    try:
+        with db.write() as conn:
+            sessions.insert(conn, row)
+    finally:
+        db.dispose()
+    on_b, op = as_on(artist, b), operator.client()
+
+    def get(session_id: str = row["session_id"]) -> Any:
+        return on_b.get_streaming_session(studioId=sid, sessionId=session_id)["session"]
+
+    for _ in range(2):  # server B remembers the artist's standing
+        assert get()["ownedBy"] == artist.user_id
+    op.delete_launch_profile_member(studioId=sid, launchProfileId=lp, principalId=artist.user_id)
+    expect.error(get, "AccessDeniedException", artist.user_id)
+    op.put_launch_profile_members(
+        studioId=sid,
+        launchProfileId=lp,
+        identityStoreId=artist.identity_store_id,
+        members=[{"principalId": artist.user_id, "persona": "USER"}],
+    )
+    assert get()["state"] == "DELETED"
+
+    cli(a.data_dir, "users", "disable", artist.user_id, env=a.env)
+    expect.error(get, "UnrecognizedClientException", "disabled")
+    expect.error(lambda: get("no-such-session"), "UnrecognizedClientException", "disabled")
+    cli(a.data_dir, "users", "enable", artist.user_id, env=a.env)
+    expect.error(lambda: get("no-such-session"), "ResourceNotFoundException", "no-such-session")
 
 
 def test_launch_profile_changes_hold_for_creates_on_every_server_at_once(

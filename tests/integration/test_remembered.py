@@ -43,3 +43,32 @@ def test_what_was_read_under_a_rolled_back_generation_is_forgotten(
     with db.write() as conn, memory.using(conn):
         assert value(conn, "after") == "after"
     assert loads == ["uncommitted", "committed", "after"]
+
+
+def test_a_lazy_use_reads_the_generation_when_first_needed_or_takes_the_one_seen(
+    db: database.Database,
+) -> None:
+    memory = access.Remembered()
+    loads: list[str] = []
+
+    def value(conn: sa.Connection, text: str) -> str:
+        def load() -> str:
+            loads.append(text)
+            return text
+
+        return access.remembered(conn, ("test", "key"), load)
+
+    with db.write() as conn:
+        generations.bump(conn)
+    with db.read() as conn, memory.using(conn, lazy=True):
+        assert value(conn, "first") == "first"  # the generation read here
+    with db.read() as conn, memory.using(conn, lazy=True):
+        access.seen(conn, generations.read(conn))  # as a statement read it with its rows
+        assert value(conn, "second") == "first"  # remembered under the same generation
+    with db.write() as conn:
+        generations.bump(conn)
+    with db.read() as conn, memory.using(conn, lazy=True):
+        assert value(conn, "third") == "third"  # moved on: forgotten
+        access.seen(conn, 0)  # too late: the transaction's generation is the one it read
+        assert value(conn, "fourth") == "third"
+    assert loads == ["first", "third"]

@@ -53,20 +53,28 @@ class Remembered:
         self._entries: dict[tuple[str, str], Any] = {}
 
     @contextlib.contextmanager
-    def using(self, conn: sa.Connection) -> Iterator[None]:
+    def using(self, conn: sa.Connection, *, lazy: bool = False) -> Iterator[None]:
         """Read the access generation in ``conn``'s transaction, and let the access rules
-        that run on ``conn`` meanwhile use what is remembered under it."""
-        generation = generations.read(conn)
+        that run on ``conn`` meanwhile use what is remembered under it.
+
+        ``lazy``: read it only when a rule first needs it, unless a statement read it first
+        with its own rows (:func:`seen`): a GET whose row carries it makes one statement."""
+        use = _Use(conn, self)
+        if not lazy:
+            self.settle(use, generations.read(conn))
+        token = _current.set(use)
+        try:
+            yield
+        finally:
+            _current.reset(token)
+
+    def settle(self, use: _Use, generation: int) -> None:
         with self._lock:
             # moved on; or back: a transaction that bumped it was rolled back after reads
             # under its value, which must not be taken for the next change's
             if generation != self._generation:
                 self._generation, self._entries = generation, {}
-        token = _current.set((conn, self, generation))
-        try:
-            yield
-        finally:
-            _current.reset(token)
+        use.generation = generation
 
     def get(self, generation: int, key: tuple[str, str], load: Callable[[], T]) -> T:
         if generation == self._generation:
@@ -84,18 +92,43 @@ class Remembered:
 
 
 _MISSING = object()
-_current: contextvars.ContextVar[tuple[sa.Connection, Remembered, int] | None] = (
-    contextvars.ContextVar("opennimble_access", default=None)
+
+
+class _Use:
+    """A transaction's use of the memory: its connection, and the generation it read (None:
+    not yet)."""
+
+    __slots__ = ("conn", "generation", "memory")
+
+    def __init__(self, conn: sa.Connection, memory: Remembered) -> None:
+        self.conn = conn
+        self.memory = memory
+        self.generation: int | None = None
+
+
+_current: contextvars.ContextVar[_Use | None] = contextvars.ContextVar(
+    "opennimble_access", default=None
 )
 
 
 def remembered(conn: sa.Connection, key: tuple[str, str], load: Callable[[], T]) -> T:
     """``load()``, or what was remembered for ``key`` if ``conn``'s transaction read the
     access generation (:meth:`Remembered.using`)."""
-    current = _current.get()
-    if current is None or current[0] is not conn:
+    use = _current.get()
+    if use is None or use.conn is not conn:
         return load()
-    return current[1].get(current[2], key, load)
+    if use.generation is None:
+        use.memory.settle(use, generations.read(conn))
+    assert use.generation is not None
+    return use.memory.get(use.generation, key, load)
+
+
+def seen(conn: sa.Connection, generation: int) -> None:
+    """The access generation as a statement of ``conn`` read it with its own rows: the
+    transaction's, if it has not read one yet (:meth:`Remembered.using`'s ``lazy``)."""
+    use = _current.get()
+    if use is not None and use.conn is conn and use.generation is None:
+        use.memory.settle(use, generation)
 
 
 def memberships(conn: sa.Connection, user_id: str) -> list[Row]:

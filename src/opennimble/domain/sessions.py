@@ -170,7 +170,9 @@ def requested(
     """The session a request names, if the caller may act on it (see :func:`readable`);
     ``shown``: only the columns the API shows (:data:`session_store.SHOWN`)."""
     if shown:
-        row = session_store.get_shown(conn, session_id, studio_id)
+        row, generation = session_store.get_shown(conn, session_id, studio_id)
+        if generation is not None:
+            access.seen(conn, generation)
     else:
         row = session_store.get(conn, session_id, studio_id)
     return readable(conn, caller, studio_id, row, session_id)

@@ -22,6 +22,12 @@ t = schema.generations
 _read = hot.Statement(sa.select(t.c.value).where(t.c.name == sa.bindparam("name")))
 
 
+def column(name: str = ACCESS) -> sa.ScalarSelect[int]:
+    """The counter as a column of another statement (NULL: 0, as :func:`read` says): read
+    with a row, it saves a statement."""
+    return sa.select(t.c.value).where(t.c.name == name).scalar_subquery()
+
+
 def read(conn: sa.Connection, name: str = ACCESS) -> int:
     value = _read.scalar(conn, name=name)
     return int(value) if value is not None else 0

@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from opennimble.store import events, hot, paging, schema
+from opennimble.store import events, generations, hot, paging, schema
 
 Row = dict[str, Any]
 t = schema.sessions
@@ -70,7 +70,9 @@ _get_in = hot.Statement(
     sa.select(t).where(t.c.session_id == _by_id, t.c.studio_id == sa.bindparam("studio_id"))
 )
 _get_shown = hot.Statement(
-    sa.select(*SHOWN).where(t.c.session_id == _by_id, t.c.studio_id == sa.bindparam("studio_id"))
+    sa.select(*SHOWN, generations.column().label("access_generation")).where(
+        t.c.session_id == _by_id, t.c.studio_id == sa.bindparam("studio_id")
+    )
 )
 _pages: dict[tuple[bool, bool, bool], hot.Statement] = {}
 
@@ -93,10 +95,16 @@ def get(conn: sa.Connection, session_id: str, studio_id: str | None = None) -> R
     return _get_in.first(conn, session_id=session_id, studio_id=studio_id)
 
 
-def get_shown(conn: sa.Connection, session_id: str, studio_id: str) -> Row | None:
+def get_shown(
+    conn: sa.Connection, session_id: str, studio_id: str
+) -> tuple[Row | None, int | None]:
     """The session's columns the API shows (:data:`SHOWN`), as listings read them: the
-    reconciler's bookkeeping is neither read nor decoded."""
-    return _get_shown.first(conn, session_id=session_id, studio_id=studio_id)
+    reconciler's bookkeeping is neither read nor decoded; and the access generation, read in
+    the same statement (None: there is no such session)."""
+    row = _get_shown.first(conn, session_id=session_id, studio_id=studio_id)
+    if row is None:
+        return None, None
+    return row, int(row.pop("access_generation") or 0)
 
 
 def page(
