@@ -5,6 +5,8 @@ transaction that fails after its change)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import sqlalchemy as sa
 
@@ -16,11 +18,8 @@ class Undone(Exception):
     pass
 
 
-def test_what_was_read_under_a_rolled_back_generation_is_forgotten(
-    db: database.Database,
-) -> None:
-    memory = access.Remembered()
-    loads: list[str] = []
+def _value(loads: list[str]) -> Callable[[sa.Connection, str], str]:
+    """What is remembered under one key, ``text`` loaded (and noted in ``loads``) if nothing."""
 
     def value(conn: sa.Connection, text: str) -> str:
         def load() -> str:
@@ -28,6 +27,16 @@ def test_what_was_read_under_a_rolled_back_generation_is_forgotten(
             return text
 
         return access.remembered(conn, ("test", "key"), load)
+
+    return value
+
+
+def test_what_was_read_under_a_rolled_back_generation_is_forgotten(
+    db: database.Database,
+) -> None:
+    memory = access.Remembered()
+    loads: list[str] = []
+    value = _value(loads)
 
     with db.write() as conn:  # the generation exists, committed
         generations.bump(conn)
@@ -50,13 +59,7 @@ def test_a_lazy_use_reads_the_generation_when_first_needed_or_takes_the_one_seen
 ) -> None:
     memory = access.Remembered()
     loads: list[str] = []
-
-    def value(conn: sa.Connection, text: str) -> str:
-        def load() -> str:
-            loads.append(text)
-            return text
-
-        return access.remembered(conn, ("test", "key"), load)
+    value = _value(loads)
 
     with db.write() as conn:
         generations.bump(conn)
