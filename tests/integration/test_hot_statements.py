@@ -21,14 +21,30 @@ _RECORD = {
 }
 
 
-@pytest.mark.parametrize("response", ["pending", None, [1, "two"], {"a": "b"}, 3])
+@pytest.mark.parametrize(
+    "response",
+    [
+        "pending",
+        None,
+        [1, "two"],
+        {"a": "b"},
+        3,
+        {"big": 2**70 + 1, "small": -(2**63), "u64": 2**64 - 1, "digits": "1" * 30},
+    ],
+)
 def test_a_json_column_reads_back_what_was_stored(db: database.Database, response: object) -> None:
-    # a JSON string was decoded twice on PostgreSQL (psycopg decodes JSON itself) and failed
+    # a JSON string was decoded twice on PostgreSQL (psycopg decodes JSON itself) and failed;
+    # an integer past 64 bits must not come back as a float (as orjson would read it)
     with db.write() as conn:
         assert idempotency.claim(conn, {**_RECORD, "response": response})
         kept = idempotency.get(conn, "CreateStreamingSession", "u-1", "us-west-2:stid-a", "t-1")
+        through_sqlalchemy = conn.execute(sa.select(schema.idempotency.c.response)).scalar_one()
     assert kept is not None
     assert kept["response"] == response
+    assert through_sqlalchemy == response
+    if isinstance(response, dict) and "big" in response:
+        assert type(kept["response"]["big"]) is int
+        assert type(through_sqlalchemy["big"]) is int
 
 
 def test_hot_statements_run_on_a_connection_after_its_rollbacks(db: database.Database) -> None:

@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import pathlib
+import re
 import threading
 import time
 import urllib.parse
@@ -211,6 +212,7 @@ class Database:
                 pool_size=POOL_SIZE,
                 max_overflow=POOL_SIZE,
                 json_serializer=json_text,
+                json_deserializer=json_value,  # psycopg's loader of JSON takes it
                 # the hot statements prepare their own (store/libpq.py); psycopg's, once it has
                 # any, are all deallocated after every rollback, ours with them
                 connect_args={"prepare_threshold": None},
@@ -222,7 +224,12 @@ class Database:
         if path and path != ":memory:":
             pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
         # timeout: how long a connection waits for another's write lock (SQLite's busy handler)
-        engine = sa.create_engine(self.url, connect_args={"timeout": 30}, json_serializer=json_text)
+        engine = sa.create_engine(
+            self.url,
+            connect_args={"timeout": 30},
+            json_serializer=json_text,
+            json_deserializer=json_value,
+        )
         sa.event.listen(engine, "connect", _sqlite_connect)
         sa.event.listen(engine, "begin", _sqlite_begin)
         if path and path != ":memory:":
@@ -495,6 +502,20 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+# a run of 20 digits may be an integer past 64 bits, which orjson would read as a float
+_LONG_NUMBER = re.compile(r"\d{20}")
+_LONG_NUMBER_BYTES = re.compile(rb"\d{20}")
+
+
+def json_value(text: str | bytes) -> Any:
+    """A JSON column's value from its text (:func:`json_text`'s counterpart): orjson, the
+    standard library where a number may be an integer past 64 bits."""
+    long_number = _LONG_NUMBER if isinstance(text, str) else _LONG_NUMBER_BYTES
+    if long_number.search(text) is not None:  # type: ignore[arg-type]
+        return json.loads(text)
+    return orjson.loads(text)
 
 
 def json_text(value: Any) -> str:

@@ -8,7 +8,7 @@ built once from the schema's tables (the one source of truth), compiled once per
 SQLAlchemy itself, and run on the driver of the transaction's connection: SQLite's cursor,
 or on PostgreSQL libpq's connection, prepared once per connection (store/libpq.py). Its
 parameters are encoded by their types' bind processors (as SQLAlchemy's execution would), its
-rows decoded by the column types where the driver did not: on SQLite JSON with orjson,
+rows decoded by the column types where the driver did not: on SQLite JSON (orjson),
 booleans as ``bool``.
 
 Only statements whose shape never changes belong here (no ``IN`` lists, no optional filters:
@@ -21,11 +21,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from opennimble.store import libpq
+from opennimble.store import database, libpq
 
 Row = dict[str, Any]
 Decoder = Callable[[Any], Any]  # a column's value to or from the driver's
@@ -33,7 +32,7 @@ Decoder = Callable[[Any], Any]  # a column's value to or from the driver's
 
 def _json(value: Any) -> Any:
     # SQLite's JSON columns have numeric affinity: a top-level number comes back as one
-    return orjson.loads(value) if isinstance(value, (str, bytes)) else value
+    return database.json_value(value) if isinstance(value, (str, bytes)) else value
 
 
 def _bool(value: Any) -> Any:
