@@ -112,7 +112,10 @@ class Statement:
             return compiled, tuple(params[name] for name in positions)
         return compiled, params
 
-    def _run(self, conn: sa.Connection, params: dict[str, Any]) -> libpq.Result:
+    def _run(
+        self, conn: sa.Connection, params: dict[str, Any]
+    ) -> tuple[list[tuple[Any, ...]], int]:
+        """The statement's rows, as the driver gives them, and how many rows it touched."""
         compiled, values = self._values(conn, params)
         sql = compiled[0]
         try:
@@ -121,24 +124,27 @@ class Statement:
             cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
             try:
                 cursor.execute(sql, values)
-                return libpq.Result(cursor.fetchall(), cursor.rowcount)
+                return cursor.fetchall(), cursor.rowcount
             finally:
                 cursor.close()
         except conn.dialect.loaded_dbapi.Error as exc:
             # as SQLAlchemy's execution raises it: an IntegrityError tells a duplicate key
             raise sa.exc.DBAPIError.instance(
-                str(sql), values, exc, conn.dialect.loaded_dbapi.Error
+                sql.decode() if isinstance(sql, bytes) else sql,
+                values,
+                exc,
+                conn.dialect.loaded_dbapi.Error,
             ) from exc
 
     def tuples(self, conn: sa.Connection, **params: Any) -> list[tuple[Any, ...]]:
         """The rows as the driver gave them (no decoding)."""
-        return self._run(conn, params).rows
+        return self._run(conn, params)[0]
 
     def rows(self, conn: sa.Connection, **params: Any) -> list[Row]:
         names = self.names
         decoders = self._sql(conn.dialect)[4]
         out = []
-        for values in self._run(conn, params).rows:
+        for values in self._run(conn, params)[0]:
             row = dict(zip(names, values, strict=True))
             for index, decode in decoders:
                 name = names[index]
@@ -156,7 +162,7 @@ class Statement:
 
     def execute(self, conn: sa.Connection, **params: Any) -> int:
         """Run a statement that returns no rows; how many rows it changed."""
-        return self._run(conn, params).rowcount
+        return self._run(conn, params)[1]
 
 
 class Insert:

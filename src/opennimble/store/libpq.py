@@ -34,20 +34,12 @@ _OK = (psycopg.pq.ExecStatus.TUPLES_OK, psycopg.pq.ExecStatus.COMMAND_OK)
 _AUTO = psycopg.adapt.PyFormat.AUTO
 
 
-class Result:
-    """A statement's rows (as the driver loads them) and how many rows it touched."""
-
-    __slots__ = ("rowcount", "rows")
-
-    def __init__(self, rows: list[tuple[Any, ...]], rowcount: int) -> None:
-        self.rows = rows
-        self.rowcount = rowcount
-
-
-def execute(conn: sa.Connection, sql: bytes, values: Sequence[Any]) -> Result:
+def execute(
+    conn: sa.Connection, sql: bytes, values: Sequence[Any]
+) -> tuple[list[tuple[Any, ...]], int]:
     """Run ``sql`` (``$n`` placeholders) with ``values`` in ``conn``'s transaction (begun
     first if it is not yet, as psycopg's cursor does); raises psycopg's errors, as its cursor
-    would."""
+    would. Returns the rows, as psycopg loads them, and how many rows it touched."""
     driver = conn.connection.driver_connection
     assert isinstance(driver, psycopg.Connection)
     info = conn.info
@@ -73,7 +65,7 @@ def execute(conn: sa.Connection, sql: bytes, values: Sequence[Any]) -> Result:
         transformer.set_pgresult(result)
         rows = transformer.load_rows(0, result.ntuples, tuple)
         transformer.set_pgresult(None)
-    return Result(rows, result.command_tuples or 0)
+    return rows, result.command_tuples or 0
 
 
 def _begin(driver: psycopg.Connection[Any]) -> bytes:
