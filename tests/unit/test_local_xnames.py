@@ -22,7 +22,7 @@ TABLE = """Num       RefCount Protocol Flags    Type St Inode Path
 def test_only_abstract_x_display_names_count() -> None:
     """Listening, accepted and merely bound sockets on an abstract X name count; socket files,
     other names and unnamed sockets do not."""
-    assert local_xnames.display_sockets(TABLE) == {35391: 0, 34255: 0, 40000: 59535}
+    assert desktop_job.display_sockets(TABLE) == {35391: 0, 34255: 0, 40000: 59535}
 
 
 def test_a_table_with_every_name_taken_leaves_none_free(

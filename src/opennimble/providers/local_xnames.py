@@ -43,7 +43,6 @@ log = logging.getLogger("opennimble.providers.local")
 DISPLAYS = desktop_job.DISPLAYS  # the display numbers an X server may take
 PROC = pathlib.Path("/proc")
 _SOCKET = re.compile(r"socket:\[(\d+)\]")
-display_sockets = desktop_job.display_sockets  # inode -> display, of /proc/net/unix's text
 
 
 def free_name(avoid: Collection[int] = ()) -> int | None:
@@ -54,7 +53,7 @@ def free_name(avoid: Collection[int] = ()) -> int | None:
 
 def holders() -> dict[int, set[int]]:
     """The processes holding X display names in this network namespace: pid -> displays."""
-    sockets = display_sockets((PROC / "net" / "unix").read_text())
+    sockets = desktop_job.display_sockets((PROC / "net" / "unix").read_text())
     held: dict[int, set[int]] = {}
     for pid in local_process.all_pids():
         try:

@@ -19,18 +19,27 @@ from opennimble.store import database, hot, schema
 ACCESS = "access"
 t = schema.generations
 
-_read = hot.Statement(sa.select(t.c.value).where(t.c.name == sa.bindparam("name")))
+
+def _value(name: str | sa.BindParameter[str]) -> sa.Select[tuple[int]]:
+    return sa.select(t.c.value).where(t.c.name == name)
+
+
+_read = hot.Statement(_value(sa.bindparam("name")))
 
 
 def column(name: str = ACCESS) -> sa.ScalarSelect[int]:
-    """The counter as a column of another statement (NULL: 0, as :func:`read` says): read
-    with a row, it saves a statement."""
-    return sa.select(t.c.value).where(t.c.name == name).scalar_subquery()
+    """The counter as a column of another statement (its value: :func:`counted`): read with
+    a row, it saves a statement."""
+    return _value(name).scalar_subquery()
+
+
+def counted(value: int | None) -> int:
+    """The counter's value as read (a database made before the counter lacks its row: 0)."""
+    return int(value) if value is not None else 0
 
 
 def read(conn: sa.Connection, name: str = ACCESS) -> int:
-    value = _read.scalar(conn, name=name)
-    return int(value) if value is not None else 0
+    return counted(_read.scalar(conn, name=name))
 
 
 def bump(conn: sa.Connection, name: str = ACCESS) -> None:

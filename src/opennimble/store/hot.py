@@ -51,12 +51,12 @@ def _decoder(column: sa.ColumnElement[Any], dialect: sa.Dialect) -> Decoder | No
     return None
 
 
-# the SQL (``bytes`` on PostgreSQL: libpq's ``$n`` placeholders), the order of positional
-# parameters (None: named), the compiler's own values, the parameters' bind processors, the
+# the SQL (``bytes`` on PostgreSQL: libpq's ``$n`` placeholders), the order of the
+# parameters, the compiler's own values, the parameters' bind processors, the
 # columns' decoders
 Compiled = tuple[
     str | bytes,
-    tuple[str, ...] | None,
+    tuple[str, ...],
     dict[str, Any],
     dict[str, Decoder],
     list[tuple[int, Decoder]],
@@ -87,8 +87,8 @@ class Statement:
     def _compile(self, dialect: sa.Dialect) -> Compiled:
         postgres = dialect.name == "postgresql"
         compiled = self._statement.compile(dialect=_DOLLAR if postgres else dialect)
-        positional = postgres or dialect.positional
-        positions = tuple(compiled.positiontup or ()) if positional else None
+        # SQLite's qmark, and libpq's $n (the only dialects the store runs on): positional
+        positions = tuple(compiled.positiontup or ())
         # values the compiler bound itself (e.g. SQLite's OFFSET 0 after a bound LIMIT)
         own = {k: v for k, v in compiled.params.items() if v is not None}
         processors: dict[str, Decoder] = {}
@@ -100,17 +100,17 @@ class Statement:
         sql = compiled.string.encode() if postgres else compiled.string
         return sql, positions, own, processors, [(i, d) for i, d in decoders if d is not None]
 
-    def _values(self, conn: sa.Connection, params: dict[str, Any]) -> tuple[Compiled, Any]:
-        """The compiled statement, and the driver's parameters (positional or named)."""
+    def _values(
+        self, conn: sa.Connection, params: dict[str, Any]
+    ) -> tuple[Compiled, tuple[Any, ...]]:
+        """The compiled statement, and the driver's parameters in their order."""
         compiled = self._sql(conn.dialect)
         _, positions, own, processors, _ = compiled
         if own:
             params = {**own, **params}
         if processors:  # as SQLAlchemy's execution does: None included (JSON's is "null")
             params = {k: processors[k](v) if k in processors else v for k, v in params.items()}
-        if positions is not None:
-            return compiled, tuple(params[name] for name in positions)
-        return compiled, params
+        return compiled, tuple(params[name] for name in positions)
 
     def _run(
         self, conn: sa.Connection, params: dict[str, Any]

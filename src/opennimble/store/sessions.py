@@ -104,7 +104,7 @@ def get_shown(
     row = _get_shown.first(conn, session_id=session_id, studio_id=studio_id)
     if row is None:
         return None, None
-    return row, int(row.pop("access_generation") or 0)
+    return row, generations.counted(row.pop("access_generation"))
 
 
 def page(
