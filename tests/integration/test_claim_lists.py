@@ -1,0 +1,127 @@
+"""The reconciler's claims, heartbeats and releases take their lists of sessions as one
+parameter (store/id_lists.py): the same statement whatever the list's length, prepared once
+per connection on PostgreSQL; on SQLite and on PostgreSQL (``OPENNIMBLE_TEST_DATABASE_URL``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from opennimble import clock
+from opennimble.store import database, schema, sessions
+from tests.support import rows
+
+SECOND = clock.SECOND
+
+
+def insert(db: database.Database, count: int) -> list[str]:
+    """``count`` new sessions, sorted by id: the oldest first, so claimed first."""
+    made = [rows.session(created_at=i + 1) for i in range(count)]
+    made.sort(key=lambda r: r["session_id"])
+    for i, row in enumerate(made):
+        row["created_at"] = i + 1
+    with db.write() as conn:
+        conn.execute(sessions.t.insert(), made)
+    return [r["session_id"] for r in made]
+
+
+def claim(conn: sa.Connection, owner: str, **kw: Any) -> list[str]:
+    args = {"host_id": "h", "new": True, "now": 100, "lease": 10 * SECOND, "limit": 50, **kw}
+    # in no particular order (an UPDATE's RETURNING)
+    return sorted(r["session_id"] for r in sessions.claim(conn, owner=owner, **args))
+
+
+def claims(db: database.Database) -> dict[str, tuple[str | None, int | None]]:
+    t = sessions.t
+    with db.read() as conn:
+        found = conn.execute(sa.select(t.c.session_id, t.c.claimed_by, t.c.claim_expires_at))
+        return {r.session_id: (r.claimed_by, r.claim_expires_at) for r in found}
+
+
+def test_a_claim_leaves_out_the_sessions_it_is_told_to(db: database.Database) -> None:
+    ids = insert(db, 6)
+    with db.write() as conn:
+        assert claim(conn, "a", exclude=[*ids[:2], "not-a-session"], limit=3) == ids[2:5]
+    with db.write() as conn:  # the claimed ones are held; of the others, one left out
+        assert claim(conn, "b", exclude=[ids[0]]) == [ids[1], ids[5]]
+    with db.write() as conn:
+        assert claim(conn, "c", exclude=[]) == [ids[0]]
+        assert claim(conn, "c", exclude=[]) == []
+
+
+def test_heartbeats_and_releases_touch_the_listed_claims_of_their_owner(
+    db: database.Database,
+) -> None:
+    ids = insert(db, 5)
+    with db.write() as conn:
+        mine = claim(conn, "a", limit=3)
+        theirs = claim(conn, "b")
+    assert mine == ids[:3] and theirs == ids[3:]
+    with db.write() as conn:
+        sessions.heartbeat(conn, [ids[0], ids[1], ids[3]], "a", until=999 * SECOND)
+        sessions.heartbeat(conn, [], "a", until=1)
+    held = claims(db)
+    assert held[ids[0]] == held[ids[1]] == ("a", 999 * SECOND)
+    assert held[ids[2]] == ("a", 100 + 10 * SECOND)  # not listed
+    assert held[ids[3]] == ("b", 100 + 10 * SECOND)  # listed, but another owner's
+    with db.write() as conn:
+        sessions.release(conn, [ids[0], ids[2], ids[4]], "a")
+    held = claims(db)
+    assert held[ids[0]] == held[ids[2]] == (None, None)
+    assert held[ids[1]][0] == "a" and held[ids[4]][0] == "b"
+
+
+def test_a_claim_is_one_prepared_statement_whatever_it_leaves_out(
+    db: database.Database,
+) -> None:
+    if db.engine.dialect.name != "postgresql":
+        return  # SQLite prepares nothing across calls; the shape is what matters there
+    ids = insert(db, 60)
+    with db.engine.connect() as conn:  # one connection throughout
+        for count in (1, 3, 50):
+            with conn.begin():
+                claim(conn, f"owner-{count}", exclude=ids[:count], limit=1)
+        with conn.begin():
+            statements = conn.execute(
+                sa.text("SELECT statement FROM pg_prepared_statements")
+            ).scalars()
+            found = [s for s in statements if "claimed_by" in s and "SKIP LOCKED" in s]
+    assert len(found) == 1, found
+
+
+def test_the_work_queues_name_the_work_states() -> None:
+    # the partial indexes' condition, written as constants, is the claims' own
+    listed = ", ".join(f"'{state}'" for state in sessions.WORK_STATES)
+    expected = f"state IN ({listed})"
+    assert expected == schema.SESSION_WORK
+
+
+def test_a_claim_reads_the_sessions_it_takes_not_all_that_wait(db: database.Database) -> None:
+    """With 500 new sessions waiting, a claim of 8 reads about 8 of them, in the order it
+    takes them (a partial index of the new work), on the plan its prepared statement gets."""
+    insert(db, 500)
+    if db.engine.dialect.name == "sqlite":
+        with db.read() as conn:
+            sql = sessions._claims[(True, False)]._sql(conn.dialect)[0]
+            plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql!s}", (1,) * str(sql).count("?"))
+            steps = [row[3] for row in plan]
+        assert not any("TEMP B-TREE" in step for step in steps), steps
+        return
+    sql = bytes(sessions._claims[(True, False)]._sql(db.engine.dialect)[0]).decode()
+    with db.write() as conn:
+        conn.exec_driver_sql("ANALYZE sessions")
+    with db.engine.connect() as conn, conn.begin():
+        conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
+        conn.exec_driver_sql(f"PREPARE probe AS {sql}")
+        args = "('probe', 999999999, 'h', 1000000, '{}', 8)"
+        plan = conn.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE probe{args}")
+        read = _rows_read(plan.scalar_one()[0]["Plan"], "sessions_1")
+        conn.exec_driver_sql("DEALLOCATE probe")
+    assert 0 < read <= 16, read
+
+
+def _rows_read(node: dict[str, Any], alias: str) -> int:
+    """The rows the plan's scans of ``alias`` gave."""
+    own = node.get("Actual Rows", 0) if node.get("Alias") == alias else 0
+    return int(own) + sum(_rows_read(child, alias) for child in node.get("Plans", []))
