@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from opennimble.store import schema
-from opennimble.store.sessions import HOLDING_STATES, WORK_STATES
+from opennimble.store import schema, sessions
+from opennimble.store.sessions import HOLDING_STATES
 
 t = schema.sessions
 
@@ -27,16 +27,27 @@ def desktops_by_host(conn: sa.Connection) -> list[tuple[str, int]]:
 
 def queue(conn: sa.Connection, now: int) -> tuple[int, int | None]:
     """How many sessions wait for a reconciler (due, unclaimed), and when the oldest live claim
-    was taken on work that began then (its ``work_started_at``; None without claims)."""
+    was taken on work that began then (its ``work_started_at``; None without claims). Counted
+    queue by queue, each by its own index (store/schema.py's work queues)."""
     unclaimed = sa.or_(t.c.claimed_by.is_(None), t.c.claim_expires_at < now)
-    waiting = sa.select(sa.func.count()).where(
-        t.c.state.in_(WORK_STATES), t.c.next_attempt_at <= now, unclaimed
-    )
-    oldest = sa.select(sa.func.min(t.c.work_started_at)).where(
-        t.c.state.in_(WORK_STATES), t.c.claimed_by.is_not(None), t.c.claim_expires_at >= now
-    )
-    found = conn.execute(oldest).scalar_one_or_none()
-    return int(conn.execute(waiting).scalar_one()), None if found is None else int(found)
+    claimed = sa.and_(t.c.claimed_by.is_not(None), t.c.claim_expires_at >= now)
+    counts = [
+        sa.select(sa.func.count())
+        .where(*sessions.work_queue(name), t.c.next_attempt_at <= now, unclaimed)
+        .scalar_subquery()
+        for name in sessions.WORK_QUEUES
+    ]
+    firsts = sa.union_all(
+        *(
+            sa.select(sa.func.min(t.c.work_started_at).label("first")).where(
+                *sessions.work_queue(name), claimed
+            )
+            for name in sessions.WORK_QUEUES
+        )
+    ).subquery()
+    waiting = conn.execute(sa.select(sum(counts[1:], counts[0]))).scalar_one()
+    found = conn.execute(sa.select(sa.func.min(firsts.c.first))).scalar_one_or_none()
+    return int(waiting), None if found is None else int(found)
 
 
 def schema_versions(conn: sa.Connection) -> set[str]:
