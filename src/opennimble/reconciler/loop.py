@@ -45,6 +45,10 @@ log = logging.getLogger("opennimble.reconciler")
 PURGE_EVERY = 60 * clock.SECOND
 CHECK_DESKTOPS_EVERY = 30 * clock.SECOND
 WAKE_CHECK = 0.005  # seconds: how often the loop looks for wakes from other threads in a burst
+# seconds from one pass to the next at least: a burst of wakes (on PostgreSQL a notification
+# per session created) is a pass per PASS_GAP, each claiming what came meanwhile, instead of a
+# pass (five statements) per wake
+PASS_GAP = 0.005
 LISTEN_RETRY_MAX = 30.0  # seconds between attempts to listen again after a connection failure
 
 
@@ -217,10 +221,15 @@ class Reconciler:
         assert self._event is not None
         try:
             await self._recover_until_done()
+            loop = asyncio.get_running_loop()
             while True:
+                started = loop.time()
                 await self.tick()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._event.wait(), self.interval)
+                rest = PASS_GAP - (loop.time() - started)
+                if rest > 0:
+                    await asyncio.sleep(rest)
                 self._event.clear()
         finally:
             await self._shutdown()
