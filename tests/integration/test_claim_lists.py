@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from opennimble import clock
-from opennimble.store import database, schema, sessions
+from opennimble.store import database, schema, sessions, stats
 from tests.support import rows
 
 SECOND = clock.SECOND
@@ -153,3 +153,22 @@ def _scans(node: dict[str, Any]) -> list[tuple[str, str, int]]:
     if "Scan" not in node["Node Type"]:
         own = []
     return own + [scan for child in node.get("Plans", []) for scan in _scans(child)]
+
+
+def test_the_queue_counts_the_due_unclaimed_work_of_every_queue(db: database.Database) -> None:
+    made = [
+        [rows.session(created_at=1, work_started_at=1) for _ in range(2)],  # new
+        [rows.session(host_id="h", created_at=2, work_started_at=2) for _ in range(3)],
+        [rows.session(state="DELETE_IN_PROGRESS", created_at=3) for _ in range(1)],
+        [rows.session(created_at=4, next_attempt_at=999 * SECOND)],  # not due yet
+        [rows.session(state="READY", host_id="h", created_at=5)],  # no work
+    ]
+    with db.write() as conn:
+        for group in made:  # one INSERT each: an INSERT has the columns of its first row
+            conn.execute(sessions.t.insert(), group)
+    with db.read() as conn:
+        assert stats.queue(conn, now=100) == (6, None)
+    with db.write() as conn:  # a claim of one bound session's work: 5 wait, its work began at 2
+        assert len(claim(conn, "a", new=False, limit=1)) == 1
+    with db.read() as conn:
+        assert stats.queue(conn, now=100) == (5, 2)

@@ -282,6 +282,8 @@ def claim(
     reconcilers claim disjoint sessions without waiting for each other; on SQLite the write
     transaction is serialized and the conditions make it a compare-and-set.
     """
+    if created_before is not None and not new:
+        raise ValueError("created_before applies to the new sessions' claim only")
     queues = ("new",) if new else ("host", "deletions")
     values = {
         "owner": owner,
@@ -366,10 +368,10 @@ def _claim(queue: str, created_before: bool) -> hot.Statement:
     )
 
 
+# (queue, with created_before): the variants claim() runs
 _claims = {
-    (queue, before): _claim(queue, before)
-    for queue in ("host", "deletions", "new")
-    for before in (False, True)
+    key: _claim(*key)
+    for key in (("host", False), ("deletions", False), ("new", False), ("new", True))
 }
 _HOLDING = (
     sa.select(sa.literal(1))

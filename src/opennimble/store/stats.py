@@ -31,23 +31,19 @@ def queue(conn: sa.Connection, now: int) -> tuple[int, int | None]:
     queue by queue, each by its own index (store/schema.py's work queues)."""
     unclaimed = sa.or_(t.c.claimed_by.is_(None), t.c.claim_expires_at < now)
     claimed = sa.and_(t.c.claimed_by.is_not(None), t.c.claim_expires_at >= now)
-    counts = [
-        sa.select(sa.func.count())
-        .where(*sessions.work_queue(name), t.c.next_attempt_at <= now, unclaimed)
-        .scalar_subquery()
-        for name in sessions.WORK_QUEUES
-    ]
-    firsts = sa.union_all(
+    due = sa.and_(t.c.next_attempt_at <= now, unclaimed)
+    per_queue = sa.union_all(
         *(
-            sa.select(sa.func.min(t.c.work_started_at).label("first")).where(
-                *sessions.work_queue(name), claimed
-            )
+            sa.select(
+                sa.func.count().filter(due).label("waiting"),
+                sa.func.min(t.c.work_started_at).filter(claimed).label("first"),
+            ).where(*sessions.work_queue(name))
             for name in sessions.WORK_QUEUES
         )
     ).subquery()
-    waiting = conn.execute(sa.select(sum(counts[1:], counts[0]))).scalar_one()
-    found = conn.execute(sa.select(sa.func.min(firsts.c.first))).scalar_one_or_none()
-    return int(waiting), None if found is None else int(found)
+    totals = sa.select(sa.func.sum(per_queue.c.waiting), sa.func.min(per_queue.c.first))
+    waiting, first = conn.execute(totals).one()
+    return int(waiting or 0), None if first is None else int(first)
 
 
 def schema_versions(conn: sa.Connection) -> set[str]:
