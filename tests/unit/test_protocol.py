@@ -151,6 +151,26 @@ def test_serialize_keeps_modelled_members_and_formats_timestamps() -> None:
     assert body == b'{"stream":{"createdAt":"2023-11-14T22:13:20.123Z","streamId":"a"}}'
 
 
+def test_serialize_writes_lists_of_nested_structures_in_the_models_order() -> None:
+    op = model.operations()["ListStreamingSessions"]
+    session = {
+        "volumeConfiguration": {"size": 500, "throughput": 125, "unmodelled": 1},
+        "tags": {"team": "fx"},
+        "sessionId": "ss-1",
+        "createdAt": 1_700_000_000_123_456,
+        "stopAt": "2023-11-14T22:13:20.000Z",  # already written: kept as it is
+        "startedAt": None,
+        "secretThing": 1,
+    }
+    status, _, body = serialize.response(op, {"sessions": [session, {}], "nextToken": None})
+    assert status == 200
+    assert body == (
+        b'{"sessions":[{"createdAt":"2023-11-14T22:13:20.123Z","sessionId":"ss-1",'
+        b'"stopAt":"2023-11-14T22:13:20.000Z","tags":{"team":"fx"},'
+        b'"volumeConfiguration":{"size":500,"throughput":125}},{}]}'
+    )
+
+
 def test_error_response_names_its_type() -> None:
     status, headers, body = serialize.error_response(
         errors.ConflictException("busy", context={"resourceId": "x"})
