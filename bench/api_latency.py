@@ -59,6 +59,8 @@ import botocore.compat
 import botocore.credentials
 from tests.support import server as support
 
+from bench import floor_server
+
 HERE = pathlib.Path(__file__).resolve().parent
 WRK_SCRIPT = HERE / "wrk_replay.lua"
 SERVICE = "nimble"
@@ -288,13 +290,21 @@ def run_wrk(
 
 
 @contextlib.contextmanager
-def bare_server(workdir: pathlib.Path, server: str = "uvicorn") -> Iterator[tuple[int, int]]:
-    """The baseline on ``server`` in its own process; yields (port, pid)."""
+def bare_server(
+    workdir: pathlib.Path, server: str = "uvicorn", *, floor: str | None = None
+) -> Iterator[tuple[int, int]]:
+    """The baseline on ``server`` in its own process; yields (port, pid). With ``floor`` (an
+    installation's SQLite file), the floor baseline (``bench.floor_server``) on uvicorn."""
     port = support.free_port()
-    log_path = workdir / f"bare-server-{server}.log"
+    module, extra = (
+        ("bench.floor_server", ["--database", floor])
+        if floor
+        else ("bench.bare_server", ["--server", server])
+    )
+    log_path = workdir / f"{module.rsplit('.', 1)[1]}-{server}.log"
     log = open(log_path, "wb")  # noqa: SIM115 - handed to the child
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.bare_server", "--port", str(port), "--server", server],
+        [sys.executable, "-m", module, "--port", str(port), *extra],
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=HERE.parent,
@@ -481,6 +491,17 @@ def bare_target(
     return Measured(name, template, credentials, [(port, pid)], 0.0, " (same requests as Get)")
 
 
+def floor_target(endpoint: tuple[int, int], template: Template) -> Measured:
+    """The floor baseline (``bench.floor_server``): the Get's requests, signed with the floor's
+    own key, answered with the least work a Get must do. Its ratio is to the bare baseline."""
+    credentials = botocore.credentials.Credentials(
+        floor_server.FLOOR_KEY, floor_server.FLOOR_SECRET
+    )
+    return Measured(
+        "sqlite: floor", template, credentials, [endpoint], 0.0, " (SigV4, 1 row, orjson)"
+    )
+
+
 def baseline_of(name: str) -> str:
     return name.split(":", 1)[0] + ": bare"
 
@@ -541,6 +562,13 @@ def table(results: dict[str, list[Run]], measured: list[Measured]) -> str:
             f"| {m.name}{m.note} | {rps:,.0f} | {p50 / 1000:.2f} | {p99 / 1000:.2f} "
             f"| {ratio:.3f} | {target} | {p50 / base_p50:.1f}x | {versus} |"
         )
+    if "sqlite: floor" in results:
+        floor = median("sqlite: floor", lambda r: r.rps)
+        lines += [""] + [
+            f"{m.name}: {median(m.name, lambda r: r.rps) / floor:.2f}x the floor baseline"
+            for m in measured
+            if m.name.startswith("sqlite: ") and m.name not in ("sqlite: floor", "sqlite: bare")
+        ]
     lines += [
         "",
         "| request | req/s per round | server CPU | server CPU per request | wrk CPU "
@@ -661,12 +689,18 @@ def main(argv: list[str] | None = None) -> int:
                     if args.only:
                         wanted = [w for w in args.only.split(",") if w]
                         targets = [t for t in targets if any(w in t.name for w in wanted)]
+                    floors = stack.enter_context(contextlib.ExitStack())  # closed below
+                    if backend == "sqlite" and (not args.only or "floor" in args.only):
+                        database = made.database_url.split(":///", 1)[1]
+                        floor = floors.enter_context(bare_server(workdir, floor=database))
+                        targets.insert(0, floor_target(floor, template))
                     bares = [bare_target(backend, bare_port, bare_pid, template)]
                     if granian:
                         bares.append(bare_target(backend, *granian_bare, template, "granian"))
                     ordered = interleaved(bares, targets)
                     measure(args, ordered, results, workdir, progress)
                     measured += ordered
+                    floors.close()
                     made.world.artist.client().delete_streaming_session(  # type: ignore[union-attr]
                         studioId=made.studio_id, sessionId=session_id
                     )

@@ -54,15 +54,21 @@ BODY = _body()
 HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
 
 
+async def lifespan(receive: Any, send: Any) -> None:
+    """Answer the server's lifespan messages (nothing to start or stop)."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 async def app(scope: Any, receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await lifespan(receive, send)
+        return
     if scope["type"] != "http":
         return
     while (await receive()).get("more_body"):
@@ -82,15 +88,12 @@ def main() -> None:
         sock = socket.create_server((args.host, args.port), backlog=2048)
         http_servers.serve_granian(app, sock, settings)
         return
-    # the options of `opennimble serve` (opennimble.cli.serve)
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-    )
+    run_uvicorn(app, args.host, args.port)
+
+
+def run_uvicorn(asgi: Any, host: str, port: int) -> None:
+    """Serve ``asgi`` on uvicorn with the options of ``opennimble serve`` (opennimble.cli.serve)."""
+    uvicorn.run(asgi, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
 
 
 if __name__ == "__main__":
