@@ -262,6 +262,22 @@ def test_refuses_wrong_secret_without_leaking() -> None:
     assert digests <= {client_signature, _sha256(body)}
 
 
+def test_the_authorizations_fields_may_come_in_any_order() -> None:
+    request = sign()
+    credential, signed_headers, signature = header(request, "Authorization").split(", ")
+    algorithm, credential = credential.split(" ")
+    reordered = f"{algorithm} {signature}, {signed_headers}, {credential}"
+    assert verify(with_header(request, "Authorization", reordered)) == ACCESS_KEY
+
+
+def test_a_remembered_authorization_head_still_needs_its_signature() -> None:
+    request = sign()
+    assert verify(request) == ACCESS_KEY  # its head (all but the signature) is now remembered
+    authorization = header(request, "Authorization")
+    wrong = authorization[:-64] + ("0" if authorization[-1] != "0" else "1") * 64
+    assert refusal(with_header(request, "Authorization", wrong)).code == "InvalidSignature"
+
+
 def test_refuses_unknown_key() -> None:
     error = refusal(sign(access_key="AKIAUNKNOWN000000000"))
     assert error.code == "UnrecognizedClient"

@@ -43,6 +43,7 @@ _SECURITY_TOKEN: Final = "x-amz-security-token"
 _UNRESERVED: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~"
 _ENCODED_PATH: Final = _UNRESERVED + "/%"
 _LOWER_HEX: Final = frozenset("0123456789abcdef")
+_LAST_SIGNATURE: Final = ", Signature="  # how SDKs end the Authorization header
 _SHOWN_CHARS: Final = 120
 
 ErrorCode = Literal[
@@ -99,7 +100,6 @@ class _Authorization:
     service: str
     terminator: str
     signed_headers: tuple[str, ...]
-    signature: str
 
     @property
     def scope(self) -> str:
@@ -137,7 +137,7 @@ class Verifier:
     def verify(self, request: SignedRequest) -> str:
         """Return the access key id of a correctly signed request, or raise SignatureError."""
         headers = _header_map(request.headers)
-        auth = _parse_authorization(
+        auth, signature = _parse_authorization(
             _single_header(headers, "authorization", "MissingAuthenticationToken")
         )
         amz_date = _single_header(headers, "x-amz-date", "IncompleteSignature")
@@ -157,7 +157,7 @@ class Verifier:
         string_to_sign = _string_to_sign(amz_date, auth.scope, canonical)
         key = _signing_key(secret, auth.date, self._region, self._service)
         expected = hmac.digest(key, string_to_sign, "sha256").hex()  # one call into OpenSSL
-        if not hmac.compare_digest(expected, auth.signature):
+        if not hmac.compare_digest(expected, signature):
             raise SignatureError(
                 "InvalidSignature",
                 "The request signature we calculated does not match the signature you "
@@ -254,8 +254,23 @@ def _incomplete(message: str) -> SignatureError:
     return SignatureError("IncompleteSignature", f"Malformed Authorization header: {message}")
 
 
-def _parse_authorization(value: str) -> _Authorization:
-    """Parse ``AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...``."""
+def _parse_authorization(value: str) -> tuple[_Authorization, str]:
+    """Parse ``AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...`` into its
+    parts and the signature. A client sends the same header but for the signature with every
+    request of a day: in the form SDKs write (the signature last), the rest is parsed once."""
+    head, separator, signature = value.rpartition(_LAST_SIGNATURE)
+    if separator and len(signature) == 64 and _LOWER_HEX.issuperset(signature):
+        return _parsed_head(head), signature
+    return _parse_whole_authorization(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_head(head: str) -> _Authorization:
+    """The parts of an Authorization header ``head``, as if a valid signature followed."""
+    return _parse_whole_authorization(head + _LAST_SIGNATURE + "0" * 64)[0]
+
+
+def _parse_whole_authorization(value: str) -> tuple[_Authorization, str]:
     algorithm, _, rest = value.strip().partition(" ")
     if algorithm != ALGORITHM:
         raise _incomplete(f"the algorithm must be {ALGORITHM!r}, not {_show(algorithm)}.")
@@ -276,15 +291,15 @@ def _parse_authorization(value: str) -> _Authorization:
     if len(signature) != 64 or not _LOWER_HEX.issuperset(signature):
         raise _incomplete("Signature must be 64 lower-case hexadecimal digits.")
     access_key, date, region, service, terminator = credential
-    return _Authorization(
+    parts = _Authorization(
         access_key=access_key,
         date=date,
         region=region,
         service=service,
         terminator=terminator,
         signed_headers=signed_headers,
-        signature=signature,
     )
+    return parts, signature
 
 
 def _parse_auth_fields(text: str) -> dict[str, str]:
@@ -316,8 +331,10 @@ def _normalise_signed_headers(names: Sequence[str]) -> tuple[str, ...]:
     return tuple(sorted({name.strip().lower() for name in names}))
 
 
+@functools.lru_cache(maxsize=256)
 def _parse_amz_date(value: str) -> datetime.datetime:
-    """Parse an ISO 8601 basic-format UTC time such as ``20150830T123600Z``."""
+    """Parse an ISO 8601 basic-format UTC time such as ``20150830T123600Z`` (remembered: the
+    requests of one second share it)."""
     digits = value[:8] + value[9:15]
     if (
         len(value) != 16
