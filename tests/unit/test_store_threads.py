@@ -117,7 +117,7 @@ def test_answers_of_queued_work_reach_the_loop_together(linger: float, most_wake
         wakes = _counting_wakes(asyncio.get_running_loop())
         first = asyncio.ensure_future(threads.run(gate.wait))
         await asyncio.sleep(0.05)  # the thread waits at the gate
-        rest = [asyncio.ensure_future(threads.run(abs, -n)) for n in range(20)]
+        rest = [asyncio.ensure_future(threads.run_brief(abs, -n)) for n in range(20)]
         await asyncio.sleep(0)
         gate.set()
         await first
@@ -140,8 +140,8 @@ def test_a_kept_answer_waits_no_longer_than_the_linger_and_one_piece_of_work() -
     async def main() -> float:
         first = asyncio.ensure_future(threads.run(gate.wait))
         await asyncio.sleep(0.05)
-        quick = asyncio.ensure_future(threads.run(abs, -1))
-        slow = [asyncio.ensure_future(threads.run(time.sleep, 0.1)) for _ in range(10)]
+        quick = asyncio.ensure_future(threads.run_brief(abs, -1))
+        slow = [asyncio.ensure_future(threads.run_brief(time.sleep, 0.1)) for _ in range(10)]
         await asyncio.sleep(0)
         started = time.monotonic()
         gate.set()
@@ -156,3 +156,32 @@ def test_a_kept_answer_waits_no_longer_than_the_linger_and_one_piece_of_work() -
     finally:
         threads.shutdown()
     assert waited < 0.5  # the linger (0.05 s) and at most one slow piece (0.1 s), not all ten
+
+
+def test_no_answer_is_kept_behind_work_that_may_wait_long() -> None:
+    """A write may wait on a lock for seconds: the answers kept so far go to their loop
+    before it starts, however long the linger."""
+    threads = StoreThreads(1, "test-store", linger=60.0)
+    gate, write_started = threading.Event(), threading.Event()
+
+    def write() -> str:
+        write_started.set()
+        gate.wait(10)
+        return "written"
+
+    async def main() -> None:
+        first = asyncio.ensure_future(threads.run_brief(time.sleep, 0.05))
+        reads = [asyncio.ensure_future(threads.run_brief(abs, -n)) for n in range(5)]
+        waiting = asyncio.ensure_future(threads.run(write))
+        done, _ = await asyncio.wait([first, *reads], timeout=5)
+        assert write_started.is_set()
+        assert len(done) == 6  # answered while the write still waits
+        assert [r.result() for r in reads] == list(range(5))
+        gate.set()
+        assert await waiting == "written"
+
+    try:
+        asyncio.run(main())
+    finally:
+        gate.set()
+        threads.shutdown()

@@ -59,10 +59,12 @@ POOL_SIZE = 10  # PostgreSQL connections a process keeps (and as many more at pe
 # embedded query costs microseconds: more threads would only contend for the GIL and the write
 # lock; measured in bench/README.md)
 POOL_THREADS = 4
-# how long SQLite's store thread keeps an answer while it runs the work queued behind it, to
-# wake the loop once for several (see store/threads.py): CPython's switch interval, the time a
-# thread that waits for the GIL lets pass before it asks for it
-SQLITE_LINGER = 0.005
+# how long a store thread keeps an answer while it runs brief work queued behind it, to wake
+# the loop once for several (see store/threads.py): CPython's switch interval, the time a
+# thread that waits for the GIL lets pass before it asks for it. SQLite's one thread keeps
+# answers behind any work (its work takes microseconds; measured in bench/README.md);
+# PostgreSQL's threads only behind reads (Database.run_read), as a write may wait on a lock
+LINGER = 0.005
 # a PostgreSQL connection idle this long (seconds) is pinged before its next use: a store
 # thread's kept reader, and a pooled connection at checkout
 IDLE_PING = 1.0
@@ -114,9 +116,19 @@ class Database:
         process's store threads, and return its result: no database call blocks the loop
         (a lock wait, a slow query, a network round trip)."""
         threads = self._threads or self._start_threads()
+        run = threads.run_brief if self.is_sqlite else threads.run
         if kwargs:
-            return await threads.run(lambda: work(*args, **kwargs))
-        return await threads.run(work, *args)
+            return await run(lambda: work(*args, **kwargs))
+        return await run(work, *args)
+
+    async def run_read(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """:meth:`run` for work that only reads in autocommit mode (:meth:`read` with
+        ``snapshot=False``: it waits on no lock), whose answer may be handed back to the loop
+        with others (store/threads.py)."""
+        threads = self._threads or self._start_threads()
+        if kwargs:
+            return await threads.run_brief(lambda: work(*args, **kwargs))
+        return await threads.run_brief(work, *args)
 
     def _start_threads(self) -> StoreThreads:
         with self._threads_lock:
@@ -126,7 +138,7 @@ class Database:
                     count,
                     "opennimble-store",
                     initializer=self._store_thread,
-                    linger=SQLITE_LINGER if self.is_sqlite else 0.0,
+                    linger=LINGER,
                 )
             return self._threads
 

@@ -6,15 +6,16 @@ per hop one at a time, 12 us when requests queue (measured on the benchmark mach
 bench/README.md). Here a hop is one queue put and one ``call_soon_threadsafe`` that sets the
 loop's own future: 19 us one at a time, 3 us when requests queue. Every API read pays one.
 
-Answers can be handed back in batches (``linger``, for threads whose work takes microseconds:
-SQLite's). A thread that finishes a piece of work while more is already queued keeps the
-answer and runs the next piece, for up to ``linger`` seconds, then hands every answer it kept
-to its loop at once; with nothing queued, at once. Waking the loop for each answer made the
-two threads take the GIL from each other at the calls into SQLite that followed (each
-releases it): 3.7 context switches and ~100 us of CPU per Get with 32 requests queued, on the
-benchmark machine. An answer waits at most ``linger`` plus the piece of work that started
-before it was due, which is why threads whose work waits on the network (PostgreSQL's, where
-a lock wait can last) hand each answer over at once.
+Answers can be handed back in batches (``linger``). A thread that finishes a piece of work
+while more is already queued keeps the answer and runs the next piece, for up to ``linger``
+seconds, then hands every answer it kept to its loop at once; with nothing queued, at once.
+Waking the loop for each answer made the threads take the GIL from each other at the calls
+into the database that followed (each releases it): 3.7 context switches and ~100 us of CPU
+per SQLite Get with 32 requests queued, and on PostgreSQL a third of the process's CPU spent
+in the kernel's task switches. An answer is kept only behind *brief* work (:meth:`run_brief`:
+work that cannot wait long, such as a read in autocommit mode, which waits on no lock); before
+other work starts (a write may wait on a lock for seconds) the kept answers are handed over.
+So an answer waits at most ``linger`` plus one brief piece of work.
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-# (the waiting loop, or None for a caller outside any loop; its future; the work; its arguments)
+# (the waiting loop, or None for a caller outside any loop; its future; the work; its
+# arguments; whether it is brief: answers may be kept behind it)
 _Item = tuple[
     asyncio.AbstractEventLoop | None,
     "asyncio.Future[Any] | concurrent.futures.Future[Any]",
     Callable[..., Any],
     tuple[Any, ...],
+    bool,
 ]
 
 
@@ -64,16 +67,25 @@ class StoreThreads:
             thread.start()
 
     async def run(self, work: Callable[..., T], *args: Any) -> T:
-        """``work(*args)`` in one of the threads; its result or its exception."""
+        """``work(*args)`` in one of the threads; its result or its exception. The answers a
+        thread keeps are handed over before it starts ``work``, which may wait long."""
+        return await self._run(work, args, False)
+
+    async def run_brief(self, work: Callable[..., T], *args: Any) -> T:
+        """The same for work that cannot wait long (it takes no lock): answers of work before
+        it may be kept while it runs, to wake their loop once for several."""
+        return await self._run(work, args, True)
+
+    async def _run(self, work: Callable[..., T], args: tuple[Any, ...], brief: bool) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put((loop, future, work, args))
+        self._queue.put((loop, future, work, args, brief))
         return await future
 
     def call(self, work: Callable[..., T], *args: Any) -> T:
         """The same from a thread that runs no event loop (waits for the result)."""
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._queue.put((None, future, work, args))
+        self._queue.put((None, future, work, args, False))
         return future.result()
 
     def shutdown(self) -> None:
@@ -97,9 +109,11 @@ class StoreThreads:
             if item is None:
                 answers.hand_over()
                 return
-            loop, future, work, args = item
+            loop, future, work, args, brief = item
             if future.cancelled():  # its caller stopped waiting before it started
                 continue
+            if answers and not brief:  # it may wait long: hold no answer back behind it
+                answers.hand_over()
             try:
                 result = work(*args)
             except BaseException as exc:  # handed to the caller, whatever it is
