@@ -189,3 +189,50 @@ def test_bad_arns_and_tags_are_refused(world: World) -> None:
         "aws:",
     )
     assert "aws:owner" not in tags_of(admin, arn)
+
+
+def _listed(client: Any, studio_id: str, owner: str, session_id: str) -> dict[str, Any] | None:
+    pages = client.get_paginator("list_streaming_sessions").paginate(
+        studioId=studio_id, ownedBy=owner
+    )
+    found = [s for page in pages for s in page["sessions"] if s["sessionId"] == session_id]
+    assert len(found) <= 1
+    return dict(found[0]) if found else None
+
+
+def test_a_listed_session_shows_each_change_at_once_as_its_get_does(world: World) -> None:
+    """Servers keep listed sessions written (by their whole row): a change of any kind shows
+    in the next listing, exactly as in a Get."""
+    artist = world.artist.client()
+    sid, owner = world.studio.studio_id, world.artist.user_id
+    session = artist.create_streaming_session(
+        studioId=sid, launchProfileId=world.studio.launch_profile_id, tags={"shot": "010"}
+    )["session"]
+    ident, arn = session["sessionId"], session["arn"]
+    deleted = False
+    try:
+        artist.get_waiter("streaming_session_ready").wait(
+            studioId=sid, sessionId=ident, WaiterConfig=FAST
+        )
+        changes = [
+            lambda: None,
+            lambda: artist.tag_resource(resourceArn=arn, tags={"shot": "020", "take": "3"}),
+            lambda: artist.untag_resource(resourceArn=arn, tagKeys=["shot"]),
+        ]
+        for change in changes:
+            change()
+            for _ in range(2):  # listed afresh, then as remembered
+                got = artist.get_streaming_session(studioId=sid, sessionId=ident)["session"]
+                assert _listed(artist, sid, owner, ident) == got
+        assert got["tags"] == {"take": "3"}
+        assert got["state"] == "READY"
+        artist.delete_streaming_session(studioId=sid, sessionId=ident)
+        deleted = True
+        listed = _listed(artist, sid, owner, ident)
+        assert listed is None or listed["state"] in ("DELETE_IN_PROGRESS", "DELETED")
+    finally:
+        if not deleted:
+            artist.delete_streaming_session(studioId=sid, sessionId=ident)
+        artist.get_waiter("streaming_session_deleted").wait(
+            studioId=sid, sessionId=ident, WaiterConfig=FAST
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from opennimble import clock, errors
@@ -169,6 +170,17 @@ def test_serialize_writes_lists_of_nested_structures_in_the_models_order() -> No
         b'"stopAt":"2023-11-14T22:13:20.000Z","tags":{"team":"fx"},'
         b'"volumeConfiguration":{"size":500,"throughput":125}},{}]}'
     )
+
+
+def test_a_fragment_written_before_is_put_in_the_response_as_it_is() -> None:
+    op = model.operations()["ListStreamingSessions"]
+    session = {"sessionId": "ss-1", "createdAt": 1_700_000_000_123_456, "secretThing": 1}
+    written = serialize.fragment(model.shape_named("StreamingSession"), session)
+    assert isinstance(written, orjson.Fragment)
+    _, _, direct = serialize.response(op, {"sessions": [session]})
+    _, _, from_fragment = serialize.response(op, {"sessions": [written]})
+    assert from_fragment == direct
+    assert direct == b'{"sessions":[{"createdAt":"2023-11-14T22:13:20.123Z","sessionId":"ss-1"}]}'
 
 
 def test_error_response_names_its_type() -> None:

@@ -7,6 +7,7 @@ from typing import Protocol
 
 import sqlalchemy as sa
 
+from opennimble.api.rendered import Rendered
 from opennimble.domain import ids, paging, stream_tokens
 from opennimble.domain.identity import Caller
 from opennimble.domain.quotas import Quotas
@@ -36,6 +37,8 @@ class Installation:
     stream_tokens: stream_tokens.StreamTokens
     wake_reconciler: Wake
     quotas: Quotas = dataclasses.field(default_factory=Quotas)
+    # the sessions this process listed, written (api/rendered.py)
+    rendered: Rendered = dataclasses.field(default_factory=Rendered)
 
     def arn(self, resource_type: str, resource_id: str) -> str:
         return ids.arn(self.region, self.account_id, resource_type, resource_id)

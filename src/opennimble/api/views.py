@@ -6,8 +6,11 @@ from typing import Any
 
 from opennimble.api.context import Context
 from opennimble.domain import eulas, resources, tags
+from opennimble.protocol import model, serialize
+from opennimble.store import sessions as sessions_store
 
 Row = dict[str, Any]
+_SESSION = model.shape_named("StreamingSession")
 
 
 def resource(ctx: Context, row: Row) -> Row:
@@ -72,6 +75,17 @@ def session(ctx: Context, row: Row) -> Row:
         "volumeConfiguration": attrs.get("volumeConfiguration"),
         "startedFromBackupId": attrs.get("startedFromBackupId"),
     }
+
+
+def listed_sessions(ctx: Context, listed: list[tuple[Any, ...]]) -> list[Any]:
+    """Sessions as a listing reads them (``store.sessions.listed``), each written once per
+    process and row (api/rendered.py): the StreamingSession structures of the answer."""
+
+    def write(values: tuple[Any, ...]) -> Any:
+        return serialize.fragment(_SESSION, session(ctx, sessions_store.listed_row(values)))
+
+    rendered = ctx.install.rendered
+    return [rendered.get(values, write) for values in listed]
 
 
 def backup(ctx: Context, row: Row) -> Row:

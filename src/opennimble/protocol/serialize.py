@@ -56,6 +56,12 @@ _building = threading.Lock()
 _UNKNOWN = object()
 
 
+def fragment(shape: model.Shape, value: Any) -> orjson.Fragment:
+    """``value`` of ``shape`` written as JSON once, to be put in responses as it is (a
+    response's writer passes a fragment through in place of a structure)."""
+    return orjson.Fragment(orjson.dumps(_value(shape, value)))
+
+
 def _value(shape: model.Shape, value: Any) -> Any:
     write = _writer(shape)
     return value if write is None else write(value)
@@ -101,8 +107,14 @@ def _structure(members: list[tuple[str, str, Writer | None]]) -> Writer:
     """A structure's writer as one generated function (the way ``dataclasses`` builds its
     methods): a line per member, no loop over a table of members. A page of 100 sessions
     (27 members each) is written in half the time the loop took."""
-    namespace: dict[str, Any] = {"_iso": clock.iso}
-    lines = ["def structure(value):", "    get = value.get", "    out = {}"]
+    namespace: dict[str, Any] = {"_iso": clock.iso, "_Fragment": orjson.Fragment}
+    lines = [
+        "def structure(value):",
+        "    if value.__class__ is _Fragment:",  # written before (fragment())
+        "        return value",
+        "    get = value.get",
+        "    out = {}",
+    ]
     for index, (name, location, inner) in enumerate(members):
         lines += [f"    item = get({name!r})", "    if item is not None:"]
         if inner is None:

@@ -32,7 +32,7 @@ def page(
     owned_by: str | None,
     after: paging.Key | None,
     limit: int,
-) -> paging.Page:
+) -> paging.Page[paging.Row]:
     where = [t.c.studio_id == studio_id]
     if owned_by is not None:
         where.append(t.c.owned_by == owned_by)

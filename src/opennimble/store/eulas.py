@@ -53,7 +53,7 @@ def delete(conn: sa.Connection, eula_ids: Iterable[str]) -> None:
 
 def page(
     conn: sa.Connection, eula_ids: list[str] | None, after: paging.Key | None, limit: int
-) -> paging.Page:
+) -> paging.Page[paging.Row]:
     where: list[sa.ColumnElement[bool]] = []
     if eula_ids is not None:
         where.append(t.c.eula_id.in_(eula_ids))
@@ -80,7 +80,7 @@ def page_acceptances(
     eula_ids: list[str] | None,
     after: paging.Key | None,
     limit: int,
-) -> paging.Page:
+) -> paging.Page[paging.Row]:
     where: list[sa.ColumnElement[bool]] = [acceptances.c.studio_id == studio_id]
     if accepted_by is not None:
         where.append(acceptances.c.accepted_by == accepted_by)

@@ -32,7 +32,9 @@ def get(conn: sa.Connection, scope_id: str, principal_id: str) -> Row | None:
     return dict(row._mapping) if row else None
 
 
-def page(conn: sa.Connection, scope_id: str, after: paging.Key | None, limit: int) -> paging.Page:
+def page(
+    conn: sa.Connection, scope_id: str, after: paging.Key | None, limit: int
+) -> paging.Page[paging.Row]:
     return paging.fetch(conn, t, "principal_id", [t.c.scope_id == scope_id], after, limit)
 
 

@@ -8,16 +8,21 @@ whole listing.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 
 Key = tuple[int, str]
+R = TypeVar("R")
+Row = dict[str, Any]
 
 
 @dataclasses.dataclass(frozen=True)
-class Page:
-    rows: list[dict[str, Any]]
+class Page(Generic[R]):
+    """A page's rows (dicts, or the driver's tuples) and the key of its last row when more
+    follow."""
+
+    rows: list[R]
     next_key: Key | None
 
 
@@ -31,7 +36,7 @@ def fetch(
     columns: list[sa.Column[Any]] | None = None,
     *,
     newest_first: bool = False,
-) -> Page:
+) -> Page[Row]:
     """A page of ``table``'s rows (``columns`` of them, or all) that match ``where``."""
     created, ident = table.c.created_at, table.c[id_column]
     conditions = list(where)
@@ -57,7 +62,7 @@ def after_bound(table: sa.Table, id_column: str) -> sa.ColumnElement[bool]:
     return key > bound
 
 
-def cut(rows: list[dict[str, Any]], id_column: str, limit: int) -> Page:
+def cut(rows: list[dict[str, Any]], id_column: str, limit: int) -> Page[Row]:
     """The page of ``rows`` (fetched with ``limit`` + 1, to know whether more follow)."""
     if len(rows) <= limit:
         return Page(rows, None)

@@ -44,7 +44,7 @@ def page(
     limit: int,
     only_ids: list[str] | None = None,
     states: list[str] | None = None,
-) -> paging.Page:
+) -> paging.Page[paging.Row]:
     where = [t.c.kind == kind]
     if states:
         where.append(t.c.state.in_(states))

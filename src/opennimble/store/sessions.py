@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from opennimble.store import events, generations, hot, id_lists, paging, schema
+from opennimble.store import database, events, generations, hot, id_lists, paging, schema
 
 Row = dict[str, Any]
 t = schema.sessions
@@ -66,6 +66,16 @@ BOOKKEEPING = frozenset(
     }
 )
 SHOWN = [c for c in t.c if c.name not in BOOKKEEPING]
+# the listings' columns: SHOWN's, the JSON ones as their text on both databases, so that a
+# listed row's values are hashable (the key of what the API makes of a row: api/rendered.py)
+# and decoded only where needed (listed_row)
+_JSON_SHOWN = frozenset(c.name for c in SHOWN if isinstance(c.type, sa.JSON))
+LISTED: list[sa.ColumnElement[Any]] = [
+    sa.cast(c, sa.Text).label(c.name) if c.name in _JSON_SHOWN else c for c in SHOWN
+]
+LISTED_NAMES = tuple(c.name for c in SHOWN)
+_LISTED_JSON = tuple(i for i, c in enumerate(SHOWN) if c.name in _JSON_SHOWN)
+_LISTED_KEY = (LISTED_NAMES.index("created_at"), LISTED_NAMES.index("session_id"))
 
 # the read path's statements (see store/hot.py)
 _by_id: sa.BindParameter[str] = sa.bindparam("session_id")
@@ -123,20 +133,15 @@ def page(
     states: Iterable[str] | None = None,
     launch_profile_id: str | None = None,
     newest_first: bool = False,
-) -> paging.Page:
+) -> paging.Page[paging.Row]:
     """A page of the sessions (the columns the API shows: :data:`SHOWN`) that match. The API's
     listings (oldest first, no state or launch profile filter) use statements built once."""
     plain = states is None and launch_profile_id is None and not newest_first
     if session_ids is None and plain:
-        statement = _page_statement(owned_by is not None, created_by is not None, after is not None)
-        params: dict[str, Any] = {
-            "studio_id": studio_id,
-            "owned_by": owned_by,
-            "created_by": created_by,
-        }
-        if after is not None:
-            params.update(after_created=after[0], after_id=after[1])
-        return paging.cut(statement.rows(conn, **params, limit=limit + 1), "session_id", limit)
+        found = listed(
+            conn, studio_id, owned_by=owned_by, created_by=created_by, after=after, limit=limit
+        )
+        return paging.Page([listed_row(values) for values in found.rows], found.next_key)
     where = [t.c.studio_id == studio_id]
     if owned_by is not None:
         where.append(t.c.owned_by == owned_by)
@@ -153,6 +158,47 @@ def page(
     )
 
 
+# a page of sessions as the driver gave them: each the values of LISTED (JSON as text), the
+# same values for the same row on every read (listed_row decodes one)
+Listed = paging.Page[tuple[Any, ...]]
+
+
+def listed(
+    conn: sa.Connection,
+    studio_id: str,
+    *,
+    owned_by: str | None,
+    created_by: str | None,
+    after: paging.Key | None,
+    limit: int,
+) -> Listed:
+    """The API's listings (oldest first; by owner, by creator or all), on statements built
+    once: a page of sessions undecoded."""
+    statement = _page_statement(owned_by is not None, created_by is not None, after is not None)
+    params: dict[str, Any] = {
+        "studio_id": studio_id,
+        "owned_by": owned_by,
+        "created_by": created_by,
+    }
+    if after is not None:
+        params.update(after_created=after[0], after_id=after[1])
+    values = statement.tuples(conn, **params, limit=limit + 1)
+    if len(values) <= limit:
+        return Listed(values, None)
+    last = values[limit - 1]
+    created, ident = _LISTED_KEY
+    return Listed(values[:limit], (int(last[created]), str(last[ident])))
+
+
+def listed_row(values: tuple[Any, ...]) -> Row:
+    """A listed session's row, as :func:`page` gives it (its JSON columns decoded)."""
+    row = dict(zip(LISTED_NAMES, values, strict=True))
+    for index in _LISTED_JSON:
+        name = LISTED_NAMES[index]
+        row[name] = database.json_value(row[name])
+    return row
+
+
 def _page_statement(owned: bool, created: bool, after: bool) -> hot.Statement:
     """The page query of one combination of filters, built once."""
     key = (owned, created, after)
@@ -166,7 +212,7 @@ def _page_statement(owned: bool, created: bool, after: bool) -> hot.Statement:
         if after:
             where.append(paging.after_bound(t, "session_id"))
         query = (
-            sa.select(*SHOWN)
+            sa.select(*LISTED)
             .where(*where)
             .order_by(t.c.created_at, t.c.session_id)
             .limit(sa.bindparam("limit", type_=sa.Integer))
