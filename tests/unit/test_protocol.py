@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import orjson
 import pytest
 
 from opennimble import clock, errors
@@ -172,14 +171,16 @@ def test_serialize_writes_lists_of_nested_structures_in_the_models_order() -> No
     )
 
 
-def test_a_fragment_written_before_is_put_in_the_response_as_it_is() -> None:
+def test_a_value_written_before_is_put_in_the_response_as_it_is() -> None:
     op = model.operations()["ListStreamingSessions"]
     session = {"sessionId": "ss-1", "createdAt": 1_700_000_000_123_456, "secretThing": 1}
-    written = serialize.fragment(model.shape_named("StreamingSession"), session)
-    assert isinstance(written, orjson.Fragment)
+    written = serialize.written(model.shape_named("StreamingSession"), session)
+    assert written == session  # read as the dict it is (the portal calls handlers itself)
+    with pytest.raises(TypeError, match="read-only"):
+        written["state"] = "READY"  # shared by every listing of the same row
     _, _, direct = serialize.response(op, {"sessions": [session]})
-    _, _, from_fragment = serialize.response(op, {"sessions": [written]})
-    assert from_fragment == direct
+    _, _, from_written = serialize.response(op, {"sessions": [written]})
+    assert from_written == direct
     assert direct == b'{"sessions":[{"createdAt":"2023-11-14T22:13:20.123Z","sessionId":"ss-1"}]}'
 
 

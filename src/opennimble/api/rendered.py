@@ -1,5 +1,5 @@
-"""Listed sessions written once: each process keeps the JSON of the sessions it listed, keyed
-by the session's row exactly as the database gave it.
+"""Listed sessions written once: each process keeps the sessions it listed, as views with
+their JSON (``serialize.Written``), keyed by the session's row exactly as the database gave it.
 
 A listed session costs ~5 us to decode, view and write (its JSON columns, 27 members, six
 timestamps), a page of 100 half a millisecond; an admin's dashboard or a wrangler's script
@@ -17,9 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import orjson
+from opennimble.protocol import serialize
 
-# the most sessions kept (~1 KB each); then the memory starts again
+# the most sessions kept (a view and its JSON, ~3 KB each: ~25 MB at most); then the memory
+# starts again
 KEPT = 8192
 
 Values = tuple[Any, ...]
@@ -30,12 +31,14 @@ class Rendered:
 
     def __init__(self, kept: int = KEPT) -> None:
         self._kept = kept
-        self._written: dict[Values, orjson.Fragment] = {}
+        self._written: dict[Values, serialize.Written] = {}
 
     def __len__(self) -> int:
         return len(self._written)
 
-    def get(self, values: Values, write: Callable[[Values], orjson.Fragment]) -> orjson.Fragment:
+    def get(
+        self, values: Values, write: Callable[[Values], serialize.Written]
+    ) -> serialize.Written:
         """The session of ``values`` as JSON: remembered, or ``write(values)`` remembered."""
         found = self._written.get(values)
         if found is None:

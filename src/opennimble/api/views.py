@@ -77,12 +77,12 @@ def session(ctx: Context, row: Row) -> Row:
     }
 
 
-def listed_sessions(ctx: Context, listed: list[tuple[Any, ...]]) -> list[Any]:
-    """Sessions as a listing reads them (``store.sessions.listed``), each written once per
-    process and row (api/rendered.py): the StreamingSession structures of the answer."""
+def listed_sessions(ctx: Context, listed: list[tuple[Any, ...]]) -> list[serialize.Written]:
+    """Sessions as a listing reads them (``store.sessions.listed``), each viewed and written
+    once per process and row (api/rendered.py); read-only views, shared."""
 
-    def write(values: tuple[Any, ...]) -> Any:
-        return serialize.fragment(_SESSION, session(ctx, sessions_store.listed_row(values)))
+    def write(values: tuple[Any, ...]) -> serialize.Written:
+        return serialize.written(_SESSION, session(ctx, sessions_store.listed_row(values)))
 
     rendered = ctx.install.rendered
     return [rendered.get(values, write) for values in listed]

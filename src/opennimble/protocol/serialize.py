@@ -56,10 +56,26 @@ _building = threading.Lock()
 _UNKNOWN = object()
 
 
-def fragment(shape: model.Shape, value: Any) -> orjson.Fragment:
-    """``value`` of ``shape`` written as JSON once, to be put in responses as it is (a
-    response's writer passes a fragment through in place of a structure)."""
-    return orjson.Fragment(orjson.dumps(_value(shape, value)))
+class Written(dict[str, Any]):
+    """A structure's value with its JSON written once (``fragment``, :func:`written`): a
+    response's writer puts that JSON in as it is; other readers (the portal calls handlers
+    itself) read the value as the dict it is. Read-only: it may be shared by many requests."""
+
+    __slots__ = ("fragment",)
+    fragment: orjson.Fragment
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("a written value is read-only (it may be shared): copy it to change it")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _read_only
+    __ior__ = _read_only
+
+
+def written(shape: model.Shape, value: dict[str, Any]) -> Written:
+    """``value`` of structure ``shape``, with its JSON written now, once."""
+    out = Written(value)
+    out.fragment = orjson.Fragment(orjson.dumps(_value(shape, value)))
+    return out
 
 
 def _value(shape: model.Shape, value: Any) -> Any:
@@ -107,11 +123,11 @@ def _structure(members: list[tuple[str, str, Writer | None]]) -> Writer:
     """A structure's writer as one generated function (the way ``dataclasses`` builds its
     methods): a line per member, no loop over a table of members. A page of 100 sessions
     (27 members each) is written in half the time the loop took."""
-    namespace: dict[str, Any] = {"_iso": clock.iso, "_Fragment": orjson.Fragment}
+    namespace: dict[str, Any] = {"_iso": clock.iso, "_Written": Written}
     lines = [
         "def structure(value):",
-        "    if value.__class__ is _Fragment:",  # written before (fragment())
-        "        return value",
+        "    if value.__class__ is _Written:",  # written before (written())
+        "        return value.fragment",
         "    get = value.get",
         "    out = {}",
     ]
