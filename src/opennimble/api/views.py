@@ -45,6 +45,8 @@ def member(row: Row) -> Row:
 
 
 def session(ctx: Context, row: Row) -> Row:
+    # listings keep what this makes of a row, keyed by the row (api/rendered.py): it may read
+    # nothing else but the installation
     attrs = row["attrs"]
     return {
         "arn": ctx.install.arn(tags.SESSION_ARN_TYPE, row["session_id"]),
