@@ -131,11 +131,16 @@ class App:
             if op is not None and op.method != "GET" and self.trail is not None:
                 self._refused(scope, op, path_params, error)
             return (*serialize.error_response(error), name, "-")
-        if self.group is not None and op.method != "GET":
-            return await self._handle_on_loop(scope, match, raw_path, query, body)
-        if op.method == "GET" and not self.db.is_sqlite:
+        if self._on_loop(op):
             return await self._handle_on_loop(scope, match, raw_path, query, body)
         return await self.db.run(self._handle, scope, match, raw_path, query, body)
+
+    def _on_loop(self, op: model.Operation) -> bool:
+        """Whether ``op`` is answered on the loop: SQLite's writes (their group commit) and
+        PostgreSQL's reads (see :meth:`_handle_on_loop`)."""
+        if op.method == "GET":
+            return not self.db.is_sqlite
+        return self.group is not None
 
     async def _handle_on_loop(
         self, scope: Scope, match: routing.Match, raw_path: str, query: str, body: bytes
@@ -166,8 +171,8 @@ class App:
             else:
                 result = await self.dispatcher.invoke_grouped(op, caller, params)
         except Exception as exc:
-            return _answer(scope, op, raw_path, prepared.caller, exc)
-        return _answer(scope, op, raw_path, prepared.caller, result)
+            return _answer(scope, op, raw_path, caller, exc)
+        return _answer(scope, op, raw_path, caller, result)
 
     def _handle(
         self, scope: Scope, match: routing.Match, raw_path: str, query: str, body: bytes

@@ -115,20 +115,20 @@ class Database:
         """Run ``work`` (which opens its own transactions) off the event loop, in the
         process's store threads, and return its result: no database call blocks the loop
         (a lock wait, a slow query, a network round trip)."""
-        threads = self._threads or self._start_threads()
-        run = threads.run_brief if self.is_sqlite else threads.run
-        if kwargs:
-            return await run(lambda: work(*args, **kwargs))
-        return await run(work, *args)
+        return await self._hop(self.is_sqlite, work, *args, **kwargs)
 
     async def run_read(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """:meth:`run` for work that only reads in autocommit mode (:meth:`read` with
         ``snapshot=False``: it waits on no lock), whose answer may be handed back to the loop
         with others (store/threads.py)."""
+        return await self._hop(True, work, *args, **kwargs)
+
+    async def _hop(self, brief: bool, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         threads = self._threads or self._start_threads()
+        run = threads.run_brief if brief else threads.run
         if kwargs:
-            return await threads.run_brief(lambda: work(*args, **kwargs))
-        return await threads.run_brief(work, *args)
+            return await run(lambda: work(*args, **kwargs))
+        return await run(work, *args)
 
     def _start_threads(self) -> StoreThreads:
         with self._threads_lock:

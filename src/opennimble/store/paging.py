@@ -8,6 +8,7 @@ whole listing.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
@@ -48,7 +49,7 @@ def fetch(
     selected = sa.select(*columns) if columns is not None else sa.select(table)
     query = selected.where(*conditions).order_by(*order).limit(limit + 1)
     rows = [dict(r._mapping) for r in conn.execute(query)]
-    return cut(rows, id_column, limit)
+    return cut(rows, limit, lambda last: (int(last["created_at"]), str(last[id_column])))
 
 
 def after_bound(table: sa.Table, id_column: str) -> sa.ColumnElement[bool]:
@@ -62,10 +63,10 @@ def after_bound(table: sa.Table, id_column: str) -> sa.ColumnElement[bool]:
     return key > bound
 
 
-def cut(rows: list[dict[str, Any]], id_column: str, limit: int) -> Page[Row]:
-    """The page of ``rows`` (fetched with ``limit`` + 1, to know whether more follow)."""
+def cut(rows: list[R], limit: int, key_of: Callable[[R], Key]) -> Page[R]:
+    """The page of ``rows`` (fetched with ``limit`` + 1, to know whether more follow); the next
+    page starts after the key of its last row (``key_of``)."""
     if len(rows) <= limit:
         return Page(rows, None)
     rows = rows[:limit]
-    last = rows[-1]
-    return Page(rows, (int(last["created_at"]), str(last[id_column])))
+    return Page(rows, key_of(rows[-1]))

@@ -182,12 +182,12 @@ def listed(
     }
     if after is not None:
         params.update(after_created=after[0], after_id=after[1])
-    values = statement.tuples(conn, **params, limit=limit + 1)
-    if len(values) <= limit:
-        return Listed(values, None)
-    last = values[limit - 1]
     created, ident = _LISTED_KEY
-    return Listed(values[:limit], (int(last[created]), str(last[ident])))
+    return paging.cut(
+        statement.tuples(conn, **params, limit=limit + 1),
+        limit,
+        lambda last: (int(last[created]), str(last[ident])),
+    )
 
 
 def listed_row(values: tuple[Any, ...]) -> Row:
