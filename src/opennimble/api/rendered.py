@@ -1,10 +1,11 @@
-"""Listed sessions written once: each process keeps the sessions it listed, as views with
-their JSON (``serialize.Written``), keyed by the session's row exactly as the database gave it.
+"""Sessions written once: each process keeps the sessions it listed or was asked for (a
+ListStreamingSessions, a GetStreamingSession), as views with their JSON
+(``serialize.Written``), keyed by the session's row exactly as the database gave it.
 
-A listed session costs ~5 us to decode, view and write (its JSON columns, 27 members, six
-timestamps), a page of 100 half a millisecond; an admin's dashboard or a wrangler's script
-lists the same sessions again and again, and most of them change rarely. The key is every
-value the view reads (``store.sessions.LISTED``, its JSON columns as text), so an entry can
+A session costs ~5 us to decode, view and write (its JSON columns, 27 members, six
+timestamps), a page of 100 half a millisecond; an admin's dashboard lists the same sessions
+again and again, a render farm's wrangler polls them, and most of them change rarely. The key
+is every value the view reads (``store.sessions.LISTED``, its JSON columns as text), so an entry can
 never be stale: a changed session is another key, written anew, and the old one is dropped
 with the rest when the memory is full. Nothing to invalidate, the same on every server.
 

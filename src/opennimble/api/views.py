@@ -82,12 +82,17 @@ def session(ctx: Context, row: Row) -> Row:
 def listed_sessions(ctx: Context, listed: list[tuple[Any, ...]]) -> list[serialize.Written]:
     """Sessions as a listing reads them (``store.sessions.listed``), each viewed and written
     once per process and row (api/rendered.py); read-only views, shared."""
+    return [listed_session(ctx, values) for values in listed]
 
-    def write(values: tuple[Any, ...]) -> serialize.Written:
-        return serialize.written(_SESSION, session(ctx, sessions_store.listed_row(values)))
 
-    rendered = ctx.install.rendered
-    return [rendered.get(values, write) for values in listed]
+def listed_session(ctx: Context, values: tuple[Any, ...]) -> serialize.Written:
+    """A session as listings read it (``store.sessions.listed``, ``get_listed``), viewed and
+    written once per process and row (api/rendered.py); a read-only view, shared."""
+    return ctx.install.rendered.get(values, lambda values: _written_session(ctx, values))
+
+
+def _written_session(ctx: Context, values: tuple[Any, ...]) -> serialize.Written:
+    return serialize.written(_SESSION, session(ctx, sessions_store.listed_row(values)))
 
 
 def backup(ctx: Context, row: Row) -> Row:

@@ -164,30 +164,45 @@ def _owner_problems(
     ]
 
 
-def requested(
-    conn: sa.Connection, caller: Caller, studio_id: str, session_id: str, *, shown: bool = False
-) -> Row:
-    """The session a request names, if the caller may act on it (see :func:`readable`);
-    ``shown``: only the columns the API shows (:data:`session_store.SHOWN`)."""
-    if shown:
-        row, generation = session_store.get_shown(conn, session_id, studio_id)
-        if generation is not None:
-            access.seen(conn, generation)
-    else:
-        row = session_store.get(conn, session_id, studio_id)
+def requested(conn: sa.Connection, caller: Caller, studio_id: str, session_id: str) -> Row:
+    """The session a request names, if the caller may act on it (see :func:`readable`)."""
+    row = session_store.get(conn, session_id, studio_id)
     return readable(conn, caller, studio_id, row, session_id)
+
+
+def requested_listed(
+    conn: sa.Connection, caller: Caller, studio_id: str, session_id: str
+) -> tuple[Any, ...]:
+    """The session a request names as listings read it (``session_store.get_listed``), if the
+    caller may act on it (see :func:`readable`)."""
+    values, generation = session_store.get_listed(conn, session_id, studio_id)
+    if generation is not None:
+        access.seen(conn, generation)
+    owner = None if values is None else values[session_store.LISTED_OWNER]
+    _may_act(conn, caller, studio_id, owner, session_id)
+    assert values is not None
+    return values
 
 
 def readable(
     conn: sa.Connection, caller: Caller, studio_id: str, session: Row | None, session_id: str
 ) -> Row:
     """A session the caller may act on: its owner's, or any for an admin."""
+    _may_act(conn, caller, studio_id, None if session is None else session["owned_by"], session_id)
+    assert session is not None
+    return session
+
+
+def _may_act(
+    conn: sa.Connection, caller: Caller, studio_id: str, owner: str | None, session_id: str
+) -> None:
+    """Refuse a caller outside the studio, a session that is not there (``owner`` None) and
+    a caller who is neither its owner nor an admin."""
     access.studio(conn, caller, studio_id)
-    if session is None:
+    if owner is None:
         raise errors.not_found("Streaming session", session_id)
     action = f"act on streaming session {session_id}"
-    access.require_owner_or_admin(conn, caller, studio_id, session["owned_by"], action, "its owner")
-    return session
+    access.require_owner_or_admin(conn, caller, studio_id, owner, action, "its owner")
 
 
 RUN_CONTEXTS = ("SYSTEM_INITIALIZATION", "USER_INITIALIZATION")

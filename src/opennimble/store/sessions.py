@@ -76,6 +76,8 @@ LISTED: list[sa.ColumnElement[Any]] = [
 LISTED_NAMES = tuple(c.name for c in SHOWN)
 _LISTED_JSON = tuple(i for i, c in enumerate(SHOWN) if c.name in _JSON_SHOWN)
 _LISTED_KEY = (LISTED_NAMES.index("created_at"), LISTED_NAMES.index("session_id"))
+# where a listed session's owner is
+LISTED_OWNER = LISTED_NAMES.index("owned_by")
 
 # the read path's statements (see store/hot.py)
 _by_id: sa.BindParameter[str] = sa.bindparam("session_id")
@@ -83,8 +85,8 @@ _get = hot.Statement(sa.select(t).where(t.c.session_id == _by_id))
 _get_in = hot.Statement(
     sa.select(t).where(t.c.session_id == _by_id, t.c.studio_id == sa.bindparam("studio_id"))
 )
-_get_shown = hot.Statement(
-    sa.select(*SHOWN, generations.column().label("access_generation")).where(
+_get_listed = hot.Statement(
+    sa.select(*LISTED, generations.column().label("access_generation")).where(
         t.c.session_id == _by_id, t.c.studio_id == sa.bindparam("studio_id")
     )
 )
@@ -109,16 +111,17 @@ def get(conn: sa.Connection, session_id: str, studio_id: str | None = None) -> R
     return _get_in.first(conn, session_id=session_id, studio_id=studio_id)
 
 
-def get_shown(
+def get_listed(
     conn: sa.Connection, session_id: str, studio_id: str
-) -> tuple[Row | None, int | None]:
-    """The session's columns the API shows (:data:`SHOWN`), as listings read them: the
-    reconciler's bookkeeping is neither read nor decoded; and the access generation, read in
-    the same statement (None: there is no such session)."""
-    row = _get_shown.first(conn, session_id=session_id, studio_id=studio_id)
-    if row is None:
+) -> tuple[tuple[Any, ...] | None, int | None]:
+    """The session as listings read it (the values of :data:`LISTED`, undecoded: the same
+    values as in a page, the key of what the API makes of them) and the access generation,
+    read in the same statement (None, None: there is no such session)."""
+    found = _get_listed.tuples(conn, session_id=session_id, studio_id=studio_id)
+    if not found:
         return None, None
-    return row, generations.counted(row.pop("access_generation"))
+    values = found[0]
+    return values[:-1], generations.counted(values[-1])
 
 
 def page(

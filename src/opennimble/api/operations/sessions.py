@@ -52,8 +52,8 @@ def create_streaming_session(ctx: Context, params: Params) -> Result:
 @handler
 def get_streaming_session(ctx: Context, params: Params) -> Result:
     studio_id, session_id = params["studioId"], params["sessionId"]
-    row = rules.requested(ctx.conn, ctx.caller, studio_id, session_id, shown=True)
-    return {"session": views.session(ctx, row)}
+    values = rules.requested_listed(ctx.conn, ctx.caller, studio_id, session_id)
+    return {"session": views.listed_session(ctx, values)}
 
 
 @handler
