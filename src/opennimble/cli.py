@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 import opennimble
-from opennimble import admin, config, installation, logs, upkeep, webhooks_cli
+from opennimble import admin, collector, config, installation, logs, upkeep, webhooks_cli
 from opennimble.api import coverage
 from opennimble.protocol import model
 from opennimble.store import crypto, database
@@ -88,6 +88,7 @@ def serve(config_file: str | None, with_demo: bool, **flags: Any) -> None:
         err=True,
     )
     click.echo(f"data: {settings.data_dir.resolve()}; database: {db.engine.url!r}", err=True)
+    collector.settle()
     http_servers.run(app, sock, settings)
     if lock is not None:
         lock.close()
@@ -142,6 +143,7 @@ def worker(config_file: str | None, **flags: Any) -> None:
         f"database: {db.engine.url!r}",
         err=True,
     )
+    collector.settle()
     try:
         asyncio.run(_until_signalled(reconciler.run()))
     except database.LockTaken:
