@@ -157,7 +157,7 @@ def _verifier() -> Verifier:
         region=REGION,
         service=SERVICE,
         lookup={ACCESS_KEY: SECRET_KEY}.get,
-        now=lambda: SUITE_TIME,
+        now=SUITE_TIME.timestamp,
     )
 
 

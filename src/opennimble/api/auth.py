@@ -41,13 +41,13 @@ class Authenticator:
             region=region,
             service="nimble",
             lookup=self._secret,
-            now=lambda: clock.to_datetime(now()),
+            now=lambda: now() / 1_000_000,
         )
         self._remembered_verifier = sigv4.Verifier(
             region=region,
             service="nimble",
             lookup=self._remembered_secret,
-            now=lambda: clock.to_datetime(now()),
+            now=lambda: now() / 1_000_000,
         )
 
     def _remembered(self, access_key_id: str) -> tuple[str, Caller] | None:

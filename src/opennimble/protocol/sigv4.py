@@ -22,6 +22,7 @@ import datetime
 import functools
 import hashlib
 import hmac
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final, Literal
 from urllib.parse import quote, unquote_to_bytes
@@ -107,11 +108,6 @@ class _Authorization:
         return f"{self.date}/{self.region}/{self.service}/{self.terminator}"
 
 
-def _utc_now() -> datetime.datetime:
-    """Return the current time as an aware UTC datetime."""
-    return datetime.datetime.now(datetime.UTC)
-
-
 class Verifier:
     """Checks SigV4 signatures for one region and service."""
 
@@ -122,16 +118,14 @@ class Verifier:
         service: str,
         lookup: SecretLookup,
         max_skew: datetime.timedelta = datetime.timedelta(minutes=15),
-        now: Callable[[], datetime.datetime] = _utc_now,
+        now: Callable[[], float] = time.time,
     ) -> None:
-        """Verify requests scoped to ``region``/``service`` with secrets from ``lookup``.
-
-        ``now`` should return an aware datetime; a naive one is taken to be UTC.
-        """
+        """Verify requests scoped to ``region``/``service`` with secrets from ``lookup``;
+        ``now`` gives the server's time in seconds since the epoch."""
         self._region = region
         self._service = service
         self._lookup = lookup
-        self._max_skew = max_skew
+        self._max_skew = max_skew.total_seconds()
         self._now = now
 
     def verify(self, request: SignedRequest) -> str:
@@ -141,7 +135,7 @@ class Verifier:
             _single_header(headers, "authorization", "MissingAuthenticationToken")
         )
         amz_date = _single_header(headers, "x-amz-date", "IncompleteSignature")
-        request_time = _parse_amz_date(amz_date)
+        request_time = _parse_amz_date(amz_date)  # in seconds since the epoch
         self._check_scope(auth, amz_date)
         _check_signed_headers(auth.signed_headers, headers)
         self._check_skew(request_time, amz_date)
@@ -175,6 +169,13 @@ class Verifier:
 
     def _check_scope(self, auth: _Authorization, amz_date: str) -> None:
         """Refuse a credential scope for another day, region or service."""
+        if (
+            auth.date == amz_date[:8]
+            and auth.region == self._region
+            and auth.service == self._service
+            and auth.terminator == TERMINATOR
+        ):
+            return
         wanted = (
             ("date", amz_date[:8], auth.date),
             ("region", self._region, auth.region),
@@ -192,14 +193,12 @@ class Verifier:
                 f"Credential scope {_show(auth.scope)} is invalid: {'; '.join(wrong)}.",
             )
 
-    def _check_skew(self, request_time: datetime.datetime, amz_date: str) -> None:
+    def _check_skew(self, request_time: float, amz_date: str) -> None:
         """Refuse a request signed too long before or after the server's current time."""
         now = self._now()
-        if now.tzinfo is None:
-            now = now.replace(tzinfo=datetime.UTC)
         if abs(now - request_time) <= self._max_skew:
             return
-        minutes = f"{self._max_skew.total_seconds() / 60:g} min."
+        minutes = f"{self._max_skew / 60:g} min."
         if request_time < now:  # AWS's words, which SDKs that correct clock skew recognise
             limit = _amz_date(now - self._max_skew)
             message = (
@@ -215,8 +214,9 @@ class Verifier:
         raise SignatureError("SignatureExpired", message + " Check the clock of the client.")
 
 
-def _amz_date(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+def _amz_date(seconds: float) -> str:
+    """A time in seconds since the epoch as X-Amz-Date writes it."""
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def _show(text: str) -> str:
@@ -332,10 +332,10 @@ def _normalise_signed_headers(names: Sequence[str]) -> tuple[str, ...]:
 
 
 @functools.lru_cache(maxsize=2048)
-def _parse_amz_date(value: str) -> datetime.datetime:
-    """Parse an ISO 8601 basic-format UTC time such as ``20150830T123600Z`` (remembered: the
-    requests of one second share it, and 2,048 hold every second of the default skew's
-    window, 15 minutes either side, whatever the number of clients)."""
+def _parse_amz_date(value: str) -> float:
+    """Parse an ISO 8601 basic-format UTC time such as ``20150830T123600Z`` into seconds since
+    the epoch (remembered: the requests of one second share it, and 2,048 hold every second
+    of the default skew's window, 15 minutes either side, whatever the number of clients)."""
     digits = value[:8] + value[9:15]
     if (
         len(value) != 16
@@ -356,18 +356,25 @@ def _parse_amz_date(value: str) -> datetime.datetime:
             int(value[11:13]),
             int(value[13:15]),
             tzinfo=datetime.UTC,
-        )
+        ).timestamp()
     except ValueError:
         raise SignatureError(
             "IncompleteSignature", f"X-Amz-Date {_show(value)} is not a valid time."
         ) from None
 
 
-def _check_signed_headers(signed_headers: Sequence[str], headers: _HeaderMap) -> None:
+def _check_signed_headers(signed_headers: tuple[str, ...], headers: _HeaderMap) -> None:
     """Require ``host`` and every ``x-amz-*`` header of the request to be signed (they carry
     what the request means: its time, its client token), and every signed header present. A
     session token may be added after signing, as AWS allows; callers decide whether they take
     session tokens at all."""
+    _check_signed_names(signed_headers, tuple(headers))
+
+
+@functools.lru_cache(maxsize=256)
+def _check_signed_names(signed_headers: tuple[str, ...], headers: tuple[str, ...]) -> None:
+    """:func:`_check_signed_headers` by the request's header names (remembered when they
+    pass: a client sends the same headers, signed the same way, with every request)."""
     if "host" not in signed_headers:
         raise SignatureError(
             "IncompleteSignature", "The 'host' header must be among the SignedHeaders."
