@@ -5,9 +5,9 @@ ListStreamingSessions, a GetStreamingSession), as views with their JSON
 A session costs ~5 us to decode, view and write (its JSON columns, 27 members, six
 timestamps), a page of 100 half a millisecond; an admin's dashboard lists the same sessions
 again and again, a render farm's wrangler polls them, and most of them change rarely. The key
-is every value the view reads (``store.sessions.LISTED``, its JSON columns as text), so an entry can
-never be stale: a changed session is another key, written anew, and the old one is dropped
-with the rest when the memory is full. Nothing to invalidate, the same on every server.
+is every value the view reads (``store.sessions.LISTED``, its JSON columns as text), so an
+entry can never be stale: a changed session is another key, written anew, and the old one is
+dropped with the rest when the memory is full. Nothing to invalidate, the same on every server.
 
 What a session's JSON depends on besides its row must be in the key too: here only the
 installation (its ARNs), which owns the memory.
