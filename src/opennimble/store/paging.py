@@ -8,7 +8,7 @@ whole listing.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
@@ -34,7 +34,7 @@ def fetch(
     where: list[sa.ColumnElement[bool]],
     after: Key | None,
     limit: int,
-    columns: list[sa.Column[Any]] | None = None,
+    columns: Sequence[sa.ColumnElement[Any]] | None = None,
     *,
     newest_first: bool = False,
 ) -> Page[Row]:

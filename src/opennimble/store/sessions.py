@@ -75,6 +75,8 @@ LISTED: list[sa.ColumnElement[Any]] = [
 ]
 LISTED_NAMES = tuple(c.name for c in SHOWN)
 _LISTED_JSON = tuple(i for i, c in enumerate(SHOWN) if c.name in _JSON_SHOWN)
+# listed_row decodes the JSON columns only: SQLite would give a boolean as 0 or 1
+assert not any(isinstance(c.type, sa.Boolean) for c in SHOWN), "decode it in listed_row"
 _LISTED_KEY = (LISTED_NAMES.index("created_at"), LISTED_NAMES.index("session_id"))
 # where a listed session's owner is
 LISTED_OWNER = LISTED_NAMES.index("owned_by")
@@ -139,10 +141,15 @@ def page(
 ) -> paging.Page[paging.Row]:
     """A page of the sessions (the columns the API shows: :data:`SHOWN`) that match. The API's
     listings (oldest first, no state or launch profile filter) use statements built once."""
-    plain = states is None and launch_profile_id is None and not newest_first
-    if session_ids is None and plain:
+    if states is None and launch_profile_id is None and not newest_first:
         found = listed(
-            conn, studio_id, owned_by=owned_by, created_by=created_by, after=after, limit=limit
+            conn,
+            studio_id,
+            owned_by=owned_by,
+            created_by=created_by,
+            session_ids=session_ids,
+            after=after,
+            limit=limit,
         )
         return paging.Page([listed_row(values) for values in found.rows], found.next_key)
     where = [t.c.studio_id == studio_id]
@@ -174,9 +181,19 @@ def listed(
     created_by: str | None,
     after: paging.Key | None,
     limit: int,
+    session_ids: list[str] | None = None,
 ) -> Listed:
-    """The API's listings (oldest first; by owner, by creator or all), on statements built
-    once: a page of sessions undecoded."""
+    """The API's listings (oldest first; by owner, by creator, of ``session_ids`` or all): a
+    page of sessions undecoded, on statements built once but for ``session_ids`` (an ``IN``
+    list of any length)."""
+    if session_ids is not None:
+        where = [t.c.studio_id == studio_id, t.c.session_id.in_(session_ids)]
+        if owned_by is not None:
+            where.append(t.c.owned_by == owned_by)
+        if created_by is not None:
+            where.append(t.c.created_by == created_by)
+        found = paging.fetch(conn, t, "session_id", where, after, limit, LISTED)
+        return paging.Page([tuple(row.values()) for row in found.rows], found.next_key)
     statement = _page_statement(owned_by is not None, created_by is not None, after is not None)
     params: dict[str, Any] = {
         "studio_id": studio_id,

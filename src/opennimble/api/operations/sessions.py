@@ -124,29 +124,18 @@ def list_streaming_sessions(ctx: Context, params: Params) -> Result:
     )
     session_ids = _session_ids(params.get("sessionIds"))
     created_by = params.get("createdBy")
-    listing_id = ("ListStreamingSessions", studio_id, owned_by, created_by, session_ids)
-    if session_ids is not None:
-        rows, token = listing.page(
-            ctx,
-            params,
-            listing_id,
-            lambda after, limit: store.page(
-                ctx.conn,
-                studio_id,
-                owned_by=owned_by,
-                created_by=created_by,
-                session_ids=session_ids,
-                after=after,
-                limit=limit,
-            ),
-        )
-        return {"sessions": [views.session(ctx, r) for r in rows], "nextToken": token}
     listed, token = listing.page(
         ctx,
         params,
-        listing_id,
+        ("ListStreamingSessions", studio_id, owned_by, created_by, session_ids),
         lambda after, limit: store.listed(
-            ctx.conn, studio_id, owned_by=owned_by, created_by=created_by, after=after, limit=limit
+            ctx.conn,
+            studio_id,
+            owned_by=owned_by,
+            created_by=created_by,
+            session_ids=session_ids,
+            after=after,
+            limit=limit,
         ),
     )
     return {"sessions": views.listed_sessions(ctx, listed), "nextToken": token}
