@@ -37,17 +37,15 @@ class Authenticator:
         self._known: dict[str, tuple[str, Caller]] = {}
         self._from: dict[tuple[Caller, str], Caller] = {}  # callers with their client address
         self._lock = threading.Lock()
+
+        def seconds() -> float:  # the verifier's clock: seconds since the epoch
+            return now() / 1_000_000
+
         self._verifier = sigv4.Verifier(
-            region=region,
-            service="nimble",
-            lookup=self._secret,
-            now=lambda: now() / 1_000_000,
+            region=region, service="nimble", lookup=self._secret, now=seconds
         )
         self._remembered_verifier = sigv4.Verifier(
-            region=region,
-            service="nimble",
-            lookup=self._remembered_secret,
-            now=lambda: now() / 1_000_000,
+            region=region, service="nimble", lookup=self._remembered_secret, now=seconds
         )
 
     def _remembered(self, access_key_id: str) -> tuple[str, Caller] | None:
